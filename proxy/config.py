@@ -1,0 +1,247 @@
+"""The service configuration: TOML → frozen, validated objects with clear errors.
+
+The embedded default (proxy/defaults/sendwarden.toml) lets 127.0.0.1 and ::1 relay without
+AUTH, listens on 127.0.0.1:10025 and delivers into a development Maildir under ./var/outbox.
+Relative paths in a config file are relative to that file's directory; in the embedded default,
+to the working directory.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from proxy.tomlfile import ConfigError, read_toml, validate
+
+EMBEDDED = "embedded default"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def parse_hostport(text: str, default_port: int | None = None) -> tuple[str, int]:
+    """'127.0.0.1:25', '[::1]:25', 'host:25' → (host, port)."""
+    text = text.strip()
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else ""
+        if not sep:
+            raise ValueError(f"{text!r}: missing ']'")
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep:
+            host, port_text = text, ""
+    if not port_text:
+        if default_port is None:
+            raise ValueError(f"{text!r}: expected HOST:PORT")
+        return host, default_port
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"{text!r}: port must be a number from 0 to 65535")
+    if not host:
+        raise ValueError(f"{text!r}: missing host")
+    return host, int(port_text)
+
+
+class Listener(_Strict):
+    name: str = "default"
+    address: str = "127.0.0.1:10025"
+    # Transactions on this listener belong to this stream unless a policy stream selects
+    # the listener by name anyway.
+    proxy_protocol: bool = False
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v: str) -> str:
+        parse_hostport(v)
+        return v
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        return parse_hostport(self.address)
+
+
+class TLS(_Strict):
+    cert: str = ""
+    key: str = ""
+    # With no cert/key, make a self-signed development pair under the state directory on the
+    # first start, so STARTTLS (and so AUTH) work out of the box. Never for production.
+    dev_cert: bool = True
+
+    @model_validator(mode="after")
+    def _pair(self) -> "TLS":
+        if bool(self.cert) != bool(self.key):
+            raise ValueError("cert and key go together: set both or neither")
+        return self
+
+
+class Auth(_Strict):
+    # A TOML file of `user = "argon2 hash"` (see `sendwarden passwd`). Empty: no AUTH offered.
+    credentials: str = ""
+    mechanisms: list[Literal["PLAIN", "LOGIN"]] = Field(default_factory=lambda: ["PLAIN", "LOGIN"])
+
+
+class Upstream(_Strict):
+    # smtp://HOST:PORT (the MTA), or maildir:PATH (a development sink).
+    url: str = "maildir:var/outbox"
+    starttls: Literal["opportunistic", "required", "off"] = "opportunistic"
+    verify: bool = True
+    helo: str = ""
+    pool_size: int = Field(default=4, ge=0, le=256)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if v.startswith("smtp://"):
+            parse_hostport(v[len("smtp://"):].rstrip("/"), 25)
+        elif v.startswith("maildir:"):
+            if not v[len("maildir:"):]:
+                raise ValueError("maildir: needs a path")
+        else:
+            raise ValueError("expected smtp://HOST:PORT or maildir:PATH")
+        return v
+
+
+class Limits(_Strict):
+    max_message_size: int = Field(default=25 * 1024 * 1024, ge=1024)
+    max_recipients: int = Field(default=1000, ge=1)
+    max_connections: int = Field(default=1000, ge=1)
+    max_connections_per_client: int = Field(default=100, ge=1)
+    max_line_length: int = Field(default=998, ge=78)
+
+
+class Timeouts(_Strict):
+    """Seconds. `command` is the idle time allowed between client commands; `data` bounds the
+    whole DATA upload. `policy` bounds the lookups made to judge one message; the upstream
+    budgets bound each step of relaying. Together they keep every outcome explicit: a slow
+    upstream yields a 451, never a client-side timeout with an unknown outcome."""
+
+    command: float = Field(default=300, gt=0)
+    data: float = Field(default=600, gt=0)
+    policy: float = Field(default=10, gt=0)
+    upstream_connect: float = Field(default=15, gt=0)
+    upstream_command: float = Field(default=60, gt=0)
+    upstream_data: float = Field(default=120, gt=0)
+    shutdown: float = Field(default=30, ge=0)
+
+
+class Smtp(_Strict):
+    # Bare CR or LF inside DATA: refuse (the default, safe against SMTP smuggling) or
+    # rewrite to CRLF before anything else looks at the message.
+    bare_line_endings: Literal["reject", "normalize"] = "reject"
+    # Names the relay uses for itself in the greeting and the Received header.
+    banner: str = "sendwarden ESMTP"
+
+
+class Quarantine(_Strict):
+    directory: str = "quarantine"
+
+
+class Audit(_Strict):
+    # How recipient (and sender) addresses appear in the audit log: a keyed hash, or clear.
+    addresses: Literal["hash", "clear"] = "hash"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["json", "console", "auto"] = "json"
+
+
+class ConfigFile(_Strict):
+    hostname: str = "localhost"
+    policy: str = "builtin:default"
+    state_dir: str = "var"
+    # Client networks that may relay without AUTH. Everybody else must authenticate.
+    relay_networks: list[str] = Field(default_factory=lambda: ["127.0.0.1/32", "::1/128"])
+    listeners: list[Listener] = Field(default_factory=lambda: [Listener()])
+    tls: TLS = TLS()
+    auth: Auth = Auth()
+    upstream: Upstream = Upstream()
+    limits: Limits = Limits()
+    timeouts: Timeouts = Timeouts()
+    smtp: Smtp = Smtp()
+    quarantine: Quarantine = Quarantine()
+    audit: Audit = Audit()
+
+    @field_validator("relay_networks")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        for net in v:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{net!r}: {exc}") from None
+        return v
+
+    @field_validator("listeners")
+    @classmethod
+    def _listeners(cls, v: list[Listener]) -> list[Listener]:
+        if not v:
+            raise ValueError("at least one listener is needed")
+        names = [listener.name for listener in v]
+        if len(set(names)) != len(names):
+            raise ValueError("listener names must be unique")
+        return v
+
+
+class Config:
+    """The loaded configuration with paths resolved. `file` is the validated TOML model."""
+
+    def __init__(self, file: ConfigFile, source: str, base: Path) -> None:
+        self.file = file
+        self.source = source
+        self.base = base
+        self.relay_networks = tuple(ipaddress.ip_network(n, strict=False) for n in file.relay_networks)
+
+    def path(self, value: str) -> Path:
+        p = Path(value)
+        return p if p.is_absolute() else self.base / p
+
+    @property
+    def state_dir(self) -> Path:
+        return self.path(self.file.state_dir)
+
+    @property
+    def quarantine_dir(self) -> Path:
+        q = Path(self.file.quarantine.directory)
+        return q if q.is_absolute() else self.state_dir / q
+
+    @property
+    def policy_path(self) -> str:
+        p = self.file.policy
+        return p if p.startswith("builtin:") else str(self.path(p))
+
+    def upstream_url(self) -> str:
+        url = self.file.upstream.url
+        if url.startswith("maildir:"):
+            return "maildir:" + str(self.path(url[len("maildir:"):]))
+        return url
+
+    def may_relay(self, ip: str) -> bool:
+        try:
+            addr = ipaddress.ip_address(ip.split("%", 1)[0])
+        except ValueError:
+            return False
+        if addr.version == 6 and addr.ipv4_mapped is not None:
+            addr = addr.ipv4_mapped
+        return any(addr in net for net in self.relay_networks)
+
+    def replace(self, **changes: object) -> "Config":
+        """A copy with top-level keys replaced (used by command-line overrides)."""
+        data = self.file.model_dump()
+        data.update(changes)
+        return Config(validate(ConfigFile, data, self.source), self.source, self.base)
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Load a service configuration file, or the embedded default when `path` is None."""
+    if path is None:
+        text = resources.files("proxy").joinpath("defaults/sendwarden.toml").read_text(encoding="utf-8")
+        return Config(validate(ConfigFile, read_toml(EMBEDDED, text), EMBEDDED), EMBEDDED, Path.cwd())
+    p = Path(path)
+    data = read_toml(p)
+    return Config(validate(ConfigFile, data, p), str(p), p.resolve().parent)
+
+
+__all__ = ["Config", "ConfigError", "ConfigFile", "load_config", "parse_hostport"]

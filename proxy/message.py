@@ -1,0 +1,237 @@
+"""The parsed, read-only view of one message that every check reads.
+
+The message is parsed once, with the fast `compat32` policy; everything derived from it (decoded
+headers, text parts, the HTML tree, links, attachments) is computed on first use and cached, so
+a policy whose checks never look at HTML never pays for an HTML parse. Checks must treat the
+view as immutable.
+
+Hostile input is the norm here: every accessor degrades to an empty or partial answer and
+records a defect instead of raising, so a check can always judge.
+"""
+
+from __future__ import annotations
+
+import email.header
+from dataclasses import dataclass, field
+from email import message_from_bytes
+from email.message import Message as EmailMessage
+from email.policy import compat32
+from email.policy import default as _default_policy
+from functools import cached_property
+from typing import Iterator
+
+# Bounds that keep one hostile message from costing unbounded time or memory.
+MAX_PARTS = 500
+MAX_DEPTH = 20
+MAX_HTML_BYTES = 2_000_000
+MAX_TEXT_CHARS = 2_000_000
+_HEADER_FACTORY = _default_policy.header_factory
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """One hyperlink: where it goes and what the reader sees."""
+
+    href: str
+    text: str
+    source: str  # "html" or "text"
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """A non-body MIME part: what it claims to be, and its decoded bytes."""
+
+    filename: str
+    content_type: str
+    payload: bytes
+
+    @property
+    def size(self) -> int:
+        return len(self.payload)
+
+
+@dataclass(frozen=True, slots=True)
+class HtmlView:
+    """What checks need from the HTML body, extracted in one walk of the tree."""
+
+    anchors: tuple[Link, ...]
+    visible_text: str
+    password_inputs: int
+    forms: int
+
+
+def decode_header(value: str | None) -> str:
+    """Decode an RFC 2047 header value to text; undecodable pieces are replaced, never raised."""
+    if value is None:
+        return ""
+    value = str(value)
+    if "=?" not in value:
+        return " ".join(value.split())
+    try:
+        parts = email.header.decode_header(value)
+    except (ValueError, LookupError, AssertionError):
+        return " ".join(value.split())
+    out = []
+    for chunk, charset in parts:
+        if isinstance(chunk, bytes):
+            try:
+                out.append(chunk.decode(charset or "ascii", errors="replace"))
+            except LookupError:
+                out.append(chunk.decode("latin-1"))
+        else:
+            out.append(chunk)
+    return " ".join("".join(out).split())
+
+
+def _decode_payload(part: EmailMessage) -> bytes:
+    try:
+        payload = part.get_payload(decode=True)
+    except Exception:  # broken base64/qp in the wild: judge what we can
+        return b""
+    return payload if isinstance(payload, bytes) else b""
+
+
+def _part_text(part: EmailMessage, limit: int) -> str:
+    raw = _decode_payload(part)[: limit * 4]
+    charset = part.get_content_charset() or "utf-8"
+    try:
+        return raw.decode(charset, errors="replace")[:limit]
+    except LookupError:
+        return raw.decode("utf-8", errors="replace")[:limit]
+
+
+@dataclass(frozen=True)
+class Message:
+    """A received message: the exact bytes, and lazily derived views of them."""
+
+    raw: bytes
+    _msg: EmailMessage = field(repr=False, compare=False)
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> "Message":
+        return cls(raw=raw, _msg=message_from_bytes(raw, policy=compat32))
+
+    # -- headers -----------------------------------------------------------------------------
+
+    def header(self, name: str) -> str | None:
+        """The first value of a header, decoded, or None when absent."""
+        value = self._msg.get(name)
+        return None if value is None else decode_header(value)
+
+    def headers(self, name: str) -> list[str]:
+        """Every value of a header, decoded, in order."""
+        return [decode_header(v) for v in (self._msg.get_all(name) or [])]
+
+    def raw_headers(self, name: str) -> list[str]:
+        """Every value of a header exactly as sent (unfolded only), for strict parsers."""
+        return [str(v) for v in (self._msg.get_all(name) or [])]
+
+    def count(self, name: str) -> int:
+        return len(self._msg.get_all(name) or [])
+
+    @cached_property
+    def subject(self) -> str:
+        return self.header("Subject") or ""
+
+    def addresses(self, name: str) -> list[tuple[str, str]]:
+        """(display name, addr-spec) pairs of every address in the header `name`, parsed with
+        the stdlib's RFC 5322 parser; an unparseable group yields an empty address."""
+        out: list[tuple[str, str]] = []
+        for value in self.raw_headers(name):
+            try:
+                parsed = _HEADER_FACTORY(name, value)
+                addrs = parsed.addresses  # type: ignore[attr-defined]
+            except Exception:  # the parser can fail on hostile input; judge it as invalid
+                out.append(("", ""))
+                continue
+            out.extend((a.display_name, a.addr_spec if a.domain else a.username) for a in addrs)
+        return out
+
+    @cached_property
+    def from_addresses(self) -> list[tuple[str, str]]:
+        """(display name, address) pairs of every From header."""
+        return self.addresses("From")
+
+    @cached_property
+    def defects(self) -> tuple[str, ...]:
+        found = []
+        for part in self._walk():
+            found.extend(type(d).__name__ for d in getattr(part, "defects", ()))
+        return tuple(found)
+
+    # -- body --------------------------------------------------------------------------------
+
+    def _walk(self) -> Iterator[EmailMessage]:
+        """Walk the MIME tree, bounded in parts and depth against hostile nesting."""
+        stack: list[tuple[EmailMessage, int]] = [(self._msg, 0)]
+        seen = 0
+        while stack and seen < MAX_PARTS:
+            part, depth = stack.pop()
+            seen += 1
+            yield part
+            if part.is_multipart() and depth < MAX_DEPTH:
+                payload = part.get_payload()
+                if isinstance(payload, list):
+                    stack.extend((p, depth + 1) for p in reversed(payload) if isinstance(p, EmailMessage))
+
+    @cached_property
+    def _bodies(self) -> tuple[list[EmailMessage], list[EmailMessage], list[EmailMessage]]:
+        """Split leaves into text/plain bodies, text/html bodies and attachments."""
+        texts: list[EmailMessage] = []
+        htmls: list[EmailMessage] = []
+        attachments: list[EmailMessage] = []
+        for part in self._walk():
+            if part.is_multipart():
+                continue
+            ctype = part.get_content_type()
+            disposition = (part.get("Content-Disposition") or "").split(";")[0].strip().lower()
+            if disposition == "attachment" or (part.get_filename() and disposition != "inline"):
+                attachments.append(part)
+            elif ctype == "text/plain":
+                texts.append(part)
+            elif ctype == "text/html":
+                htmls.append(part)
+            elif ctype.startswith("text/") or ctype == "message/rfc822":
+                continue
+            else:
+                attachments.append(part)
+        return texts, htmls, attachments
+
+    @cached_property
+    def text(self) -> str:
+        """The decoded text/plain bodies, joined."""
+        return "\n".join(_part_text(p, MAX_TEXT_CHARS) for p in self._bodies[0])[:MAX_TEXT_CHARS]
+
+    @cached_property
+    def html(self) -> str:
+        """The decoded text/html bodies, joined (empty when there are none)."""
+        return "\n".join(_part_text(p, MAX_HTML_BYTES) for p in self._bodies[1])[:MAX_HTML_BYTES]
+
+    @cached_property
+    def html_view(self) -> HtmlView:
+        from proxy.htmlview import extract
+
+        return extract(self.html)
+
+    @cached_property
+    def visible_text(self) -> str:
+        """What a reader sees: the text part and the HTML's visible text."""
+        return "\n".join(t for t in (self.text, self.html_view.visible_text) if t)
+
+    @cached_property
+    def attachments(self) -> tuple[Attachment, ...]:
+        out = []
+        for part in self._bodies[2]:
+            try:
+                filename = decode_header(part.get_filename() or "")
+            except Exception:
+                filename = ""
+            out.append(Attachment(filename, part.get_content_type(), _decode_payload(part)))
+        return tuple(out)
+
+    @cached_property
+    def links(self) -> tuple[Link, ...]:
+        """Every link in the HTML anchors, then every URL in the text part."""
+        from proxy.htmlview import text_links
+
+        return self.html_view.anchors + text_links(self.text)

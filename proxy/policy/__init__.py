@@ -1,0 +1,1 @@
+"""The functional core: parse once, run every check, decide once. No I/O in here."""

@@ -1,0 +1,227 @@
+"""Policy files: TOML → a validated, resolved `Policy`, ready for the engine.
+
+A policy file has four tables (see policies/default.toml for a commented example):
+  [policy]            mode (enforce | monitor), default_stream, default_action, tag_header
+  [streams.NAME]      kind (marketing | transactional) and what selects it: senders, users,
+                      listeners; optional per-stream [streams.NAME.actions] overrides
+  [actions]           rule ID, "family.*" or "*" → relay | quarantine | reject
+  [checks.FAMILY]     the family's options (enabled = false turns it off)
+Everything is validated at load; unknown keys, rules and families are errors.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from proxy.policy.registry import CHECKS, FAMILY_OPTIONS, Check, Options, load_builtin_checks
+from proxy.policy.rules import FAMILIES, RULES, family
+from proxy.policy.verdict import Action
+from proxy.tomlfile import ConfigError, read_toml, validate
+
+BUILTIN_DEFAULT = "builtin:default"
+ActionName = Literal["relay", "quarantine", "reject"]
+
+
+def _check_rule_key(key: str) -> str:
+    if key == "*" or key in RULES:
+        return key
+    if key.endswith(".*") and key[:-2] in FAMILIES:
+        return key
+    raise ValueError(f"unknown rule {key!r} (a rule ID from the catalogue, 'family.*' or '*')")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PolicySection(_Strict):
+    mode: Literal["enforce", "monitor"] = "enforce"
+    default_stream: str = "marketing"
+    default_action: ActionName = "quarantine"
+    tag_header: bool = True
+
+
+class StreamSection(_Strict):
+    kind: Literal["marketing", "transactional"]
+    senders: list[str] = Field(default_factory=list)
+    users: list[str] = Field(default_factory=list)
+    listeners: list[str] = Field(default_factory=list)
+    actions: dict[str, ActionName] = Field(default_factory=dict)
+
+    @field_validator("actions")
+    @classmethod
+    def _rules(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            _check_rule_key(key)
+        return value
+
+
+class PolicyFile(_Strict):
+    policy: PolicySection = PolicySection()
+    streams: dict[str, StreamSection] = Field(default_factory=dict)
+    actions: dict[str, ActionName] = Field(default_factory=dict)
+    checks: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @field_validator("actions")
+    @classmethod
+    def _rules(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            _check_rule_key(key)
+        return value
+
+
+@dataclass(frozen=True)
+class Stream:
+    name: str
+    marketing: bool
+    senders: tuple[str, ...]
+    users: frozenset[str]
+    listeners: frozenset[str]
+    actions: dict[str, Action]
+
+    def matches_sender(self, sender: str) -> bool:
+        sender = sender.lower()
+        domain = sender.rpartition("@")[2]
+        for pattern in self.senders:
+            if pattern.startswith("@"):
+                if domain == pattern[1:]:
+                    return True
+            elif fnmatch.fnmatchcase(sender, pattern):
+                return True
+        return False
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A resolved policy: streams, the action of every rule per stream, and the enabled checks
+    per stream with their options. Built once at load; the engine only looks things up."""
+
+    source: str
+    monitor: bool
+    default_stream: str
+    tag_header: bool
+    streams: dict[str, Stream]
+    action_table: dict[str, dict[str, Action]]  # stream → rule → action
+    checks: dict[str, tuple[tuple[Check, Options], ...]]  # stream → enabled checks
+    options: dict[str, Options]
+
+    def action(self, stream: str, rule: str) -> Action:
+        table = self.action_table.get(stream) or self.action_table[self.default_stream]
+        return table.get(rule) or table["*"]
+
+    def resolve_stream(self, *, listener: str = "", user: str | None = None, sender: str = "") -> Stream:
+        """Pick the stream for a transaction: the first stream, in file order, that names the
+        listener, the authenticated user or the envelope sender; else the default stream."""
+        for stream in self.streams.values():
+            if listener and listener in stream.listeners:
+                return stream
+            if user and user in stream.users:
+                return stream
+            if sender and stream.matches_sender(sender):
+                return stream
+        return self.streams[self.default_stream]
+
+    def with_monitor(self, monitor: bool) -> "Policy":
+        from dataclasses import replace
+
+        return replace(self, monitor=monitor)
+
+
+def _lookup(overrides: dict[str, str], rule: str) -> str | None:
+    return overrides.get(rule) or overrides.get(family(rule) + ".*") or overrides.get("*")
+
+
+def build(data: dict[str, Any], source: str) -> Policy:
+    load_builtin_checks()
+    pf = validate(PolicyFile, data, source)
+    options: dict[str, Options] = {}
+    for fam, raw in pf.checks.items():
+        model = FAMILY_OPTIONS.get(fam)
+        if model is None:
+            known = ", ".join(sorted(FAMILY_OPTIONS))
+            raise ConfigError(f"{source}: checks.{fam}: unknown check family (known: {known})")
+        options[fam] = validate(model, raw, source, ("checks", fam))
+    for fam, model in FAMILY_OPTIONS.items():
+        options.setdefault(fam, model())
+
+    streams: dict[str, Stream] = {}
+    for name in ("marketing", "transactional"):
+        if name not in pf.streams:
+            streams[name] = Stream(name, name == "marketing", (), frozenset(), frozenset(), {})
+    for name, s in pf.streams.items():
+        streams[name] = Stream(
+            name,
+            s.kind == "marketing",
+            tuple(p.lower() for p in s.senders),
+            frozenset(s.users),
+            frozenset(s.listeners),
+            {k: Action.parse(v) for k, v in s.actions.items()},
+        )
+    # A stream defined in the file comes before the implicit ones when resolving.
+    streams = {k: streams[k] for k in [*pf.streams, *[n for n in streams if n not in pf.streams]]}
+    if pf.policy.default_stream not in streams:
+        raise ConfigError(f"{source}: policy.default_stream: no stream named {pf.policy.default_stream!r}")
+
+    default_action = Action.parse(pf.policy.default_action)
+    action_table: dict[str, dict[str, Action]] = {}
+    checks: dict[str, tuple[tuple[Check, Options], ...]] = {}
+    for name, stream in streams.items():
+        table: dict[str, Action] = {}
+        for rule in [*RULES, "*"]:
+            stream_choice = _lookup({k: str(v) for k, v in stream.actions.items()}, rule) if stream.actions else None
+            choice = stream_choice or _lookup(pf.actions, rule)
+            table[rule] = Action.parse(choice) if choice else default_action
+        action_table[name] = table
+        checks[name] = tuple(
+            (chk, options[chk.family])
+            for chk in CHECKS.values()
+            if options[chk.family].enabled and (stream.marketing or not chk.marketing_only)
+        )
+    return Policy(
+        source=source,
+        monitor=pf.policy.mode == "monitor",
+        default_stream=pf.policy.default_stream,
+        tag_header=pf.policy.tag_header,
+        streams=streams,
+        action_table=action_table,
+        checks=checks,
+        options=options,
+    )
+
+
+def load_policy(path: str | Path) -> Policy:
+    """Load and resolve a policy file; `builtin:default` is the shipped strict AUP baseline."""
+    if str(path) == BUILTIN_DEFAULT:
+        text = resources.files("proxy.policies").joinpath("default.toml").read_text(encoding="utf-8")
+        return build(read_toml("policies/default.toml", text), "policies/default.toml")
+    return build(read_toml(path), str(path))
+
+
+def describe(policy: Policy) -> str:
+    """The resolved policy as people read it: streams, then each rule's action per stream."""
+    lines = [f"policy {policy.source}: mode {'monitor' if policy.monitor else 'enforce'}, default stream {policy.default_stream}"]
+    for s in policy.streams.values():
+        sel = []
+        if s.listeners:
+            sel.append("listeners " + ", ".join(sorted(s.listeners)))
+        if s.users:
+            sel.append("users " + ", ".join(sorted(s.users)))
+        if s.senders:
+            sel.append("senders " + ", ".join(s.senders))
+        kind = "marketing" if s.marketing else "transactional"
+        lines.append(f"stream {s.name} ({kind}): " + ("; ".join(sel) or "selected by default only"))
+    names = list(policy.streams)
+    lines.append("")
+    lines.append("rule".ljust(40) + "".join(n[:14].ljust(15) for n in names))
+    for rule in RULES:
+        lines.append(rule.ljust(40) + "".join(str(policy.action(n, rule)).ljust(15) for n in names))
+    lines.append("")
+    for n in names:
+        lines.append(f"checks on {n}: " + ", ".join(c.name for c, _ in policy.checks[n]))
+    return "\n".join(lines)

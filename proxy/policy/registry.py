@@ -1,0 +1,82 @@
+"""Where checks register: a check is a small pure function with a family, the rule IDs it may
+emit, and whether it applies to marketing streams only. Options live per family in the policy
+file (`[checks.FAMILY]`), validated by the family's options model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping
+
+from pydantic import BaseModel, ConfigDict
+
+from proxy.message import Message
+from proxy.policy.rules import RULES
+from proxy.policy.verdict import Finding
+
+
+class Options(BaseModel):
+    """Base of every family's options: strict, frozen, unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    enabled: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """Everything a check may know besides the message, fetched by the shell beforehand."""
+
+    stream: str = "marketing"
+    marketing: bool = True
+    mail_from: str = ""
+    rcpts: tuple[str, ...] = ()
+    client_ip: str = ""
+    helo: str = ""
+    auth_user: str | None = None
+    now: float = 0.0
+    facts: Mapping[str, Any] | None = None
+
+
+CheckFn = Callable[[Message, Context, Any], Iterable[Finding]]
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    name: str
+    family: str
+    rules: tuple[str, ...]
+    run: CheckFn
+    marketing_only: bool
+
+
+CHECKS: dict[str, Check] = {}
+FAMILY_OPTIONS: dict[str, type[Options]] = {}
+
+
+def options(family: str) -> Callable[[type[Options]], type[Options]]:
+    """Class decorator: this model validates `[checks.FAMILY]` in policy files."""
+
+    def register(model: type[Options]) -> type[Options]:
+        FAMILY_OPTIONS[family] = model
+        return model
+
+    return register
+
+
+def check(family: str, *, rules: tuple[str, ...], marketing_only: bool = False) -> Callable[[CheckFn], CheckFn]:
+    """Function decorator: register a check that may emit `rules`."""
+
+    def register(fn: CheckFn) -> CheckFn:
+        unknown = [r for r in rules if r not in RULES]
+        if unknown:
+            raise ValueError(f"check {fn.__name__} emits rules missing from the catalogue: {unknown}")
+        name = f"{family}.{fn.__name__}"
+        CHECKS[name] = Check(name, family, rules, fn, marketing_only)
+        FAMILY_OPTIONS.setdefault(family, Options)
+        return fn
+
+    return register
+
+
+def load_builtin_checks() -> None:
+    """Import every check module so that it registers itself."""
+    import proxy.policy.checks  # noqa: F401

@@ -1,0 +1,288 @@
+"""aiosmtpd's SMTP protocol, adapted to a relay that people can trust.
+
+What changes against aiosmtpd's defaults, and why:
+- DATA is read in bulk and refused on bare CR/LF (SMTP smuggling) or oversize, see datareader.
+- Every reply carries an RFC 3463 enhanced status code, since we advertise ENHANCEDSTATUSCODES
+  (aiosmtpd's own replies such as "503 Error: need MAIL command" lack one).
+- DSN parameters (RFC 3461: RET, ENVID, NOTIFY, ORCPT) are accepted and kept with their case,
+  to be passed upstream; aiosmtpd refuses any RCPT parameter with 555.
+- AUTH verifies password hashes off the event loop (argon2 is deliberately slow).
+- Connection limits answer 421 before the greeting; during shutdown idle sessions get 421.
+- The command timeout is lifted while a message is judged and relayed: the policy and upstream
+  budgets bound that time instead, so the client always gets an explicit reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+from typing import TYPE_CHECKING, Any
+
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, syntax
+
+from proxy.policy.verdict import Replies
+from proxy.smtp.datareader import read_data
+
+if TYPE_CHECKING:
+    from proxy.smtp.handler import RelayHandler
+
+# The default enhanced code for a basic reply code, when a reply does not carry its own.
+_ENHANCED = {
+    211: "2.0.0", 214: "2.0.0", 221: "2.0.0", 235: "2.7.0", 250: "2.0.0", 251: "2.1.5", 252: "2.5.0",
+    421: "4.3.2", 432: "4.7.12", 450: "4.2.0", 451: "4.3.0", 452: "4.3.1", 454: "4.7.0", 455: "4.5.4",
+    500: "5.5.2", 501: "5.5.4", 502: "5.5.1", 503: "5.5.1", 504: "5.5.4", 521: "5.3.2", 530: "5.7.0",
+    534: "5.7.9", 535: "5.7.8", 538: "5.7.11", 550: "5.0.0", 551: "5.1.6", 552: "5.3.4", 553: "5.1.3",
+    554: "5.0.0", 555: "5.5.4",
+}
+_HAS_ENHANCED = re.compile(r"^\d{3}[ -][245]\.\d{1,3}\.\d{1,3}(?: |$)")
+_DSN_MAIL = {"RET", "ENVID"}
+_DSN_RCPT = {"NOTIFY", "ORCPT"}
+_XTEXT = re.compile(r"^(?:[\x21-\x2a\x2c-\x3c\x3e-\x7e]|\+[0-9A-F]{2})+$")
+_NOTIFY = {"NEVER", "SUCCESS", "FAILURE", "DELAY"}
+AUTH_FAILURE_DELAY = 1.0
+MAX_AUTH_FAILURES = 3
+
+
+def with_enhanced(status: str) -> str:
+    """Add the default enhanced status code to a reply that lacks one (not to the greeting,
+    EHLO lines or 3xx intermediate replies)."""
+    if len(status) < 4 or not status[:3].isdigit() or status[0] not in "245" or _HAS_ENHANCED.match(status):
+        return status
+    code = int(status[:3])
+    enhanced = _ENHANCED.get(code)
+    if enhanced is None or status[3] == "-":
+        return status
+    return f"{status[:3]} {enhanced} {status[4:]}"
+
+
+def _split_dsn(params: str, allowed: set[str]) -> tuple[dict[str, str], str] | str:
+    """Take RFC 3461 parameters out of a MAIL/RCPT parameter string, keeping their case.
+
+    Returns (dsn, remaining parameters) or an error text.
+    """
+    dsn: dict[str, str] = {}
+    rest = []
+    for token in params.split():
+        key, eq, value = token.partition("=")
+        ukey = key.upper()
+        if ukey not in allowed:
+            rest.append(token)
+            continue
+        if not eq or not value or ukey in dsn:
+            return f"bad {ukey} parameter"
+        if ukey == "RET" and value.upper() not in ("FULL", "HDRS"):
+            return "RET must be FULL or HDRS"
+        if ukey == "NOTIFY":
+            items = value.upper().split(",")
+            if not set(items) <= _NOTIFY or ("NEVER" in items and len(items) > 1):
+                return "NOTIFY must be NEVER or a list of SUCCESS, FAILURE, DELAY"
+            value = ",".join(items)
+        if ukey in ("ENVID", "ORCPT"):
+            if len(value) > 500 or not _XTEXT.match(value):
+                return f"{ukey} must be xtext"
+            if ukey == "ORCPT" and ";" not in value:
+                return "ORCPT must be addr-type;xtext"
+        if ukey == "RET":
+            value = value.upper()
+        dsn[ukey] = value
+    return dsn, " ".join(rest)
+
+
+class RelaySMTP(SMTP):
+    """One client connection."""
+
+    # The reader's buffer limit. DATA is read in chunks of up to this size; command lines are
+    # still held to RFC 5321's 512 octets by aiosmtpd's command_size_limit check.
+    line_length_limit = 64 * 1024
+
+    def __init__(self, handler: "RelayHandler", **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self.relay_handler = handler
+        self.refused = False
+        self.in_transaction = False
+        self.closing = False
+        self.auth_failures = 0
+        self.pending_dsn: dict[str, str] = {}
+        self._greeting_reply = False
+
+    # -- connection ---------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self.transport is None and not self.relay_handler.admit(self, transport):
+            self.refused = True
+            transport.write(f"{Replies.too_many_connections()}\r\n".encode())  # type: ignore[attr-defined]
+            transport.close()
+            return
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self.refused:
+            return
+        self.relay_handler.release(self)
+        super().connection_lost(error)
+
+    async def push(self, status: str | bytes) -> None:
+        if isinstance(status, str) and not self._greeting_reply:
+            status = with_enhanced(status)
+        await super().push(status)
+
+    # HELO/EHLO replies carry no enhanced codes (RFC 2034 §3 exempts them).
+    @syntax("HELO hostname")
+    async def smtp_HELO(self, hostname: str) -> None:
+        self._greeting_reply = True
+        try:
+            await super().smtp_HELO(hostname)
+        finally:
+            self._greeting_reply = False
+
+    @syntax("EHLO hostname")
+    async def smtp_EHLO(self, hostname: str) -> None:
+        self._greeting_reply = True
+        try:
+            await super().smtp_EHLO(hostname)
+        finally:
+            self._greeting_reply = False
+
+    async def close_gracefully(self) -> None:
+        """Tell an idle client we are going away, then close (used at shutdown)."""
+        if self.transport is None or self.transport.is_closing():
+            return
+        try:
+            self._writer.write(f"{Replies.shutting_down()}\r\n".encode())
+            await asyncio.wait_for(self._writer.drain(), 2)
+        except (ConnectionError, asyncio.TimeoutError):
+            pass
+        if self.transport is not None:
+            self.transport.close()
+
+    # -- envelope commands: accept DSN parameters ------------------------------------------------
+
+    async def _with_dsn(self, keyword: str, arg: str | None, allowed: set[str]) -> tuple[bool, str | None]:
+        """Move DSN parameters from a MAIL/RCPT argument into `pending_dsn`.
+
+        Returns (go on, the argument without them); on a bad parameter the 501 is already sent.
+        """
+        self.pending_dsn = {}
+        if arg is None or not self.session or not self.session.extended_smtp:
+            return True, arg
+        stripped = self._strip_command_keyword(keyword, arg)
+        if stripped is None:
+            return True, arg
+        address, params = self._getaddr(stripped)
+        if address is None or not params:
+            return True, arg
+        split = _split_dsn(params, allowed)
+        if isinstance(split, str):
+            await self.push(f"501 5.5.4 {split}")
+            return False, None
+        self.pending_dsn, rest = split
+        head = stripped[: len(stripped) - len(params)].rstrip()
+        return True, f"{keyword}{head} {rest}".rstrip()
+
+    @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        go_on, arg = await self._with_dsn("FROM:", arg, _DSN_MAIL)
+        if go_on:
+            await super().smtp_MAIL(arg)
+
+    @syntax("RCPT TO: <address>", extended=" [SP <mail-parameters>]")
+    async def smtp_RCPT(self, arg: str | None) -> None:
+        go_on, arg = await self._with_dsn("TO:", arg, _DSN_RCPT)
+        if go_on:
+            await super().smtp_RCPT(arg)
+
+    # -- AUTH: verify off the event loop -------------------------------------------------------
+
+    async def _verify(self, mechanism: str, login: bytes, password: bytes) -> AuthResult:
+        ok = await self.relay_handler.verify_login(login, password)
+        if ok:
+            return AuthResult(success=True, auth_data=LoginPassword(login, password))
+        self.auth_failures += 1
+        self.relay_handler.auth_failed(self, login)
+        # Slow down guessing; after a few failures, hang up.
+        await asyncio.sleep(AUTH_FAILURE_DELAY)
+        if self.auth_failures >= MAX_AUTH_FAILURES:
+            await self.push("421 4.7.0 Too many authentication failures")
+            if self.transport is not None:
+                self.transport.close()
+            return AuthResult(success=False, handled=True)
+        return AuthResult(success=False)
+
+    async def auth_PLAIN(self, _: Any, args: list[str]) -> AuthResult:
+        if len(args) == 1:
+            data = await self.challenge_auth("")
+            if not isinstance(data, bytes):
+                return AuthResult(success=False)
+        else:
+            try:
+                data = base64.b64decode(args[1].encode(), validate=True)
+            except Exception:
+                await self.push("501 5.5.2 Can't decode base64")
+                return AuthResult(success=False, handled=True)
+        try:
+            _, login, password = data.split(b"\x00")
+        except ValueError:
+            await self.push("501 5.5.2 Can't split auth value")
+            return AuthResult(success=False, handled=True)
+        return await self._verify("PLAIN", login, password)
+
+    async def auth_LOGIN(self, _: Any, args: list[str]) -> AuthResult:
+        if len(args) == 1:
+            login = await self.challenge_auth(self.AuthLoginUsernameChallenge)
+            if not isinstance(login, bytes):
+                return AuthResult(success=False)
+        else:
+            try:
+                login = base64.b64decode(args[1].encode(), validate=True)
+            except Exception:
+                await self.push("501 5.5.2 Can't decode base64")
+                return AuthResult(success=False, handled=True)
+        password = await self.challenge_auth(self.AuthLoginPasswordChallenge)
+        if not isinstance(password, bytes):
+            return AuthResult(success=False)
+        return await self._verify("LOGIN", login, password)
+
+    # -- DATA ------------------------------------------------------------------------------------
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str | None) -> None:
+        if await self.check_helo_needed():
+            return
+        if await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None and self.session is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 5.5.1 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 5.5.4 Syntax: DATA")
+            return
+        settings = self.relay_handler.settings
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        self._reset_timeout(settings.data_timeout)
+        try:
+            result = await read_data(
+                self._reader,
+                max_size=settings.max_message_size,
+                max_line=settings.max_line_length,
+                normalize=settings.normalize,
+            )
+        except asyncio.CancelledError:
+            self._writer.close()
+            raise
+        if result.error == "eof":
+            if self.transport is not None:
+                self.transport.close()
+            return
+        # Judging and relaying are bounded by their own budgets, not by the idle timer.
+        self._reset_timeout(settings.processing_budget)
+        try:
+            status = await self.relay_handler.handle_message(self, self.session, self.envelope, result)
+        finally:
+            self._reset_timeout()
+        self._set_post_data_state()
+        self.in_transaction = False
+        await self.push(status)
+        if self.closing:
+            await self.close_gracefully()
