@@ -8,12 +8,13 @@ import asyncio
 import email.utils
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiosmtpd.smtp import Envelope, Session
 
+from proxy.facts import PROVIDERS, gather
 from proxy.message import Message
 from proxy.policy.engine import judge
 from proxy.policy.loader import Policy
@@ -183,6 +184,10 @@ class RelayHandler:
             auth_user=_auth_user(session),
             now=time.time(),
         )
+        if PROVIDERS:
+            facts = await gather(service, tx.policy, message, ctx, settings.policy_timeout)
+            if facts:
+                ctx = replace(ctx, facts=facts)
         try:
             verdict = judge(tx.policy, message, ctx)
         except Exception as exc:  # the engine itself failed: never relay unjudged

@@ -1,0 +1,37 @@
+# sendwarden: `make run` starts the relay with the embedded default configuration;
+# `make test` installs everything the tests need and runs them. Both work on a fresh machine.
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed-stamp
+# Debian packages the tests drive as independent, real peers.
+DEBS    := swaks
+SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run test deps sysdeps clean
+
+run: $(STAMP)
+	$(BIN)/sendwarden serve
+
+test: sysdeps $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+deps: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+# Install the Debian packages the tests use, only when one is missing.
+sysdeps:
+	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

@@ -1,0 +1,51 @@
+"""A raw SMTP client over asyncio streams, for the tests that need exact bytes on the wire
+(smuggling probes, pipelining, malformed input) where a well-behaved client library would fix
+things up for us."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+_REPLY_END = re.compile(rb"^\d{3} ", re.M)
+
+
+class RawClient:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def connect(cls, port: int, host: str = "127.0.0.1", local: str | None = None) -> "RawClient":
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port, local_addr=(local, 0) if local else None), 5
+        )
+        return cls(reader, writer)
+
+    async def reply(self, timeout: float = 10) -> str:
+        """One whole (possibly multi-line) reply, lines joined with \\n."""
+        lines = []
+        while True:
+            line = await asyncio.wait_for(self.reader.readline(), timeout)
+            if not line:
+                raise ConnectionError("connection closed; got " + repr(lines))
+            lines.append(line.decode("utf-8", "replace").rstrip("\r\n"))
+            if len(line) < 4 or line[3:4] != b"-":
+                return "\n".join(lines)
+
+    async def send(self, data: bytes | str) -> None:
+        if isinstance(data, str):
+            data = data.encode()
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def cmd(self, line: str, timeout: float = 10) -> str:
+        await self.send(line + "\r\n")
+        return await self.reply(timeout)
+
+    async def close(self) -> None:
+        self.writer.close()
+        try:
+            await self.writer.wait_closed()
+        except (ConnectionError, OSError):
+            pass
