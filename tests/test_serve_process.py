@@ -107,3 +107,18 @@ async def test_serve_with_embedded_default_delivers_into_maildir(tmp_path, cli_e
     finally:
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 15) == 0
+
+
+async def test_serve_monitor_flag_relays_everything(tmp_path, sink: Sink, cli_env) -> None:
+    proc, port = await start_serve(tmp_path, sink.url, cli_env, "--monitor")
+    try:
+        client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False)
+        await client.connect()
+        plain = (ROOT / "examples" / "plain.eml").read_bytes().replace(b"\n", b"\r\n")
+        _, text = await client.sendmail("news@shop.example.com", ["reader@example.org"], plain)
+        await client.quit()
+        assert text.startswith("2.0.0 Ok: relayed")
+        assert b"X-Sendwarden-Findings: monitor would reject; unsubscribe.header_missing" in sink.received[0].data
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 15) == 0

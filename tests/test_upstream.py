@@ -115,3 +115,29 @@ async def test_upstream_mail_from_refusal_4xx(start_relay, sink, reply) -> None:
     relay = await start_relay()
     code, text = await send(relay.port)
     assert code == 451 and text.startswith("4.4.1")
+
+
+async def test_starttls_to_upstream_when_offered(start_relay, sink, tmp_path) -> None:
+    """Chain two relays: the second one offers STARTTLS with its development certificate."""
+    second = await start_relay({"state_dir": str(tmp_path / "second")})
+    first = await start_relay({"upstream": {"verify": False, "starttls": "required", "url": f"smtp://127.0.0.1:{second.port}"}})
+    code, text = await send(first.port)
+    assert code == 250, text
+    [got] = sink.received
+    # The second relay's trace header says the first one reached it over TLS.
+    assert got.data.startswith(b"Received: from relay.test ([127.0.0.1])\r\n\tby relay.test (sendwarden) with ESMTPS id")
+
+
+async def test_upstream_certificate_is_verified_by_default(start_relay, sink, tmp_path) -> None:
+    second = await start_relay({"state_dir": str(tmp_path / "second")})
+    first = await start_relay({"upstream": {"url": f"smtp://127.0.0.1:{second.port}"}})
+    code, text = await send(first.port)
+    assert code == 451 and text.startswith("4.4.1") and "certificate" in text.lower()
+    assert sink.received == []
+
+
+async def test_required_starttls_without_upstream_support_gives_451(start_relay, sink) -> None:
+    relay = await start_relay({"upstream": {"starttls": "required"}})
+    code, text = await send(relay.port)
+    assert code == 451 and "STARTTLS" in text
+    assert sink.received == []
