@@ -112,9 +112,14 @@ class MilterServer:
         self.sessions.add(task)
         try:
             await MilterSession(reader, writer, self.app_factory, self.options, peer).run()
+        except asyncio.CancelledError:
+            # Only stop() cancels a session. Ending normally keeps asyncio's stream callback
+            # from logging the cancellation as an error.
+            log.warning("milter_session_cut", peer=peer)
+            writer.transport.abort()
         except Exception as exc:  # a bug in the session must not take the server down
             log.error("milter_session_failed", peer=peer, error=repr(exc), exc_info=exc)
-            writer.close()
+            writer.transport.abort()
         finally:
             self.sessions.discard(task)
 
