@@ -229,5 +229,10 @@ def parse_command(command: bytes, data: bytes) -> Command:
     if command == wire.SMFIC_OPTNEG:
         return _optneg(data)
     _empty(data, name)
-    return {wire.SMFIC_DATA: Data, wire.SMFIC_EOH: EndOfHeaders, wire.SMFIC_ABORT: Abort,
-            wire.SMFIC_QUIT: Quit, wire.SMFIC_QUIT_NC: QuitNewConnection}[command]()
+    return _NO_DATA[command]()
+
+
+_NO_DATA: dict[bytes, type[Data | EndOfHeaders | Abort | Quit | QuitNewConnection]] = {
+    wire.SMFIC_DATA: Data, wire.SMFIC_EOH: EndOfHeaders, wire.SMFIC_ABORT: Abort,
+    wire.SMFIC_QUIT: Quit, wire.SMFIC_QUIT_NC: QuitNewConnection,
+}

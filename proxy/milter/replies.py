@@ -13,7 +13,8 @@ import re
 import struct
 
 from proxy.milter import wire
-from proxy.milter.application import AddHeader, ChangeHeader, HeaderEdit, InsertHeader
+from proxy.milter.application import AddHeader, ChangeHeader, Decision, HeaderEdit, InsertHeader, Outcome
+from proxy.milter.options import Negotiated
 from proxy.milter.wire import ActionFlag, MacroStage, ProtocolFlag, encode_packet
 from proxy.policy.verdict import Reply
 
@@ -102,3 +103,40 @@ def optneg(version: int, actions: ActionFlag, protocol: ProtocolFlag,
             if names:
                 data += _U32.pack(int(stage)) + _cstring(" ".join(names))
     return encode_packet(wire.SMFIC_OPTNEG, data)
+
+
+def decision_packets(decision: Decision, agreed: Negotiated) -> bytes:
+    """Every packet for an end-of-message decision: header edits, then SMFIR_QUARANTINE if
+    asked, then the final reply. All are built before any is sent, so a bad edit (ValueError)
+    sends nothing; so does an edit the MTA did not allow in the negotiation."""
+    if not isinstance(decision, Decision):
+        raise TypeError(f"end_of_message returned {decision!r}, not a Decision")
+    out = []
+    for edit in decision.edits:
+        needed = ActionFlag.CHGHDRS if isinstance(edit, ChangeHeader) else ActionFlag.ADDHDRS
+        if needed not in agreed.actions:
+            raise ValueError(f"the MTA does not allow {needed.name} (header edit {edit!r})")
+        out.append(header_edit(edit, agreed.leading_space))
+    if decision.outcome is Outcome.ACCEPT:
+        out.append(ACCEPT)
+    elif decision.outcome is Outcome.QUARANTINE:
+        if ActionFlag.QUARANTINE not in agreed.actions:
+            raise ValueError("the MTA does not allow SMFIR_QUARANTINE")
+        out += [quarantine(decision.reason), ACCEPT]  # a quarantine is an edit; a final reply follows
+    elif decision.outcome is Outcome.DISCARD:
+        out.append(DISCARD)
+    elif decision.reply is not None:
+        out.append(replycode(decision.reply))
+    else:
+        out.append(TEMPFAIL if decision.outcome is Outcome.TEMPFAIL else REJECT)
+    return b"".join(out)
+
+
+def failure_packets(on_error: str, agreed: Negotiated, stage: str, reply: Reply) -> bytes:
+    """End of message after the application failed at `stage`, as on_error says: `reply` (a
+    4xx), a quarantine (tempfail when the MTA does not allow quarantine), or accept."""
+    if on_error == "quarantine" and ActionFlag.QUARANTINE in agreed.actions:
+        return quarantine(f"sendwarden could not judge this message ({stage} failed)") + ACCEPT
+    if on_error == "accept":
+        return ACCEPT
+    return replycode(reply)

@@ -62,7 +62,7 @@ class MilterServer:
     def __init__(self, app_factory: Callable[[], MilterApplication], options: MilterOptions | None = None) -> None:
         self.app_factory = app_factory
         self.options = options or MilterOptions()
-        self.servers: list[asyncio.AbstractServer] = []
+        self.servers: list[asyncio.Server] = []
         self.sessions: set[asyncio.Task[None]] = set()
         self.unix_paths: list[str] = []
 

@@ -20,13 +20,14 @@ from typing import Any
 import structlog
 
 from proxy.milter import replies, wire
-from proxy.milter.application import ChangeHeader, Decision, MilterApplication, Outcome, Transaction
+from proxy.milter.application import MilterApplication, Transaction
+from proxy.milter.assembly import MessageAssembly
 from proxy.milter.commands import (
     Abort, Body, Command, Connect, Data, EndOfHeaders, EndOfMessage, Header, Helo, Macro, Mail, OptNeg, Quit,
     QuitNewConnection, Rcpt, Unknown, parse_command,
 )
 from proxy.milter.options import MilterOptions, Negotiated, negotiate
-from proxy.milter.wire import ActionFlag, ProtocolError, ProtocolFlag
+from proxy.milter.wire import ProtocolError, ProtocolFlag
 from proxy.policy.verdict import Replies, Reply
 
 log = structlog.get_logger("sendwarden.milter")
@@ -42,46 +43,6 @@ class AppFailed(Exception):
         super().__init__(stage)
         self.stage = stage
         self.reply = reply
-
-
-class _Transaction:
-    """One message being received, with its reassembly buffer."""
-
-    def __init__(self, sender: str, args: tuple[str, ...], limit: int) -> None:
-        self.sender = sender
-        self.args = args
-        self.recipients: list[str] = []
-        self.headers: list[tuple[str, str]] = []
-        self.parts: list[bytes] = []
-        self.size = 0
-        self.limit = limit
-        self.oversize = False
-        self.in_body = False
-        self.failure: AppFailed | None = None
-
-    def add(self, data: bytes) -> None:
-        if self.oversize:
-            return
-        self.size += len(data)
-        if self.size > self.limit:
-            self.oversize = True
-            self.parts.clear()
-        else:
-            self.parts.append(data)
-
-    def add_header(self, name: str, value: str) -> None:
-        self.headers.append((name, value))
-        self.add(f"{name}:{value}\r\n".encode("utf-8", "surrogateescape"))
-
-    def end_headers(self) -> None:
-        if not self.in_body:
-            self.in_body = True
-            self.add(b"\r\n")
-
-    def freeze(self, macros: dict[str, str]) -> Transaction:
-        self.end_headers()
-        return Transaction(self.sender, self.args, tuple(self.recipients), tuple(self.headers),
-                           b"".join(self.parts), MappingProxyType(macros))
 
 
 def _overrides(app: MilterApplication, name: str) -> bool:
@@ -103,10 +64,10 @@ class MilterSession:
         self.app: MilterApplication | None = None
         self.may_negotiate = True
         self.connected = False
-        self.connection_failure: AppFailed | None = None
+        self.connection_failure: tuple[str, Reply] | None = None
         self.conn_macros: dict[str, str] = {}
         self.txn_macros: dict[str, str] = {}
-        self.txn: _Transaction | None = None
+        self.txn: MessageAssembly | None = None
 
     async def run(self) -> None:
         try:
@@ -205,7 +166,7 @@ class MilterSession:
     def _macros(self) -> MappingProxyType[str, str]:
         return MappingProxyType({**self.conn_macros, **self.txn_macros})
 
-    def _require_txn(self, what: str) -> _Transaction:
+    def _require_txn(self, what: str) -> MessageAssembly:
         if self.txn is None:
             raise ProtocolError(f"{what} outside a transaction (no SMFIC_MAIL before it)")
         return self.txn
@@ -239,12 +200,12 @@ class MilterSession:
             if self.options.on_error == "tempfail":
                 return replies.replycode(failed.reply)
             if self.txn is not None:
-                self.txn.failure = self.txn.failure or failed
+                self.txn.failure = self.txn.failure or (stage, failed.reply)
             else:
-                self.connection_failure = self.connection_failure or failed
+                self.connection_failure = self.connection_failure or (stage, failed.reply)
             return replies.CONTINUE
 
-    async def _observe(self, txn: _Transaction, stage: str, *args: Any) -> None:
+    async def _observe(self, txn: MessageAssembly, stage: str, *args: Any) -> None:
         """A stage without an answer of its own; a failure is settled at end of message. Not
         called at all when the application keeps the default (no-op) hook."""
         app = self._application()
@@ -253,7 +214,7 @@ class MilterSession:
         try:
             await self._call(stage, self.options.command_timeout, getattr(app, stage), *args)
         except AppFailed as failed:
-            txn.failure = failed
+            txn.failure = (stage, failed.reply)
 
     # -- the stages --------------------------------------------------------------------------
 
@@ -269,7 +230,7 @@ class MilterSession:
     async def _mail(self, cmd: Mail, agreed: Negotiated) -> None:
         if self.txn is not None:  # MAIL without ABORT after the previous one: end it here
             await self._abort(keep_macros=True)
-        self.txn = _Transaction(cmd.address, cmd.args, self.options.max_message_size)
+        self.txn = MessageAssembly(cmd.address, cmd.args, self.options.max_message_size)
         app = self._application()
         packet = await self._step("mail_from", app.mail_from, cmd.address, cmd.args, self._macros())
         self._answer(agreed, ProtocolFlag.NR_MAIL, packet)
@@ -312,7 +273,7 @@ class MilterSession:
             with contextlib.suppress(AppFailed):
                 await self._call("abort", self.options.command_timeout, app.abort)
         elif failure is not None:
-            self.writer.write(self._failure_final(agreed, failure))
+            self.writer.write(self._failure_final(agreed, *failure))
         else:
             self.writer.write(await self._judge(app, txn.freeze(dict(self._macros())), agreed))
         self.txn = None
@@ -330,51 +291,20 @@ class MilterSession:
                     self.writer.write(replies.PROGRESS)
                     await self.writer.drain()
             decision = task.result()
-            return self._decision_packets(decision, agreed)
+            return replies.decision_packets(decision, agreed)
         except AppFailed as failed:
-            return self._failure_final(agreed, failed)
+            return self._failure_final(agreed, failed.stage, failed.reply)
         except (ValueError, TypeError, AttributeError) as exc:
             log.error("milter_bad_decision", peer=self.peer, error=str(exc), queue_id=transaction.queue_id)
-            return self._failure_final(agreed, AppFailed("end_of_message", Replies.internal_error()))
+            return self._failure_final(agreed, "end_of_message", Replies.internal_error())
         finally:
             if not task.done():
                 task.cancel()
 
-    def _decision_packets(self, decision: Decision, agreed: Negotiated) -> bytes:
-        """All packets for a decision, built before any is sent (a bad edit sends none)."""
-        if not isinstance(decision, Decision):
-            raise TypeError(f"end_of_message returned {decision!r}, not a Decision")
-        out = []
-        for edit in decision.edits:
-            needed = ActionFlag.CHGHDRS if isinstance(edit, ChangeHeader) else ActionFlag.ADDHDRS
-            if needed not in agreed.actions:
-                raise ValueError(f"the MTA does not allow {needed.name} (header edit {edit!r})")
-            out.append(replies.header_edit(edit, agreed.leading_space))
-        if decision.outcome is Outcome.ACCEPT:
-            out.append(replies.ACCEPT)
-        elif decision.outcome is Outcome.QUARANTINE:
-            if ActionFlag.QUARANTINE not in agreed.actions:
-                raise ValueError("the MTA does not allow SMFIR_QUARANTINE")
-            out += [replies.quarantine(decision.reason), replies.ACCEPT]
-        elif decision.outcome is Outcome.DISCARD:
-            out.append(replies.DISCARD)
-        elif decision.reply is not None:
-            out.append(replies.replycode(decision.reply))
-        else:
-            out.append(replies.TEMPFAIL if decision.outcome is Outcome.TEMPFAIL else replies.REJECT)
-        return b"".join(out)
-
-    def _failure_final(self, agreed: Negotiated, failed: AppFailed) -> bytes:
-        """End of message after an application failure, as on_error says (tempfail when the
-        MTA does not allow quarantine)."""
-        action = self.options.on_error
-        if action == "quarantine" and ActionFlag.QUARANTINE in agreed.actions:
-            reason = f"sendwarden could not judge this message ({failed.stage} failed)"
-            return replies.quarantine(reason) + replies.ACCEPT
-        if action == "accept":
-            log.warning("milter_accepted_unjudged", peer=self.peer, stage=failed.stage)
-            return replies.ACCEPT
-        return replies.replycode(failed.reply)
+    def _failure_final(self, agreed: Negotiated, stage: str, reply: Reply) -> bytes:
+        if self.options.on_error == "accept":
+            log.warning("milter_accepted_unjudged", peer=self.peer, stage=stage)
+        return replies.failure_packets(self.options.on_error, agreed, stage, reply)
 
     async def _abort(self, keep_macros: bool = False) -> None:
         if self.txn is not None and self.app is not None:
