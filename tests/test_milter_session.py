@@ -289,3 +289,28 @@ async def test_stop_cuts_a_session_stuck_in_the_application(milter) -> None:
     assert "milter_session_cut" in [e["event"] for e in logs]
     assert await p.closed()
     p.close()
+
+
+async def test_recipients_and_macros_are_bounded(milter) -> None:
+    peer, rec = await milter(MilterOptions(max_recipients=2))
+    p = await peer()
+    await p.handshake()  # one recipient accepted already
+    await p.send(RCPT + RCPT)
+    assert await p.reply() == (b"c", b"")
+    assert await p.reply() == (b"y", b"452 4.5.3 Too many recipients\0")
+    assert rec.names().count("rcpt") == 2  # the third never reached the application
+
+    flood = b"".join(packet(b"D", b"M" + b"".join(b"m%d\0v\0" % (i * 100 + j) for j in range(100)))
+                     for i in range(11))
+    await p.send(flood)
+    assert await p.closed()
+
+
+async def test_headers_past_the_limit_are_not_kept(milter) -> None:
+    peer, rec = await milter(MilterOptions(max_message_size=10_000))
+    p = await peer()
+    await p.handshake()
+    header = packet(b"L", b"X-Filler\0 " + b"z" * 900 + b"\0")
+    await p.send(header * 50 + packet(b"N") + packet(b"E"))
+    assert (await p.reply())[1].startswith(b"552 5.3.4")
+    assert rec.names().count("header") < 12

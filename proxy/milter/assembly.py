@@ -41,8 +41,9 @@ class MessageAssembly:
             self.parts.append(data)
 
     def add_header(self, name: str, value: str) -> None:
-        self.headers.append((name, value))
         self.add(f"{name}:{value}\r\n".encode("utf-8", "surrogateescape"))
+        if not self.oversize:  # past the limit nothing more is kept
+            self.headers.append((name, value))
 
     def end_headers(self) -> None:
         if not self.in_body:

@@ -57,6 +57,7 @@ class MilterOptions:
     max_packet_size: int = DEFAULT_MAX_PACKET
     max_message_size: int = 25 * 1024 * 1024
     max_connections: int = 512
+    max_recipients: int = 10_000
     on_error: str = "tempfail"
     want_helo: bool = False
     macros: Mapping[MacroStage, tuple[str, ...]] = field(default_factory=lambda: DEFAULT_MACROS)
@@ -70,8 +71,8 @@ class MilterOptions:
                 raise ValueError(f"{name} must be positive")
         if self.max_packet_size < MILTER_CHUNK_SIZE + 1:
             raise ValueError(f"max_packet_size must be at least {MILTER_CHUNK_SIZE + 1}")
-        if self.max_message_size < 1024 or self.max_connections < 1:
-            raise ValueError("max_message_size must be at least 1024 and max_connections at least 1")
+        if self.max_message_size < 1024 or self.max_connections < 1 or self.max_recipients < 1:
+            raise ValueError("max_message_size must be at least 1024, max_connections and max_recipients at least 1")
         for stage, names in self.macros.items():
             if any(not name or " " in name or "\0" in name for name in names):
                 raise ValueError(f"bad macro name in the {MacroStage(stage).name} list: {names!r}")

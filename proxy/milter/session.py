@@ -34,6 +34,9 @@ log = structlog.get_logger("sendwarden.milter")
 
 READ_SIZE = 65536
 _CONNECTION_MACROS = (wire.SMFIC_CONNECT, wire.SMFIC_HELO)
+# Postfix sends a handful of macros per stage; a peer that defines thousands is not an MTA.
+MAX_MACROS = 1000
+TOO_MANY_RECIPIENTS = Reply(452, "4.5.3", "Too many recipients")
 
 
 class AppFailed(Exception):
@@ -111,6 +114,8 @@ class MilterSession:
         match cmd:
             case Macro():
                 (self.conn_macros if cmd.for_command in _CONNECTION_MACROS else self.txn_macros).update(cmd.values)
+                if len(self.conn_macros) + len(self.txn_macros) > MAX_MACROS:
+                    raise ProtocolError(f"more than {MAX_MACROS} macros defined")
             case Connect():
                 await self._connect(cmd, agreed)
             case Helo():
@@ -237,6 +242,9 @@ class MilterSession:
 
     async def _rcpt(self, cmd: Rcpt, agreed: Negotiated) -> None:
         txn = self._require_txn("SMFIC_RCPT")
+        if len(txn.recipients) >= self.options.max_recipients:
+            self._answer(agreed, ProtocolFlag.NR_RCPT, replies.replycode(TOO_MANY_RECIPIENTS))
+            return
         app = self._application()
         packet = await self._step("rcpt", app.rcpt, cmd.address, cmd.args, self._macros())
         if packet is replies.CONTINUE:
