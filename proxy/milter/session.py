@@ -71,11 +71,12 @@ class MilterSession:
         self.conn_macros: dict[str, str] = {}
         self.txn_macros: dict[str, str] = {}
         self.txn: MessageAssembly | None = None
+        self.out = bytearray()
 
     async def run(self) -> None:
         try:
             while await self._read_and_dispatch():
-                await self.writer.drain()
+                await self._flush()
         except ProtocolError as exc:
             log.warning("milter_protocol_error", peer=self.peer, error=str(exc))
         except (ConnectionError, asyncio.IncompleteReadError) as exc:
@@ -156,12 +157,22 @@ class MilterSession:
             raise ProtocolError("SMFIC_OPTNEG again (only allowed first, or after SMFIC_QUIT_NC)")
         self.may_negotiate = False
         self.negotiated, macros = negotiate(cmd, self.options)
-        self.writer.write(replies.optneg(self.negotiated.version, self.negotiated.actions,
+        self._send(replies.optneg(self.negotiated.version, self.negotiated.actions,
                                          self.negotiated.protocol, macros))
 
     def _answer(self, agreed: Negotiated, no_reply: ProtocolFlag, packet: bytes) -> None:
         if agreed.replies_to(no_reply):
-            self.writer.write(packet)
+            self._send(packet)
+
+    def _send(self, packet: bytes) -> None:
+        """Queue a reply; the replies to one read's worth of packets go out in one write."""
+        self.out += packet
+
+    async def _flush(self) -> None:
+        if self.out:
+            self.writer.write(bytes(self.out))
+            self.out.clear()
+        await self.writer.drain()
 
     def _application(self) -> MilterApplication:
         if self.app is None:
@@ -277,13 +288,13 @@ class MilterSession:
         if txn.oversize:
             log.warning("milter_message_too_large", peer=self.peer, size=txn.size, limit=txn.limit,
                         queue_id=self._macros().get("i", ""))
-            self.writer.write(replies.replycode(Replies.too_large(txn.limit)))
+            self._send(replies.replycode(Replies.too_large(txn.limit)))
             with contextlib.suppress(AppFailed):
                 await self._call("abort", self.options.command_timeout, app.abort)
         elif failure is not None:
-            self.writer.write(self._failure_final(agreed, *failure))
+            self._send(self._failure_final(agreed, *failure))
         else:
-            self.writer.write(await self._judge(app, txn.freeze(dict(self._macros())), agreed))
+            self._send(await self._judge(app, txn.freeze(dict(self._macros())), agreed))
         self.txn = None
         self.txn_macros = {}
 
@@ -296,8 +307,8 @@ class MilterSession:
             while not task.done():
                 await asyncio.wait({task}, timeout=self.options.progress_interval)
                 if not task.done():
-                    self.writer.write(replies.PROGRESS)
-                    await self.writer.drain()
+                    self._send(replies.PROGRESS)
+                    await self._flush()
             decision = task.result()
             return replies.decision_packets(decision, agreed)
         except AppFailed as failed:
