@@ -314,3 +314,46 @@ async def test_headers_past_the_limit_are_not_kept(milter) -> None:
     await p.send(header * 50 + packet(b"N") + packet(b"E"))
     assert (await p.reply())[1].startswith(b"552 5.3.4")
     assert rec.names().count("header") < 12
+
+
+def test_parse_address() -> None:
+    from proxy.milter import parse_address
+    assert parse_address("inet:127.0.0.1:8891") == ("inet", ("127.0.0.1", 8891))
+    assert parse_address("inet:[::1]:8891") == ("inet", ("::1", 8891))
+    assert parse_address("127.0.0.1:8891") == ("inet", ("127.0.0.1", 8891))
+    assert parse_address("unix:/run/sendwarden/milter.sock") == ("unix", "/run/sendwarden/milter.sock")
+    for bad in ("unix:relative.sock", "inet:127.0.0.1", "inet:127.0.0.1:99999", "nonsense"):
+        with pytest.raises(ValueError):
+            parse_address(bad)
+
+
+async def test_ipv6_loopback_listener() -> None:
+    rec = Recorder()
+    server = MilterServer(rec.factory)
+    address = await server.listen("inet:[::1]:0")
+    assert address.startswith("inet:[::1]:")
+    p = Peer(*await asyncio.open_connection("::1", int(address.rsplit(":", 1)[1])))
+    await p.handshake()
+    p.close()
+    await server.stop()
+
+
+async def test_a_live_unix_socket_is_not_taken_over(tmp_path) -> None:
+    path = tmp_path / "milter.sock"
+    first = MilterServer(Recorder().factory)
+    await first.listen(f"unix:{path}")
+    second = MilterServer(Recorder().factory)
+    with pytest.raises(OSError, match="in use"):
+        await second.listen(f"unix:{path}")
+    await first.stop()
+    import socket
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(path))  # a socket file left behind by a crashed run: nobody serves it
+    stale.close()
+    assert path.exists()
+    await second.listen(f"unix:{path}")
+    await second.stop()
+    plain = tmp_path / "plain-file"
+    plain.write_text("not a socket")
+    with pytest.raises(OSError, match="not a socket"):
+        await MilterServer(Recorder().factory).listen(f"unix:{plain}")

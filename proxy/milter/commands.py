@@ -95,28 +95,38 @@ class Unknown:
 
 
 @dataclass(frozen=True, slots=True)
-class Data:
-    pass
+class _Signal:
+    """A command that carries no data; equal only to itself (dataclass eq compares classes)."""
 
 
-@dataclass(frozen=True, slots=True)
-class EndOfHeaders:
-    pass
+class Data(_Signal):
+    """SMFIC_DATA."""
+
+    __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True)
-class Abort:
-    pass
+class EndOfHeaders(_Signal):
+    """SMFIC_EOH."""
+
+    __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True)
-class Quit:
-    pass
+class Abort(_Signal):
+    """SMFIC_ABORT: the current message is over without end of message."""
+
+    __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True)
-class QuitNewConnection:
-    pass
+class Quit(_Signal):
+    """SMFIC_QUIT: the MTA closes the connection."""
+
+    __slots__ = ()
+
+
+class QuitNewConnection(_Signal):
+    """SMFIC_QUIT_NC: the session is over, the connection will serve a new one."""
+
+    __slots__ = ()
 
 
 Command = (OptNeg | Macro | Connect | Helo | Mail | Rcpt | Header | Body | EndOfMessage | Unknown | Data
