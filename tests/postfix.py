@@ -9,6 +9,11 @@ Postfix must run as root here (master(8) refuses otherwise) with the `postfix` u
 `postdrop` group that the Debian package creates. Its daemons drop privileges to `postfix`
 but keep working inside the queue directory, which master enters while still root; the
 instance directory is nevertheless made traversable (0755) so that nothing depends on that.
+
+There is no syslog daemon here (no /dev/log), so Postfix logs to `maillog_file` in the instance
+directory (Postfix >= 3.4, through postlogd once master runs, directly before); Postfix refuses a
+maillog_file outside `maillog_file_prefixes` (default "/var, /dev/stdout"), hence that setting.
+A failed start therefore reports that log, where Postfix says why.
 """
 
 from __future__ import annotations

@@ -27,8 +27,8 @@ from proxy.milter.wire import (
 
 # Postfix replaces its own list for a stage with ours, so each list names everything needed
 # there: the queue id (i), the MTA's name (j), the client address, the SASL login, the envelope
-# addresses as the MTA rewrote them, and the MTA's service name ({daemon_name}, settable per
-# master.cf service) which can select a stream.
+# addresses as the MTA rewrote them, and {daemon_name} (Postfix: milter_macro_daemon_name,
+# settable per master.cf service), which can select a stream.
 DEFAULT_MACROS: Mapping[MacroStage, tuple[str, ...]] = MappingProxyType({
     MacroStage.CONNECT: ("j", "{client_addr}", "{client_name}", "{daemon_name}"),
     MacroStage.ENVFROM: ("i", "{auth_authen}", "{auth_type}", "{mail_addr}"),
