@@ -357,3 +357,22 @@ async def test_a_live_unix_socket_is_not_taken_over(tmp_path) -> None:
     plain.write_text("not a socket")
     with pytest.raises(OSError, match="not a socket"):
         await MilterServer(Recorder().factory).listen(f"unix:{plain}")
+
+
+async def test_a_failing_application_factory_is_a_tempfail_at_connect(milter) -> None:
+    def broken() -> MilterApplication:
+        raise ConnectionRefusedError("policy store down")
+
+    peer, _ = await milter(factory=broken)
+    p = await peer()
+    await p.send(POSTFIX_OPTNEG + CONNECT)
+    assert (await p.reply())[0] == b"O"
+    assert await p.reply() == (b"y", b"451 4.3.0 Internal error, the message was not accepted; try again later\0")
+
+
+async def test_replies_before_a_pipelined_quit_are_still_sent(milter) -> None:
+    peer, _ = await milter()
+    p = await peer()
+    await p.send(POSTFIX_OPTNEG + CONNECT + packet(b"Q"))
+    assert [(await p.reply())[0] for _ in range(2)] == [b"O", b"c"]
+    assert await p.closed()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from types import MappingProxyType
 from typing import Any
 
@@ -82,6 +82,8 @@ class MilterSession:
         except (ConnectionError, asyncio.IncompleteReadError) as exc:
             log.info("milter_connection_lost", peer=self.peer, error=repr(exc))
         finally:
+            with contextlib.suppress(ConnectionError, OSError):
+                await self._flush()  # replies owed for packets before a QUIT in the same read
             await self._end_connection()
             self.writer.close()
             with contextlib.suppress(ConnectionError, OSError):
@@ -120,8 +122,7 @@ class MilterSession:
             case Connect():
                 await self._connect(cmd, agreed)
             case Helo():
-                app = self._application()
-                packet = await self._step("helo", app.helo, cmd.name, self._macros())
+                packet = await self._step("helo", cmd.name, self._macros())
                 self._answer(agreed, ProtocolFlag.NR_HELO, packet)
             case Mail():
                 await self._mail(cmd, agreed)
@@ -189,12 +190,13 @@ class MilterSession:
 
     # -- calling the application -------------------------------------------------------------
 
-    async def _call(self, stage: str, timeout: float, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
-        """Await an application method under `timeout`; AppFailed when it runs over or raises."""
+    async def _call(self, stage: str, timeout: float, *args: Any) -> Any:
+        """Await the application's method `stage` under `timeout`; AppFailed when it runs over
+        or raises (making the application, for the first call, counts as part of it)."""
         deadline = asyncio.timeout(timeout)
         try:
             async with deadline:
-                return await fn(*args)
+                return await getattr(self._application(), stage)(*args)
         except Exception as exc:
             if isinstance(exc, TimeoutError) and deadline.expired():
                 log.warning("milter_app_timeout", peer=self.peer, stage=stage, seconds=timeout)
@@ -202,11 +204,11 @@ class MilterSession:
             log.error("milter_app_failed", peer=self.peer, stage=stage, error=repr(exc), exc_info=exc)
             raise AppFailed(stage, Replies.internal_error()) from None
 
-    async def _step(self, stage: str, fn: Callable[..., Awaitable[Reply | None]], *args: Any) -> bytes:
+    async def _step(self, stage: str, *args: Any) -> bytes:
         """An answering stage (connect, helo, MAIL, RCPT): CONTINUE or the application's refusal;
         a failure follows on_error (tempfail now, or remember it for end of message)."""
         try:
-            result = await self._call(stage, self.options.command_timeout, fn, *args)
+            result = await self._call(stage, self.options.command_timeout, *args)
             try:
                 return replies.step_reply(result)
             except (ValueError, AttributeError) as exc:
@@ -224,11 +226,10 @@ class MilterSession:
     async def _observe(self, txn: MessageAssembly, stage: str, *args: Any) -> None:
         """A stage without an answer of its own; a failure is settled at end of message. Not
         called at all when the application keeps the default (no-op) hook."""
-        app = self._application()
-        if txn.failure or txn.oversize or not _overrides(app, stage):
+        if txn.failure or txn.oversize or (self.app is not None and not _overrides(self.app, stage)):
             return
         try:
-            await self._call(stage, self.options.command_timeout, getattr(app, stage), *args)
+            await self._call(stage, self.options.command_timeout, *args)
         except AppFailed as failed:
             txn.failure = (stage, failed.reply)
 
@@ -238,17 +239,14 @@ class MilterSession:
         if self.connected:
             raise ProtocolError("second SMFIC_CONNECT without SMFIC_QUIT_NC")
         self.connected = True
-        app = self._application()
-        packet = await self._step("connect", app.connect, cmd.hostname, cmd.family, cmd.port, cmd.address,
-                                  self._macros())
+        packet = await self._step("connect", cmd.hostname, cmd.family, cmd.port, cmd.address, self._macros())
         self._answer(agreed, ProtocolFlag.NR_CONN, packet)
 
     async def _mail(self, cmd: Mail, agreed: Negotiated) -> None:
         if self.txn is not None:  # MAIL without ABORT after the previous one: end it here
             await self._abort(keep_macros=True)
         self.txn = MessageAssembly(cmd.address, cmd.args, self.options.max_message_size)
-        app = self._application()
-        packet = await self._step("mail_from", app.mail_from, cmd.address, cmd.args, self._macros())
+        packet = await self._step("mail_from", cmd.address, cmd.args, self._macros())
         self._answer(agreed, ProtocolFlag.NR_MAIL, packet)
 
     async def _rcpt(self, cmd: Rcpt, agreed: Negotiated) -> None:
@@ -256,8 +254,7 @@ class MilterSession:
         if len(txn.recipients) >= self.options.max_recipients:
             self._answer(agreed, ProtocolFlag.NR_RCPT, replies.replycode(TOO_MANY_RECIPIENTS))
             return
-        app = self._application()
-        packet = await self._step("rcpt", app.rcpt, cmd.address, cmd.args, self._macros())
+        packet = await self._step("rcpt", cmd.address, cmd.args, self._macros())
         if packet is replies.CONTINUE:
             txn.recipients.append(cmd.address)
         self._answer(agreed, ProtocolFlag.NR_RCPT, packet)
@@ -283,26 +280,24 @@ class MilterSession:
         txn = self._require_txn("SMFIC_BODYEOB")
         if cmd.chunk:
             await self._body(cmd.chunk, agreed, reply=False)
-        app = self._application()
         failure = txn.failure or self.connection_failure
         if txn.oversize:
             log.warning("milter_message_too_large", peer=self.peer, size=txn.size, limit=txn.limit,
                         queue_id=self._macros().get("i", ""))
             self._send(replies.replycode(Replies.too_large(txn.limit)))
             with contextlib.suppress(AppFailed):
-                await self._call("abort", self.options.command_timeout, app.abort)
+                await self._call("abort", self.options.command_timeout)
         elif failure is not None:
             self._send(self._failure_final(agreed, *failure))
         else:
-            self._send(await self._judge(app, txn.freeze(dict(self._macros())), agreed))
+            self._send(await self._judge(txn.freeze(dict(self._macros())), agreed))
         self.txn = None
         self.txn_macros = {}
 
-    async def _judge(self, app: MilterApplication, transaction: Transaction, agreed: Negotiated) -> bytes:
+    async def _judge(self, transaction: Transaction, agreed: Negotiated) -> bytes:
         """end_of_message, with SMFIR_PROGRESS every progress_interval so that the MTA's own
         timeout does not fire while the application works; then the decision as packets."""
-        task = asyncio.ensure_future(self._call("end_of_message", self.options.message_timeout,
-                                                app.end_of_message, transaction))
+        task = asyncio.ensure_future(self._call("end_of_message", self.options.message_timeout, transaction))
         try:
             while not task.done():
                 await asyncio.wait({task}, timeout=self.options.progress_interval)
@@ -328,7 +323,7 @@ class MilterSession:
     async def _abort(self, keep_macros: bool = False) -> None:
         if self.txn is not None and self.app is not None:
             with contextlib.suppress(AppFailed):
-                await self._call("abort", self.options.command_timeout, self.app.abort)
+                await self._call("abort", self.options.command_timeout)
         self.txn = None
         if not keep_macros:
             self.txn_macros = {}
@@ -338,7 +333,7 @@ class MilterSession:
         await self._abort()
         if self.app is not None:
             with contextlib.suppress(AppFailed):
-                await self._call("close", self.options.command_timeout, self.app.close)
+                await self._call("close", self.options.command_timeout)
         self.app = None
         self.connected = False
         self.connection_failure = None
