@@ -187,7 +187,7 @@ async def test_slow_application_gets_progress_then_tempfail(milter) -> None:
     [(cmd, data)] = await asyncio.to_thread(session, conn, "slow")
     assert cmd == mc.SMFIR_REPLYCODE
     assert data["smtpcode"] == "451" and data["text"].startswith("4.4.3 Policy lookups timed out")
-    assert 3 <= len(progress) <= 6
+    assert 1 <= len(progress) <= 6  # every 0.1 s for 0.5 s; fewer when the machine is busy
     conn.sock.close()
 
 
