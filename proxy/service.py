@@ -20,7 +20,7 @@ from proxy.config import Config
 from proxy.policy.loader import Policy
 from proxy.policy.verdict import Reply, Verdict
 from proxy.quarantine import Quarantine
-from proxy.relay import Upstream, make_upstream
+from proxy.relay import Upstream, upstream_for
 from proxy.smtp.handler import RelayHandler, client_ip
 from proxy.smtp.server import RelaySMTP
 from proxy.tls import dev_pair, server_context
@@ -70,16 +70,7 @@ class Service:
         self.policy = policy
         self.settings = Settings.from_config(config)
         f = config.file
-        self.upstream: Upstream = upstream or make_upstream(
-            config.upstream_url(),
-            helo=f.upstream.helo or f.hostname,
-            starttls=f.upstream.starttls,
-            verify=f.upstream.verify,
-            pool_size=f.upstream.pool_size,
-            connect_timeout=f.timeouts.upstream_connect,
-            command_timeout=f.timeouts.upstream_command,
-            data_timeout=f.timeouts.upstream_data,
-        )
+        self.upstream: Upstream = upstream or upstream_for(config)
         self.quarantine = Quarantine(config.quarantine_dir)
         self.masker = AddressMasker.for_state_dir(f.audit.addresses, config.state_dir)
         self.credentials = Credentials.load(config.path(f.auth.credentials)) if f.auth.credentials else None
