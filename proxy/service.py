@@ -17,6 +17,7 @@ import structlog
 from proxy.audit import AddressMasker
 from proxy.auth import Credentials
 from proxy.config import Config
+from proxy.notify import Notifier
 from proxy.policy.loader import Policy
 from proxy.policy.verdict import Reply, Verdict
 from proxy.quarantine import Quarantine
@@ -72,6 +73,7 @@ class Service:
         f = config.file
         self.upstream: Upstream = upstream or upstream_for(config)
         self.quarantine = Quarantine(config.quarantine_dir)
+        self.notifier = Notifier(f.quarantine.notify, f.hostname)
         self.masker = AddressMasker.for_state_dir(f.audit.addresses, config.state_dir)
         self.credentials = Credentials.load(config.path(f.auth.credentials)) if f.auth.credentials else None
         self.tls_context = None
@@ -187,6 +189,7 @@ class Service:
         for server in self.servers:
             await server.wait_closed()
         await self.upstream.close()
+        await self.notifier.close()
         self.quarantine.close()
         log.info("stopped", counters=dict(self.counters))
         self._stopped.set()

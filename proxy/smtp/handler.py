@@ -218,12 +218,15 @@ class RelayHandler:
             subject=message.subject[:500],
             findings=[{"rule": j.rule, "action": str(j.action), "detail": j.finding.detail} for j in verdict.judged],
             queue_id=tx.queue_id,
+            helo=session.host_name or "",
+            proto=protocol_name(session),
         )
         try:
             hold_id = await self.service.quarantine.hold(content, held)
         except QuarantineError as exc:
             log.error("quarantine_failed", queue_id=tx.queue_id, error=str(exc))
             return Replies.store_unavailable(str(exc))
+        self.service.notifier.quarantined(hold_id, held)
         record["hold_id"] = hold_id
         return Replies.quarantined(hold_id)
 
