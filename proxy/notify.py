@@ -15,13 +15,15 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
-import aiohttp
 import structlog
 
 from proxy import __version__
 from proxy.config import Notify
+
+if TYPE_CHECKING:
+    import aiohttp
 
 log = structlog.get_logger("sendwarden.notify")
 
@@ -109,6 +111,8 @@ class Notifier:
         return True
 
     async def _post(self, body: bytes, event: dict[str, Any]) -> bool:
+        import aiohttp  # only where a webhook is configured: it costs a quarter second to import
+
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.settings.timeout))
         headers = {"Content-Type": "application/json", "User-Agent": f"sendwarden/{__version__}"}
