@@ -66,11 +66,18 @@ class Notifier:
         if not self.enabled or event["event"] not in self.settings.events:
             return
         if len(self._tasks) >= self.settings.max_pending:
-            log.warning("notify_dropped", event=event["event"], id=event["id"], pending=len(self._tasks))
+            log.warning("notify_dropped", kind=event["event"], id=event["id"], pending=len(self._tasks))
             return
-        task = asyncio.get_running_loop().create_task(self.deliver(event))
+        task = asyncio.get_running_loop().create_task(self._guarded(event))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _guarded(self, event: dict[str, Any]) -> bool:
+        try:
+            return await self.deliver(event)
+        except Exception as exc:  # a bug here must not leave an unretrieved task error behind
+            log.error("notify_failed", via="internal", kind=event["event"], id=event["id"], error=repr(exc))
+            return False
 
     async def deliver(self, event: dict[str, Any]) -> bool:
         """Deliver one event now, through every configured way; True when all took it."""
@@ -91,21 +98,21 @@ class Notifier:
                 *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
             )
         except OSError as exc:
-            log.warning("notify_failed", via="command", program=argv[0], event=event["event"], id=event["id"], error=str(exc))
+            log.warning("notify_failed", via="command", program=argv[0], kind=event["event"], id=event["id"], error=str(exc))
             return False
         try:
             _, err = await asyncio.wait_for(proc.communicate(body), self.settings.timeout)
         except asyncio.TimeoutError:
             _kill(proc)
             await proc.wait()
-            log.warning("notify_failed", via="command", program=argv[0], event=event["event"], id=event["id"],
+            log.warning("notify_failed", via="command", program=argv[0], kind=event["event"], id=event["id"],
                         error=f"no exit within {self.settings.timeout:g}s, killed")
             return False
         except asyncio.CancelledError:
             _kill(proc)
             raise
         if proc.returncode != 0:
-            log.warning("notify_failed", via="command", program=argv[0], event=event["event"], id=event["id"],
+            log.warning("notify_failed", via="command", program=argv[0], kind=event["event"], id=event["id"],
                         status=proc.returncode, stderr=err.decode("utf-8", "replace")[-500:])
             return False
         return True
@@ -123,7 +130,7 @@ class Notifier:
                 error = f"HTTP {resp.status} {resp.reason or ''}".strip()
         except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
             error = str(exc) or type(exc).__name__
-        log.warning("notify_failed", via="webhook", event=event["event"], id=event["id"], error=error)
+        log.warning("notify_failed", via="webhook", kind=event["event"], id=event["id"], error=error)
         return False
 
     async def close(self, grace: float = 5.0) -> None:
