@@ -19,11 +19,13 @@ from bs4 import BeautifulSoup, NavigableString, Tag
 from proxy.htmlview import text_links
 from proxy.message import Message, decode_header
 
-_BLOCK = frozenset({
-    "address", "article", "aside", "blockquote", "br", "dd", "div", "dl", "dt", "fieldset", "figcaption",
-    "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "li", "main", "nav",
-    "ol", "p", "pre", "section", "table", "tbody", "td", "tfoot", "th", "thead", "tr", "ul",
+# Elements that start a new line, and those that also stand apart by a blank line.
+_LINE = frozenset({
+    "address", "article", "aside", "br", "dd", "div", "dt", "figcaption", "footer", "form", "header",
+    "li", "main", "nav", "section", "tr",
 })
+_PARAGRAPH = frozenset({"blockquote", "dl", "fieldset", "figure", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "ol", "p",
+                        "pre", "table", "ul"})
 _SKIP = frozenset({"script", "style", "head", "title", "template", "noscript"})
 _RECIPIENT_HEADERS = frozenset({"to", "cc", "bcc", "delivered-to", "x-original-to", "resent-to", "resent-cc", "envelope-to"})
 _ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
@@ -46,8 +48,9 @@ class Masker:
         forms: dict[str, str] = {}
         for addr in addresses:
             if addr and "@" in addr:
-                forms[addr.lower()] = mask_address(addr)
-                forms[urllib.parse.quote(addr, safe="").lower()] = urllib.parse.quote(mask_address(addr), safe="")
+                addr = addr.lower()
+                forms[addr] = mask_address(addr)
+                forms[urllib.parse.quote(addr, safe="")] = urllib.parse.quote(mask_address(addr), safe="")
         alternatives = sorted(forms, key=len, reverse=True)
         self._forms = forms
         self._pattern = re.compile("|".join(re.escape(a) for a in alternatives), re.I) if alternatives else None
@@ -78,35 +81,45 @@ def html_to_text(html: str) -> tuple[str, list[tuple[str, str]]]:
     soup = BeautifulSoup(html, "lxml")
     links: list[tuple[str, str]] = []
     out: list[str] = []
+    pending = 0  # newlines owed before the next text: blocks ask, text pays, never more than two
+
+    def emit(text: str) -> None:
+        nonlocal pending
+        if not text.strip():
+            if not pending and out and not out[-1].endswith(" "):
+                out.append(" ")
+            return
+        if out and pending:
+            out.append("\n" * pending)
+        pending = 0
+        out.append(text)
 
     def walk(node: Tag) -> None:
+        nonlocal pending
         for child in node.children:
             if isinstance(child, NavigableString):
                 if type(child) is NavigableString:  # not comments, CDATA, doctype
-                    out.append(str(child))
+                    emit(re.sub(r"\s+", " ", str(child)))
                 continue
             if not isinstance(child, Tag) or child.name in _SKIP:
                 continue
-            block = child.name in _BLOCK
-            if block:
-                out.append("\n")
+            gap = 2 if child.name in _PARAGRAPH else 1 if child.name in _LINE else 0
+            pending = max(pending, gap)
             if child.name == "li":
-                out.append("* ")
+                emit("* ")
             if child.name == "img" and child.get("alt"):
-                out.append(f"[image: {child['alt']}]")
+                emit(f"[image: {child['alt']}]")
             walk(child)
             if child.name == "a" and child.get("href"):
                 links.append((" ".join(child.get_text(" ").split()), str(child["href"]).strip()))
-                out.append(f" [{len(links)}]")
+                emit(f" [{len(links)}]")
             elif child.name in ("td", "th"):
-                out.append("  ")
-            if block:
-                out.append("\n")
+                emit("  ")
+            pending = max(pending, gap)
 
     walk(soup)
     lines = [" ".join(line.split()) for line in "".join(out).split("\n")]
-    text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
-    return text, links
+    return "\n".join(lines).strip(), links
 
 
 def readable(raw: bytes, masker: Masker, prefer: str = "html") -> Readable:
