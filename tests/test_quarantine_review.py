@@ -10,6 +10,8 @@ import time
 
 import pytest
 
+from proxy.cli import main
+
 from tests.quarantine_env import COMPLIANT, HTML_NO_SUBJECT, LENIENT_POLICY, PLAIN, QEnv, config_toml, make_env
 
 
@@ -45,17 +47,21 @@ async def test_list_filters_and_paging(qenv: QEnv, sink) -> None:
         assert run.code == 0, run.err
         return [json.loads(line)["id"] for line in run.out.splitlines()]
 
-    assert await ids() == [b, a]
-    assert await ids("--rule", "unsub") == [a]
-    assert await ids("--rule", "subject.missing") == [b]
-    assert await ids("--rule", "sender") == []
-    assert await ids("--stream", "transactional") == [b]
-    assert await ids("--sender", "@receipts.example.com") == [b]
-    assert await ids("--sender", "NEWS@shop.example.com") == [a]
-    assert await ids("--since", "1h") == [b, a]
-    assert await ids("--status", "released") == []
-    assert await ids("--limit", "1") == [b]
-    assert await ids("--limit", "1", "--page", "2") == [a]
+    cases = {
+        (): [b, a],
+        ("--rule", "unsub"): [a],
+        ("--rule", "subject.missing"): [b],
+        ("--rule", "sender"): [],
+        ("--stream", "transactional"): [b],
+        ("--sender", "@receipts.example.com"): [b],
+        ("--sender", "NEWS@shop.example.com"): [a],
+        ("--since", "1h"): [b, a],
+        ("--status", "released"): [],
+        ("--limit", "1"): [b],
+        ("--limit", "1", "--page", "2"): [a],
+    }
+    found = await asyncio.gather(*(ids(*args) for args in cases))  # independent: run them at once
+    assert dict(zip(cases, found)) == cases
     page = await qenv.cli("quarantine", "list", "--limit", "1")
     assert "page 1 of 2" in page.out and "next: --page 2" in page.out
 
@@ -228,14 +234,23 @@ async def test_purge_honours_age_and_dry_run(qenv: QEnv) -> None:
     assert [e["event"] for e in done.events()] == ["quarantine_purged"]
 
 
-@pytest.mark.parametrize("bad", ["../../etc/passwd", "../index.sqlite3", "/etc/passwd", "0193abc", "0" * 23 + "/",
-                                 "0193ABCDEF0123456789ABCD", "%2e%2e%2f", ""])
-async def test_bad_and_path_like_ids_are_refused(qenv: QEnv, bad: str) -> None:
+BAD_IDS = ["../../etc/passwd", "../index.sqlite3", "/etc/passwd", "0193abc", "0" * 23 + "/",
+           "0193ABCDEF0123456789ABCD", "%2e%2e%2f", ""]
+
+
+async def test_bad_and_path_like_ids_are_refused(qenv: QEnv, capsys) -> None:
     await fill(qenv)
-    for action in ("show", "release", "delete"):
+    for action, bad in (("show", "../../etc/passwd"), ("release", "../index.sqlite3")):
         r = await qenv.cli("quarantine", action, bad)
-        assert r.code == 1 and "not a quarantine id" in r.err, (action, r.err)
-        assert r.out == ""
+        assert r.code == 1 and "not a quarantine id" in r.err and r.out == "", (action, bad, r.err)
+    # The whole matrix in-process (the ID is refused before any file or network access).
+    capsys.readouterr()  # the relay's own log lines so far
+    for bad in BAD_IDS:
+        for action in ("show", "release", "delete"):
+            assert main(["quarantine", action, bad, "--config", str(qenv.config)]) == 1
+            out, err = capsys.readouterr()
+            assert "not a quarantine id" in err and out == "", (action, bad, err)
+    assert len(list((qenv.qdir / "msg").iterdir())) == 2
 
 
 async def test_unknown_id_is_a_clear_error(qenv: QEnv, sink) -> None:
