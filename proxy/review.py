@@ -24,7 +24,7 @@ from proxy.notify import Notifier
 from proxy.policy.loader import Policy
 from proxy.policy.registry import Context
 from proxy.policy.verdict import Action, Verdict
-from proxy.quarantine import Quarantine
+from proxy.quarantine import Quarantine, QuarantineError
 from proxy.relay import Outgoing, Recipient, Result, Upstream
 
 log = structlog.get_logger("sendwarden.review")
@@ -160,6 +160,9 @@ class Reviewer:
             )
             sending = True
             result = await self._send(out, row["queue_id"])
+        except QuarantineError as exc:  # the stored file is gone or unreadable
+            self.q.give_back(hold_id, token, self.actor, str(exc))
+            return Outcome(hold_id, "failed", False, str(exc))
         except BaseException as exc:
             if not sending or isinstance(exc, Exception):
                 # Nothing reached the upstream (or it failed in our code before or after):
