@@ -59,7 +59,7 @@ async def test_list_filters_and_paging(qenv: QEnv, sink) -> None:
         ("--limit", "1", "--page", "2"): [a],
     }
     found = await asyncio.gather(*(ids(*args) for args in cases))  # independent: run them at once
-    assert dict(zip(cases, found)) == cases
+    assert dict(zip(cases, found, strict=True)) == cases
     page = await qenv.cli("quarantine", "list", "--limit", "1")
     assert "page 1 of 2" in page.out and "next: --page 2" in page.out
 
