@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "policy",
     "passwd",
     "status",
+    "quarantine",
 )
 
 

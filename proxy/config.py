@@ -9,6 +9,7 @@ to the working directory.
 from __future__ import annotations
 
 import ipaddress
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Literal
@@ -139,8 +140,62 @@ class Smtp(_Strict):
     banner: str = "sendwarden ESMTP"
 
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.I)
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> float:
+    """'30d', '12h', '90m', '2w', '45s' → seconds. A bare number is refused: the unit matters."""
+    m = _DURATION.match(text)
+    if not m:
+        raise ValueError(f"{text!r}: expected a number and a unit (s, m, h, d or w), such as 30d or 12h")
+    return float(m.group(1)) * _UNIT[m.group(2).lower()]
+
+
+NotifyEvent = Literal["quarantined", "released", "release_failed", "deleted"]
+
+
+class Notify(_Strict):
+    """Tell people about quarantine events (chat, ticketing): a command run with the event as
+    JSON on its stdin, and/or a webhook that gets it as an HTTP POST. Failures are logged; they
+    never hold up the relay."""
+
+    command: list[str] = Field(default_factory=list)  # argv, no shell; the program by absolute path
+    webhook: str = ""
+    timeout: float = Field(default=10, gt=0, le=300)
+    max_pending: int = Field(default=100, ge=1, le=10_000)  # more in flight are dropped and logged
+    events: list[NotifyEvent] = Field(default_factory=lambda: ["quarantined", "released", "release_failed", "deleted"])
+
+    @field_validator("webhook")
+    @classmethod
+    def _webhook(cls, v: str) -> str:
+        if v and not (v.startswith("https://") or v.startswith("http://")):
+            raise ValueError("expected an http:// or https:// URL")
+        return v
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, v: list[str]) -> list[str]:
+        if v and not v[0].startswith("/"):
+            raise ValueError("give the program by its absolute path")
+        return v
+
+
 class Quarantine(_Strict):
     directory: str = "quarantine"
+    # How long held, released and deleted messages are kept before `quarantine purge` removes
+    # them (and their recipients' addresses) for good.
+    retention: str = "30d"
+    # A release that started this long ago and never finished (the releasing process died) is
+    # reported as stuck; `release --retry-stale` may then send it again.
+    stale_claim: str = "15m"
+    notify: Notify = Notify()
+
+    @field_validator("retention", "stale_claim")
+    @classmethod
+    def _duration(cls, v: str) -> str:
+        parse_duration(v)
+        return v
 
 
 class Audit(_Strict):
@@ -307,4 +362,4 @@ def load_config(path: str | Path | None) -> Config:
     return Config(validate(ConfigFile, data, p), str(p), p.resolve().parent)
 
 
-__all__ = ["Config", "ConfigError", "ConfigFile", "load_config", "parse_hostport"]
+__all__ = ["Config", "ConfigError", "ConfigFile", "load_config", "parse_duration", "parse_hostport"]

@@ -27,7 +27,7 @@ from typing import Protocol
 import aiosmtplib
 import structlog
 
-from proxy.config import parse_hostport
+from proxy.config import Config, parse_hostport
 from proxy.policy.verdict import Replies, Reply
 
 log = structlog.get_logger("sendwarden.relay")
@@ -286,4 +286,20 @@ def make_upstream(url: str, *, helo: str, starttls: str, verify: bool, pool_size
     return SmtpUpstream(
         url, helo=helo, starttls=starttls, verify=verify, pool_size=pool_size,
         connect_timeout=connect_timeout, command_timeout=command_timeout, data_timeout=data_timeout,
+    )
+
+
+def upstream_for(config: Config) -> Upstream:
+    """The upstream the service configuration names, with its timeouts: the relay and the
+    quarantine's release share it, so a released message takes the same way out."""
+    f = config.file
+    return make_upstream(
+        config.upstream_url(),
+        helo=f.upstream.helo or f.hostname,
+        starttls=f.upstream.starttls,
+        verify=f.upstream.verify,
+        pool_size=f.upstream.pool_size,
+        connect_timeout=f.timeouts.upstream_connect,
+        command_timeout=f.timeouts.upstream_command,
+        data_timeout=f.timeouts.upstream_data,
     )

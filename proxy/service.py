@@ -21,11 +21,12 @@ from proxy.audit import AddressMasker
 from proxy.auth import Credentials
 from proxy.config import Config, parse_hostport
 from proxy.metrics import Metrics
+from proxy.notify import Notifier
 from proxy.policy.loader import Policy
 from proxy.quarantine import Quarantine
 from proxy.ratelimit import Limit, RateLimiter
-from proxy.relay import Upstream, make_upstream
-from proxy.sdnotify import Notifier
+from proxy.relay import Upstream, upstream_for
+from proxy.sdnotify import Notifier as SystemdNotifier
 from proxy.smtp.handler import RelayHandler, client_ip
 from proxy.smtp.server import RelaySMTP
 from proxy.tls import dev_pair, server_context
@@ -88,16 +89,7 @@ class Parts:
 def build_parts(config: Config, policy: Policy, upstream: Upstream | None = None) -> Parts:
     f = config.file
     if upstream is None:
-        upstream = make_upstream(
-            config.upstream_url(),
-            helo=f.upstream.helo or f.hostname,
-            starttls=f.upstream.starttls,
-            verify=f.upstream.verify,
-            pool_size=f.upstream.pool_size,
-            connect_timeout=f.timeouts.upstream_connect,
-            command_timeout=f.timeouts.upstream_command,
-            data_timeout=f.timeouts.upstream_data,
-        )
+        upstream = upstream_for(config)
     tls_context = None
     if f.tls.cert:
         tls_context = server_context(config.path(f.tls.cert), config.path(f.tls.key))
@@ -134,7 +126,9 @@ class Service:
         self.reload_source = reload_source
         self.quarantine = Quarantine(config.quarantine_dir)
         self.metrics = Metrics()
-        self.notifier = Notifier()
+        self.systemd = SystemdNotifier()
+        # Quarantine and release events for people (a command or a webhook).
+        self.notifier = Notifier(config.file.quarantine.notify, config.file.hostname)
         self.sessions: set[RelaySMTP] = set()
         self.per_client: collections.Counter[str] = collections.Counter()
         self.closing = False
@@ -271,8 +265,8 @@ class Service:
         await self.probe_upstream()
         self._tasks.append(loop.create_task(self._probe_loop()))
         log.info("ready", upstream=repr(self.upstream), policy=self.policy.source, monitor=self.policy.monitor)
-        self.notifier.ready(self.summary())
-        self.notifier.start_watchdog(self.summary)
+        self.systemd.ready(self.summary())
+        self.systemd.start_watchdog(self.summary)
 
     async def probe_upstream(self) -> None:
         try:
@@ -294,7 +288,7 @@ class Service:
         if self.reload_source is None:
             log.warning("reload_unavailable")
             return False
-        self.notifier.reloading()
+        self.systemd.reloading()
         try:
             config, policy = await asyncio.to_thread(self.reload_source)
             same_upstream = _upstream_key(config) == _upstream_key(self.config)
@@ -302,7 +296,7 @@ class Service:
         except Exception as exc:  # every reason a reload can fail is reported, never fatal
             log.error("reload_failed", error=str(exc))
             self.metrics.reloads.labels("failed").inc()
-            self.notifier.ready(self.summary())
+            self.systemd.ready(self.summary())
             return False
         if [x.model_dump() for x in config.file.listeners] != [x.model_dump() for x in self.config.file.listeners]:
             log.warning("reload_needs_restart", reason="listeners changed; they keep their old addresses until a restart")
@@ -316,7 +310,7 @@ class Service:
             await self.probe_upstream()
         self.metrics.reloads.labels("ok").inc()
         log.info("reloaded", policy=policy.source, monitor=policy.monitor)
-        self.notifier.ready(self.summary())
+        self.systemd.ready(self.summary())
         return True
 
     async def stop(self) -> None:
@@ -326,7 +320,7 @@ class Service:
             await self._stopped.wait()
             return
         self.closing = True
-        self.notifier.stopping()
+        self.systemd.stopping()
         log.info("stopping", sessions=len(self.sessions))
         for server in self.servers:
             server.close()
@@ -349,8 +343,9 @@ class Service:
         if self._ops is not None:
             await self._ops.stop()
         await self.upstream.close()
+        await self.notifier.close()
         self.quarantine.close()
-        self.notifier.close()
+        self.systemd.close()
         log.info("stopped", last_hour=dict(self.metrics.last_hour.totals()))
         self._stopped.set()
 

@@ -5,7 +5,6 @@ the policy engine and acts on the verdict (relay, quarantine, reject), then writ
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import secrets
 import time
 from dataclasses import dataclass, field, replace
@@ -14,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from aiosmtpd.smtp import Envelope, Session
 
+from proxy import trace
 from proxy.facts import PROVIDERS, gather
 from proxy.message import Message
 from proxy.metrics import reply_class
@@ -61,20 +61,20 @@ def client_ip(session: Session) -> str:
     return str(peer or "")
 
 
-def received_header(hostname: str, session: Session, queue_id: str, rcpts: list[Recipient]) -> bytes:
-    """The RFC 5321 trace header a relay must add, with the RFC 3848 protocol name."""
+def protocol_name(session: Session) -> str:
+    """The RFC 3848 protocol name of a session: ESMTP, ESMTPS, ESMTPSA, ..."""
     proto = "ESMTP" if session.extended_smtp else "SMTP"
     if session.ssl is not None:
         proto += "S"
     if session.authenticated:
         proto += "A"
-    helo = (session.host_name or "unknown").replace("\r", "").replace("\n", "")[:200]
-    ip = client_ip(session)
-    literal = f"IPv6:{ip}" if ":" in ip else ip
-    rcpt = f"\r\n\tfor <{rcpts[0].address}>" if len(rcpts) == 1 else ""
-    date = email.utils.format_datetime(email.utils.localtime())
-    text = f"Received: from {helo} ([{literal}])\r\n\tby {hostname} (sendwarden) with {proto} id {queue_id}{rcpt};\r\n\t{date}\r\n"
-    return text.encode("utf-8", "surrogateescape")
+    return proto
+
+
+def received_header(hostname: str, session: Session, queue_id: str, rcpts: list[Recipient]) -> bytes:
+    """The RFC 5321 trace header a relay must add, with the RFC 3848 protocol name."""
+    return trace.received(hostname, helo=session.host_name or "unknown", ip=client_ip(session),
+                          proto=protocol_name(session), queue_id=queue_id, rcpts=[r.address for r in rcpts])
 
 
 def findings_header(verdict: Verdict) -> bytes:
@@ -257,6 +257,8 @@ class RelayHandler:
             subject=message.subject[:500],
             findings=[{"rule": j.rule, "action": str(j.action), "detail": j.finding.detail} for j in verdict.judged],
             queue_id=tx.queue_id,
+            helo=session.host_name or "",
+            proto=protocol_name(session),
         )
         try:
             hold_id = await self.service.quarantine.hold(content, held)
@@ -264,6 +266,7 @@ class RelayHandler:
             log.error("quarantine_failed", queue_id=tx.queue_id, error=str(exc))
             record["store_error"] = "quarantine"
             return Replies.store_unavailable(str(exc))
+        self.service.notifier.quarantined(hold_id, held)
         record["hold_id"] = hold_id
         return Replies.quarantined(hold_id)
 
