@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import signal
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -16,16 +17,22 @@ import structlog
 
 from proxy.audit import AddressMasker
 from proxy.auth import Credentials
-from proxy.config import Config
+from proxy.config import Config, ConfigError, parse_hostport
 from proxy.policy.loader import Policy
 from proxy.policy.verdict import Reply, Verdict
 from proxy.quarantine import Quarantine
 from proxy.relay import Upstream, make_upstream
 from proxy.smtp.handler import RelayHandler, client_ip
 from proxy.smtp.server import RelaySMTP
+from proxy.store import StoreError, from_config
 from proxy.tls import dev_pair, server_context
+from proxy.unsubscribe.headers import Endpoints
+from proxy.unsubscribe.intake import Intake
+from proxy.unsubscribe.token import TokenKeys
+from proxy.unsubscribe.web import UnsubscribeEndpoint
 
 log = structlog.get_logger("sendwarden.service")
+SENDS_KEPT = 400 * 86400  # frequency windows longer than this are not supported
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +89,23 @@ class Service:
         )
         self.quarantine = Quarantine(config.quarantine_dir)
         self.masker = AddressMasker.for_state_dir(f.audit.addresses, config.state_dir)
+        self.store = from_config(config)
+        u = f.unsubscribe
+        self.endpoints = Endpoints(u.base_url, u.mailto_local, u.mailto_domain)
+        self.unsubscribe_keys: TokenKeys | None = None
+        if u.base_url or u.mailto_domain or u.listen:
+            try:
+                self.unsubscribe_keys = TokenKeys.load(config.unsubscribe_key_path)
+            except (OSError, ValueError) as exc:
+                raise ConfigError(f"{config.source}: unsubscribe.key_file: {exc}") from None
+        self.intake = Intake(
+            store=self.store, keys=self.unsubscribe_keys, masker=self.masker, mailto_local=u.mailto_local,
+            mailto_domain=u.mailto_domain, complaints_address=f.complaints.address,
+            complaints_dir=config.complaints_dir, timeout=f.timeouts.policy,
+        )
+        self.unsubscribe_web: UnsubscribeEndpoint | None = None
+        if u.listen and self.unsubscribe_keys is not None:
+            self.unsubscribe_web = UnsubscribeEndpoint(self.store, self.unsubscribe_keys, self.masker, f.timeouts.policy, u.max_body)
         self.credentials = Credentials.load(config.path(f.auth.credentials)) if f.auth.credentials else None
         self.tls_context = None
         if f.tls.cert:
@@ -157,6 +181,11 @@ class Service:
         return factory
 
     async def start(self) -> None:
+        try:
+            await self.store.open()
+            await self.store.prune(time.time(), SENDS_KEPT)
+        except StoreError as exc:
+            raise ConfigError(f"{self.config.source}: store: {exc}") from None
         await asyncio.to_thread(self.quarantine.open)
         orphans, missing = await asyncio.to_thread(self.quarantine.audit)
         if orphans or missing:
@@ -170,6 +199,8 @@ class Service:
                 addr = sock.getsockname()
                 self.addresses.append((addr[0], addr[1]))
                 log.info("listening", listener=listener.name, address=f"{addr[0]}:{addr[1]}")
+        if self.unsubscribe_web is not None:
+            await self.unsubscribe_web.start(*parse_hostport(self.config.file.unsubscribe.listen))
         log.info("ready", upstream=repr(self.upstream), policy=self.policy.source, monitor=self.policy.monitor)
 
     async def stop(self) -> None:
@@ -182,6 +213,8 @@ class Service:
         log.info("stopping", sessions=len(self.sessions))
         for server in self.servers:
             server.close()
+        if self.unsubscribe_web is not None:
+            await self.unsubscribe_web.stop()
         for session in list(self.sessions):
             if session.in_transaction:
                 session.closing = True
@@ -197,6 +230,7 @@ class Service:
             await server.wait_closed()
         await self.upstream.close()
         self.quarantine.close()
+        await self.store.close()
         log.info("stopped", counters=dict(self.counters))
         self._stopped.set()
 

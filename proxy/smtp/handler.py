@@ -14,15 +14,17 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from aiosmtpd.smtp import Envelope, Session
 
+from proxy import recipients
 from proxy.facts import PROVIDERS, gather
 from proxy.message import Message
 from proxy.policy.engine import judge
 from proxy.policy.loader import Policy
 from proxy.policy.registry import Context
-from proxy.policy.verdict import Action, Replies, Reply, Verdict
+from proxy.policy.verdict import Action, Finding, Replies, Reply, Verdict
 from proxy.quarantine import Held, QuarantineError
 from proxy.relay import Outgoing, Recipient, Result
 from proxy.smtp.datareader import DataResult
+from proxy.unsubscribe.intake import Local, Refused
 
 if TYPE_CHECKING:
     from proxy.service import Service
@@ -44,6 +46,10 @@ class Transaction:
     recipients: list[Recipient] = field(default_factory=list)
     mail_dsn: dict[str, str] = field(default_factory=dict)
     body_8bit: bool = False
+    inbound_only: bool = False  # the client may not relay: only sendwarden's own addresses
+    local: list[Local] = field(default_factory=list)  # recipients that are sendwarden itself
+    plan: recipients.Plan | None = None  # the recipient-state lookups, fixed at the first RCPT
+    rcpt_findings: list[Finding] = field(default_factory=list)  # accepted with findings at RCPT
 
 
 def new_queue_id() -> str:
@@ -116,7 +122,8 @@ class RelayHandler:
     async def handle_MAIL(self, server: "RelaySMTP", session: Session, envelope: Envelope, address: str, options: list[str]) -> str:
         service = self.service
         ip = client_ip(session)
-        if not (session.authenticated or service.config.may_relay(ip)):
+        inbound_only = not (session.authenticated or service.config.may_relay(ip))
+        if inbound_only and not service.intake.enabled:
             reply = Replies.auth_required() if service.auth_offered(server) else Replies.relay_denied()
             log.warning("relay_refused", client=ip, sender=service.masker(address), reply=str(reply))
             return str(reply)
@@ -129,6 +136,7 @@ class RelayHandler:
         envelope.mail_options.extend(options)
         tx = Transaction(new_queue_id(), address, policy, stream.name, time.monotonic(), mail_dsn=dict(server.pending_dsn))
         tx.body_8bit = "BODY=8BITMIME" in options
+        tx.inbound_only = inbound_only
         envelope.tx = tx  # type: ignore[attr-defined]
         server.in_transaction = True
         return "250 2.1.0 Sender ok"
@@ -139,6 +147,31 @@ class RelayHandler:
             return "503 5.5.1 Error: need MAIL command"
         if len(envelope.rcpt_tos) >= self.settings.max_recipients:
             return "452 4.5.3 Too many recipients"
+        service = self.service
+        try:
+            local = service.intake.classify(address, time.time(), client_ip(session))
+        except Refused as exc:
+            return str(exc.reply)
+        if local is not None or tx.local:
+            # Mail to sendwarden itself is never mixed with mail it relays (RFC 5321 3.3: the
+            # client sends the 452'd recipient in a new transaction).
+            if (local is None) != (not tx.recipients):
+                return "452 4.5.3 Local and relayed recipients go in separate transactions; send this one again"
+            if local is not None:
+                tx.local.append(local)
+                envelope.rcpt_tos.append(address)
+                return "250 2.1.5 Recipient ok"
+        if tx.inbound_only:
+            reply = Replies.auth_required() if service.auth_offered(server) else Replies.relay_denied()
+            log.warning("relay_refused", client=client_ip(session), rcpt=service.masker(address), reply=str(reply))
+            return str(reply)
+        if tx.plan is None:
+            tx.plan = recipients.plan(tx.policy, tx.stream, tx.mail_from, _auth_user(session))
+        screening = await recipients.screen(service, tx.policy, tx.plan, tx.stream, address)
+        if screening.reply is not None:
+            log.info("rcpt_refused", queue_id=tx.queue_id, rcpt=service.masker(address), reply=str(screening.reply))
+            return str(screening.reply)
+        tx.rcpt_findings.extend(screening.findings)
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(options)
         tx.recipients.append(Recipient(address, dict(server.pending_dsn)))
@@ -173,10 +206,27 @@ class RelayHandler:
             return str(reply)
 
         content = data.content
+        if tx.local:
+            reply, consumed = await service.intake.consume(tx.local, envelope.mail_from or "", content, tx.queue_id)
+            record.update(consumed)
+            self._audit(session, tx, reply, None, len(content), record, t0)
+            return str(reply)
         message = Message.from_bytes(content)
+        if tx.plan is None:
+            tx.plan = recipients.plan(tx.policy, tx.stream, tx.mail_from, _auth_user(session))
+        marketing = tx.policy.streams[tx.stream].marketing
+        rcpt_addresses = [r.address for r in tx.recipients]
+        head, why_not = recipients.list_unsubscribe_block(service, tx.policy, tx.plan, marketing, rcpt_addresses, message)
+        if head:
+            # Prepended only: the message itself is never re-serialised. Judged as it will go out.
+            content = head + content
+            message = Message.from_bytes(content)
+            record["list_unsubscribe"] = "inserted"
+        elif why_not:
+            record["list_unsubscribe"] = f"not inserted: {why_not}"
         ctx = Context(
             stream=tx.stream,
-            marketing=tx.policy.streams[tx.stream].marketing,
+            marketing=marketing,
             mail_from=envelope.mail_from or "",
             rcpts=tuple(r.address for r in tx.recipients),
             client_ip=client_ip(session),
@@ -189,7 +239,7 @@ class RelayHandler:
             if facts:
                 ctx = replace(ctx, facts=facts)
         try:
-            verdict = judge(tx.policy, message, ctx)
+            verdict = judge(tx.policy, message, ctx, extra=tx.rcpt_findings)
         except Exception as exc:  # the engine itself failed: never relay unjudged
             log.error("engine_failed", queue_id=tx.queue_id, error=repr(exc), exc_info=True)
             verdict = Verdict(tx.policy.action(tx.stream, "check.error"), (), tx.policy.monitor, tx.stream, (repr(exc),))
@@ -199,9 +249,11 @@ class RelayHandler:
         if action == Action.REJECT:
             reply = verdict.reject_reply()
         elif action == Action.QUARANTINE:
-            reply = await self._quarantine(session, envelope, tx, message, content, verdict, record)
+            reply = await self._quarantine(session, envelope, tx, message, data.content, verdict, record)
         else:
             reply = await self._relay(server, session, envelope, tx, content, verdict, record)
+            if reply.is_success:
+                await recipients.after_relay(service, tx.plan, tx.stream, marketing, tx.mail_from, rcpt_addresses, message)
         self._audit(session, tx, reply, verdict, len(content), record, t0)
         return str(reply)
 
@@ -262,10 +314,10 @@ class RelayHandler:
             listener=self.listener,
             stream=tx.stream,
             sender=mask(tx.mail_from),
-            rcpt_count=len(tx.recipients),
-            rcpts=[mask(r.address) for r in tx.recipients],
+            rcpt_count=len(tx.recipients) or len(tx.local),
+            rcpts=[mask(r.address) for r in tx.recipients] or [mask(r.address) for r in tx.local],
             size=size,
-            action=str(verdict.effective) if verdict else "refused",
+            action=str(verdict.effective) if verdict else ("consumed" if "consumed" in record else "refused"),
             verdict=str(verdict.action) if verdict else None,
             monitor=verdict.monitor if verdict else False,
             rules=verdict.rules if verdict else [],
