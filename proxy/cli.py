@@ -21,6 +21,9 @@ COMMAND_MODULES = (
     "scan",
     "policy",
     "passwd",
+    "suppress",
+    "consent",
+    "frequency",
 )
 
 
