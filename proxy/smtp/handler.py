@@ -152,15 +152,14 @@ class RelayHandler:
             local = service.intake.classify(address, time.time(), client_ip(session))
         except Refused as exc:
             return str(exc.reply)
-        if local is not None or tx.local:
-            # Mail to sendwarden itself is never mixed with mail it relays (RFC 5321 3.3: the
-            # client sends the 452'd recipient in a new transaction).
-            if (local is None) != (not tx.recipients):
-                return "452 4.5.3 Local and relayed recipients go in separate transactions; send this one again"
-            if local is not None:
-                tx.local.append(local)
-                envelope.rcpt_tos.append(address)
-                return "250 2.1.5 Recipient ok"
+        # Mail to sendwarden itself is never mixed with mail it relays (RFC 5321 3.3: the
+        # client sends the 452'd recipient again in a new transaction).
+        if (local is not None and tx.recipients) or (local is None and tx.local):
+            return "452 4.5.3 Local and relayed recipients go in separate transactions; send this one again"
+        if local is not None:
+            tx.local.append(local)
+            envelope.rcpt_tos.append(address)
+            return "250 2.1.5 Recipient ok"
         if tx.inbound_only:
             reply = Replies.auth_required() if service.auth_offered(server) else Replies.relay_denied()
             log.warning("relay_refused", client=client_ip(session), rcpt=service.masker(address), reply=str(reply))

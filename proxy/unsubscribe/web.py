@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import html
 import time
-from typing import Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 import structlog
 from aiohttp import web
@@ -111,10 +111,15 @@ class UnsubscribeEndpoint:
 async def _security_headers(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
     try:
         response = await handler(request)
-    except web.HTTPException as exc:
-        response = exc
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Referrer-Policy"] = "no-referrer"
-    response.headers["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"
+    except web.HTTPException as exc:  # 404, 405, 413 ...: raised, with the same headers
+        _secure(exc.headers)
+        raise
+    _secure(response.headers)
     return response
+
+
+def _secure(headers: Any) -> None:
+    headers["Cache-Control"] = "no-store"
+    headers["X-Content-Type-Options"] = "nosniff"
+    headers["Referrer-Policy"] = "no-referrer"
+    headers["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"
