@@ -11,12 +11,15 @@ found under the new ones. Choose them before the first import.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 import idna
 
 MAX_ADDRESS = 320  # 64 octets of local part, 255 of domain, and the '@'
+_BAD_DOMAIN = re.compile(r"[\x00-\x20\x7f@<>(),\[\]]|\.\.|^\.")
+_BAD_LOCAL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class InvalidAddress(ValueError):
@@ -40,7 +43,7 @@ def a_label(domain: str) -> str:
     if domain.startswith("[") and domain.endswith("]"):
         return domain  # an address literal
     if domain.isascii():
-        if any(c.isspace() or c in "@<>()," or ord(c) < 33 for c in domain) or ".." in domain:
+        if _BAD_DOMAIN.search(domain):
             raise InvalidAddress(f"bad domain {domain!r}")
         return domain
     try:
@@ -78,7 +81,7 @@ class AddressNormalizer:
         local, at, domain = text.rpartition("@")
         if not at or not local:
             raise InvalidAddress(f"not an address: {address!r}")
-        if any(ord(c) < 32 or c == "\x7f" for c in local) or (" " in local and not local.startswith('"')):
+        if _BAD_LOCAL.search(local) or (" " in local and not local.startswith('"')):
             raise InvalidAddress(f"bad local part in {address!r}")
         domain = a_label(domain)
         rule = self.domains.get(domain, self.default)

@@ -209,8 +209,8 @@ class RecipientStore(abc.ABC):
     @abc.abstractmethod
     async def add_consent(self, records: Sequence[ConsentRecord], now: float) -> int:
         """Add records in one transaction, each superseding the current record of its address
-        and scope. A record identical to the current one is not added again (so a re-run import
-        is harmless). Returns how many were added."""
+        and scope (or, when it is older than the current one, joining the history). A record
+        identical to one already kept is not added again, so a re-run import is harmless. Returns how many were added."""
 
     @abc.abstractmethod
     async def consent_history(self, address: str) -> list[ConsentRecord]:

@@ -259,12 +259,13 @@ class SqliteStore(RecipientStore):
             with _Transaction(db):
                 next_id = int(db.execute("SELECT coalesce(max(id), 0) + 1 FROM consent").fetchone()[0])
                 for key, r in rows:
+                    if db.execute("SELECT 1 FROM consent WHERE address = ? AND scope = ? AND status = ? AND consented_at = ?"
+                                  " AND source = ? AND proof = ? LIMIT 1",
+                                  (key, r.scope, r.status, r.consented_at, r.source, r.proof)).fetchone():
+                        continue  # the same record again: an import run twice
                     cur = db.execute(f"SELECT {_CONSENT_COLS} FROM consent WHERE address = ? AND scope = ?"
                                      " AND superseded_by IS NULL", (key, r.scope)).fetchone()
                     current = _consent(cur) if cur else None
-                    if current and (current.status, current.consented_at, current.source, current.proof) == (
-                            r.status, r.consented_at, r.source, r.proof):
-                        continue  # the same record again: an import run twice
                     superseded_by = None
                     if current and r.consented_at < current.consented_at:
                         superseded_by = current.id  # an older record: history, not the current state
