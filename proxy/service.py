@@ -33,6 +33,7 @@ from proxy.unsubscribe.web import UnsubscribeEndpoint
 
 log = structlog.get_logger("sendwarden.service")
 SENDS_KEPT = 400 * 86400  # frequency windows longer than this are not supported
+PRUNE_EVERY = 6 * 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +120,7 @@ class Service:
         self.addresses: list[tuple[str, int]] = []
         self.counters: collections.Counter[str] = collections.Counter()
         self._stopped = asyncio.Event()
+        self._pruner: asyncio.Task[None] | None = None
 
     # -- connections ------------------------------------------------------------------------------
 
@@ -201,7 +203,18 @@ class Service:
                 log.info("listening", listener=listener.name, address=f"{addr[0]}:{addr[1]}")
         if self.unsubscribe_web is not None:
             await self.unsubscribe_web.start(*parse_hostport(self.config.file.unsubscribe.listen))
+        self._pruner = asyncio.create_task(self._prune_forever())
         log.info("ready", upstream=repr(self.upstream), policy=self.policy.source, monitor=self.policy.monitor)
+
+    async def _prune_forever(self) -> None:
+        """Forget sends older than any frequency window, now and then, so the table stays small."""
+        while True:
+            await asyncio.sleep(PRUNE_EVERY)
+            try:
+                gone = await self.store.prune(time.time(), SENDS_KEPT)
+                log.info("store_pruned", sends=gone)
+            except StoreError as exc:
+                log.warning("store_prune_failed", error=str(exc))
 
     async def stop(self) -> None:
         """Stop accepting, tell idle clients 421, let transactions in flight finish (bounded by
@@ -215,6 +228,8 @@ class Service:
             server.close()
         if self.unsubscribe_web is not None:
             await self.unsubscribe_web.stop()
+        if self._pruner is not None:
+            self._pruner.cancel()
         for session in list(self.sessions):
             if session.in_transaction:
                 session.closing = True
