@@ -9,7 +9,7 @@ import time
 import aiosmtplib
 import pytest
 
-from proxy.store import GLOBAL, ConsentRecord, Scope, StoreError, Suppression
+from proxy.store import GLOBAL, ConsentRecord, Scope, Suppression
 from tests.recipient_helpers import COMPLIANT, SENDER, policy
 from tests.smtpclient import RawClient
 
@@ -52,6 +52,9 @@ async def test_refused_recipients_get_their_own_reply_and_the_rest_go_through(st
     assert code == 450 and msg.startswith("4.7.1") and "[frequency.exceeded]" in msg
     [got] = sink.received
     assert [r for r, _ in got.rcpts] == ["ok1@example.org", "ok2@example.org"]
+    # The relayed newsletter's privacy link is in the ledger for its 30-day duty.
+    [link] = await relay.store.privacy_links_within(time.time())
+    assert (link.url, link.sender_domain, link.messages) == ("https://shop.example.com/privacy", "shop.example.com", 1)
     # Counted once the upstream accepted: a third message to ok1 hits the cap of 2 per 7 days.
     await send(relay, ["ok1@example.org"])
     with pytest.raises(aiosmtplib.SMTPRecipientsRefused) as refused:

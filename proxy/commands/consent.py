@@ -14,7 +14,7 @@ from typing import Any
 
 from proxy.commands import csvio
 from proxy.commands.common import CliError
-from proxy.commands.storecli import add_common, add_import_args, run
+from proxy.commands.storecli import add_common, add_import_args, export, run
 from proxy.store import ConsentRecord, RecipientStore
 
 COLUMNS = ("address", "scope", "consented_at", "source", "proof", "status")
@@ -77,26 +77,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    out, fh = csvio.writer(args.file)
-
-    async def body(store: RecipientStore) -> int:
-        out.writerow(EXPORT_COLUMNS)
-        n = 0
-        async for batch in store.iter_consent(history=args.history):
-            out.writerows(_row(c) for c in batch)
-            n += len(batch)
-        return n
-
-    try:
-        n = run(args, body)
-    finally:
-        fh.flush()
-        if args.file == "-":
-            fh.detach()  # type: ignore[attr-defined]
-        else:
-            fh.close()
-    print(f"{n} rows exported", file=sys.stderr)
-    return 0
+    return export(args, EXPORT_COLUMNS, lambda store: store.iter_consent(history=args.history), _row)
 
 
 def register(sub: Any) -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from typing import Any, Awaitable, Callable, TypeVar
+import sys
+from typing import Any, AsyncIterator, Awaitable, Callable, Sequence, TypeVar
 
+from proxy.commands import csvio
 from proxy.commands.common import CliError
 from proxy.config import load_config
 from proxy.store import RecipientStore, Scope, StoreError, from_config
@@ -32,6 +34,31 @@ def run(args: argparse.Namespace, body: Callable[[RecipientStore], Awaitable[T]]
         raise CliError(f"store: {exc}") from None
     except InvalidAddress as exc:
         raise CliError(str(exc)) from None
+
+
+def export(args: argparse.Namespace, columns: Sequence[str], batches: Callable[[RecipientStore], AsyncIterator[list[T]]],
+           row: Callable[[T], list[str]]) -> int:
+    """Stream the store's records as CSV to args.file ("-": stdout)."""
+    out, fh = csvio.writer(args.file)
+
+    async def body(store: RecipientStore) -> int:
+        out.writerow(columns)
+        n = 0
+        async for batch in batches(store):
+            out.writerows(row(r) for r in batch)
+            n += len(batch)
+        return n
+
+    try:
+        n = run(args, body)
+    finally:
+        fh.flush()
+        if args.file == "-":
+            fh.detach()  # type: ignore[attr-defined]
+        else:
+            fh.close()
+    print(f"{n} rows exported", file=sys.stderr)
+    return 0
 
 
 def scope_arg(kinds: tuple[str, ...] = SUPPRESSION_SCOPES) -> Callable[[str], Scope]:

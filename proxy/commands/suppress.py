@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from proxy.commands import csvio
-from proxy.commands.storecli import EXIT_FOUND, add_common, add_import_args, run, scope_arg
+from proxy.commands.storecli import EXIT_FOUND, add_common, add_import_args, export, run, scope_arg
 from proxy.store import GLOBAL, REASONS, RecipientStore, Scope, Suppression
 
 COLUMNS = ("address", "scope", "reason", "source", "created")
@@ -86,26 +86,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    out, fh = csvio.writer(args.file)
-
-    async def body(store: RecipientStore) -> int:
-        out.writerow(COLUMNS)
-        n = 0
-        async for batch in store.iter_suppressions(scope=args.scope, reason=args.reason):
-            out.writerows(_row(s) for s in batch)
-            n += len(batch)
-        return n
-
-    try:
-        n = run(args, body)
-    finally:
-        fh.flush()
-        if args.file == "-":
-            fh.detach()  # type: ignore[attr-defined]
-        else:
-            fh.close()
-    print(f"{n} rows exported", file=sys.stderr)
-    return 0
+    return export(args, COLUMNS, lambda store: store.iter_suppressions(scope=args.scope, reason=args.reason), _row)
 
 
 def register(sub: Any) -> None:

@@ -213,14 +213,19 @@ class SqliteStore(RecipientStore):
         return await self._run("write", write)
 
     async def unsuppress(self, address: str, scope: Scope | None = None) -> int:
+        return await self._delete_scoped("suppression", address, scope)
+
+    async def _delete_scoped(self, table: str, address: str, scope: Scope | None) -> int:
+        """Delete an address's rows in `table`, in one scope or all."""
         key = self.normalize(address)
+        where, params = "address = ?", [key]
+        if scope is not None:
+            where += " AND scope_kind = ? AND scope_value = ?"
+            params += [scope.kind, scope.value]
 
         def write(db: sqlite3.Connection) -> int:
             with _Transaction(db):
-                if scope is None:
-                    return db.execute("DELETE FROM suppression WHERE address = ?", (key,)).rowcount
-                return db.execute("DELETE FROM suppression WHERE address = ? AND scope_kind = ? AND scope_value = ?",
-                                  (key, scope.kind, scope.value)).rowcount
+                return db.execute(f"DELETE FROM {table} WHERE {where}", params).rowcount
 
         return await self._run("write", write)
 
@@ -310,16 +315,7 @@ class SqliteStore(RecipientStore):
         await self._run("write", write)
 
     async def clear_frequency_override(self, address: str, scope: Scope | None = None) -> int:
-        key = self.normalize(address)
-
-        def write(db: sqlite3.Connection) -> int:
-            with _Transaction(db):
-                if scope is None:
-                    return db.execute("DELETE FROM frequency_override WHERE address = ?", (key,)).rowcount
-                return db.execute("DELETE FROM frequency_override WHERE address = ? AND scope_kind = ? AND scope_value = ?",
-                                  (key, scope.kind, scope.value)).rowcount
-
-        return await self._run("write", write)
+        return await self._delete_scoped("frequency_override", address, scope)
 
     async def prune(self, now: float, keep_sends: float) -> int:
         def write(db: sqlite3.Connection) -> int:
