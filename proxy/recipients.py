@@ -56,6 +56,7 @@ class Screening:
 
     reply: Reply | None = None
     findings: list[Finding] = field(default_factory=list)
+    rule: str = ""  # the refusing rule, for metrics
 
 
 def plan(policy: Policy, stream_name: str, mail_from: str, auth_user: str | None) -> Plan:
@@ -95,9 +96,10 @@ def decide(policy: Policy, stream: str, found: list[Finding]) -> Screening:
     f_opts: frequency.FrequencyOptions = policy.options["frequency"]  # type: ignore[assignment]
     permanent = [f for f in refusing if f.rule != "frequency.exceeded" or f_opts.reply == "permanent"]
     first = (permanent or refusing)[0]
+    reason = first.detail.partition(": ")[2] or first.detail
     if permanent:
-        return Screening(Replies.recipient_refused(first.rule, first.detail.partition(": ")[2] or first.detail))
-    return Screening(Replies.recipient_deferred(first.rule, first.detail.partition(": ")[2] or first.detail))
+        return Screening(Replies.recipient_refused(first.rule, reason), rule=first.rule)
+    return Screening(Replies.recipient_deferred(first.rule, reason), rule=first.rule)
 
 
 async def screen(service: "Service", policy: Policy, p: Plan, stream: str, address: str) -> Screening:
@@ -107,11 +109,11 @@ async def screen(service: "Service", policy: Policy, p: Plan, stream: str, addre
     try:
         state = await asyncio.wait_for(service.store.lookup(address, p.query, time.time()), service.settings.policy_timeout)
     except InvalidAddress as exc:
-        return Screening(Reply(553, "5.1.3", f"Bad recipient address: {exc}"[:200]))
+        return Screening(Reply(553, "5.1.3", f"Bad recipient address: {exc}"[:200]), rule="recipient.invalid")
     except (StoreError, TimeoutError) as exc:
         reason = str(exc) or "no answer in time"
         log.error("store_unavailable", during="rcpt", error=reason)
-        return Screening(Replies.store_unavailable(reason))
+        return Screening(Replies.store_unavailable(reason), rule="lookup.failed")
     return decide(policy, stream, findings(policy, p, stream, address, state))
 
 
