@@ -23,6 +23,7 @@ from proxy.policy.loader import Policy
 from proxy.policy.registry import Context
 from proxy.policy.verdict import Action, Finding, Replies, Reply, Verdict
 from proxy.quarantine import Held, QuarantineError
+from proxy.recipients import Plan
 from proxy.relay import Outgoing, Recipient, Result
 from proxy.smtp.datareader import DataResult
 from proxy.unsubscribe.intake import Local, Refused
@@ -52,7 +53,7 @@ class Transaction:
     domains: set[str] = field(default_factory=set)
     inbound_only: bool = False  # the client may not relay: only sendwarden's own addresses
     local: list[Local] = field(default_factory=list)  # recipients that are sendwarden itself
-    plan: recipients.Plan | None = None  # the recipient-state lookups, fixed at the first RCPT
+    plan: Plan | None = None  # the recipient-state lookups, fixed at the first RCPT
     rcpt_findings: list[Finding] = field(default_factory=list)  # accepted with findings at RCPT
 
 

@@ -127,7 +127,8 @@ class SqliteStore(RecipientStore):
             s for s in map(_suppression, db.execute(f"SELECT {_SUPPRESSION_COLS} FROM suppression WHERE address = ?", (key,)))
             if s.scope in wanted
         )
-        consent, scopes = None, ()
+        consent: ConsentRecord | None = None
+        scopes: tuple[str, ...] = ()
         if query.consent_scope is not None:
             current = [_consent(r) for r in db.execute(
                 f"SELECT {_CONSENT_COLS} FROM consent WHERE address = ? AND superseded_by IS NULL", (key,))]

@@ -57,11 +57,15 @@ def _headers(part: EmailMessage) -> EmailMessage | None:
 def parse(raw: bytes) -> Report | None:
     """The feedback report in `raw`, or None when it is not an ARF report."""
     msg = message_from_bytes(raw, policy=compat32)
-    if msg.get_content_type() != "multipart/report" or (msg.get_param("report-type") or "").lower() != "feedback-report":
+    report_type = msg.get_param("report-type")
+    if msg.get_content_type() != "multipart/report" or not isinstance(report_type, str) or report_type.lower() != "feedback-report":
         return None
     report: Report | None = None
     original: EmailMessage | None = None
-    for part in msg.get_payload() if isinstance(msg.get_payload(), list) else []:
+    parts = msg.get_payload()
+    for part in parts if isinstance(parts, list) else []:
+        if not isinstance(part, EmailMessage):
+            continue
         ctype = part.get_content_type()
         if ctype == "message/feedback-report" and report is None:
             inner = _headers(part)
@@ -104,7 +108,7 @@ def complainant(report: Report, keys: TokenKeys | None, now: float) -> tuple[str
         if addr:
             return addr, "To"
         for value in orig.get_all("Received") or []:
-            m = _OUR_RECEIVED.search(str(value))
-            if m:
-                return m.group(1), "Received"
+            found = _OUR_RECEIVED.search(str(value))
+            if found:
+                return found.group(1), "Received"
     return None

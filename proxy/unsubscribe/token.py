@@ -16,6 +16,7 @@ first line and dropping the old one after the token lifetime).
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import os
@@ -100,7 +101,7 @@ class TokenKeys:
             raise TokenError("malformed", "not an unsubscribe token")
         try:
             raw = base64.b32decode(text + "=" * (-len(text) % 8))
-        except (ValueError, base64.binascii.Error):
+        except (ValueError, binascii.Error):
             raise TokenError("malformed", "not an unsubscribe token") from None
         if len(raw) < _HEAD.size + 2 + MAC_BYTES:
             raise TokenError("malformed", "unsubscribe token too short")
