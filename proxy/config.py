@@ -11,9 +11,9 @@ from __future__ import annotations
 import ipaddress
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from proxy.tomlfile import ConfigError, read_toml, validate
 
@@ -45,6 +45,16 @@ def parse_hostport(text: str, default_port: int | None = None) -> tuple[str, int
     if not host:
         raise ValueError(f"{text!r}: missing host")
     return host, int(port_text)
+
+
+def _optional_hostport(v: str) -> str:
+    if v:
+        parse_hostport(v)
+    return v
+
+
+# An address to listen on, or "" for off.
+HostPortOrOff = Annotated[str, AfterValidator(_optional_hostport)]
 
 
 class Listener(_Strict):
@@ -153,16 +163,10 @@ class Audit(_Strict):
 
 class Metrics(_Strict):
     # Where /metrics (Prometheus) and /healthz listen. Empty: off.
-    address: str = ""
+    address: HostPortOrOff = ""
     # How often the upstream is probed for /healthz, in seconds.
     probe_interval: float = Field(default=15, gt=0)
 
-    @field_validator("address")
-    @classmethod
-    def _address(cls, v: str) -> str:
-        if v:
-            parse_hostport(v)
-        return v
 
 
 class RateLimit(_Strict):
@@ -234,7 +238,7 @@ class Unsubscribe(_Strict):
     """The unsubscribe loop: the one-click HTTP endpoint, the mailto address, the token key."""
 
     # HOST:PORT the HTTP endpoint listens on (behind a TLS-terminating proxy); "" = no endpoint.
-    listen: str = ""
+    listen: HostPortOrOff = ""
     # The public https URL of that endpoint, as written into List-Unsubscribe.
     base_url: str = ""
     # Mail to LOCAL+TOKEN@mailto_domain is taken on the SMTP listener as an unsubscribe.
@@ -244,13 +248,6 @@ class Unsubscribe(_Strict):
     key_file: str = ""
     token_days: int = Field(default=90, ge=1, le=3650)
     max_body: int = Field(default=8192, ge=256, le=1_048_576)
-
-    @field_validator("listen")
-    @classmethod
-    def _listen(cls, v: str) -> str:
-        if v:
-            parse_hostport(v)
-        return v
 
     @field_validator("base_url")
     @classmethod
