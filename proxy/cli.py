@@ -23,6 +23,9 @@ COMMAND_MODULES = (
     "passwd",
     "status",
     "quarantine",
+    "suppress",
+    "consent",
+    "frequency",
 )
 
 

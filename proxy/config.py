@@ -12,9 +12,9 @@ import ipaddress
 import re
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from proxy.tomlfile import ConfigError, read_toml, validate
 
@@ -46,6 +46,16 @@ def parse_hostport(text: str, default_port: int | None = None) -> tuple[str, int
     if not host:
         raise ValueError(f"{text!r}: missing host")
     return host, int(port_text)
+
+
+def _optional_hostport(v: str) -> str:
+    if v:
+        parse_hostport(v)
+    return v
+
+
+# An address to listen on, or "" for off.
+HostPortOrOff = Annotated[str, AfterValidator(_optional_hostport)]
 
 
 class Listener(_Strict):
@@ -208,16 +218,10 @@ class Audit(_Strict):
 
 class Metrics(_Strict):
     # Where /metrics (Prometheus) and /healthz listen. Empty: off.
-    address: str = ""
+    address: HostPortOrOff = ""
     # How often the upstream is probed for /healthz, in seconds.
     probe_interval: float = Field(default=15, gt=0)
 
-    @field_validator("address")
-    @classmethod
-    def _address(cls, v: str) -> str:
-        if v:
-            parse_hostport(v)
-        return v
 
 
 class RateLimit(_Strict):
@@ -249,10 +253,96 @@ class ConnectionRate(_Strict):
     window: float = Field(default=60, gt=0)
 
 
+class AddressDomain(_Strict):
+    """Per-domain exceptions to [addresses]; unset keys inherit."""
+
+    fold_local_case: bool | None = None
+    plus_tag: str | None = Field(default=None, max_length=1)
+    ignore_dots: bool | None = None
+
+
+def _provider_domains() -> dict[str, AddressDomain]:
+    # Gmail delivers re.ader@ and reader@ to one mailbox.
+    return {"gmail.com": AddressDomain(ignore_dots=True), "googlemail.com": AddressDomain(ignore_dots=True)}
+
+
+class Addresses(_Strict):
+    """How recipient addresses are normalised before the store files or finds them, so that
+    `Reader+news@Example.org` finds the suppression of `reader@example.org`. Decide before the
+    first import: changing the rules changes the keys."""
+
+    fold_local_case: bool = True
+    plus_tag: str = Field(default="+", max_length=1)  # "" keeps sub-addresses apart
+    ignore_dots: bool = False
+    domains: dict[str, AddressDomain] = Field(default_factory=_provider_domains)
+
+    @field_validator("domains")
+    @classmethod
+    def _domains(cls, v: dict[str, AddressDomain]) -> dict[str, AddressDomain]:
+        from proxy.store.address import InvalidAddress, a_label
+
+        for name in v:
+            try:
+                a_label(name)
+            except InvalidAddress as exc:
+                raise ValueError(str(exc)) from None
+        return v
+
+
+class Unsubscribe(_Strict):
+    """The unsubscribe loop: the one-click HTTP endpoint, the mailto address, the token key."""
+
+    # HOST:PORT the HTTP endpoint listens on (behind a TLS-terminating proxy); "" = no endpoint.
+    listen: HostPortOrOff = ""
+    # The public https URL of that endpoint, as written into List-Unsubscribe.
+    base_url: str = ""
+    # Mail to LOCAL+TOKEN@mailto_domain is taken on the SMTP listener as an unsubscribe.
+    mailto_domain: str = ""
+    mailto_local: str = Field(default="unsubscribe", pattern=r"^[A-Za-z0-9._-]{1,32}$")
+    # The HMAC key for tokens; created (0600) on first start when missing. A fleet shares one.
+    key_file: str = ""
+    token_days: int = Field(default=90, ge=1, le=3650)
+    max_body: int = Field(default=8192, ge=256, le=1_048_576)
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, v: str) -> str:
+        if v and not v.startswith("https://"):
+            raise ValueError("must be an https:// URL (RFC 8058 one-click needs https)")
+        return v.rstrip("/")
+
+    @field_validator("mailto_domain")
+    @classmethod
+    def _domain(cls, v: str) -> str:
+        from proxy.store.address import InvalidAddress, a_label
+
+        try:
+            return a_label(v) if v else v
+        except InvalidAddress as exc:
+            raise ValueError(str(exc)) from None
+
+
+class Complaints(_Strict):
+    # Mail to this address is taken on the SMTP listener: ARF abuse reports suppress the
+    # complainant, everything else lands in `directory` (a Maildir) for people to read.
+    address: str = ""
+    directory: str = "complaints"
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v: str) -> str:
+        if v and ("@" not in v or v.startswith("@") or v.endswith("@")):
+            raise ValueError(f"{v!r} is not an address")
+        return v.strip().lower()
+
+
 class ConfigFile(_Strict):
     hostname: str = "localhost"
     policy: str = "builtin:default"
     state_dir: str = "var"
+    # Recipient state (suppressions, consent, frequency, privacy links): sqlite:PATH.
+    # Default: sqlite:STATE_DIR/recipients.sqlite3.
+    store: str = ""
     # Client networks that may relay without AUTH. Everybody else must authenticate.
     relay_networks: list[str] = Field(default_factory=lambda: ["127.0.0.1/32", "::1/128"])
     listeners: list[Listener] = Field(default_factory=lambda: [Listener()])
@@ -267,6 +357,9 @@ class ConfigFile(_Strict):
     metrics: Metrics = Metrics()
     rate_limits: list[RateLimit] = Field(default_factory=list)
     connection_rate: ConnectionRate = ConnectionRate()
+    addresses: Addresses = Addresses()
+    unsubscribe: Unsubscribe = Unsubscribe()
+    complaints: Complaints = Complaints()
 
     @field_validator("rate_limits")
     @classmethod
@@ -274,6 +367,13 @@ class ConfigFile(_Strict):
         names = [x.name for x in v]
         if len(set(names)) != len(names):
             raise ValueError("rate limit names must be unique")
+        return v
+
+    @field_validator("store")
+    @classmethod
+    def _store(cls, v: str) -> str:
+        if v and not (v.startswith("sqlite:") and len(v) > len("sqlite:")):
+            raise ValueError("expected sqlite:PATH")
         return v
 
     @field_validator("relay_networks")
@@ -322,8 +422,26 @@ class Config:
 
     @property
     def quarantine_dir(self) -> Path:
-        q = Path(self.file.quarantine.directory)
-        return q if q.is_absolute() else self.state_dir / q
+        return self._under_state(self.file.quarantine.directory)
+
+    def _under_state(self, value: str) -> Path:
+        p = Path(value)
+        return p if p.is_absolute() else self.state_dir / p
+
+    @property
+    def store_url(self) -> str:
+        store = self.file.store
+        if not store:
+            return f"sqlite:{self.state_dir / 'recipients.sqlite3'}"
+        return "sqlite:" + str(self.path(store[len("sqlite:"):]))
+
+    @property
+    def unsubscribe_key_path(self) -> Path:
+        return self.path(self.file.unsubscribe.key_file) if self.file.unsubscribe.key_file else self.state_dir / "unsubscribe.key"
+
+    @property
+    def complaints_dir(self) -> Path:
+        return self._under_state(self.file.complaints.directory)
 
     @property
     def policy_path(self) -> str:

@@ -12,6 +12,7 @@ import asyncio
 import collections
 import ipaddress
 import signal
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -19,7 +20,7 @@ import structlog
 
 from proxy.audit import AddressMasker
 from proxy.auth import Credentials
-from proxy.config import Config, parse_hostport
+from proxy.config import Config, ConfigError, parse_hostport
 from proxy.metrics import Metrics
 from proxy.notify import Notifier
 from proxy.policy.loader import Policy
@@ -29,10 +30,17 @@ from proxy.relay import Upstream, upstream_for
 from proxy.sdnotify import Notifier as SystemdNotifier
 from proxy.smtp.handler import RelayHandler, client_ip
 from proxy.smtp.server import RelaySMTP
+from proxy.store import StoreError, from_config
 from proxy.tls import dev_pair, server_context
+from proxy.unsubscribe.headers import Endpoints
+from proxy.unsubscribe.intake import Intake
+from proxy.unsubscribe.token import TokenKeys
+from proxy.unsubscribe.web import UnsubscribeEndpoint
 
 log = structlog.get_logger("sendwarden.service")
 PROXY_HEADER_TIMEOUT = 10.0
+SENDS_KEPT = 400 * 86400  # frequency windows longer than this are not supported
+PRUNE_EVERY = 6 * 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +133,7 @@ class Service:
         self._install(build_parts(config, policy, upstream))
         self.reload_source = reload_source
         self.quarantine = Quarantine(config.quarantine_dir)
+        self._recipient_state(config)
         self.metrics = Metrics()
         self.systemd = SystemdNotifier()
         # Quarantine and release events for people (a command or a webhook).
@@ -139,6 +148,28 @@ class Service:
         self._ops: Any = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopped = asyncio.Event()
+
+    def _recipient_state(self, config: Config) -> None:
+        """The store and the unsubscribe loop: made once, kept across reloads (a change to
+        their configuration needs a restart)."""
+        f = config.file
+        u = f.unsubscribe
+        self.store = from_config(config)
+        self.endpoints = Endpoints(u.base_url, u.mailto_local, u.mailto_domain)
+        self.unsubscribe_keys: TokenKeys | None = None
+        if u.base_url or u.mailto_domain or u.listen:
+            try:
+                self.unsubscribe_keys = TokenKeys.load(config.unsubscribe_key_path)
+            except (OSError, ValueError) as exc:
+                raise ConfigError(f"{config.source}: unsubscribe.key_file: {exc}") from None
+        self.intake = Intake(
+            store=self.store, keys=self.unsubscribe_keys, masker=self.masker, mailto_local=u.mailto_local,
+            mailto_domain=u.mailto_domain, complaints_address=f.complaints.address,
+            complaints_dir=config.complaints_dir, timeout=f.timeouts.policy,
+        )
+        self.unsubscribe_web: UnsubscribeEndpoint | None = None
+        if u.listen and self.unsubscribe_keys is not None:
+            self.unsubscribe_web = UnsubscribeEndpoint(self.store, self.unsubscribe_keys, self.masker, f.timeouts.policy, u.max_body)
 
     def _install(self, parts: Parts) -> None:
         self.config = parts.config
@@ -243,6 +274,11 @@ class Service:
         return factory
 
     async def start(self) -> None:
+        try:
+            await self.store.open()
+            await self.store.prune(time.time(), SENDS_KEPT)
+        except StoreError as exc:
+            raise ConfigError(f"{self.config.source}: store: {exc}") from None
         await asyncio.to_thread(self.quarantine.open)
         orphans, missing = await asyncio.to_thread(self.quarantine.audit)
         if orphans or missing:
@@ -262,8 +298,11 @@ class Service:
 
             self._ops = OpsServer(self, *parse_hostport(metrics.address))
             self.ops_address = await self._ops.start()
+        if self.unsubscribe_web is not None:
+            await self.unsubscribe_web.start(*parse_hostport(self.config.file.unsubscribe.listen))
         await self.probe_upstream()
         self._tasks.append(loop.create_task(self._probe_loop()))
+        self._tasks.append(loop.create_task(self._prune_loop()))
         log.info("ready", upstream=repr(self.upstream), policy=self.policy.source, monitor=self.policy.monitor)
         self.systemd.ready(self.summary())
         self.systemd.start_watchdog(self.summary)
@@ -282,6 +321,16 @@ class Service:
         while True:
             await asyncio.sleep(self.config.file.metrics.probe_interval)
             await self.probe_upstream()
+
+    async def _prune_loop(self) -> None:
+        """Forget sends older than any frequency window, now and then, so the table stays small."""
+        while True:
+            await asyncio.sleep(PRUNE_EVERY)
+            try:
+                gone = await self.store.prune(time.time(), SENDS_KEPT)
+                log.info("store_pruned", sends=gone)
+            except StoreError as exc:
+                log.warning("store_prune_failed", error=str(exc))
 
     async def reload(self) -> bool:
         """Re-read config and policy; swap them in only if everything loads. Returns success."""
@@ -302,6 +351,9 @@ class Service:
             log.warning("reload_needs_restart", reason="listeners changed; they keep their old addresses until a restart")
         if config.quarantine_dir != self.config.quarantine_dir or config.file.metrics != self.config.file.metrics:
             log.warning("reload_needs_restart", reason="quarantine directory or metrics address changed")
+        f, old = config.file, self.config.file
+        if (config.store_url, f.addresses, f.unsubscribe, f.complaints) != (self.config.store_url, old.addresses, old.unsubscribe, old.complaints):
+            log.warning("reload_needs_restart", reason="store, addresses, unsubscribe or complaints changed")
         old_upstream = self.upstream
         self._install(parts)
         if old_upstream is not self.upstream:
@@ -324,6 +376,8 @@ class Service:
         log.info("stopping", sessions=len(self.sessions))
         for server in self.servers:
             server.close()
+        if self.unsubscribe_web is not None:
+            await self.unsubscribe_web.stop()
         for session in list(self.sessions):
             if session.in_transaction:
                 session.closing = True
@@ -345,6 +399,7 @@ class Service:
         await self.upstream.close()
         await self.notifier.close()
         self.quarantine.close()
+        await self.store.close()
         self.systemd.close()
         log.info("stopped", last_hour=dict(self.metrics.last_hour.totals()))
         self._stopped.set()

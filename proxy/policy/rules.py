@@ -24,6 +24,7 @@ RULES: dict[str, str] = {
     "subject.missing": "empty or missing subject",
     # recipients
     "optout.suppressed": "recipient unsubscribed or objected",
+    "optout.suppressed_after_data": "a recipient is suppressed in a scope (or on a stream) only the headers revealed",
     "consent.missing": "no consent record for the recipient",
     "consent.wrong_scope": "consent exists, but not for this brand/use",
     "frequency.exceeded": "recipient's frequency cap reached",

@@ -99,6 +99,10 @@ class Replies:
         return Reply(550, "5.7.1", _clean(f"Recipient refused by policy [{rule}]: {reason}"))
 
     @staticmethod
+    def recipient_deferred(rule: str, reason: str) -> Reply:
+        return Reply(450, "4.7.1", _clean(f"Recipient deferred by policy [{rule}]: {reason}; try again later"))
+
+    @staticmethod
     def rate_limited(reason: str) -> Reply:
         return Reply(451, "4.7.1", _clean(f"Rate limit reached, try again later: {reason}"))
 

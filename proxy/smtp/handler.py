@@ -13,17 +13,19 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from aiosmtpd.smtp import Envelope, Session
 
-from proxy import trace
+from proxy import recipients, trace
 from proxy.facts import PROVIDERS, gather
 from proxy.message import Message
 from proxy.metrics import reply_class
 from proxy.policy.engine import judge
 from proxy.policy.loader import Policy
 from proxy.policy.registry import Context
-from proxy.policy.verdict import Action, Replies, Reply, Verdict
+from proxy.policy.verdict import Action, Finding, Replies, Reply, Verdict
 from proxy.quarantine import Held, QuarantineError
+from proxy.recipients import Plan
 from proxy.relay import Outgoing, Recipient, Result
 from proxy.smtp.datareader import DataResult
+from proxy.unsubscribe.intake import Local, Refused
 
 if TYPE_CHECKING:
     from proxy.service import Service
@@ -48,6 +50,10 @@ class Transaction:
     traffic_class: str = ""  # for rate limits: "bounce" or the stream's name
     rate_keys: dict[str, str] = field(default_factory=dict)
     domains: set[str] = field(default_factory=set)
+    inbound_only: bool = False  # the client may not relay: only sendwarden's own addresses
+    local: list[Local] = field(default_factory=list)  # recipients that are sendwarden itself
+    plan: Plan | None = None  # the recipient-state lookups, fixed at the first RCPT
+    rcpt_findings: list[Finding] = field(default_factory=list)  # accepted with findings at RCPT
 
 
 def new_queue_id() -> str:
@@ -135,7 +141,9 @@ class RelayHandler:
     async def handle_MAIL(self, server: "RelaySMTP", session: Session, envelope: Envelope, address: str, options: list[str]) -> str:
         service = self.service
         ip = client_ip(session)
-        if not (session.authenticated or service.config.may_relay(ip)):
+        # A client that may not relay may still send to sendwarden's own addresses (intake).
+        inbound_only = not (session.authenticated or service.config.may_relay(ip))
+        if inbound_only and not service.intake.enabled:
             reply = Replies.auth_required() if service.auth_offered(server) else Replies.relay_denied()
             log.warning("relay_refused", client=ip, sender=service.masker(address), reply=str(reply))
             return str(reply)
@@ -158,6 +166,7 @@ class RelayHandler:
         tx = Transaction(new_queue_id(), address, policy, stream.name, time.monotonic(), mail_dsn=dict(server.pending_dsn))
         tx.body_8bit = "BODY=8BITMIME" in options
         tx.traffic_class, tx.rate_keys = traffic_class, keys
+        tx.inbound_only = inbound_only
         envelope.tx = tx  # type: ignore[attr-defined]
         server.in_transaction = True
         structlog.contextvars.bind_contextvars(queue_id=tx.queue_id)
@@ -177,6 +186,31 @@ class RelayHandler:
             log.info("rate_limited", limit=broken.name, key=broken.per)
             return str(Replies.rate_limited(f"{broken.name} (per {broken.per})"))
         tx.domains.add(domain)
+        service = self.service
+        try:
+            local = service.intake.classify(address, time.time(), client_ip(session))
+        except Refused as exc:
+            return str(exc.reply)
+        # Mail to sendwarden itself is never mixed with mail it relays (RFC 5321 3.3: the
+        # client sends the 452'd recipient again in a new transaction).
+        if (local is not None and tx.recipients) or (local is None and tx.local):
+            return "452 4.5.3 Local and relayed recipients go in separate transactions; send this one again"
+        if local is not None:
+            tx.local.append(local)
+            envelope.rcpt_tos.append(address)
+            return "250 2.1.5 Recipient ok"
+        if tx.inbound_only:
+            reply = Replies.auth_required() if service.auth_offered(server) else Replies.relay_denied()
+            log.warning("relay_refused", client=client_ip(session), rcpt=service.masker(address), reply=str(reply))
+            return str(reply)
+        if tx.plan is None:
+            tx.plan = recipients.plan(tx.policy, tx.stream, tx.mail_from, _auth_user(session))
+        screening = await recipients.screen(service, tx.policy, tx.plan, tx.stream, address)
+        if screening.reply is not None:
+            service.metrics.rcpt_refusals.labels(screening.rule).inc()
+            log.info("rcpt_refused", rcpt=service.masker(address), reply=str(screening.reply))
+            return str(screening.reply)
+        tx.rcpt_findings.extend(screening.findings)
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(options)
         tx.recipients.append(Recipient(address, dict(server.pending_dsn)))
@@ -212,10 +246,27 @@ class RelayHandler:
             return str(reply)
 
         content = data.content
+        if tx.local:
+            reply, consumed = await service.intake.consume(tx.local, envelope.mail_from or "", content, tx.queue_id)
+            record.update(consumed)
+            self._audit(session, tx, reply, None, len(content), record, t0)
+            return str(reply)
         message = Message.from_bytes(content)
+        if tx.plan is None:
+            tx.plan = recipients.plan(tx.policy, tx.stream, tx.mail_from, _auth_user(session))
+        marketing = tx.policy.streams[tx.stream].marketing
+        rcpt_addresses = [r.address for r in tx.recipients]
+        head, why_not = recipients.list_unsubscribe_block(service, tx.policy, tx.plan, marketing, rcpt_addresses, message)
+        if head:
+            # Prepended only: the message itself is never re-serialised. Judged as it will go out.
+            content = head + content
+            message = Message.from_bytes(content)
+            record["list_unsubscribe"] = "inserted"
+        elif why_not:
+            record["list_unsubscribe"] = f"not inserted: {why_not}"
         ctx = Context(
             stream=tx.stream,
-            marketing=tx.policy.streams[tx.stream].marketing,
+            marketing=marketing,
             mail_from=envelope.mail_from or "",
             rcpts=tuple(r.address for r in tx.recipients),
             client_ip=client_ip(session),
@@ -228,7 +279,7 @@ class RelayHandler:
             if facts:
                 ctx = replace(ctx, facts=facts)
         try:
-            verdict = judge(tx.policy, message, ctx)
+            verdict = judge(tx.policy, message, ctx, extra=tx.rcpt_findings)
         except Exception as exc:  # the engine itself failed: never relay unjudged
             log.error("engine_failed", queue_id=tx.queue_id, error=repr(exc), exc_info=True)
             verdict = Verdict(tx.policy.action(tx.stream, "check.error"), (), tx.policy.monitor, tx.stream, (repr(exc),))
@@ -238,9 +289,11 @@ class RelayHandler:
         if action == Action.REJECT:
             reply = verdict.reject_reply()
         elif action == Action.QUARANTINE:
-            reply = await self._quarantine(session, envelope, tx, message, content, verdict, record)
+            reply = await self._quarantine(session, envelope, tx, message, data.content, verdict, record)
         else:
             reply = await self._relay(server, session, envelope, tx, content, verdict, record)
+            if reply.is_success:
+                await recipients.after_relay(service, tx.plan, tx.stream, marketing, tx.mail_from, rcpt_addresses, message)
         self._audit(session, tx, reply, verdict, len(content), record, t0)
         return str(reply)
 
@@ -306,10 +359,10 @@ class RelayHandler:
             listener=self.listener,
             stream=tx.stream,
             sender=mask(tx.mail_from),
-            rcpt_count=len(tx.recipients),
-            rcpts=[mask(r.address) for r in tx.recipients],
+            rcpt_count=len(tx.recipients) or len(tx.local),
+            rcpts=[mask(r.address) for r in tx.recipients] or [mask(r.address) for r in tx.local],
             size=size,
-            action=str(verdict.effective) if verdict else "refused",
+            action=str(verdict.effective) if verdict else ("consumed" if "consumed" in record else "refused"),
             verdict=str(verdict.action) if verdict else None,
             monitor=verdict.monitor if verdict else False,
             rules=verdict.rules if verdict else [],
