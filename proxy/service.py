@@ -17,6 +17,8 @@ import structlog
 from proxy.audit import AddressMasker
 from proxy.auth import Credentials
 from proxy.config import Config
+from proxy.dkim import Signer
+from proxy.dns import Resolver
 from proxy.policy.loader import Policy
 from proxy.policy.verdict import Reply, Verdict
 from proxy.quarantine import Quarantine
@@ -81,6 +83,8 @@ class Service:
             data_timeout=f.timeouts.upstream_data,
         )
         self.quarantine = Quarantine(config.quarantine_dir)
+        self.resolver = Resolver.from_config(f.dns)  # every DNS lookup of the process
+        self.signer = Signer.from_config(config)  # DKIM keys, loaded once
         self.masker = AddressMasker.for_state_dir(f.audit.addresses, config.state_dir)
         self.credentials = Credentials.load(config.path(f.auth.credentials)) if f.auth.credentials else None
         self.tls_context = None
@@ -127,6 +131,10 @@ class Service:
         user = login.decode("utf-8", "replace")
         pw = password.decode("utf-8", "replace")
         return await asyncio.to_thread(self.credentials.verify, user, pw)
+
+    def dkim_sign(self, data: bytes) -> tuple[bytes, str]:
+        """The outgoing bytes with DKIM-Signature(s) prepended, and a note for the audit log."""
+        return self.signer.sign(data)
 
     def count(self, verdict: Verdict | None, reply: Reply) -> None:
         self.counters[str(verdict.effective) if verdict else "refused"] += 1
