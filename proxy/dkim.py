@@ -217,7 +217,7 @@ async def verify(raw: bytes, resolver: Resolver, max_signatures: int = 5) -> Dki
             elif got is None:
                 out.append(SignatureResult(dom, sel, "permerror", f"no DKIM key published at {name}"))
             else:
-                out.append(_check(d, idx, dom, sel, lookup))
+                out.append(_key_problem(name, got, dom, sel) or _check(d, idx, dom, sel, lookup))
         return out
 
     results = await asyncio.to_thread(run) if len(raw) > THREAD_ABOVE else run()
@@ -236,6 +236,16 @@ async def _fetch(resolver: Resolver, name: str) -> str | DnsFailure | None:
         return _key_record(await resolver.txt(name))
     except DnsFailure as exc:
         return exc
+
+
+def _key_problem(name: str, record: str, dom: str, sel: str) -> SignatureResult | None:
+    """A key record that cannot verify anything is a permanent error with a reason (dkimpy
+    itself would only log it and answer False)."""
+    try:
+        dkim.evaluate_pk(name.encode(), record.encode())
+    except Exception as exc:  # KeyFormatError, binascii.Error, ...: all mean an unusable record
+        return SignatureResult(dom, sel, "permerror", f"bad key record at {name}: {exc or type(exc).__name__}")
+    return None
 
 
 def _check(d: dkim.DKIM, idx: int, dom: str, sel: str, lookup: Any) -> SignatureResult:
