@@ -27,6 +27,7 @@ import dns.asyncresolver
 import dns.exception
 import dns.name
 import dns.nameserver
+import dns.rcode
 import dns.rdatatype
 import dns.resolver
 import dns.reversename
@@ -215,5 +216,7 @@ def _servfail_reason(exc: dns.resolver.NoNameservers) -> str:
             where, what = err[0], err[-1]
         except (TypeError, IndexError):
             continue
+        if hasattr(what, "rcode"):  # a reply with an error code: say which
+            what = dns.rcode.to_text(what.rcode())
         parts.append(f"{where} answered {what}")
     return "all nameservers failed" + (f" ({'; '.join(str(p) for p in parts[:3])})" if parts else "")
