@@ -4,8 +4,9 @@ PY      ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-stamp
-# Debian packages the tests drive as independent, real peers.
-DEBS    := swaks
+# Debian packages the tests drive as independent, real peers: swaks (SMTP client),
+# opendkim-tools (an independent DKIM verifier), iproute2 and openssl (namespaces, dev certs).
+DEBS    := swaks opendkim-tools iproute2 openssl
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test deps sysdeps clean
