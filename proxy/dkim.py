@@ -55,13 +55,26 @@ Status = Literal["pass", "fail", "permerror", "temperror"]
 __all__ = ["DkimVerification", "SignatureResult", "Signer", "verify"]
 
 
-class _FastRSA(dkim.DKIM):
-    """dkimpy's signer with one change: the RSA private-key operation runs in OpenSSL
-    (`cryptography`) instead of dkimpy's pure-Python arithmetic, about 13 ms a signature with a
-    2048-bit key. Header selection, canonicalisation, hashing and folding stay dkimpy's; a test
-    pins the output byte for byte to dkimpy's own signer."""
+class _DKIM(dkim.DKIM):
+    """dkimpy's DKIM with two speed-ups that change no result (a test pins signatures byte for
+    byte to dkimpy's own signer):
+
+    - the RSA private-key operation runs in OpenSSL (`cryptography`) instead of dkimpy's
+      pure-Python arithmetic (about 13 ms a signature with a 2048-bit key, against 1);
+    - dkimpy splits the whole message into lines with a regex to find the headers; the relay's
+      messages have CRLF line ends only, so only the header block is parsed (by dkimpy) and
+      the body is taken as it is: 1.5 ms less for a 30 KB message.
+    Header selection, canonicalisation, hashing and folding stay dkimpy's."""
 
     openssl_key: rsa.RSAPrivateKey | None = None
+
+    def set_message(self, message: bytes | None) -> None:
+        end = message.find(b"\r\n\r\n") if message else -1
+        if end <= 0 or message is None or message.count(b"\n") != message.count(b"\r\n"):
+            super().set_message(message)  # LF line ends, no body, ...: dkimpy's own way
+            return
+        super().set_message(message[: end + 4])
+        self.body = message[end + 4:]
 
     def gen_header(self, fields: Any, include_headers: Any, canon_policy: Any, header_name: Any, pk: Any,
                    standardize: bool = False) -> Any:
@@ -135,7 +148,7 @@ class Signer:
         if not self.by_domain:
             return data, ""
         try:
-            d = _FastRSA(data, logger=_quiet)
+            d = _DKIM(data, logger=_quiet)
             froms = [v for n, v in d.headers if n.lower() == b"from"]
             pairs = email.utils.getaddresses([froms[0].decode("utf-8", "replace")]) if len(froms) == 1 else []
             if len(pairs) != 1:
@@ -183,7 +196,7 @@ def _key_record(records: list[str]) -> str | None:
 
 async def verify(raw: bytes, resolver: Resolver, max_signatures: int = 5) -> DkimVerification:
     """Verify every DKIM signature of `raw` (up to `max_signatures`)."""
-    d = dkim.DKIM(raw, logger=_quiet, minkey=1024)
+    d = _DKIM(raw, logger=_quiet, minkey=1024)
     sig_values = [v for n, v in d.headers if n.lower() == b"dkim-signature"]
     tags: list[dict[bytes, bytes] | str] = []
     for value in sig_values[:max_signatures]:

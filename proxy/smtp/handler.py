@@ -236,7 +236,9 @@ class RelayHandler:
         if verdict.judged and tx.policy.tag_header:
             head += findings_header(verdict)
         # DKIM-signing is the last change to the message: nothing may be added after it.
-        data, record["dkim"] = self.service.dkim_sign(head + content)
+        data, signed = await self.service.dkim_sign(head + content)
+        if signed:
+            record["dkim"] = signed
         out = Outgoing(
             mail_from=envelope.mail_from or "",
             recipients=tuple(tx.recipients),
