@@ -101,7 +101,7 @@ class RelayHandler:
     async def verify_login(self, login: bytes, password: bytes) -> bool:
         return await self.service.verify_login(login, password)
 
-    def auth_failed(self, server: "RelaySMTP", login: bytes) -> None:
+    def login_failed(self, server: "RelaySMTP", login: bytes) -> None:
         log.warning("auth_failed", client=client_ip(server.session) if server.session else "", user=login.decode("utf-8", "replace")[:64])
 
     # -- SMTP hooks -------------------------------------------------------------------------------
