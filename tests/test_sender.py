@@ -70,6 +70,7 @@ def test_bad_domains_in_options_are_load_errors() -> None:
     ("bounces@news.example.com", "", "", "strict", ["sender.misaligned"]),
     ("news@shop.example.com", "", "", "strict", []),
     ("", "", "", "strict", []),  # null sender of a bounce: nothing to align
+    ("<>", "", "", "strict", []),  # as aiosmtpd hands it over
     ("news@shop.example.com", "ops@example.com", "help@support.example.com", "relaxed", []),
     ("news@shop.example.com", "ops@example.net", "", "relaxed", ["sender.misaligned"]),
     ("news@shop.example.com", "", "help@elsewhere.example.org", "relaxed", ["sender.misaligned"]),

@@ -74,8 +74,9 @@ def domain_allowed(msg: Message, ctx: Context, opts: SenderOptions) -> Iterator[
 
 
 def _identities(msg: Message, ctx: Context, opts: SenderOptions) -> Iterator[tuple[str, str]]:
-    if "mail_from" in opts.align and ctx.mail_from:  # the null sender <> of a bounce has none
-        yield "envelope sender", ctx.mail_from
+    mail_from = ctx.mail_from.strip().strip("<>")
+    if "mail_from" in opts.align and mail_from:  # the null sender <> of a bounce has none
+        yield "envelope sender", mail_from
     if "sender" in opts.align:
         for _, addr in msg.addresses("Sender"):
             yield "Sender", addr
