@@ -93,7 +93,7 @@ class SenderOptions(Options):
     _brands: dict[str, Brand] = PrivateAttr(default_factory=dict)  # name skeleton → brand
     _brand_re: re.Pattern[str] | None = PrivateAttr(default=None)
     _labels: dict[str, Brand] = PrivateAttr(default_factory=dict)  # domain label skeleton → brand
-    _owns: tuple[tuple[str, Brand], ...] = PrivateAttr(default=())  # (own org domain, brand)
+    _owns: tuple[tuple[str, Brand], ...] = PrivateAttr(default=())  # (".own-org-domain.", brand)
     _third_party: frozenset[str] = PrivateAttr(default_factory=frozenset)
 
     @field_validator("domains")
@@ -131,7 +131,7 @@ class SenderOptions(Options):
         owns: list[tuple[str, Brand]] = []
         for name, ds in self.protected_brands.items():
             brand = Brand(name, frozenset(org_domain(d) for d in ds))
-            owns.extend((own, brand) for own in sorted(brand.orgs))
+            owns.extend((f".{own}.", brand) for own in sorted(brand.orgs))
             variants = set(skeletons(name)) | set(skeletons(re.sub(r"[\W_]+", "", name)))
             names.update({v: brand for v in variants if v})
             for d in ds:
@@ -172,9 +172,10 @@ class SenderOptions(Options):
         brand = self._labels.get(skeleton(to_ulabel(label))) if label else None
         if brand is not None and org not in brand.orgs:
             return brand, f"{to_ulabel(org)} looks like {', '.join(sorted(brand.orgs))}"
+        dotted = f".{domain}."
         for own, b in self._owns:
-            if org not in b.orgs and f".{own}." in f".{domain}.":
-                return b, f"{domain} carries {own} in front of another domain ({org})"
+            if own in dotted and org not in b.orgs:
+                return b, f"{domain} carries {own.strip('.')} in front of another domain ({org})"
         return None
 
     def third_party(self, domain: str) -> bool:
