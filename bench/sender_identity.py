@@ -25,7 +25,6 @@ from proxy.config import OVERSIGNED_HEADERS, SIGNED_HEADERS  # noqa: E402
 from proxy.dkim import DkimVerification, Signer, verify  # noqa: E402
 from proxy.dns import Resolver  # noqa: E402
 from proxy.message import Message  # noqa: E402
-from proxy.policy.engine import findings  # noqa: E402
 from proxy.policy.loader import BUILTIN_DEFAULT, load_policy  # noqa: E402
 from proxy.policy.registry import Context  # noqa: E402
 from tests.dkimkit import make_key  # noqa: E402

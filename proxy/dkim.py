@@ -196,7 +196,10 @@ def _key_record(records: list[str]) -> str | None:
 
 async def verify(raw: bytes, resolver: Resolver, max_signatures: int = 5) -> DkimVerification:
     """Verify every DKIM signature of `raw` (up to `max_signatures`)."""
-    d = _DKIM(raw, logger=_quiet, minkey=1024)
+    try:
+        d = _DKIM(raw, logger=_quiet, minkey=1024)
+    except Exception as exc:  # a header block dkimpy cannot split: no signature can verify
+        return DkimVerification((SignatureResult("", "", "permerror", f"message cannot be parsed for DKIM: {exc}"),))
     sig_values = [v for n, v in d.headers if n.lower() == b"dkim-signature"]
     tags: list[dict[bytes, bytes] | str] = []
     for value in sig_values[:max_signatures]:
@@ -204,8 +207,8 @@ async def verify(raw: bytes, resolver: Resolver, max_signatures: int = 5) -> Dki
             tags.append(dkim.util.parse_tag_value(value))
         except Exception as exc:
             tags.append(f"unparseable signature: {exc}")
-    names = {_name(t) for t in tags if isinstance(t, dict) and _name(t)}
-    fetched = dict(zip(names, await asyncio.gather(*(_fetch(resolver, n) for n in names))))
+    names = sorted({_name(t) for t in tags if isinstance(t, dict) and _name(t)})
+    fetched = dict(zip(names, await asyncio.gather(*(_fetch(resolver, n) for n in names)), strict=True))
     keys = {n: r for n, r in fetched.items() if isinstance(r, str)}
 
     def lookup(name: bytes, timeout: float = 5) -> bytes | None:

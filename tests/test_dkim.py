@@ -127,6 +127,10 @@ async def test_hostile_signatures_are_verdicts(dns_server: DnsServer) -> None:
                    b"DKIM-Signature: v=1; a=rsa-sha256; d=; s=\xff; b="):
         result = await verify(header + b"\r\n" + COMPLIANT, resolver(dns_server))
         assert [s.status for s in result.signatures] == ["permerror"], header
+    # A header block dkimpy cannot split is a permanent error, not a lookup failure (no 451 loop).
+    result = await verify(b"DKIM-Signature: v=1; d=example.com; s=x\r\nnot a header line\r\n" + COMPLIANT,
+                          resolver(dns_server))
+    assert [s.status for s in result.signatures] == ["permerror"]
     many = b"".join(b"DKIM-Signature: v=1; d=example.com; s=x%d\r\n" % i for i in range(8))
     result = await verify(many + COMPLIANT, resolver(dns_server), max_signatures=5)
     assert len(result.signatures) == 5 and result.not_verified == 3
