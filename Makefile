@@ -4,9 +4,11 @@ PY      ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-stamp
-# Debian packages the tests drive as independent, real peers: swaks (SMTP client),
-# opendkim-tools (an independent DKIM verifier), iproute2 and openssl (namespaces, dev certs).
-DEBS    := swaks opendkim-tools iproute2 openssl
+# Debian packages the tests drive as independent, real peers (postfix: the milter tests run
+# a throw-away instance in a temporary directory; the preseed below keeps the package from
+# configuring, let alone starting, a system mail server on port 25; opendkim-tools: an
+# independent DKIM verifier; iproute2 and openssl: test namespaces and dev certificates).
+DEBS    := swaks postfix systemd opendkim-tools iproute2 openssl
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test deps sysdeps clean
@@ -30,6 +32,7 @@ sysdeps:
 	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
+	  echo "postfix postfix/main_mailer_type select No configuration" | $(SUDO) debconf-set-selections && \
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
 	fi

@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "scan",
     "policy",
     "passwd",
+    "status",
     "dkim",
     "dnscheck",
 )

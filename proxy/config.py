@@ -50,9 +50,11 @@ def parse_hostport(text: str, default_port: int | None = None) -> tuple[str, int
 class Listener(_Strict):
     name: str = "default"
     address: str = "127.0.0.1:10025"
-    # Transactions on this listener belong to this stream unless a policy stream selects
-    # the listener by name anyway.
+    # PROXY protocol v1/v2 (HAProxy, cloud balancers): the real client address comes from the
+    # header, and policy applies to it. Without this, a PROXY line is just a bad command.
     proxy_protocol: bool = False
+    # Who may send the PROXY header (the balancers). Empty: anyone who can reach the listener.
+    proxy_networks: list[str] = Field(default_factory=list)
 
     @field_validator("address")
     @classmethod
@@ -145,7 +147,51 @@ class Audit(_Strict):
     # How recipient (and sender) addresses appear in the audit log: a keyed hash, or clear.
     addresses: Literal["hash", "clear"] = "hash"
     level: Literal["debug", "info", "warning", "error"] = "info"
-    format: Literal["json", "console", "auto"] = "json"
+    # "auto": pretty when stdout is a terminal, JSON lines otherwise (journald, files).
+    format: Literal["json", "console", "auto"] = "auto"
+
+
+class Metrics(_Strict):
+    # Where /metrics (Prometheus) and /healthz listen. Empty: off.
+    address: str = ""
+    # How often the upstream is probed for /healthz, in seconds.
+    probe_interval: float = Field(default=15, gt=0)
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v: str) -> str:
+        if v:
+            parse_hostport(v)
+        return v
+
+
+class RateLimit(_Strict):
+    """At most `messages` and/or `recipients` per `window` seconds, per key (a token bucket:
+    the full amount may come at once, then it refills evenly over the window)."""
+
+    name: str
+    per: Literal["client_ip", "auth_user", "sender_domain", "recipient_domain"]
+    messages: int = Field(default=0, ge=0)
+    recipients: int = Field(default=0, ge=0)
+    window: float = Field(default=60, gt=0)
+    # Traffic classes it counts: stream names, or "bounce" for the null sender. Empty: all.
+    classes: list[str] = Field(default_factory=list)
+    # recipient_domain only: limit just these domains (each separately). Empty: every domain.
+    domains: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _something(self) -> "RateLimit":
+        if not (self.messages or self.recipients):
+            raise ValueError("set messages and/or recipients")
+        if self.domains and self.per != "recipient_domain":
+            raise ValueError("domains only goes with per = \"recipient_domain\"")
+        return self
+
+
+class ConnectionRate(_Strict):
+    # New connections per client IP per window; over it, 421 and close. 0: off.
+    per_client: int = Field(default=0, ge=0)
+    window: float = Field(default=60, gt=0)
 
 
 SIGNED_HEADERS = (
@@ -248,8 +294,19 @@ class ConfigFile(_Strict):
     smtp: Smtp = Smtp()
     quarantine: Quarantine = Quarantine()
     audit: Audit = Audit()
+    metrics: Metrics = Metrics()
+    rate_limits: list[RateLimit] = Field(default_factory=list)
+    connection_rate: ConnectionRate = ConnectionRate()
     dns: Dns = Dns()
     dkim: Dkim = Dkim()
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _limit_names(cls, v: list[RateLimit]) -> list[RateLimit]:
+        names = [x.name for x in v]
+        if len(set(names)) != len(names):
+            raise ValueError("rate limit names must be unique")
+        return v
 
     @field_validator("relay_networks")
     @classmethod
@@ -266,6 +323,12 @@ class ConfigFile(_Strict):
     def _listeners(cls, v: list[Listener]) -> list[Listener]:
         if not v:
             raise ValueError("at least one listener is needed")
+        for listener in v:
+            for net in listener.proxy_networks:
+                try:
+                    ipaddress.ip_network(net, strict=False)
+                except ValueError as exc:
+                    raise ValueError(f"proxy_networks: {net!r}: {exc}") from None
         names = [listener.name for listener in v]
         if len(set(names)) != len(names):
             raise ValueError("listener names must be unique")

@@ -116,6 +116,10 @@ class Quarantine:
         self._db = db
 
     @property
+    def is_open(self) -> bool:
+        return self._db is not None
+
+    @property
     def db(self) -> sqlite3.Connection:
         if self._db is None:
             self.open()

@@ -60,6 +60,7 @@ class Result:
     reply: Reply
     delivered: bool
     upstream: str  # the upstream's own reply, for the audit log
+    code: int | None = None  # the upstream's reply code; None when it never answered
 
 
 class Upstream(Protocol):
@@ -184,7 +185,7 @@ class SmtpUpstream:
         try:
             if msg.smtputf8 and not conn.supports_extension("smtputf8"):
                 reusable = True
-                return Result(Reply(550, "5.6.7", "upstream does not support SMTPUTF8"), False, "no SMTPUTF8")
+                return Result(Reply(550, "5.6.7", "upstream does not support SMTPUTF8"), False, "no SMTPUTF8", 550)
             encoding = "utf-8" if msg.smtputf8 else "ascii"
             sender = "" if msg.mail_from == "<>" else msg.mail_from
             await conn.mail(sender, options=self._mail_options(conn, msg), encoding=encoding)
@@ -195,12 +196,12 @@ class SmtpUpstream:
             resp = await conn.data(msg.data, timeout=self.data_timeout)
             reusable = True
             text = f"{resp.code} {' '.join(resp.message.split())}"
-            return Result(Replies.relayed(queue_id, text), True, text)
+            return Result(Replies.relayed(queue_id, text), True, text, resp.code)
         except aiosmtplib.SMTPResponseException as exc:
             # A refusal: the session is still in step, so RSET at next use makes it reusable.
             reusable = not isinstance(exc, aiosmtplib.SMTPServerDisconnected)
             log.info("upstream_refused", queue_id=queue_id, code=exc.code, text=exc.message)
-            return Result(map_refusal(exc.code, exc.message), False, f"{exc.code} {exc.message}")
+            return Result(map_refusal(exc.code, exc.message), False, f"{exc.code} {exc.message}", exc.code)
         except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
             reason = str(exc) or type(exc).__name__
             log.warning("upstream_failed", queue_id=queue_id, upstream=repr(self), error=reason, reused=reused)
@@ -269,7 +270,7 @@ class MaildirUpstream:
             log.error("maildir_failed", queue_id=queue_id, error=str(exc))
             return Result(Replies.upstream_unavailable(f"maildir: {exc.strerror or exc}"), False, str(exc))
         text = f"250 2.0.0 Ok: delivered as {name}"
-        return Result(Replies.relayed(queue_id, text), True, text)
+        return Result(Replies.relayed(queue_id, text), True, text, 250)
 
     async def probe(self) -> bool:
         return os.access(self.path / "new", os.W_OK)
