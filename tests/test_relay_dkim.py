@@ -105,3 +105,26 @@ async def test_key_lookup_timeout_is_answered_451(tmp_path: Path, dns_server: Dn
     # Once DNS answers again, the retry goes through.
     dns_server.behaviour.timeout.clear()
     assert await send(relay.port, signed) == (250, "")
+
+
+async def test_reload_reads_new_keys_and_keeps_the_old_on_a_bad_one(tmp_path: Path, dns_server: DnsServer,
+                                                                    start_relay, sink) -> None:
+    from tests.conftest import make_config
+
+    old = make_key(tmp_path, "shop.example.com", "old", "rsa", dns_server)
+    new = make_key(tmp_path, "shop.example.com", "new", "ed25519", dns_server)
+    relay = await start_relay({**dns_config(dns_server), "dkim": key_config(old)})
+    resolver = relay.resolver
+    policy = relay.policy
+    relay.reload_source = lambda: (make_config(tmp_path, sink.url, {**dns_config(dns_server), "dkim": key_config(new)}), policy)
+    assert await relay.reload()
+    assert relay.resolver is resolver  # [dns] unchanged: the resolver and its cache stay
+    bad = tmp_path / "bad.key"
+    bad.write_text("nope")
+    bad.chmod(0o600)
+    broken = {**dns_config(dns_server), "dkim": {"keys": [{"domain": "shop.example.com", "selector": "x", "key": str(bad)}]}}
+    relay.reload_source = lambda: (make_config(tmp_path, sink.url, broken), policy)
+    assert not await relay.reload()  # refused; the keys loaded before stay in force
+    assert await send(relay.port, COMPLIANT) == (250, "")
+    result = await verify(sink.received[-1].data, Resolver([dns_server.nameserver], timeout=1))
+    assert [(s.selector, s.status) for s in result.signatures] == [("new", "pass")]
