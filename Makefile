@@ -6,8 +6,9 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-stamp
 # Debian packages the tests drive as independent, real peers (postfix: the milter tests run
 # a throw-away instance in a temporary directory; the preseed below keeps the package from
-# configuring, let alone starting, a system mail server on port 25).
-DEBS    := swaks postfix systemd
+# configuring, let alone starting, a system mail server on port 25; opendkim-tools: an
+# independent DKIM verifier; iproute2 and openssl: test namespaces and dev certificates).
+DEBS    := swaks postfix systemd opendkim-tools iproute2 openssl
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test deps sysdeps clean

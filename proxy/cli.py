@@ -26,6 +26,8 @@ COMMAND_MODULES = (
     "suppress",
     "consent",
     "frequency",
+    "dkim",
+    "dnscheck",
 )
 
 

@@ -334,6 +334,89 @@ class Complaints(_Strict):
         if v and ("@" not in v or v.startswith("@") or v.endswith("@")):
             raise ValueError(f"{v!r} is not an address")
         return v.strip().lower()
+SIGNED_HEADERS = (
+    "From", "Sender", "Reply-To", "To", "Cc", "Subject", "Date", "Message-ID", "In-Reply-To", "References",
+    "MIME-Version", "Content-Type", "Content-Transfer-Encoding", "Content-ID", "Content-Description",
+    "List-Id", "List-Unsubscribe", "List-Unsubscribe-Post", "List-Help", "List-Subscribe", "List-Post",
+    "List-Owner", "List-Archive", "Feedback-ID",
+)
+# Oversigned: signed once more than they occur, so that nobody can add one on the way (a second
+# From, a Reply-To, unsubscribe headers: Gmail and Yahoo want these covered) without breaking the
+# signature. Date, Message-ID and the MIME headers are signed but not oversigned: an MTA may add
+# a missing Date or Message-ID, and must not break the signature by doing so.
+OVERSIGNED_HEADERS = (
+    "From", "Sender", "Reply-To", "To", "Cc", "Subject", "List-Unsubscribe", "List-Unsubscribe-Post",
+)
+
+
+class Dns(_Strict):
+    """The one resolver (proxy/dns.py). No nameservers: the system's /etc/resolv.conf."""
+
+    nameservers: list[str] = Field(default_factory=list)  # "ADDRESS" or "ADDRESS:PORT"
+    timeout: float = Field(default=3.0, gt=0, le=60)  # one whole lookup, retries included
+    cache_size: int = Field(default=10_000, ge=0)  # answers kept; 0 turns the cache off
+    max_ttl: float = Field(default=3600, gt=0)  # no answer is kept longer, whatever its TTL
+
+    @field_validator("nameservers")
+    @classmethod
+    def _nameservers(cls, v: list[str]) -> list[str]:
+        from proxy.dns import parse_nameserver
+
+        for n in v:
+            parse_nameserver(n)
+        return v
+
+
+class DkimKey(_Strict):
+    """One signing key: mail whose From domain is `domain` (or a subdomain of it) is signed with
+    d=`domain`, s=`selector`. Several keys for one domain (RSA and Ed25519) all sign."""
+
+    domain: str
+    selector: str
+    key: str  # PEM private key file (RSA or Ed25519), see `sendwarden dkim keygen`
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, v: str) -> str:
+        from proxy.domains import to_alabel
+
+        a = to_alabel(v)
+        if a is None or "." not in a:
+            raise ValueError(f"{v!r} is not a domain name")
+        return a
+
+    @field_validator("selector")
+    @classmethod
+    def _selector(cls, v: str) -> str:
+        from proxy.domains import to_alabel
+
+        if to_alabel(v) != v.lower():
+            raise ValueError(f"{v!r}: a selector is one or more DNS labels (letters, digits, '-', '.')")
+        return v.lower()
+
+
+class Dkim(_Strict):
+    """DKIM signing on the way out (the last change made to a message)."""
+
+    sign: bool = True
+    keys: list[DkimKey] = Field(default_factory=list)
+    # Header fields signed when present, and those signed once more than present
+    # ("oversigned"), so that nobody can add one later without breaking the signature.
+    headers: list[str] = Field(default_factory=lambda: list(SIGNED_HEADERS))
+    oversign: list[str] = Field(default_factory=lambda: list(OVERSIGNED_HEADERS))
+
+    @model_validator(mode="after")
+    def _check(self) -> "Dkim":
+        names = {h.lower() for h in self.headers}
+        if "from" not in names:
+            raise ValueError("headers must include From (RFC 6376 5.4)")
+        bad = names & {"received", "return-path", "dkim-signature", "bcc", "resent-bcc"}
+        if bad:
+            raise ValueError(f"headers must not include {', '.join(sorted(bad))} (RFC 6376 5.4)")
+        seen = [(k.domain, k.selector) for k in self.keys]
+        if len(set(seen)) != len(seen):
+            raise ValueError("each (domain, selector) pair may appear once")
+        return self
 
 
 class ConfigFile(_Strict):
@@ -360,6 +443,8 @@ class ConfigFile(_Strict):
     addresses: Addresses = Addresses()
     unsubscribe: Unsubscribe = Unsubscribe()
     complaints: Complaints = Complaints()
+    dns: Dns = Dns()
+    dkim: Dkim = Dkim()
 
     @field_validator("rate_limits")
     @classmethod

@@ -21,6 +21,8 @@ import structlog
 from proxy.audit import AddressMasker
 from proxy.auth import Credentials
 from proxy.config import Config, ConfigError, parse_hostport
+from proxy.dkim import THREAD_ABOVE as DKIM_THREAD_ABOVE, Signer
+from proxy.dns import Resolver
 from proxy.metrics import Metrics
 from proxy.notify import Notifier
 from proxy.policy.loader import Policy
@@ -92,6 +94,7 @@ class Parts:
     tls_context: Any
     rate: RateLimiter
     connection_rate: RateLimiter
+    signer: Signer  # DKIM keys, read from their files here: once at start, again on reload
 
 
 def build_parts(config: Config, policy: Policy, upstream: Upstream | None = None) -> Parts:
@@ -119,6 +122,7 @@ def build_parts(config: Config, policy: Policy, upstream: Upstream | None = None
         tls_context=tls_context,
         rate=RateLimiter(limits),
         connection_rate=RateLimiter([Limit("connections", "client_ip", per_conn, window=f.connection_rate.window)] if per_conn else []),
+        signer=Signer.from_config(config),
     )
 
 
@@ -182,6 +186,11 @@ class Service:
         self.tls_context = parts.tls_context
         self.rate = parts.rate
         self.connection_rate = parts.connection_rate
+        self.signer = parts.signer
+        # The one resolver of the process; a reload keeps it (and its cache) unless [dns] changed.
+        if getattr(self, "resolver", None) is None or parts.config.file.dns != self._dns:
+            self.resolver = Resolver.from_config(parts.config.file.dns)
+            self._dns = parts.config.file.dns
 
     # -- connections ------------------------------------------------------------------------------
 
@@ -239,6 +248,14 @@ class Service:
         user = login.decode("utf-8", "replace")
         pw = password.decode("utf-8", "replace")
         return await asyncio.to_thread(credentials.verify, user, pw)
+
+    async def dkim_sign(self, data: bytes) -> tuple[bytes, str]:
+        """The outgoing bytes with DKIM-Signature(s) prepended, and a note for the audit log.
+        A large message is hashed in a thread (about 0.1 s a MB), so that it does not stall
+        every other session."""
+        if len(data) > DKIM_THREAD_ABOVE:
+            return await asyncio.to_thread(self.signer.sign, data)
+        return self.signer.sign(data)
 
     def summary(self) -> str:
         totals = self.metrics.last_hour.totals()

@@ -25,7 +25,7 @@ from proxy.policy.verdict import Action
 from proxy.tomlfile import ConfigError, read_toml, validate
 
 BUILTIN_DEFAULT = "builtin:default"
-ActionName = Literal["relay", "quarantine", "reject"]
+ActionName = Literal["relay", "quarantine", "tempfail", "reject"]
 
 
 def _check_rule_key(key: str) -> str:

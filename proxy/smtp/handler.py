@@ -288,6 +288,8 @@ class RelayHandler:
         action = verdict.effective
         if action == Action.REJECT:
             reply = verdict.reject_reply()
+        elif action == Action.TEMPFAIL:
+            reply = verdict.tempfail_reply()
         elif action == Action.QUARANTINE:
             reply = await self._quarantine(session, envelope, tx, message, data.content, verdict, record)
         else:
@@ -329,10 +331,14 @@ class RelayHandler:
         head = received_header(settings.hostname, session, tx.queue_id, tx.recipients)
         if verdict.judged and tx.policy.tag_header:
             head += findings_header(verdict)
+        # DKIM-signing is the last change to the message: nothing may be added after it.
+        data, signed = await self.service.dkim_sign(head + content)
+        if signed:
+            record["dkim"] = signed
         out = Outgoing(
             mail_from=envelope.mail_from or "",
             recipients=tuple(tx.recipients),
-            data=head + content,
+            data=data,
             smtputf8=bool(envelope.smtp_utf8),
             body_8bit=tx.body_8bit,
             dsn=tx.mail_dsn,
