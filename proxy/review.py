@@ -19,6 +19,7 @@ import structlog
 
 from proxy import trace
 from proxy.config import Config, parse_duration
+from proxy.dkim import Signer, sign_off_loop
 from proxy.message import Message
 from proxy.notify import Notifier
 from proxy.policy.loader import Policy
@@ -111,6 +112,14 @@ class Reviewer:
         self.os_user = os_user
         self.upstream = upstream
         self.notifier = notifier or Notifier(config.file.quarantine.notify, config.file.hostname)
+        self._signer: Signer | None = None
+
+    @property
+    def signer(self) -> Signer:
+        """The relay's DKIM keys, read on the first release (a listing needs none)."""
+        if self._signer is None:
+            self._signer = Signer.from_config(self.config)
+        return self._signer
 
     def _audit(self, event: str, hold_id: str, **kw: Any) -> None:
         log.info(event, id=hold_id, actor=self.actor, os_user=self.os_user, **kw)
@@ -147,13 +156,15 @@ class Reviewer:
                     self.q.give_back(hold_id, token, self.actor, why)
                     return Outcome(hold_id, "refused_by_policy", False, why, findings)
                 if verdict.judged and policy.tag_header:
-                    from proxy.smtp.handler import findings_header
+                    from proxy.pipeline import findings_header
 
                     head += findings_header(verdict)
+            # The same last step as the relay: DKIM-sign what goes out, nothing added after it.
+            data, _ = await sign_off_loop(self.signer, head + raw)
             out = Outgoing(
                 mail_from=row["mail_from"],
                 recipients=tuple(Recipient(r["address"], r.get("dsn") or {}) for r in json.loads(row["rcpts"])),
-                data=head + raw,
+                data=data,
                 smtputf8=bool(row["smtputf8"]),
                 body_8bit=not raw.isascii(),
                 dsn=json.loads(row["mail_dsn"]),

@@ -21,7 +21,7 @@ import structlog
 from proxy.audit import AddressMasker
 from proxy.auth import Credentials
 from proxy.config import Config, ConfigError, parse_hostport
-from proxy.dkim import THREAD_ABOVE as DKIM_THREAD_ABOVE, Signer
+from proxy.dkim import Signer, sign_off_loop
 from proxy.dns import Resolver
 from proxy.metrics import Metrics
 from proxy.notify import Notifier
@@ -250,12 +250,8 @@ class Service:
         return await asyncio.to_thread(credentials.verify, user, pw)
 
     async def dkim_sign(self, data: bytes) -> tuple[bytes, str]:
-        """The outgoing bytes with DKIM-Signature(s) prepended, and a note for the audit log.
-        A large message is hashed in a thread (about 0.1 s a MB), so that it does not stall
-        every other session."""
-        if len(data) > DKIM_THREAD_ABOVE:
-            return await asyncio.to_thread(self.signer.sign, data)
-        return self.signer.sign(data)
+        """The outgoing bytes with DKIM-Signature(s) prepended, and a note for the audit log."""
+        return await sign_off_loop(self.signer, data)
 
     def summary(self) -> str:
         totals = self.metrics.last_hour.totals()

@@ -128,3 +128,26 @@ async def test_reload_reads_new_keys_and_keeps_the_old_on_a_bad_one(tmp_path: Pa
     assert await send(relay.port, COMPLIANT) == (250, "")
     result = await verify(sink.received[-1].data, Resolver([dns_server.nameserver], timeout=1))
     assert [(s.selector, s.status) for s in result.signatures] == [("new", "pass")]
+
+
+async def test_a_released_message_is_signed_like_a_relayed_one(tmp_path: Path, dns_server: DnsServer,
+                                                               start_relay, sink) -> None:
+    from proxy.relay import upstream_for
+    from proxy.review import Reviewer
+
+    key = make_key(tmp_path, "shop.example.com", "s1", "rsa", dns_server)
+    relay = await start_relay({**dns_config(dns_server), "dkim": key_config(key)},
+                              policy='[actions]\n"unsubscribe.*" = "quarantine"\n')
+    plain = (ROOT / "examples" / "plain.eml").read_bytes().replace(b"\n", b"\r\n")
+    client = aiosmtplib.SMTP(hostname="127.0.0.1", port=relay.port, start_tls=False)
+    await client.connect()
+    _, text = await client.sendmail("news@shop.example.com", ["reader@example.org"], plain)
+    await client.quit()
+    hold_id = text.rsplit("id=", 1)[1].split()[0]
+    reviewer = Reviewer(relay.quarantine, relay.config, "tester", "root", upstream=upstream_for(relay.config))
+    outcome = await reviewer.release(hold_id, "checked by hand")
+    assert outcome.ok, outcome
+    [got] = sink.received
+    assert got.data.startswith(b"DKIM-Signature: ") and got.data.endswith(plain)
+    result = await verify(got.data, Resolver([dns_server.nameserver], timeout=1))
+    assert [(s.selector, s.status) for s in result.signatures] == [("s1", "pass")]

@@ -1,31 +1,23 @@
 """The aiosmtpd handler: decides who may relay, collects the envelope, and for each message runs
-the policy engine and acts on the verdict (relay, quarantine, reject), then writes one audit line.
+the pipeline (proxy/pipeline.py) and acts on the verdict in SMTP: relay upstream, quarantine,
+reject or defer.
 """
 
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
-from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiosmtpd.smtp import Envelope, Session
 
-from proxy import recipients, trace
-from proxy.facts import PROVIDERS, gather
-from proxy.message import Message
-from proxy.metrics import reply_class
-from proxy.policy.engine import judge
-from proxy.policy.loader import Policy
-from proxy.policy.registry import Context
-from proxy.policy.verdict import Action, Finding, Replies, Reply, Verdict
-from proxy.quarantine import Held, QuarantineError
-from proxy.recipients import Plan
+from proxy import pipeline, recipients, trace
+from proxy.pipeline import Transaction, findings_header, new_queue_id
+from proxy.policy.verdict import Action, Replies, Reply, Verdict
 from proxy.relay import Outgoing, Recipient, Result
 from proxy.smtp.datareader import DataResult
-from proxy.unsubscribe.intake import Local, Refused
+from proxy.unsubscribe.intake import Refused
 
 if TYPE_CHECKING:
     from proxy.service import Service
@@ -33,31 +25,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("sendwarden.smtp")
 _EXTENSIONS = ("250-PIPELINING", "250-ENHANCEDSTATUSCODES", "250-DSN")
-
-
-@dataclass
-class Transaction:
-    """What sendwarden keeps for one MAIL..DATA transaction."""
-
-    queue_id: str
-    mail_from: str
-    policy: Policy  # the policy in force at MAIL FROM: a reload does not change it mid-way
-    stream: str
-    started: float
-    recipients: list[Recipient] = field(default_factory=list)
-    mail_dsn: dict[str, str] = field(default_factory=dict)
-    body_8bit: bool = False
-    traffic_class: str = ""  # for rate limits: "bounce" or the stream's name
-    rate_keys: dict[str, str] = field(default_factory=dict)
-    domains: set[str] = field(default_factory=set)
-    inbound_only: bool = False  # the client may not relay: only sendwarden's own addresses
-    local: list[Local] = field(default_factory=list)  # recipients that are sendwarden itself
-    plan: Plan | None = None  # the recipient-state lookups, fixed at the first RCPT
-    rcpt_findings: list[Finding] = field(default_factory=list)  # accepted with findings at RCPT
-
-
-def new_queue_id() -> str:
-    return secrets.token_hex(5).upper()
 
 
 def client_ip(session: Session) -> str:
@@ -81,12 +48,6 @@ def received_header(hostname: str, session: Session, queue_id: str, rcpts: list[
     """The RFC 5321 trace header a relay must add, with the RFC 3848 protocol name."""
     return trace.received(hostname, helo=session.host_name or "unknown", ip=client_ip(session),
                           proto=protocol_name(session), queue_id=queue_id, rcpts=[r.address for r in rcpts])
-
-
-def findings_header(verdict: Verdict) -> bytes:
-    rules = ", ".join(dict.fromkeys(verdict.rules))
-    prefix = f"monitor would {verdict.action}; " if verdict.monitor and verdict.action != Action.RELAY else ""
-    return f"X-Sendwarden-Findings: {prefix}{rules}\r\n".encode()
 
 
 class RelayHandler:
@@ -163,7 +124,9 @@ class RelayHandler:
             return str(Replies.rate_limited(f"{broken.name} (messages per {broken.window:g}s per {broken.per})"))
         envelope.mail_from = address
         envelope.mail_options.extend(options)
-        tx = Transaction(new_queue_id(), address, policy, stream.name, time.monotonic(), mail_dsn=dict(server.pending_dsn))
+        tx = Transaction(new_queue_id(), address, policy, stream.name, time.monotonic(), listener=self.listener,
+                         client_ip=ip, helo=session.host_name or "", auth_user=user, proto=protocol_name(session),
+                         smtputf8=bool(envelope.smtp_utf8), mail_dsn=dict(server.pending_dsn))
         tx.body_8bit = "BODY=8BITMIME" in options
         tx.traffic_class, tx.rate_keys = traffic_class, keys
         tx.inbound_only = inbound_only
@@ -203,9 +166,7 @@ class RelayHandler:
             reply = Replies.auth_required() if service.auth_offered(server) else Replies.relay_denied()
             log.warning("relay_refused", client=client_ip(session), rcpt=service.masker(address), reply=str(reply))
             return str(reply)
-        if tx.plan is None:
-            tx.plan = recipients.plan(tx.policy, tx.stream, tx.mail_from, _auth_user(session))
-        screening = await recipients.screen(service, tx.policy, tx.plan, tx.stream, address)
+        screening = await recipients.screen(service, tx.policy, tx.ensure_plan(), tx.stream, address)
         if screening.reply is not None:
             service.metrics.rcpt_refusals.labels(screening.rule).inc()
             log.info("rcpt_refused", rcpt=service.masker(address), reply=str(screening.reply))
@@ -233,7 +194,6 @@ class RelayHandler:
         settings = self.settings
         service = self.service
         record: dict[str, Any] = {}
-        verdict: Verdict | None = None
         t0 = time.perf_counter()
         if data.content is None:
             if data.error == "too_large":
@@ -242,91 +202,33 @@ class RelayHandler:
                 reply = Replies.malformed("5.6.0", "Bare CR or LF in message data is not allowed (RFC 5321 2.3.8); send CRLF line endings")
             else:
                 reply = Replies.malformed("5.6.0", f"Message has a line longer than {settings.max_line_length} characters (RFC 5321 4.5.3.1.6)")
-            self._audit(session, tx, reply, None, data.size, record, t0)
+            pipeline.audit(service, tx, reply, None, data.size, record, t0)
             return str(reply)
-
-        content = data.content
         if tx.local:
-            reply, consumed = await service.intake.consume(tx.local, envelope.mail_from or "", content, tx.queue_id)
+            reply, consumed = await service.intake.consume(tx.local, envelope.mail_from or "", data.content, tx.queue_id)
             record.update(consumed)
-            self._audit(session, tx, reply, None, len(content), record, t0)
+            pipeline.audit(service, tx, reply, None, len(data.content), record, t0)
             return str(reply)
-        message = Message.from_bytes(content)
-        if tx.plan is None:
-            tx.plan = recipients.plan(tx.policy, tx.stream, tx.mail_from, _auth_user(session))
-        marketing = tx.policy.streams[tx.stream].marketing
-        rcpt_addresses = [r.address for r in tx.recipients]
-        head, why_not = recipients.list_unsubscribe_block(service, tx.policy, tx.plan, marketing, rcpt_addresses, message)
-        if head:
-            # Prepended only: the message itself is never re-serialised. Judged as it will go out.
-            content = head + content
-            message = Message.from_bytes(content)
-            record["list_unsubscribe"] = "inserted"
-        elif why_not:
-            record["list_unsubscribe"] = f"not inserted: {why_not}"
-        ctx = Context(
-            stream=tx.stream,
-            marketing=marketing,
-            mail_from=envelope.mail_from or "",
-            rcpts=tuple(r.address for r in tx.recipients),
-            client_ip=client_ip(session),
-            helo=session.host_name or "",
-            auth_user=_auth_user(session),
-            now=time.time(),
-        )
-        if PROVIDERS:
-            facts = await gather(service, tx.policy, message, ctx, settings.policy_timeout)
-            if facts:
-                ctx = replace(ctx, facts=facts)
-        try:
-            verdict = judge(tx.policy, message, ctx, extra=tx.rcpt_findings)
-        except Exception as exc:  # the engine itself failed: never relay unjudged
-            log.error("engine_failed", queue_id=tx.queue_id, error=repr(exc), exc_info=True)
-            verdict = Verdict(tx.policy.action(tx.stream, "check.error"), (), tx.policy.monitor, tx.stream, (repr(exc),))
-        record["policy_ms"] = round((time.perf_counter() - t0) * 1000, 3)
 
+        judgement = await pipeline.evaluate(service, tx, data.content, record)
+        verdict = judgement.verdict
         action = verdict.effective
         if action == Action.REJECT:
             reply = verdict.reject_reply()
         elif action == Action.TEMPFAIL:
             reply = verdict.tempfail_reply()
         elif action == Action.QUARANTINE:
-            reply = await self._quarantine(session, envelope, tx, message, data.content, verdict, record)
+            reply = await pipeline.hold(service, tx, judgement, data.content, record)
         else:
-            reply = await self._relay(server, session, envelope, tx, content, verdict, record)
+            reply = await self._relay(session, tx, judgement.content, verdict, record)
             if reply.is_success:
-                await recipients.after_relay(service, tx.plan, tx.stream, marketing, tx.mail_from, rcpt_addresses, message)
-        self._audit(session, tx, reply, verdict, len(content), record, t0)
+                await pipeline.accepted(service, tx, judgement)
+        pipeline.audit(service, tx, reply, verdict, len(judgement.content), record, t0)
+        structlog.contextvars.unbind_contextvars("queue_id")
         return str(reply)
 
-    async def _quarantine(self, session: Session, envelope: Envelope, tx: Transaction, message: Message,
-                          content: bytes, verdict: Verdict, record: dict[str, Any]) -> Reply:
-        held = Held(
-            stream=tx.stream,
-            mail_from=envelope.mail_from or "",
-            rcpts=[{"address": r.address, "dsn": r.dsn} for r in tx.recipients],
-            mail_dsn=tx.mail_dsn,
-            smtputf8=bool(envelope.smtp_utf8),
-            client=client_ip(session),
-            auth_user=_auth_user(session),
-            subject=message.subject[:500],
-            findings=[{"rule": j.rule, "action": str(j.action), "detail": j.finding.detail} for j in verdict.judged],
-            queue_id=tx.queue_id,
-            helo=session.host_name or "",
-            proto=protocol_name(session),
-        )
-        try:
-            hold_id = await self.service.quarantine.hold(content, held)
-        except QuarantineError as exc:
-            log.error("quarantine_failed", queue_id=tx.queue_id, error=str(exc))
-            record["store_error"] = "quarantine"
-            return Replies.store_unavailable(str(exc))
-        self.service.notifier.quarantined(hold_id, held)
-        record["hold_id"] = hold_id
-        return Replies.quarantined(hold_id)
-
-    async def _relay(self, server: "RelaySMTP", session: Session, envelope: Envelope, tx: Transaction,
-                     content: bytes, verdict: Verdict, record: dict[str, Any]) -> Reply:
+    async def _relay(self, session: Session, tx: Transaction, content: bytes, verdict: Verdict,
+                     record: dict[str, Any]) -> Reply:
         settings = self.settings
         head = received_header(settings.hostname, session, tx.queue_id, tx.recipients)
         if verdict.judged and tx.policy.tag_header:
@@ -336,10 +238,10 @@ class RelayHandler:
         if signed:
             record["dkim"] = signed
         out = Outgoing(
-            mail_from=envelope.mail_from or "",
+            mail_from=tx.mail_from,
             recipients=tuple(tx.recipients),
             data=data,
-            smtputf8=bool(envelope.smtp_utf8),
+            smtputf8=tx.smtputf8,
             body_8bit=tx.body_8bit,
             dsn=tx.mail_dsn,
         )
@@ -352,47 +254,6 @@ class RelayHandler:
         record["upstream"] = result.upstream
         record["upstream_code"] = result.code
         return result.reply
-
-    def _audit(self, session: Session, tx: Transaction, reply: Reply, verdict: Verdict | None, size: int,
-               record: dict[str, Any], t0: float) -> None:
-        mask = self.service.masker
-        log.info(
-            "message",
-            queue_id=tx.queue_id,
-            client=client_ip(session),
-            helo=session.host_name,
-            auth_user=_auth_user(session),
-            listener=self.listener,
-            stream=tx.stream,
-            sender=mask(tx.mail_from),
-            rcpt_count=len(tx.recipients) or len(tx.local),
-            rcpts=[mask(r.address) for r in tx.recipients] or [mask(r.address) for r in tx.local],
-            size=size,
-            action=str(verdict.effective) if verdict else ("consumed" if "consumed" in record else "refused"),
-            verdict=str(verdict.action) if verdict else None,
-            monitor=verdict.monitor if verdict else False,
-            rules=verdict.rules if verdict else [],
-            reply=str(reply),
-            total_ms=round((time.perf_counter() - t0) * 1000, 3),
-            **record,
-        )
-        self._observe(tx, verdict, reply, record, t0)
-        structlog.contextvars.unbind_contextvars("queue_id")
-
-    def _observe(self, tx: Transaction, verdict: Verdict | None, reply: Reply, record: dict[str, Any], t0: float) -> None:
-        m = self.service.metrics
-        m.message(tx.stream, str(verdict.effective) if verdict else "refused")
-        if verdict is not None:
-            for j in verdict.judged:
-                m.findings.labels(j.rule, str(j.action)).inc()
-        if "policy_ms" in record:
-            m.policy_seconds.observe(record["policy_ms"] / 1000)
-        if "upstream_ms" in record:
-            m.upstream_seconds.observe(record["upstream_ms"] / 1000)
-            m.upstream_replies.labels(reply_class(record.get("upstream_code"))).inc()
-        if record.get("store_error"):
-            m.store_errors.labels(record["store_error"]).inc()
-        m.transaction_seconds.observe(time.perf_counter() - t0)
 
 
 def _auth_user(session: Session) -> str | None:
