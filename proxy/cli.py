@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "frequency",
     "dkim",
     "dnscheck",
+    "milter",
 )
 
 

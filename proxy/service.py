@@ -151,6 +151,8 @@ class Service:
         self.ops_address: tuple[str, int] | None = None
         self._ops: Any = None
         self._tasks: list[asyncio.Task[Any]] = []
+        self.milter: Any = None
+        self.milter_address = ""
         self._stopped = asyncio.Event()
 
     def _recipient_state(self, config: Config) -> None:
@@ -286,7 +288,9 @@ class Service:
 
         return factory
 
-    async def start(self) -> None:
+    async def start(self, front: str = "smtp") -> None:
+        """Open the stores and start serving: SMTP listeners (`front="smtp"`), or the milter
+        socket for an MTA (`front="milter"`); the ops and unsubscribe endpoints either way."""
         try:
             await self.store.open()
             await self.store.prune(time.time(), SENDS_KEPT)
@@ -297,7 +301,9 @@ class Service:
         if orphans or missing:
             log.warning("quarantine_out_of_step", files_without_index=orphans[:20], index_without_file=missing[:20])
         loop = asyncio.get_running_loop()
-        for listener in self.config.file.listeners:
+        if front == "milter":
+            await self._start_milter()
+        for listener in self.config.file.listeners if front == "smtp" else ():
             host, port = listener.host_port
             server = await loop.create_server(self._factory(listener.name, listener.proxy_protocol), host, port)
             self.servers.append(server)
@@ -319,6 +325,18 @@ class Service:
         log.info("ready", upstream=repr(self.upstream), policy=self.policy.source, monitor=self.policy.monitor)
         self.systemd.ready(self.summary())
         self.systemd.start_watchdog(self.summary)
+
+    async def _start_milter(self) -> None:
+        from proxy.milter import MilterOptions, MilterServer
+        from proxy.milter.engine import PolicyMilter
+
+        m = self.config.file.milter
+        options = MilterOptions(command_timeout=m.command_timeout, message_timeout=m.message_timeout,
+                                on_error=m.on_error, max_message_size=self.config.file.limits.max_message_size,
+                                max_recipients=self.config.file.limits.max_recipients)
+        self.milter = MilterServer(lambda: PolicyMilter(self), options)
+        self.milter_address = await self.milter.listen(m.address)
+        log.info("milter_listening", address=self.milter_address)
 
     async def probe_upstream(self) -> None:
         try:
@@ -389,6 +407,8 @@ class Service:
         log.info("stopping", sessions=len(self.sessions))
         for server in self.servers:
             server.close()
+        if self.milter is not None:
+            await self.milter.stop(self.config.file.timeouts.shutdown)
         if self.unsubscribe_web is not None:
             await self.unsubscribe_web.stop()
         for session in list(self.sessions):
@@ -417,14 +437,14 @@ class Service:
         log.info("stopped", last_hour=dict(self.metrics.last_hour.totals()))
         self._stopped.set()
 
-    async def run(self) -> None:
+    async def run(self, front: str = "smtp") -> None:
         """Start, then serve until SIGTERM or SIGINT; SIGHUP reloads."""
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         loop.add_signal_handler(signal.SIGHUP, lambda: self._tasks.append(loop.create_task(self.reload())))
-        await self.start()
+        await self.start(front)
         await stop.wait()
         await self.stop()
 
