@@ -5,20 +5,22 @@ headers, text parts, the HTML tree, links, attachments) is computed on first use
 a policy whose checks never look at HTML never pays for an HTML parse. Checks must treat the
 view as immutable.
 
-Hostile input is the norm here: every accessor degrades to an empty or partial answer and
-records a defect instead of raising, so a check can always judge.
+Hostile input is the norm here: every accessor degrades to an empty or partial answer instead
+of raising, and what could not be looked at is listed in `problems` (the `message.unparseable`
+rule reports it), so a check can always judge and nobody is fooled by a partial view.
 """
 
 from __future__ import annotations
 
 import email.header
+import email.utils
 from dataclasses import dataclass, field
-from email import message_from_bytes
 from email.message import Message as EmailMessage
+from email.parser import BytesHeaderParser, BytesParser
 from email.policy import compat32
 from email.policy import default as _default_policy
 from functools import cached_property
-from typing import Iterator
+from typing import Any
 
 # Bounds that keep one hostile message from costing unbounded time or memory.
 MAX_PARTS = 500
@@ -26,11 +28,20 @@ MAX_DEPTH = 20
 MAX_HTML_BYTES = 2_000_000
 MAX_TEXT_CHARS = 2_000_000
 _HEADER_FACTORY = _default_policy.header_factory
+# MIME defects after which the body cannot be split into its parts: what a reader's client
+# shows is unknowable, so the message cannot be judged on its content.
+_STRUCTURAL_DEFECTS = frozenset({
+    "NoBoundaryInMultipartDefect",
+    "StartBoundaryNotFoundDefect",
+    "MultipartInvariantViolationDefect",
+    "MultipartConversionError",
+})
 
 
 @dataclass(frozen=True, slots=True)
 class Link:
-    """One hyperlink: where it goes and what the reader sees."""
+    """One hyperlink: where it goes and what the reader sees (for a URL in plain text, the
+    words on its line)."""
 
     href: str
     text: str
@@ -39,11 +50,15 @@ class Link:
 
 @dataclass(frozen=True, slots=True)
 class Attachment:
-    """A non-body MIME part: what it claims to be, and its decoded bytes."""
+    """A non-body MIME part: what it claims to be, and its decoded bytes.
+
+    `names` holds every name the part gives itself (Content-Disposition filename and
+    Content-Type name, RFC 2231 and RFC 2047 decoded): a client may show either."""
 
     filename: str
     content_type: str
     payload: bytes
+    names: tuple[str, ...] = ()
 
     @property
     def size(self) -> int:
@@ -58,25 +73,45 @@ class HtmlView:
     visible_text: str
     password_inputs: int
     forms: int
+    # (type, the input's name/id/placeholder/label in lower case) of every form field
+    inputs: tuple[tuple[str, str], ...] = ()
+    form_actions: tuple[str, ...] = ()
+    # Why the view is partial (tree too deep, too many links, unparseable), or "" when whole.
+    problem: str = ""
 
 
-def decode_header(value: str | None) -> str:
+def _text_of(value: Any) -> str:
+    """A header value as text: compat32 hands back a `Header` object for raw 8-bit (SMTPUTF8)
+    values, and a str that may carry surrogate escapes; both become proper Unicode here."""
+    if isinstance(value, email.header.Header):
+        chunks = email.header.decode_header(value)
+        return "".join(c.decode("utf-8", "replace") if isinstance(c, bytes) else c for c, _ in chunks)
+    text = str(value)
+    if not text.isascii():
+        try:
+            text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        except UnicodeError:
+            pass
+    return text
+
+
+def decode_header(value: Any) -> str:
     """Decode an RFC 2047 header value to text; undecodable pieces are replaced, never raised."""
     if value is None:
         return ""
-    value = str(value)
+    value = _text_of(value)
     if "=?" not in value:
         return " ".join(value.split())
     try:
         parts = email.header.decode_header(value)
-    except (ValueError, LookupError, AssertionError):
+    except Exception:  # the stdlib raises several kinds on broken encoded words
         return " ".join(value.split())
     out = []
     for chunk, charset in parts:
         if isinstance(chunk, bytes):
             try:
                 out.append(chunk.decode(charset or "ascii", errors="replace"))
-            except LookupError:
+            except Exception:  # unknown charset, or a codec such as idna that cannot replace
                 out.append(chunk.decode("latin-1"))
         else:
             out.append(chunk)
@@ -91,13 +126,51 @@ def _decode_payload(part: EmailMessage) -> bytes:
     return payload if isinstance(payload, bytes) else b""
 
 
-def _part_text(part: EmailMessage, limit: int) -> str:
-    raw = _decode_payload(part)[: limit * 4]
-    charset = part.get_content_charset() or "utf-8"
+def _charset(part: EmailMessage) -> str:
+    try:
+        return part.get_content_charset() or "utf-8"
+    except Exception:
+        return "utf-8"
+
+
+def decode_text(raw: bytes, charset: str, limit: int) -> str:
+    """Bytes in a declared charset to text. A wrong or hostile charset (unknown names, codecs
+    that cannot replace errors such as idna, non-text codecs) falls back to UTF-8."""
+    raw = raw[: limit * 4]
     try:
         return raw.decode(charset, errors="replace")[:limit]
-    except LookupError:
+    except Exception:
         return raw.decode("utf-8", errors="replace")[:limit]
+
+
+def _names(part: EmailMessage) -> tuple[str, ...]:
+    found: list[str] = []
+    for getter in (lambda: part.get_filename(), lambda: part.get_param("name")):
+        try:
+            value = getter()
+            if isinstance(value, tuple):  # an RFC 2231 value the stdlib could not collapse
+                value = email.utils.collapse_rfc2231_value(value)
+        except Exception:
+            continue
+        name = decode_header(value) if value else ""
+        if name and name not in found:
+            found.append(name)
+    return tuple(found)
+
+
+def _parse(raw: bytes) -> tuple[EmailMessage, str]:
+    """Parse the whole message; when the body defeats the parser (absurd nesting blows the
+    recursion limit), fall back to the headers alone and say why."""
+    try:
+        return BytesParser(policy=compat32).parsebytes(raw), ""
+    except (RecursionError, MemoryError) as exc:
+        problem = f"the MIME structure could not be parsed ({type(exc).__name__})"
+    except Exception as exc:
+        problem = f"the message could not be parsed ({type(exc).__name__})"
+    try:
+        return BytesHeaderParser(policy=compat32).parsebytes(raw), problem
+    except Exception:
+        return EmailMessage(policy=compat32), problem
 
 
 @dataclass(frozen=True)
@@ -106,10 +179,12 @@ class Message:
 
     raw: bytes
     _msg: EmailMessage = field(repr=False, compare=False)
+    parse_problem: str = field(default="", compare=False)
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> "Message":
-        return cls(raw=raw, _msg=message_from_bytes(raw, policy=compat32))
+        msg, problem = _parse(raw)
+        return cls(raw=raw, _msg=msg, parse_problem=problem)
 
     # -- headers -----------------------------------------------------------------------------
 
@@ -124,7 +199,7 @@ class Message:
 
     def raw_headers(self, name: str) -> list[str]:
         """Every value of a header exactly as sent (unfolded only), for strict parsers."""
-        return [str(v) for v in (self._msg.get_all(name) or [])]
+        return [_text_of(v) for v in (self._msg.get_all(name) or [])]
 
     def count(self, name: str) -> int:
         return len(self._msg.get_all(name) or [])
@@ -153,65 +228,110 @@ class Message:
         return self.addresses("From")
 
     @cached_property
+    def from_domain(self) -> str:
+        """The domain of the (first) From address, lower case, or ""."""
+        for _, addr in self.from_addresses:
+            if "@" in addr:
+                return addr.rpartition("@")[2].lower()
+        return ""
+
+    @cached_property
     def defects(self) -> tuple[str, ...]:
         found = []
-        for part in self._walk():
+        for part in self._tree[0]:
             found.extend(type(d).__name__ for d in getattr(part, "defects", ()))
         return tuple(found)
 
+    @cached_property
+    def problems(self) -> tuple[str, ...]:
+        """Why this view is not the whole message: what a check could not see. Empty for
+        every ordinary message."""
+        out = [self.parse_problem] if self.parse_problem else []
+        if self._tree[1]:
+            out.append(self._tree[1])
+        broken = sorted(_STRUCTURAL_DEFECTS.intersection(self.defects))
+        if broken:
+            out.append("broken MIME structure: " + ", ".join(broken))
+        if self._bodies[3]:
+            out.append(self._bodies[3])
+        if self.html and self.html_view.problem:
+            out.append(self.html_view.problem)
+        return tuple(out)
+
     # -- body --------------------------------------------------------------------------------
 
-    def _walk(self) -> Iterator[EmailMessage]:
-        """Walk the MIME tree, bounded in parts and depth against hostile nesting."""
+    @cached_property
+    def _tree(self) -> tuple[tuple[EmailMessage, ...], str]:
+        """Every MIME part in document order, bounded in parts and depth against hostile
+        nesting; and what the bounds cut off ("" when nothing)."""
+        parts: list[EmailMessage] = []
         stack: list[tuple[EmailMessage, int]] = [(self._msg, 0)]
-        seen = 0
-        while stack and seen < MAX_PARTS:
+        problem = ""
+        while stack:
+            if len(parts) >= MAX_PARTS:
+                problem = f"more than {MAX_PARTS} MIME parts"
+                break
             part, depth = stack.pop()
-            seen += 1
-            yield part
-            if part.is_multipart() and depth < MAX_DEPTH:
+            parts.append(part)
+            if part.is_multipart():
                 payload = part.get_payload()
-                if isinstance(payload, list):
-                    stack.extend((p, depth + 1) for p in reversed(payload) if isinstance(p, EmailMessage))
+                if not isinstance(payload, list):
+                    continue
+                if depth >= MAX_DEPTH:
+                    problem = f"MIME parts nested deeper than {MAX_DEPTH}"
+                    continue
+                stack.extend((p, depth + 1) for p in reversed(payload) if isinstance(p, EmailMessage))
+        return tuple(parts), problem
 
     @cached_property
-    def _bodies(self) -> tuple[list[EmailMessage], list[EmailMessage], list[EmailMessage]]:
+    def _bodies(self) -> tuple[list[EmailMessage], list[EmailMessage], list[EmailMessage], str]:
         """Split leaves into text/plain bodies, text/html bodies and attachments."""
         texts: list[EmailMessage] = []
         htmls: list[EmailMessage] = []
         attachments: list[EmailMessage] = []
-        for part in self._walk():
+        problem = ""
+        for part in self._tree[0]:
             if part.is_multipart():
                 continue
             ctype = part.get_content_type()
-            disposition = (part.get("Content-Disposition") or "").split(";")[0].strip().lower()
-            if disposition == "attachment" or (part.get_filename() and disposition != "inline"):
+            disposition = str(part.get("Content-Disposition") or "").split(";")[0].strip().lower()
+            if disposition == "attachment" or (_names(part) and disposition != "inline"):
                 attachments.append(part)
             elif ctype == "text/plain":
                 texts.append(part)
             elif ctype == "text/html":
                 htmls.append(part)
-            elif ctype.startswith("text/") or ctype == "message/rfc822":
+            elif ctype.startswith("text/"):
                 continue
+            elif ctype == "message/rfc822" or ctype.startswith("multipart/"):
+                # A multipart that did not parse as one, or an embedded message the parser
+                # left as text: its content is out of sight.
+                if not isinstance(part.get_payload(), list) and ctype.startswith("multipart/"):
+                    problem = f"a {ctype} part whose parts could not be read"
             else:
                 attachments.append(part)
-        return texts, htmls, attachments
+        return texts, htmls, attachments, problem
 
     @cached_property
     def text(self) -> str:
         """The decoded text/plain bodies, joined."""
-        return "\n".join(_part_text(p, MAX_TEXT_CHARS) for p in self._bodies[0])[:MAX_TEXT_CHARS]
+        return "\n".join(decode_text(_decode_payload(p), _charset(p), MAX_TEXT_CHARS) for p in self._bodies[0])[:MAX_TEXT_CHARS]
 
     @cached_property
     def html(self) -> str:
         """The decoded text/html bodies, joined (empty when there are none)."""
-        return "\n".join(_part_text(p, MAX_HTML_BYTES) for p in self._bodies[1])[:MAX_HTML_BYTES]
+        return "\n".join(decode_text(_decode_payload(p), _charset(p), MAX_HTML_BYTES) for p in self._bodies[1])[:MAX_HTML_BYTES]
 
     @cached_property
     def html_view(self) -> HtmlView:
         from proxy.htmlview import extract
 
-        return extract(self.html)
+        view = extract(self.html)
+        if len(self.html) >= MAX_HTML_BYTES and not view.problem:
+            from dataclasses import replace
+
+            view = replace(view, problem=f"HTML body larger than {MAX_HTML_BYTES} characters, only the start was read")
+        return view
 
     @cached_property
     def visible_text(self) -> str:
@@ -219,14 +339,19 @@ class Message:
         return "\n".join(t for t in (self.text, self.html_view.visible_text) if t)
 
     @cached_property
+    def folded_text(self) -> str:
+        """Subject and visible text in lower case with whitespace collapsed: what the word
+        lists (proxy.policy.patterns) scan, computed once for all of them."""
+        from proxy.policy.patterns import normalise
+
+        return normalise(self.subject + "\n" + self.visible_text)
+
+    @cached_property
     def attachments(self) -> tuple[Attachment, ...]:
         out = []
         for part in self._bodies[2]:
-            try:
-                filename = decode_header(part.get_filename() or "")
-            except Exception:
-                filename = ""
-            out.append(Attachment(filename, part.get_content_type(), _decode_payload(part)))
+            names = _names(part)
+            out.append(Attachment(names[0] if names else "", part.get_content_type(), _decode_payload(part), names))
         return tuple(out)
 
     @cached_property
