@@ -49,13 +49,15 @@ class ContentOptions(Options):
 def prohibited(msg: Message, ctx: Context, opts: ContentOptions) -> Iterator[Finding]:
     text = msg.folded_text
     hits: dict[str, list[str]] = {}
-    where: dict[str, str] = {}
+    where: dict[str, list[str]] = {}
     for lang in opts.languages:
         for category, term in lang.terms.scan(text):
             if category in opts.ignore_categories:
                 continue
             terms = hits.setdefault(category, [])
-            where.setdefault(category, lang.language)
+            langs = where.setdefault(category, [])
+            if lang.language not in langs:
+                langs.append(lang.language)
             if term not in terms:
                 terms.append(term)
     for category, terms in hits.items():
@@ -63,6 +65,6 @@ def prohibited(msg: Message, ctx: Context, opts: ContentOptions) -> Iterator[Fin
         more = f" and {len(terms) - MAX_TERMS_SHOWN} more" if len(terms) > MAX_TERMS_SHOWN else ""
         yield Finding(
             "content.prohibited",
-            f"category {category} ({where[category]} list): {shown}{more}",
+            f"category {category} ({'/'.join(where[category])} list): {shown}{more}",
             f"the AUP does not allow {category} content; remove it (subject and body)",
         )
