@@ -145,6 +145,14 @@ def decode_text(raw: bytes, charset: str, limit: int) -> str:
 
 def _names(part: EmailMessage) -> tuple[str, ...]:
     found: list[str] = []
+    if any(isinstance(part.get(h), email.header.Header) for h in ("Content-Disposition", "Content-Type")):
+        # Raw 8-bit (UTF-8) parameters: compat32 would render them as U+FFFD, hiding e.g. a
+        # right-to-left override in a file name. Re-read them from properly decoded text.
+        decoded = EmailMessage(policy=compat32)
+        for h in ("Content-Disposition", "Content-Type"):
+            if part.get(h) is not None:
+                decoded[h] = _text_of(part.get(h))
+        part = decoded
     for getter in (lambda: part.get_filename(), lambda: part.get_param("name")):
         try:
             value = getter()

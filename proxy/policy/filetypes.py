@@ -151,7 +151,7 @@ def _zip_problems(data: bytes, what: str, rules: Rules, depth: int) -> list[str]
     if any(n.endswith("vbaproject.bin") for n in names):
         problems.append(f"{what} is an Office document with VBA macros")
     for info in infos:
-        if info.is_dir():
+        if info.is_dir() or info.filename.lower().endswith("vbaproject.bin"):  # reported above
             continue
         name = _member(info.filename, what)
         problem = name_problem(info.filename, rules)
