@@ -64,13 +64,14 @@ def host_of(url: str) -> str:
     return idna_host(host)
 
 
+@lru_cache(maxsize=4096)
 def ip_host(host: str) -> str | None:
     """The IP address a host name really is, or None. Besides dotted quads and IPv6 literals,
     browsers accept a 32-bit number in decimal, hex or octal (`http://3232235777/`,
     `http://0xC0A80001/`) and shortened forms (`127.1`): all of these are IPs in disguise."""
     host = host.strip("[]")
-    if not host:
-        return None
+    if not host or (":" not in host and not host[-1].isdigit() and not host[-1] in "abcdefABCDEF"):
+        return None  # every IP form ends in a digit (or a hex digit); names end in letters
     try:
         return str(ipaddress.ip_address(host))
     except ValueError:

@@ -20,6 +20,8 @@ from lxml import etree
 from proxy.message import HtmlView, Link
 
 MAX_ANCHORS = 5000
+# A 100 KB newsletter has a few thousand elements; past this the walk stops (and says so).
+MAX_ELEMENTS = 50_000
 MAX_INPUTS = 500
 _INVISIBLE_TAGS = frozenset({"script", "style", "head", "title", "template", "noscript", "select", "option", "textarea"})
 _INLINE_TAGS = frozenset({
@@ -90,6 +92,7 @@ def extract(html: str) -> HtmlView:
             open_anchor[2].append(text)
 
     walker = etree.iterwalk(root, events=("start", "end"))
+    elements = 0
     for event, el in walker:
         tag = el.tag if isinstance(el.tag, str) else ""
         if event == "end":
@@ -101,6 +104,10 @@ def extract(html: str) -> HtmlView:
             if el.tail:
                 add(el.tail)
             continue
+        elements += 1
+        if elements > MAX_ELEMENTS:
+            problem = problem or f"more than {MAX_ELEMENTS} HTML elements, only the first were read"
+            break
         if tag in _INVISIBLE_TAGS or _hidden(el):
             walker.skip_subtree()  # its "end" still comes, and brings the tail
             continue

@@ -62,7 +62,12 @@ class LinkOptions(Options):
 
 
 def _shortener(host: str, shorteners: frozenset[str]) -> bool:
-    return any(host == s or host.endswith("." + s) for s in shorteners) if host else False
+    """Whether the host is a shortener's domain or one of its subdomains."""
+    while host:
+        if host in shorteners:
+            return True
+        host = host.partition(".")[2]
+    return False
 
 
 def text_domain(text: str) -> str:
@@ -109,7 +114,7 @@ def link_problem(link: Link, opts: LinkOptions) -> str:
 @check("links", rules=("content.deceptive_link",))
 def deceptive_link(msg: Message, ctx: Context, opts: LinkOptions) -> Iterator[Finding]:
     problems: list[str] = []
-    for link in msg.links:
+    for link in dict.fromkeys(msg.links):  # each distinct link once
         problem = link_problem(link, opts)
         if problem and problem not in problems:
             problems.append(problem)

@@ -104,11 +104,13 @@ def privacy_urls(msg: Message, opts: PrivacyOptions | None = None) -> tuple[str,
         _DEFAULT = _DEFAULT or PrivacyOptions()
         opts = _DEFAULT
     found: list[str] = []
-    for link in msg.links:
+    words, url_words = opts._words, opts._url_words  # private attributes are slow to reach
+    for link in dict.fromkeys(msg.links):
         href = link.href
-        if not href.lower().startswith(("https://", "http://")) or href in found:
+        lower = href.lower()
+        if not lower.startswith(("https://", "http://")) or href in found:
             continue
-        if opts._url_words.search(href.lower()) or opts._words.search(normalise(link.text)):
+        if url_words.search(lower) or words.search(normalise(link.text)):
             found.append(href)
     return tuple(found)
 

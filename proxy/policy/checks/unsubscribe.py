@@ -156,12 +156,13 @@ def body_link(msg: Message, ctx: Context, opts: UnsubscribeOptions) -> Iterator[
     if not opts.require_body_link:
         return
     header_uris = set(parse_list_unsubscribe(msg.raw_headers("List-Unsubscribe"), True).uris)
-    for link in msg.links:
+    words, url_words = opts._words, opts._url_words  # private attributes are slow to reach
+    for link in dict.fromkeys(msg.links):
         href = link.href
         scheme = href.partition(":")[0].lower()
         if scheme not in ("https", "http", "mailto"):
             continue
-        if href in header_uris or opts._words.search(normalise(link.text)) or opts._url_words.search(href.lower()):
+        if href in header_uris or url_words.search(href.lower()) or words.search(normalise(link.text)):
             return
     yield Finding(
         "unsubscribe.body_link_missing",
