@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from proxy.policy.patterns import ALLOW, TermError, TermSet, compile_terms
+from proxy.policy.patterns import ALLOW, TermError, TermSet, check_term, compile_terms
 from proxy.tomlfile import ConfigError, read_toml, validation_message
 
 BUILTIN = "builtin:"
@@ -93,7 +93,7 @@ def compile_lists(specs: list[str], base: Path | None) -> tuple[Language, ...]:
 def _check_terms(source: str, key: str, terms: list[str]) -> None:
     for i, term in enumerate(terms):
         try:
-            compile_terms({"x": [term]})
+            check_term(term)
         except TermError as exc:
             raise ConfigError(f"{source}: {key}[{i}]: {exc}") from None
 

@@ -15,7 +15,6 @@ once however long the lists are (NOTES.md: one combined pass beats many). Scan t
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Iterable, Iterator, Mapping
 
 ALLOW = "allow"
@@ -66,14 +65,15 @@ def _trie_regex(keys: Iterable[str]) -> str:
     return render(root)
 
 
-@dataclass(frozen=True)
 class TermSet:
     """Compiled terms: `scan(text)` yields (label, matched text) for every hit that is not
     covered by an allowed phrase."""
 
-    pattern: re.Pattern[str]
-    _labels: tuple[tuple[str, re.Pattern[str]], ...]
-    size: int
+    def __init__(self, pattern: re.Pattern[str], labels: tuple[tuple[str, str], ...], size: int) -> None:
+        self.pattern = pattern
+        self.size = size
+        self._label_sources = labels
+        self._labels: tuple[tuple[str, re.Pattern[str]], ...] | None = None
 
     def scan(self, normalised: str) -> Iterator[tuple[str, str]]:
         for m in self.pattern.finditer(normalised):
@@ -85,7 +85,10 @@ class TermSet:
         return next(self.scan(normalised), None) is not None
 
     def label_of(self, matched: str) -> str:
-        """Which label's terms match this hit (allow first). Runs only on hits, which are rare."""
+        """Which label's terms match this hit (allow first). Runs only on hits, which are
+        rare, so the per-label patterns are compiled on the first one."""
+        if self._labels is None:
+            self._labels = tuple((label, re.compile(source)) for label, source in self._label_sources)
         for label, pattern in self._labels:
             if pattern.fullmatch(matched):
                 return label
@@ -104,6 +107,11 @@ def _regex_of(term: str) -> tuple[str | None, str | None]:
     if not term.strip():
         raise TermError("an empty term")
     return _literal_key(term), None
+
+
+def check_term(term: str) -> None:
+    """Raise TermError when a term cannot be compiled (names it, for errors with a key)."""
+    _regex_of(term)
 
 
 def compile_terms(labelled: Mapping[str, Iterable[str]]) -> TermSet:
@@ -129,5 +137,5 @@ def compile_terms(labelled: Mapping[str, Iterable[str]]) -> TermSet:
         lit, rx = per_label[label]
         parts = ([_trie_regex(lit)] if lit else []) + rx
         if parts:
-            labels.append((label, re.compile("|".join(parts))))
+            labels.append((label, "|".join(parts)))
     return TermSet(pattern, tuple(labels), len(keys) + len(regexes))
