@@ -5,7 +5,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-stamp
 # Debian packages the tests drive as independent, real peers.
-DEBS    := swaks
+DEBS    := swaks clamav-daemon
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test deps sysdeps clean
