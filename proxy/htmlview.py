@@ -44,11 +44,17 @@ _EMPTY = HtmlView(anchors=(), visible_text="", password_inputs=0, forms=0)
 _PARSER = lxml.html.HTMLParser(no_network=True, remove_comments=True, remove_pis=True)
 
 
+_HIDING_WORDS = ("none", "hidden", "opacity", "font-size", "max-height")
+
+
 def _hidden(el: etree._Element) -> bool:
     if el.get("hidden") is not None:
         return True
     style = el.get("style")
     if not style:
+        return False
+    lower = style.lower()
+    if not any(w in lower for w in _HIDING_WORDS):  # most inline styles hide nothing
         return False
     return bool(_HIDDEN_STYLE.search(style) or (_ZERO_BOX.search(style) and _OVERFLOW_HIDDEN.search(style)))
 
@@ -81,25 +87,22 @@ def extract(html: str) -> HtmlView:
         return HtmlView((), "", 0, 0, problem=problem) if problem else _EMPTY
     anchors: list[Link] = []
     texts: list[str] = []
+    add = texts.append
     inputs: list[tuple[str, str]] = []
     actions: list[str] = []
-    password_inputs = forms = 0
-    open_anchor: tuple[etree._Element, str, list[str]] | None = None  # element, href, its text
-
-    def add(text: str) -> None:
-        texts.append(text)
-        if open_anchor is not None:
-            open_anchor[2].append(text)
-
+    password_inputs = forms = elements = 0
+    # The anchor being walked: its element, href, where its text starts in `texts`, and the
+    # alt texts of its images (what an image link says).
+    open_anchor: tuple[etree._Element, str, int, list[str]] | None = None
     walker = etree.iterwalk(root, events=("start", "end"))
-    elements = 0
     for event, el in walker:
         tag = el.tag if isinstance(el.tag, str) else ""
         if event == "end":
             if tag and tag not in _INLINE_TAGS:
                 add(" ")
             if open_anchor is not None and el is open_anchor[0]:
-                anchors.append(Link(open_anchor[1], " ".join("".join(open_anchor[2]).split())[:500], "html"))
+                text = "".join(texts[open_anchor[2]:]) + " ".join(open_anchor[3])
+                anchors.append(Link(open_anchor[1], " ".join(text.split())[:500], "html"))
                 open_anchor = None
             if el.tail:
                 add(el.tail)
@@ -117,11 +120,12 @@ def extract(html: str) -> HtmlView:
             href = el.get("href")
             if href is not None and open_anchor is None:
                 if len(anchors) < MAX_ANCHORS:
-                    open_anchor = (el, href.strip(), [])
+                    open_anchor = (el, href.strip(), len(texts), [])
                 elif not problem:
                     problem = f"more than {MAX_ANCHORS} links in the HTML body"
-        elif tag == "img" and open_anchor is not None and el.get("alt"):
-            open_anchor[2].append(" " + el.get("alt", "") + " ")  # what an image link says
+        elif tag == "img":
+            if open_anchor is not None and el.get("alt"):
+                open_anchor[3].append(" " + el.get("alt", ""))
         elif tag == "form":
             forms += 1
             actions.append((el.get("action") or "").strip())

@@ -365,6 +365,13 @@ class Message:
         return normalise(self.subject + "\n" + self.visible_text)
 
     @cached_property
+    def folded_words(self) -> frozenset[str]:
+        """The distinct words of `folded_text`: the word lists' literal prefilter."""
+        from proxy.policy.patterns import words
+
+        return words(self.folded_text)
+
+    @cached_property
     def attachments(self) -> tuple[Attachment, ...]:
         out = []
         for part in self._bodies[2]:

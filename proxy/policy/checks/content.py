@@ -47,11 +47,11 @@ class ContentOptions(Options):
 
 @check("content", rules=("content.prohibited",))
 def prohibited(msg: Message, ctx: Context, opts: ContentOptions) -> Iterator[Finding]:
-    text = msg.folded_text
+    text, words = msg.folded_text, msg.folded_words
     hits: dict[str, list[str]] = {}
     where: dict[str, list[str]] = {}
     for lang in opts.languages:
-        for category, term in lang.terms.scan(text):
+        for category, term in lang.terms.scan(text, words):
             if category in opts.ignore_categories:
                 continue
             terms = hits.setdefault(category, [])

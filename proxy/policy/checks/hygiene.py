@@ -92,6 +92,8 @@ class ComplianceOptions(Options):
 
 @check("compliance", rules=("compliance.complaint_address_missing",), marketing_only=True)
 def complaint_address(msg: Message, ctx: Context, opts: ComplianceOptions) -> Iterator[Finding]:
+    if not (opts.complaints_address or opts.complaints_by_domain):
+        return
     address = opts.address_for(msg.from_domain)
     if not address:
         return

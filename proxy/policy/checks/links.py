@@ -11,6 +11,7 @@ bare IP addresses (including the decimal and hex forms browsers accept); `javasc
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Iterator
 
 from pydantic import Field, PrivateAttr, model_validator
@@ -46,19 +47,37 @@ class LinkOptions(Options):
         r"passwort|kennwort|mot de passe|contrase(?:ñ|n)a|senha|pin(?:code)?|cvv|cvc|cvv2|"
         r"cc-csc|card ?code|security ?code)\b"
     )
-    _credential: re.Pattern[str] = PrivateAttr()
-    _shorteners: frozenset[str] = PrivateAttr()
-    _trusted: frozenset[str] = PrivateAttr()
+    _rules: "LinkRules" = PrivateAttr()
 
     @model_validator(mode="after")
     def _compile(self) -> "LinkOptions":
         try:
-            self._credential = re.compile(self.credential_fields, re.I)
+            credential = re.compile(self.credential_fields, re.I)
         except re.error as exc:
             raise ValueError(f"credential_fields: not a valid regular expression: {exc}") from None
-        self._shorteners = frozenset(idna_host(d) for d in self.shorteners)
-        self._trusted = frozenset(registrable(d) for d in self.trusted_redirect_domains)
+        self._rules = LinkRules(
+            flag_ip_links=self.flag_ip_links,
+            blocked_schemes=frozenset(s.lower() for s in self.blocked_schemes),
+            shorteners=frozenset(idna_host(d) for d in self.shorteners),
+            trusted=frozenset(registrable(d) for d in self.trusted_redirect_domains),
+            credential=credential,
+        )
         return self
+
+    @property
+    def rules(self) -> "LinkRules":
+        return self._rules
+
+
+@dataclass(frozen=True, slots=True)
+class LinkRules:
+    """The options compiled for the per-link loop (plain attributes: fast to reach)."""
+
+    flag_ip_links: bool
+    blocked_schemes: frozenset[str]
+    shorteners: frozenset[str]
+    trusted: frozenset[str]
+    credential: re.Pattern[str]
 
 
 def _shortener(host: str, shorteners: frozenset[str]) -> bool:
@@ -82,7 +101,7 @@ def text_domain(text: str) -> str:
     return host if known_suffix(host) else ""
 
 
-def link_problem(link: Link, opts: LinkOptions) -> str:
+def link_problem(link: Link, opts: LinkRules) -> str:
     """Why a link is deceptive, or "" when it is not."""
     href = link.href
     scheme = scheme_of(href)
@@ -95,7 +114,7 @@ def link_problem(link: Link, opts: LinkOptions) -> str:
         ip = ip_host(host)
         if ip and opts.flag_ip_links:
             return f"a link to the bare IP address {ip} ({href[:80]})"
-        if _shortener(host, opts._shorteners):
+        if _shortener(host, opts.shorteners):
             return f"a link through the URL shortener {host}, which hides its target ({href[:80]})"
     if link.source != "html":
         return ""
@@ -103,7 +122,7 @@ def link_problem(link: Link, opts: LinkOptions) -> str:
     if not shown:
         return ""
     target = registrable(host) if host else ""
-    if target and target in opts._trusted:
+    if target and target in opts.trusted:
         return ""
     if registrable(shown) != target:
         where = f"goes to {host}" if host else f"goes to {href[:60]!r}"
@@ -114,8 +133,9 @@ def link_problem(link: Link, opts: LinkOptions) -> str:
 @check("links", rules=("content.deceptive_link",))
 def deceptive_link(msg: Message, ctx: Context, opts: LinkOptions) -> Iterator[Finding]:
     problems: list[str] = []
+    rules = opts.rules
     for link in dict.fromkeys(msg.links):  # each distinct link once
-        problem = link_problem(link, opts)
+        problem = link_problem(link, rules)
         if problem and problem not in problems:
             problems.append(problem)
     for problem in problems[:MAX_FINDINGS]:
@@ -129,7 +149,7 @@ def credential_form(msg: Message, ctx: Context, opts: LinkOptions) -> Iterator[F
     view = msg.html_view
     if not view.inputs and not view.password_inputs:
         return
-    asking = [label or kind for kind, label in view.inputs if kind == "password" or opts._credential.search(label)]
+    asking = [label or kind for kind, label in view.inputs if kind == "password" or opts.rules.credential.search(label)]
     if view.password_inputs or asking:
         count = max(len(asking), view.password_inputs)
         yield Finding(

@@ -132,7 +132,7 @@ def link(msg: Message, ctx: Context, opts: PrivacyOptions) -> Iterator[Finding]:
             "link to the privacy policy over https",
         )
         return
-    approved = opts.approved_for(msg.from_domain)
+    approved = opts.approved_for(msg.from_domain) if opts.approved else None
     if approved is not None and not any(normalise_url(u) in approved for u in urls):
         yield Finding(
             "privacy.link_unapproved",

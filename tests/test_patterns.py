@@ -1,0 +1,51 @@
+"""Term sets: one compiled pattern per set, a literal first-word prefilter, allow phrases."""
+
+from __future__ import annotations
+
+import pytest
+
+from proxy.policy.patterns import TermError, compile_terms, normalise
+
+
+def hits(terms: dict[str, list[str]], text: str) -> list[tuple[str, str]]:
+    return list(compile_terms(terms).scan(normalise(text)))
+
+
+def test_literals_phrases_and_wildcards() -> None:
+    ts = {"a": ["get rich quick", "escort*", "porn"], "allow": ["porn free"]}
+    assert hits(ts, "GET-RICH  quick\nnow") == [("a", "get-rich quick")]
+    assert hits(ts, "Escorts and escorting") == [("a", "escorts"), ("a", "escorting")]
+    assert hits(ts, "a porn-free zone, porn") == [("a", "porn")]
+    assert hits(ts, "pornichet, getrichquick, sporn") == []
+
+
+def test_regex_terms_use_their_first_words_as_prefilter() -> None:
+    ts = compile_terms({"d": [r"re:(?:buy|order)\s+(?:coke|meth)", r"re:guns?\s+for\s+sale"]})
+    assert ts.anchored and set(ts.prefixes) == {"buy", "order", "gun"}
+    assert list(ts.scan(normalise("Please ORDER  coke. Guns for sale."))) == [("d", "order coke"), ("d", "guns for sale")]
+    assert list(ts.scan("buyer coke")) == []
+
+
+def test_regex_without_first_word_still_matches() -> None:
+    ts = compile_terms({"d": [r"re:\d+\s+pills"]})
+    assert not ts.anchored
+    assert list(ts.scan("order 100 pills")) == [("d", "100 pills")]
+
+
+def test_non_word_first_character() -> None:
+    ts = compile_terms({"m": ["$$$ cash", "18+ videos"]})
+    assert not ts.anchored
+    assert list(ts.scan(normalise("Get $$$ cash and 18+ videos"))) == [("m", "$$$ cash"), ("m", "18+ videos")]
+
+
+def test_prefilter_agrees_with_the_full_pattern() -> None:
+    ts = compile_terms({"x": ["drug*", "buy drugs", "sex"], "allow": ["drug store"]})
+    text = normalise("the drug store sells drugs; buy drugs? no sex in sussex. drugstore")
+    assert list(ts.scan(text)) == [("x", "drugs"), ("x", "buy drugs"), ("x", "sex"), ("x", "drugstore")]
+    assert [m.group(0) for m in ts.pattern.finditer(text)] == ["drug store", "drugs", "buy drugs", "sex", "drugstore"]
+
+
+@pytest.mark.parametrize("term", ["", "  ", "mid*dle", "re:(unclosed"])
+def test_bad_terms(term: str) -> None:
+    with pytest.raises(TermError):
+        compile_terms({"x": [term]})
