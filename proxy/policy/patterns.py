@@ -238,3 +238,20 @@ def compile_terms(labelled: Mapping[str, Iterable[str]]) -> TermSet:
             labels.append((label, "|".join(parts)))
     return TermSet(body, tuple(labels), len(keys) + len(regexes), frozenset(exact),
                    tuple(sorted(prefixes)), anchored)
+
+
+class LinkWords:
+    """Which links name something (an unsubscribe page, a privacy policy): by the words a
+    reader sees with the link, or by words in its URL. Compiled once, from policy options."""
+
+    __slots__ = ("words", "url_words")
+
+    def __init__(self, label: str, words: Iterable[str], url_words: Iterable[str]) -> None:
+        try:
+            self.words = compile_terms({label: list(words)})
+        except TermError as exc:
+            raise ValueError(f"words: {exc}") from None  # options validators report ValueError
+        self.url_words = re.compile("|".join(re.escape(w.lower()) for w in url_words) or r"(?!x)x")
+
+    def names(self, href: str, text: str) -> bool:
+        return bool(self.url_words.search(href.lower())) or self.words.search(normalise(text))

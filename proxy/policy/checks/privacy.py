@@ -7,7 +7,6 @@ message, to record each privacy URL with the send time for the 30-day reachabili
 
 from __future__ import annotations
 
-import re
 from typing import Iterator
 from urllib.parse import urlsplit
 
@@ -15,7 +14,7 @@ from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from proxy.domains import registrable
 from proxy.message import Message
-from proxy.policy.patterns import TermError, TermSet, compile_terms, normalise
+from proxy.policy.patterns import LinkWords
 from proxy.policy.registry import Context, Options, check, options
 from proxy.policy.verdict import Finding
 
@@ -46,8 +45,7 @@ class PrivacyOptions(Options):
     # Optional: per sender (From) domain, the privacy-policy URLs it must link to. A sender
     # domain not listed here may link to any privacy policy. Query and fragment are ignored.
     approved: dict[str, list[str]] = Field(default_factory=dict)
-    _words: TermSet = PrivateAttr()
-    _url_words: re.Pattern[str] = PrivateAttr()
+    _links: LinkWords = PrivateAttr()
     _approved: dict[str, frozenset[str]] = PrivateAttr(default_factory=dict)
 
     @field_validator("approved")
@@ -63,11 +61,7 @@ class PrivacyOptions(Options):
 
     @model_validator(mode="after")
     def _compile(self) -> "PrivacyOptions":
-        try:
-            self._words = compile_terms({"privacy": self.words})
-        except TermError as exc:
-            raise ValueError(f"words: {exc}") from None
-        self._url_words = re.compile("|".join(re.escape(w.lower()) for w in self.url_words) or r"(?!x)x")
+        self._links = LinkWords("privacy", self.words, self.url_words)
         self._approved = {d: frozenset(normalise_url(u) for u in urls) for d, urls in self.approved.items()}
         return self
 
@@ -104,13 +98,10 @@ def privacy_urls(msg: Message, opts: PrivacyOptions | None = None) -> tuple[str,
         _DEFAULT = _DEFAULT or PrivacyOptions()
         opts = _DEFAULT
     found: list[str] = []
-    words, url_words = opts._words, opts._url_words  # private attributes are slow to reach
+    names = opts._links.names  # private attributes are slow to reach: once per message
     for link in dict.fromkeys(msg.links):
         href = link.href
-        lower = href.lower()
-        if not lower.startswith(("https://", "http://")) or href in found:
-            continue
-        if url_words.search(lower) or words.search(normalise(link.text)):
+        if href.lower().startswith(("https://", "http://")) and href not in found and names(href, link.text):
             found.append(href)
     return tuple(found)
 

@@ -12,7 +12,7 @@ from urllib.parse import unquote, urlsplit
 from pydantic import Field, PrivateAttr, model_validator
 
 from proxy.message import Message
-from proxy.policy.patterns import TermError, TermSet, compile_terms, normalise
+from proxy.policy.patterns import LinkWords
 from proxy.policy.registry import Context, Options, check, options
 from proxy.policy.verdict import Finding
 
@@ -50,16 +50,11 @@ class UnsubscribeOptions(Options):
         "unsubscribe", "unsub", "optout", "opt-out", "opt_out", "afmelden", "uitschrijven",
         "abmelden", "abbestellen", "desabonner", "desinscription", "darse-de-baja",
     ])
-    _words: TermSet = PrivateAttr()
-    _url_words: re.Pattern[str] = PrivateAttr()
+    _links: LinkWords = PrivateAttr()
 
     @model_validator(mode="after")
     def _compile(self) -> "UnsubscribeOptions":
-        try:
-            self._words = compile_terms({"unsubscribe": self.words})
-        except TermError as exc:
-            raise ValueError(f"words: {exc}") from None
-        self._url_words = re.compile("|".join(re.escape(w.lower()) for w in self.url_words) or r"(?!x)x")
+        self._links = LinkWords("unsubscribe", self.words, self.url_words)
         return self
 
 
@@ -156,13 +151,13 @@ def body_link(msg: Message, ctx: Context, opts: UnsubscribeOptions) -> Iterator[
     if not opts.require_body_link:
         return
     header_uris = set(parse_list_unsubscribe(msg.raw_headers("List-Unsubscribe"), True).uris)
-    words, url_words = opts._words, opts._url_words  # private attributes are slow to reach
+    names = opts._links.names  # private attributes are slow to reach: once per message
     for link in dict.fromkeys(msg.links):
         href = link.href
         scheme = href.partition(":")[0].lower()
         if scheme not in ("https", "http", "mailto"):
             continue
-        if href in header_uris or url_words.search(href.lower()) or words.search(normalise(link.text)):
+        if href in header_uris or names(href, link.text):
             return
     yield Finding(
         "unsubscribe.body_link_missing",
