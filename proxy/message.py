@@ -12,15 +12,16 @@ rule reports it), so a check can always judge and nobody is fooled by a partial 
 
 from __future__ import annotations
 
-import email.header
-import email.utils
 from dataclasses import dataclass, field
 from email.message import Message as EmailMessage
 from email.parser import BytesHeaderParser, BytesParser
 from email.policy import compat32
 from email.policy import default as _default_policy
 from functools import cached_property
-from typing import Any
+
+from proxy.mimedecode import decode_header, decode_text, header_text, part_charset, part_names, payload_bytes
+
+__all__ = ["Attachment", "HtmlView", "Link", "Message", "decode_header"]
 
 # Bounds that keep one hostile message from costing unbounded time or memory.
 MAX_PARTS = 500
@@ -83,92 +84,6 @@ class HtmlView:
     problem: str = ""
 
 
-def _text_of(value: Any) -> str:
-    """A header value as text: compat32 hands back a `Header` object for raw 8-bit (SMTPUTF8)
-    values, and a str that may carry surrogate escapes; both become proper Unicode here."""
-    if isinstance(value, email.header.Header):
-        chunks = email.header.decode_header(value)
-        return "".join(c.decode("utf-8", "replace") if isinstance(c, bytes) else c for c, _ in chunks)
-    text = str(value)
-    if not text.isascii():
-        try:
-            text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-        except UnicodeError:
-            pass
-    return text
-
-
-def decode_header(value: Any) -> str:
-    """Decode an RFC 2047 header value to text; undecodable pieces are replaced, never raised."""
-    if value is None:
-        return ""
-    value = _text_of(value)
-    if "=?" not in value:
-        return " ".join(value.split())
-    try:
-        parts = email.header.decode_header(value)
-    except Exception:  # the stdlib raises several kinds on broken encoded words
-        return " ".join(value.split())
-    out = []
-    for chunk, charset in parts:
-        if isinstance(chunk, bytes):
-            try:
-                out.append(chunk.decode(charset or "ascii", errors="replace"))
-            except Exception:  # unknown charset, or a codec such as idna that cannot replace
-                out.append(chunk.decode("latin-1"))
-        else:
-            out.append(chunk)
-    return " ".join("".join(out).split())
-
-
-def _decode_payload(part: EmailMessage) -> bytes:
-    try:
-        payload = part.get_payload(decode=True)
-    except Exception:  # broken base64/qp in the wild: judge what we can
-        return b""
-    return payload if isinstance(payload, bytes) else b""
-
-
-def _charset(part: EmailMessage) -> str:
-    try:
-        return part.get_content_charset() or "utf-8"
-    except Exception:
-        return "utf-8"
-
-
-def decode_text(raw: bytes, charset: str, limit: int) -> str:
-    """Bytes in a declared charset to text. A wrong or hostile charset (unknown names, codecs
-    that cannot replace errors such as idna, non-text codecs) falls back to UTF-8."""
-    raw = raw[: limit * 4]
-    try:
-        return raw.decode(charset, errors="replace")[:limit]
-    except Exception:
-        return raw.decode("utf-8", errors="replace")[:limit]
-
-
-def _names(part: EmailMessage) -> tuple[str, ...]:
-    found: list[str] = []
-    if any(isinstance(part.get(h), email.header.Header) for h in ("Content-Disposition", "Content-Type")):
-        # Raw 8-bit (UTF-8) parameters: compat32 would render them as U+FFFD, hiding e.g. a
-        # right-to-left override in a file name. Re-read them from properly decoded text.
-        decoded = EmailMessage(policy=compat32)
-        for h in ("Content-Disposition", "Content-Type"):
-            if part.get(h) is not None:
-                decoded[h] = _text_of(part.get(h))
-        part = decoded
-    for getter in (lambda: part.get_filename(), lambda: part.get_param("name")):
-        try:
-            value = getter()
-            if isinstance(value, tuple):  # an RFC 2231 value the stdlib could not collapse
-                value = email.utils.collapse_rfc2231_value(value)
-        except Exception:
-            continue
-        name = decode_header(value) if value else ""
-        if name and name not in found:
-            found.append(name)
-    return tuple(found)
-
-
 def _parse(raw: bytes) -> tuple[EmailMessage, str]:
     """Parse the whole message; when the body defeats the parser (absurd nesting blows the
     recursion limit), fall back to the headers alone and say why."""
@@ -217,7 +132,7 @@ class Message:
 
     def raw_headers(self, name: str) -> list[str]:
         """Every value of a header exactly as sent (unfolded only), for strict parsers."""
-        return [_text_of(v) for v in (self._msg.get_all(name) or [])]
+        return [header_text(v) for v in (self._msg.get_all(name) or [])]
 
     def count(self, name: str) -> int:
         return len(self._msg.get_all(name) or [])
@@ -313,7 +228,7 @@ class Message:
                 continue
             ctype = part.get_content_type()
             disposition = str(part.get("Content-Disposition") or "").split(";")[0].strip().lower()
-            if disposition == "attachment" or (_names(part) and disposition != "inline"):
+            if disposition == "attachment" or (part_names(part) and disposition != "inline"):
                 attachments.append(part)
             elif ctype == "text/plain":
                 texts.append(part)
@@ -333,12 +248,12 @@ class Message:
     @cached_property
     def text(self) -> str:
         """The decoded text/plain bodies, joined."""
-        return "\n".join(decode_text(_decode_payload(p), _charset(p), MAX_TEXT_CHARS) for p in self._bodies[0])[:MAX_TEXT_CHARS]
+        return "\n".join(decode_text(payload_bytes(p), part_charset(p), MAX_TEXT_CHARS) for p in self._bodies[0])[:MAX_TEXT_CHARS]
 
     @cached_property
     def html(self) -> str:
         """The decoded text/html bodies, joined (empty when there are none)."""
-        return "\n".join(decode_text(_decode_payload(p), _charset(p), MAX_HTML_BYTES) for p in self._bodies[1])[:MAX_HTML_BYTES]
+        return "\n".join(decode_text(payload_bytes(p), part_charset(p), MAX_HTML_BYTES) for p in self._bodies[1])[:MAX_HTML_BYTES]
 
     @cached_property
     def html_view(self) -> HtmlView:
@@ -375,8 +290,8 @@ class Message:
     def attachments(self) -> tuple[Attachment, ...]:
         out = []
         for part in self._bodies[2]:
-            names = _names(part)
-            out.append(Attachment(names[0] if names else "", part.get_content_type(), _decode_payload(part), names))
+            names = part_names(part)
+            out.append(Attachment(names[0] if names else "", part.get_content_type(), payload_bytes(part), names))
         return tuple(out)
 
     @cached_property
