@@ -23,6 +23,7 @@ def unsub(headers: dict[str, str | None] | None = None, html: str = FOOTER, text
     "<https://shop.example.com/u/1> (one-click), <mailto:u@shop.example.com> (by mail)",
     "<https://shop.example.com/very/long/\r\n path/u/1>",  # RFC 2369: whitespace inside brackets is ignored
     "<mailto:unsubscribe%2B7f3a@shop.example.com>",
+    "<https://shop.example.com/u?lists=1,2,3>, <mailto:u@shop.example.com>",  # commas inside a URI
 ])
 def test_valid_headers(value: str) -> None:
     parsed = parse_list_unsubscribe([value])
@@ -39,6 +40,7 @@ def test_valid_headers(value: str) -> None:
     (["<https://shop.example.com/u/1>", "<mailto:u@shop.example.com>"], "2 List-Unsubscribe headers"),
     (["(only a comment)"], "empty List-Unsubscribe header"),
     (["<https://shop.example.com/u/1"], "not an angle-bracketed URI"),
+    (["<https://shop.example.com/u/1> <mailto:u@shop.example.com>"], "not separated by commas"),
 ])
 def test_invalid_headers(values: list[str], problem: str) -> None:
     parsed = parse_list_unsubscribe(values)

@@ -18,7 +18,7 @@ from proxy.policy.verdict import Finding
 
 ONE_CLICK = "List-Unsubscribe=One-Click"
 _COMMENT = re.compile(r"\((?:[^()\\]|\\.)*\)")
-_ENTRY = re.compile(r"\s*<([^<>]*)>\s*")
+_BRACKETED = re.compile(r"<([^<>]*)>")
 _ADDR = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
@@ -83,15 +83,21 @@ def parse_list_unsubscribe(values: list[str], allow_http: bool = False) -> ListU
         if not text:
             problems.append("empty List-Unsubscribe header")
             continue
-        for item in text.split(","):
-            if not item.strip():
+        # Take the bracketed URIs out first: a URI may itself hold commas (in its query).
+        found = _BRACKETED.findall(text)
+        rest = _BRACKETED.sub("\x00", text)
+        for item in rest.split(","):
+            item = item.strip()
+            if item == "\x00":
+                continue
+            if not item:
                 problems.append("an empty entry between commas")
-                continue
-            m = _ENTRY.fullmatch(item)
-            if not m:
-                problems.append(f"{item.strip()[:80]!r} is not an angle-bracketed URI")
-                continue
-            uri = "".join(m.group(1).split())
+            elif "\x00" in item:
+                problems.append("URIs not separated by commas")
+            else:
+                problems.append(f"{item[:80]!r} is not an angle-bracketed URI")
+        for raw_uri in found:
+            uri = "".join(raw_uri.split())
             problem = _uri_problem(uri, allow_http)
             if problem:
                 problems.append(problem)
