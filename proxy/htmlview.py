@@ -13,6 +13,7 @@ elements join their text without a space, so `un<b>subscribe</b>` reads "unsubsc
 from __future__ import annotations
 
 import re
+import threading
 
 import lxml.html
 from lxml import etree
@@ -41,7 +42,14 @@ _XML_DECL = re.compile(r"^\s*<\?xml[^>]*>", re.I)
 # Characters lxml refuses in a str: C0 controls other than tab, newline and carriage return.
 _BAD_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 _EMPTY = HtmlView(anchors=(), visible_text="", password_inputs=0, forms=0)
-_PARSER = lxml.html.HTMLParser(no_network=True, remove_comments=True, remove_pis=True)
+_LOCAL = threading.local()  # an lxml parser must not be shared between threads
+
+
+def _parser() -> lxml.html.HTMLParser:
+    parser = getattr(_LOCAL, "parser", None)
+    if parser is None:
+        parser = _LOCAL.parser = lxml.html.HTMLParser(no_network=True, remove_comments=True, remove_pis=True)
+    return parser
 
 
 _HIDING_WORDS = ("none", "hidden", "opacity", "font-size", "max-height")
@@ -62,12 +70,13 @@ def _hidden(el: etree._Element) -> bool:
 def _parse(html: str) -> tuple[etree._Element | None, str]:
     html = _XML_DECL.sub("", html, count=1)  # lxml refuses a str that declares an encoding
     html = _BAD_CHARS.sub("", html)
+    parser = _parser()
     try:
-        root = lxml.html.document_fromstring(html, parser=_PARSER)
+        root = lxml.html.document_fromstring(html, parser=parser)
     except (etree.ParserError, ValueError) as exc:
         return None, f"HTML body could not be parsed ({exc})" if html.strip() else ""
     problem = ""
-    for err in _PARSER.error_log:
+    for err in parser.error_log:
         if "depth" in err.message.lower() or "huge" in err.message.lower():
             problem = f"HTML body nested too deeply to read whole ({err.message.strip()})"
             break

@@ -201,3 +201,18 @@ async def test_relay_with_hung_clamd_holds_within_the_timeout(start_relay, sink,
     # A message without attachments is not sent to clamd at all (scan = "attachments").
     assert (await send(relay.port, mail(FOOTER)))[0] == 250
     assert len(sink.received) == 1
+
+
+@pytest.mark.parametrize("address, ok", [
+    ("", True), ("/run/clamav/clamd.ctl", True), ("unix:/run/clamav/clamd.ctl", True), ("tcp:127.0.0.1:3310", True),
+    ("tcp:[::1]:3310", True), ("clamd.sock", False), ("tcp:127.0.0.1", False), ("tcp:host:99999", False), ("127.0.0.1:3310", False),
+])
+def test_clamd_address_is_validated(address: str, ok: bool) -> None:
+    from proxy.tomlfile import ConfigError
+    from tests.checks.judging import policy
+
+    if ok:
+        policy({"attachment": {"clamav": {"address": address}}})
+    else:
+        with pytest.raises(ConfigError, match=r"checks\.attachment\.clamav\.address"):
+            policy({"attachment": {"clamav": {"address": address}}})

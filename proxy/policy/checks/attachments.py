@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Iterator, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from proxy.facts import LookupFailed
 from proxy.message import Message
@@ -73,6 +73,16 @@ class ClamavOptions(BaseModel):
     # clamd configured but unreachable (or too slow): "lookup_failed" reports the rule
     # lookup.failed, whose action [actions] decides; "relay" lets the message go unscanned.
     on_unreachable: Literal["lookup_failed", "relay"] = "lookup_failed"
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        if not value or value.startswith(("/", "unix:/")):
+            return value
+        host, _, port = value[4:].rpartition(":") if value.startswith("tcp:") else ("", "", "")
+        if host and port.isdigit() and 0 < int(port) < 65536:
+            return value
+        raise ValueError(f"{value!r}: expected a unix socket path (/run/clamav/clamd.ctl) or tcp:HOST:PORT")
 
 
 @options("attachment")
