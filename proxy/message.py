@@ -282,9 +282,9 @@ class Message:
     @cached_property
     def folded_words(self) -> frozenset[str]:
         """The distinct words of `folded_text`: the word lists' literal prefilter."""
-        from proxy.policy.patterns import words
+        from proxy.policy.patterns import word_set
 
-        return words(self.folded_text)
+        return word_set(self.folded_text)
 
     @cached_property
     def attachments(self) -> tuple[Attachment, ...]:

@@ -49,3 +49,12 @@ def test_prefilter_agrees_with_the_full_pattern() -> None:
 def test_bad_terms(term: str) -> None:
     with pytest.raises(TermError):
         compile_terms({"x": [term]})
+
+
+def test_word_set_is_every_word_run() -> None:
+    import re
+
+    from proxy.policy.patterns import word_set
+
+    text = normalise("Hello, wörld! snake_case e\u0301t\u00e9 ½ 42nd (cocaïne) a-b--c ١٢٣ 回复：订单 don't")
+    assert word_set(text) == frozenset(re.findall(r"\w+", text))

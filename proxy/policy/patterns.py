@@ -36,9 +36,14 @@ class TermError(ValueError):
     """A term that cannot be compiled; the message names the term."""
 
 
-def words(normalised: str) -> frozenset[str]:
-    """The set of words of a text, as term sets look them up."""
-    return frozenset(_WORD.findall(normalised))
+def word_set(normalised: str) -> frozenset[str]:
+    """The set of words (\\w+ runs) of a text, as term sets look them up. Whitespace-split
+    tokens that are all letters and digits are words already (isalnum() is \\w without "_");
+    only the others go through the regex."""
+    tokens = set(normalised.split())
+    found = {t for t in tokens if t.isalnum()}
+    found.update(_WORD.findall(" ".join(tokens - found)))
+    return frozenset(found)
 
 
 def normalise(text: str) -> str:
@@ -98,7 +103,7 @@ class TermSet:
         if not self.anchored:
             return list(self.pattern.finditer(text))
         if words is None:
-            words = set(_WORD.findall(text))
+            words = word_set(text)
         starts = set(words & self.exact)
         if self.prefixes:
             starts.update(w for w in words if w.startswith(self.prefixes))
