@@ -110,125 +110,136 @@ def ole_problem(data: bytes, what: str) -> str:
     return ""
 
 
-def inspect(data: bytes, what: str, rules: Rules, depth: int = 0) -> list[str]:
-    """Every reason the bytes `data` (described as `what` in messages) are dangerous."""
-    kind = sniff(data)
-    if not kind:
-        return []
-    if kind == "ole2":
-        problem = ole_problem(data, what)
-        return [problem] if problem else []
-    if kind.startswith("opaque:"):
-        fmt = kind.partition(":")[2]
-        return [f"{what} is a {fmt} archive, which cannot be inspected"] if rules.limits.opaque_dangerous else []
-    if kind == "zip":
-        return _zip_problems(data, what, rules, depth)
-    if kind == "gzip":
-        return _gzip_problems(data, what, rules, depth)
-    return [f"{what} is {kind}"]
+def inspect(data: bytes, what: str, rules: Rules) -> list[str]:
+    """Every reason the bytes `data` (described as `what` in messages) are dangerous. All the
+    archive members looked into share one budget of `Limits.inspect_bytes` decompressed
+    bytes, so a thousand nested archives cannot add up to gigabytes."""
+    return _Inspection(rules).inspect(data, what, 0)
 
 
 def _member(info_name: str, what: str) -> str:
     return f"{what} member {info_name[:100]!r}"
 
 
-def _zip_problems(data: bytes, what: str, rules: Rules, depth: int) -> list[str]:
-    lim = rules.limits
-    if depth >= lim.max_depth:
-        return [f"{what}: archives nested deeper than {lim.max_depth}"] if lim.opaque_dangerous else []
-    try:
-        zf = zipfile.ZipFile(io.BytesIO(data))
-        infos = zf.infolist()
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError, OSError):
-        return [f"{what} is a zip archive that cannot be read"] if lim.opaque_dangerous else []
-    if len(infos) > lim.max_entries:
-        return [f"{what} has {len(infos)} members (more than {lim.max_entries}): a possible zip bomb"]
-    total = sum(i.file_size for i in infos)
-    if total > lim.max_total_bytes:
-        return [f"{what} unpacks to {total} bytes (more than {lim.max_total_bytes}): a possible zip bomb"]
-    problems: list[str] = []
-    names = {i.filename.lower() for i in infos}
-    if any(n.endswith("vbaproject.bin") for n in names):
-        problems.append(f"{what} is an Office document with VBA macros")
-    for info in infos:
-        if info.is_dir() or info.filename.lower().endswith("vbaproject.bin"):  # reported above
-            continue
-        name = _member(info.filename, what)
-        problem = name_problem(info.filename, rules)
-        if problem:
-            problems.append(f"{what}: {problem}")
-            continue
-        if info.file_size > 1_000_000 and info.file_size > lim.max_ratio * max(info.compress_size, 1):
-            problems.append(f"{name} inflates {info.file_size // max(info.compress_size, 1)}-fold: a possible zip bomb")
-            continue
-        if info.flag_bits & 0x1:
-            if lim.opaque_dangerous:
-                problems.append(f"{name} is encrypted and cannot be inspected")
-            continue
-        problems.extend(_zip_member(zf, info, name, rules, depth))
-    return problems
+class _Inspection:
+    """One attachment's inspection: the rules, and what is left of the decompression budget."""
 
+    def __init__(self, rules: Rules) -> None:
+        self.rules = rules
+        self.lim = rules.limits
+        self.budget = rules.limits.inspect_bytes
 
-def _read_member(f: BinaryIO, name: str, rules: Rules, depth: int) -> list[str]:
-    """Sniff an archive member's first bytes; read it whole (bounded) only when it is itself
-    an archive or an OLE2 file, which must be looked into."""
-    lim = rules.limits
-    head = f.read(SNIFF_BYTES)
-    if sniff(head) not in ("zip", "gzip", "ole2"):
-        return inspect(head, name, rules, depth + 1)
-    body = head + f.read(lim.inspect_bytes + 1 - len(head))
-    if len(body) > lim.inspect_bytes:
-        return [f"{name} is an archive too large to inspect"] if lim.opaque_dangerous else []
-    return inspect(body, name, rules, depth + 1)
+    def opaque(self, problem: str) -> list[str]:
+        return [problem] if self.lim.opaque_dangerous else []
 
+    def inspect(self, data: bytes, what: str, depth: int) -> list[str]:
+        kind = sniff(data)
+        if not kind:
+            return []
+        if kind == "ole2":
+            problem = ole_problem(data, what)
+            return [problem] if problem else []
+        if kind.startswith("opaque:"):
+            return self.opaque(f"{what} is a {kind.partition(':')[2]} archive, which cannot be inspected")
+        if kind in ("zip", "gzip") and depth >= self.lim.max_depth:
+            return self.opaque(f"{what}: archives nested deeper than {self.lim.max_depth}")
+        if kind == "zip":
+            return self.zip(data, what, depth)
+        if kind == "gzip":
+            return self.gzip(data, what, depth)
+        return [f"{what} is {kind}"]
 
-def _zip_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, name: str, rules: Rules, depth: int) -> list[str]:
-    # zipfile never returns more than a member declares, and checks its CRC at the end.
-    try:
-        with zf.open(info) as f:
-            return _read_member(f, name, rules, depth)
-    except (zipfile.BadZipFile, NotImplementedError, RuntimeError, ValueError, EOFError, OSError, zlib.error):
-        return [f"{name} cannot be decompressed"] if rules.limits.opaque_dangerous else []
+    def zip(self, data: bytes, what: str, depth: int) -> list[str]:
+        lim = self.lim
+        try:
+            zf = zipfile.ZipFile(io.BytesIO(data))
+            infos = zf.infolist()
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError, OSError):
+            return self.opaque(f"{what} is a zip archive that cannot be read")
+        if len(infos) > lim.max_entries:
+            return [f"{what} has {len(infos)} members (more than {lim.max_entries}): a possible zip bomb"]
+        total = sum(i.file_size for i in infos)
+        if total > lim.max_total_bytes:
+            return [f"{what} unpacks to {total} bytes (more than {lim.max_total_bytes}): a possible zip bomb"]
+        problems: list[str] = []
+        if any(i.filename.lower().endswith("vbaproject.bin") for i in infos):
+            problems.append(f"{what} is an Office document with VBA macros")
+        for info in infos:
+            if info.is_dir() or info.filename.lower().endswith("vbaproject.bin"):  # reported above
+                continue
+            if self.budget <= 0:
+                problems.extend(self.opaque(f"{what}: more than {lim.inspect_bytes} bytes would have to be unpacked to inspect it all"))
+                break
+            name = _member(info.filename, what)
+            problem = name_problem(info.filename, self.rules)
+            if problem:
+                problems.append(f"{what}: {problem}")
+            elif info.file_size > 1_000_000 and info.file_size > lim.max_ratio * max(info.compress_size, 1):
+                problems.append(f"{name} inflates {info.file_size // max(info.compress_size, 1)}-fold: a possible zip bomb")
+            elif info.flag_bits & 0x1:
+                problems.extend(self.opaque(f"{name} is encrypted and cannot be inspected"))
+            else:
+                # zipfile never returns more than a member declares, and checks its CRC at the end.
+                try:
+                    with zf.open(info) as f:
+                        problems.extend(self.member(f, name, depth))
+                except (zipfile.BadZipFile, NotImplementedError, RuntimeError, ValueError, EOFError, OSError, zlib.error):
+                    problems.extend(self.opaque(f"{name} cannot be decompressed"))
+        return problems
 
+    def member(self, f: BinaryIO, name: str, depth: int) -> list[str]:
+        """Sniff an archive member's first bytes; read it whole (within the budget) only when
+        it is itself an archive or an OLE2 file, which must be looked into."""
+        if self.budget <= 0:
+            return self.opaque(f"{name}: more than {self.lim.inspect_bytes} bytes would have to be unpacked to inspect it")
+        head = f.read(min(SNIFF_BYTES, self.budget))
+        self.budget -= len(head)
+        if sniff(head) not in ("zip", "gzip", "ole2"):
+            return self.inspect(head, name, depth + 1)
+        rest = f.read(self.budget + 1)
+        self.budget -= len(rest)
+        if self.budget < 0:
+            return self.opaque(f"{name} is an archive too large to inspect (more than {self.lim.inspect_bytes} bytes unpacked)")
+        return self.inspect(head + rest, name, depth + 1)
 
-def _gzip_problems(data: bytes, what: str, rules: Rules, depth: int) -> list[str]:
-    lim = rules.limits
-    if depth >= lim.max_depth:
-        return [f"{what}: archives nested deeper than {lim.max_depth}"] if lim.opaque_dangerous else []
-    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    try:
-        body = d.decompress(data, lim.inspect_bytes)
-    except zlib.error:
-        return [f"{what} is a gzip file that cannot be decompressed"] if lim.opaque_dangerous else []
-    complete = d.eof or not d.unconsumed_tail
-    consumed = len(data) - len(d.unconsumed_tail)
-    if not complete and len(body) > lim.max_ratio * max(consumed, 1):
-        return [f"{what} inflates more than {lim.max_ratio}-fold: a possible gzip bomb"]
-    if len(body) > 262 and body[257:262] == b"ustar":
-        return _tar_problems(body, what, rules, depth, complete)
-    return inspect(body, f"{what} (decompressed)", rules, depth + 1)
+    def gzip(self, data: bytes, what: str, depth: int) -> list[str]:
+        lim = self.lim
+        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            body = d.decompress(data, max(self.budget, 1))
+        except zlib.error:
+            return self.opaque(f"{what} is a gzip file that cannot be decompressed")
+        self.budget -= len(body)
+        complete = d.eof or not d.unconsumed_tail
+        consumed = len(data) - len(d.unconsumed_tail)
+        if not complete and len(body) > lim.max_ratio * max(consumed, 1):
+            return [f"{what} inflates more than {lim.max_ratio}-fold: a possible gzip bomb"]
+        if len(body) > 262 and body[257:262] == b"ustar":
+            return self.tar(body, what, depth, complete)
+        return self.inspect(body, f"{what} (decompressed)", depth + 1)
 
-
-def _tar_problems(body: bytes, what: str, rules: Rules, depth: int, complete: bool) -> list[str]:
-    lim = rules.limits
-    problems: list[str] = []
-    try:
-        with tarfile.open(fileobj=io.BytesIO(body), mode="r:") as tf:
-            for count, member in enumerate(tf):
-                if count >= lim.max_entries:
-                    return [f"{what} has more than {lim.max_entries} members: a possible tar bomb"]
-                if not member.isfile():
-                    continue
-                problem = name_problem(member.name, rules)
-                if problem:
-                    problems.append(f"{what}: {problem}")
-                    continue
-                f = tf.extractfile(member)
-                if f is not None:
-                    problems.extend(_read_member(f, _member(member.name, what), rules, depth))
-    except (tarfile.TarError, EOFError, OSError, ValueError):
-        if complete and lim.opaque_dangerous:
-            problems.append(f"{what} is a tar archive that cannot be read")
-    if not complete and lim.opaque_dangerous:
-        problems.append(f"{what} unpacks to more than {lim.inspect_bytes} bytes; the rest cannot be inspected")
-    return problems
+    def tar(self, body: bytes, what: str, depth: int, complete: bool) -> list[str]:
+        problems: list[str] = []
+        try:
+            with tarfile.open(fileobj=io.BytesIO(body), mode="r:") as tf:
+                for count, member in enumerate(tf):
+                    if count >= self.lim.max_entries:
+                        return [f"{what} has more than {self.lim.max_entries} members: a possible tar bomb"]
+                    if not member.isfile():
+                        continue
+                    if self.budget <= 0:
+                        problems.extend(self.opaque(f"{what}: more than {self.lim.inspect_bytes} bytes would have to be unpacked to inspect it all"))
+                        break
+                    problem = name_problem(member.name, self.rules)
+                    if problem:
+                        problems.append(f"{what}: {problem}")
+                        continue
+                    f = tf.extractfile(member)
+                    if f is not None:
+                        problems.extend(self.member(f, _member(member.name, what), depth))
+        except (tarfile.TarError, EOFError, OSError, ValueError):
+            if complete:
+                problems.extend(self.opaque(f"{what} is a tar archive that cannot be read"))
+        if not complete:
+            problems.extend(self.opaque(f"{what} unpacks to more than {self.lim.inspect_bytes} bytes; the rest cannot be inspected"))
+        return problems

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import gzip
 import io
+import random
 import tarfile
 import zipfile
 
@@ -222,3 +223,12 @@ def test_filetypes_directly() -> None:
 def test_transactional_streams_check_attachments_too() -> None:
     raw = mail(FOOTER, "", extra=part(EXE, name="receipt.pdf"))
     assert rules(raw, stream="transactional", family="attachment") == ["attachment.dangerous"]
+
+
+def test_nested_archives_share_one_decompression_budget() -> None:
+    inner = zipped([("a.bin", random.Random(1).randbytes(200_000))])  # incompressible
+    outer = zipped([(f"part{i}.zip", inner) for i in range(20)])  # 20 nested archives of ~200 KB
+    pol = policy({"attachment": {"max_inspect_bytes": 1_000_000}})
+    out = att(part(outer, name="parts.zip"), pol=pol)
+    assert out and all("unpacked" in d for d in out)
+    assert att(part(outer, name="parts.zip"), pol=policy({"attachment": {"max_inspect_bytes": 50_000_000}})) == []
