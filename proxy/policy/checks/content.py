@@ -24,7 +24,7 @@ MAX_TERMS_SHOWN = 3
 
 @options("content")
 class ContentOptions(Options):
-    """`[checks.content]`: which lists apply, and categories a stream may be exempt from."""
+    """`[checks.content]`: which lists apply, and categories this policy does not enforce."""
 
     lists: list[str] = Field(default_factory=lambda: ["builtin:en", "builtin:nl"])
     ignore_categories: list[str] = Field(default_factory=list)

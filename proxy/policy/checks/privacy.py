@@ -7,6 +7,7 @@ message, to record each privacy URL with the send time for the 30-day reachabili
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Iterator
 from urllib.parse import urlsplit
 
@@ -74,7 +75,9 @@ class PrivacyOptions(Options):
         return found if found is not None else self._approved.get(registrable(domain))
 
 
-_DEFAULT: PrivacyOptions | None = None
+@cache
+def _default_options() -> PrivacyOptions:
+    return PrivacyOptions()
 
 
 def normalise_url(url: str) -> str:
@@ -92,11 +95,11 @@ def normalise_url(url: str) -> str:
 
 
 def privacy_urls(msg: Message, opts: PrivacyOptions | None = None) -> tuple[str, ...]:
-    """Every distinct privacy-policy URL (http or https) the message links to, in order."""
-    global _DEFAULT
-    if opts is None:
-        _DEFAULT = _DEFAULT or PrivacyOptions()
-        opts = _DEFAULT
+    """Every distinct privacy-policy URL (http or https) the message links to, in order.
+
+    Pure. The relay records these, with the send time, for each relayed marketing message:
+    `privacy_urls(message, policy.options["privacy"])` finds them as the check did."""
+    opts = opts or _default_options()
     found: list[str] = []
     names = opts._links.names  # private attributes are slow to reach: once per message
     for link in dict.fromkeys(msg.links):
