@@ -129,11 +129,12 @@ async def test_hung_clamd_times_out(silent_clamd: str) -> None:
     assert time.monotonic() - t0 < 5
 
 
-def policy_text(address: str, on_unreachable: str = "lookup_failed", scan: str = "attachments") -> str:
+def policy_text(address: str, on_unreachable: str = "lookup_failed", scan: str = "attachments",
+                lookup_failed: str = "quarantine") -> str:
     return f"""
 [actions]
 "attachment.*" = "reject"
-"lookup.failed" = "quarantine"
+"lookup.failed" = "{lookup_failed}"
 
 [checks.attachment.clamav]
 address = "{address}"
@@ -184,6 +185,16 @@ async def test_relay_with_clamd_down_holds_the_message(start_relay, sink, tmp_pa
     relay = await start_relay(policy=policy_text(str(tmp_path / "no-clamd.sock")))
     reply = await send_reply(relay.port, with_attachment(b"%PDF-1.4 a catalogue"))
     assert reply.startswith("250 2.6.0") and "held for review" in reply
+    assert sink.received == []
+
+
+async def test_relay_with_clamd_down_fails_temporarily_when_the_policy_rejects(start_relay, sink, tmp_path: Path) -> None:
+    relay = await start_relay(policy=policy_text(str(tmp_path / "no-clamd.sock"), lookup_failed="reject"))
+    code, message = await send(relay.port, with_attachment(b"%PDF-1.4 a catalogue"))
+    assert code == 451 and message.startswith("4.4.3") and "virus scan not done" in message
+    # A permanent problem found as well makes the refusal permanent.
+    code, message = await send(relay.port, with_attachment(b"MZ\x90\x00", name="setup.exe"))
+    assert code == 550 and "attachment.dangerous" in message
     assert sink.received == []
 
 

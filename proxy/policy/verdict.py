@@ -175,6 +175,10 @@ class Verdict:
 
     def reject_reply(self) -> Reply:
         deciding = self.deciding()
+        if deciding and all(j.rule == "lookup.failed" for j in deciding):
+            # Refusing for a lookup that failed (clamd or DNS down) is temporary by nature:
+            # the client keeps the message and retries, nothing is lost.
+            return Replies.policy_timeout("; ".join(j.finding.detail for j in deciding[:3]))
         rules = sorted({j.rule for j in deciding})
         reason = "; ".join(j.finding.remedy or j.finding.detail for j in deciding[:3])
         return Replies.policy_reject(rules, reason)

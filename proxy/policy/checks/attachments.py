@@ -71,7 +71,8 @@ class ClamavOptions(BaseModel):
     # "attachments": only messages with attachments are sent to clamd; "all": every message.
     scan: Literal["attachments", "all"] = "attachments"
     # clamd configured but unreachable (or too slow): "lookup_failed" reports the rule
-    # lookup.failed, whose action [actions] decides; "relay" lets the message go unscanned.
+    # lookup.failed, whose action [actions] decides (quarantine holds it; reject answers a
+    # temporary 451, see Verdict.reject_reply); "relay" lets the message go unscanned.
     on_unreachable: Literal["lookup_failed", "relay"] = "lookup_failed"
 
     @field_validator("address")
