@@ -168,8 +168,10 @@ def extract(html: str) -> HtmlView:
 def text_links(text: str) -> tuple[Link, ...]:
     """URLs written out in a plain-text body, each with the words of its line (or, when the
     URL stands alone, of the line before) as the text a reader sees with it."""
-    out = []
+    out: list[Link] = []
     for m in _URL_IN_TEXT.finditer(text):
+        if len(out) >= MAX_ANCHORS:
+            break
         start = text.rfind("\n", 0, m.start()) + 1
         end = text.find("\n", m.end())
         end = len(text) if end < 0 else end

@@ -218,7 +218,8 @@ class Message:
 
     @cached_property
     def _bodies(self) -> tuple[list[EmailMessage], list[EmailMessage], list[EmailMessage], str]:
-        """Split leaves into text/plain bodies, text/html bodies and attachments."""
+        """Split leaves into text/plain bodies, text/html bodies and attachments (every other
+        leaf, text/javascript and text/x-shellscript included: what it is gets inspected)."""
         texts: list[EmailMessage] = []
         htmls: list[EmailMessage] = []
         attachments: list[EmailMessage] = []
@@ -234,8 +235,6 @@ class Message:
                 texts.append(part)
             elif ctype == "text/html":
                 htmls.append(part)
-            elif ctype.startswith("text/"):
-                continue
             elif ctype == "message/rfc822" or ctype.startswith("multipart/"):
                 # A multipart that did not parse as one, or an embedded message the parser
                 # left as text: its content is out of sight.

@@ -88,6 +88,12 @@ def test_encoded_names(disposition: str) -> None:
     assert att(part(PDF, disposition=disposition)) != []
 
 
+def test_script_parts_without_a_name_are_inspected() -> None:
+    raw = "--b\r\nContent-Type: text/javascript\r\n\r\nnew ActiveXObject('WScript.Shell')\r\n"
+    assert att(raw) == ["attachment #1 (text/javascript) is declared as text/javascript"]
+    assert att("--b\r\nContent-Type: text/calendar\r\n\r\nBEGIN:VCALENDAR\r\n") == []
+
+
 def test_content_type_name_counts_too() -> None:
     raw = part(PDF, ctype='application/pdf; name="setup.exe"', disposition='attachment; filename="report.pdf"')
     assert any("setup.exe" in d for d in att(raw))
