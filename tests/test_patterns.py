@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.policy.patterns import TermError, compile_terms, normalise
+from proxy.policy.patterns import TermError, TermSet, compile_terms, normalise, word_set
+
+
+def both(ts: TermSet, text: str) -> list[tuple[str, str]]:
+    """Scan with the first-word prefilter and with the pattern alone: they must agree."""
+    text = normalise(text)
+    direct = list(ts.scan(text))  # short texts go straight to the pattern
+    assert list(ts.scan(text, word_set(text))) == direct
+    return direct
 
 
 def hits(terms: dict[str, list[str]], text: str) -> list[tuple[str, str]]:
-    return list(compile_terms(terms).scan(normalise(text)))
+    return both(compile_terms(terms), text)
 
 
 def test_literals_phrases_and_wildcards() -> None:
@@ -22,26 +30,28 @@ def test_literals_phrases_and_wildcards() -> None:
 def test_regex_terms_use_their_first_words_as_prefilter() -> None:
     ts = compile_terms({"d": [r"re:(?:buy|order)\s+(?:coke|meth)", r"re:guns?\s+for\s+sale"]})
     assert ts.anchored and set(ts.prefixes) == {"buy", "order", "gun"}
-    assert list(ts.scan(normalise("Please ORDER  coke. Guns for sale."))) == [("d", "order coke"), ("d", "guns for sale")]
-    assert list(ts.scan("buyer coke")) == []
+    assert both(ts, "Please ORDER  coke. Guns for sale.") == [("d", "order coke"), ("d", "guns for sale")]
+    assert both(ts, "buyer coke") == []
 
 
 def test_regex_without_first_word_still_matches() -> None:
     ts = compile_terms({"d": [r"re:\d+\s+pills"]})
     assert not ts.anchored
-    assert list(ts.scan("order 100 pills")) == [("d", "100 pills")]
+    assert both(ts, "order 100 pills") == [("d", "100 pills")]
 
 
 def test_non_word_first_character() -> None:
     ts = compile_terms({"m": ["$$$ cash", "18+ videos"]})
     assert not ts.anchored
-    assert list(ts.scan(normalise("Get $$$ cash and 18+ videos"))) == [("m", "$$$ cash"), ("m", "18+ videos")]
+    assert both(ts, "Get $$$ cash and 18+ videos") == [("m", "$$$ cash"), ("m", "18+ videos")]
 
 
 def test_prefilter_agrees_with_the_full_pattern() -> None:
     ts = compile_terms({"x": ["drug*", "buy drugs", "sex"], "allow": ["drug store"]})
     text = normalise("the drug store sells drugs; buy drugs? no sex in sussex. drugstore")
-    assert list(ts.scan(text)) == [("x", "drugs"), ("x", "buy drugs"), ("x", "sex"), ("x", "drugstore")]
+    assert both(ts, text) == [("x", "drugs"), ("x", "buy drugs"), ("x", "sex"), ("x", "drugstore")]
+    long_text = normalise("lorem ipsum " * 40 + text)  # long enough for the prefilter by itself
+    assert list(ts.scan(long_text)) == [("x", "drugs"), ("x", "buy drugs"), ("x", "sex"), ("x", "drugstore")]
     assert [m.group(0) for m in ts.pattern.finditer(text)] == ["drug store", "drugs", "buy drugs", "sex", "drugstore"]
 
 

@@ -30,6 +30,9 @@ _WILD = "\x01"  # a trailing `*`
 _SPLIT = re.compile(r"[\s\-]+")
 _WORD = re.compile(r"\w+")
 _WORD_CHAR = re.compile(r"\w")
+# Texts shorter than this (a link's words) are scanned by the pattern directly: for them the
+# prefilter's word set costs more than it saves.
+_SHORT = 160
 
 
 class TermError(ValueError):
@@ -100,7 +103,7 @@ class TermSet:
         self._labels: tuple[tuple[str, re.Pattern[str]], ...] | None = None
 
     def _hits(self, text: str, words: frozenset[str] | set[str] | None = None) -> list[re.Match[str]]:
-        if not self.anchored:
+        if not self.anchored or (words is None and len(text) < _SHORT):
             return list(self.pattern.finditer(text))
         if words is None:
             words = word_set(text)
