@@ -4,8 +4,11 @@ PY      ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-stamp
-# Debian packages the tests drive as independent, real peers.
-DEBS    := swaks clamav-daemon
+# Debian packages the tests drive as independent, real peers (postfix: the milter tests run
+# a throw-away instance in a temporary directory; the preseed below keeps the package from
+# configuring, let alone starting, a system mail server on port 25; clamav-daemon: the ClamAV
+# tests start clamd themselves with a one-signature database of their own).
+DEBS    := swaks postfix systemd clamav-daemon
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test deps sysdeps clean
@@ -29,6 +32,7 @@ sysdeps:
 	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
+	  echo "postfix postfix/main_mailer_type select No configuration" | $(SUDO) debconf-set-selections && \
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
 	fi

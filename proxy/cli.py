@@ -21,6 +21,8 @@ COMMAND_MODULES = (
     "scan",
     "policy",
     "passwd",
+    "status",
+    "quarantine",
 )
 
 

@@ -9,6 +9,7 @@ to the working directory.
 from __future__ import annotations
 
 import ipaddress
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Literal
@@ -50,9 +51,11 @@ def parse_hostport(text: str, default_port: int | None = None) -> tuple[str, int
 class Listener(_Strict):
     name: str = "default"
     address: str = "127.0.0.1:10025"
-    # Transactions on this listener belong to this stream unless a policy stream selects
-    # the listener by name anyway.
+    # PROXY protocol v1/v2 (HAProxy, cloud balancers): the real client address comes from the
+    # header, and policy applies to it. Without this, a PROXY line is just a bad command.
     proxy_protocol: bool = False
+    # Who may send the PROXY header (the balancers). Empty: anyone who can reach the listener.
+    proxy_networks: list[str] = Field(default_factory=list)
 
     @field_validator("address")
     @classmethod
@@ -137,15 +140,113 @@ class Smtp(_Strict):
     banner: str = "sendwarden ESMTP"
 
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.I)
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> float:
+    """'30d', '12h', '90m', '2w', '45s' → seconds. A bare number is refused: the unit matters."""
+    m = _DURATION.match(text)
+    if not m:
+        raise ValueError(f"{text!r}: expected a number and a unit (s, m, h, d or w), such as 30d or 12h")
+    return float(m.group(1)) * _UNIT[m.group(2).lower()]
+
+
+NotifyEvent = Literal["quarantined", "released", "release_failed", "deleted"]
+
+
+class Notify(_Strict):
+    """Tell people about quarantine events (chat, ticketing): a command run with the event as
+    JSON on its stdin, and/or a webhook that gets it as an HTTP POST. Failures are logged; they
+    never hold up the relay."""
+
+    command: list[str] = Field(default_factory=list)  # argv, no shell; the program by absolute path
+    webhook: str = ""
+    timeout: float = Field(default=10, gt=0, le=300)
+    max_pending: int = Field(default=100, ge=1, le=10_000)  # more in flight are dropped and logged
+    events: list[NotifyEvent] = Field(default_factory=lambda: ["quarantined", "released", "release_failed", "deleted"])
+
+    @field_validator("webhook")
+    @classmethod
+    def _webhook(cls, v: str) -> str:
+        if v and not (v.startswith("https://") or v.startswith("http://")):
+            raise ValueError("expected an http:// or https:// URL")
+        return v
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, v: list[str]) -> list[str]:
+        if v and not v[0].startswith("/"):
+            raise ValueError("give the program by its absolute path")
+        return v
+
+
 class Quarantine(_Strict):
     directory: str = "quarantine"
+    # How long held, released and deleted messages are kept before `quarantine purge` removes
+    # them (and their recipients' addresses) for good.
+    retention: str = "30d"
+    # A release that started this long ago and never finished (the releasing process died) is
+    # reported as stuck; `release --retry-stale` may then send it again.
+    stale_claim: str = "15m"
+    notify: Notify = Notify()
+
+    @field_validator("retention", "stale_claim")
+    @classmethod
+    def _duration(cls, v: str) -> str:
+        parse_duration(v)
+        return v
 
 
 class Audit(_Strict):
     # How recipient (and sender) addresses appear in the audit log: a keyed hash, or clear.
     addresses: Literal["hash", "clear"] = "hash"
     level: Literal["debug", "info", "warning", "error"] = "info"
-    format: Literal["json", "console", "auto"] = "json"
+    # "auto": pretty when stdout is a terminal, JSON lines otherwise (journald, files).
+    format: Literal["json", "console", "auto"] = "auto"
+
+
+class Metrics(_Strict):
+    # Where /metrics (Prometheus) and /healthz listen. Empty: off.
+    address: str = ""
+    # How often the upstream is probed for /healthz, in seconds.
+    probe_interval: float = Field(default=15, gt=0)
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v: str) -> str:
+        if v:
+            parse_hostport(v)
+        return v
+
+
+class RateLimit(_Strict):
+    """At most `messages` and/or `recipients` per `window` seconds, per key (a token bucket:
+    the full amount may come at once, then it refills evenly over the window)."""
+
+    name: str
+    per: Literal["client_ip", "auth_user", "sender_domain", "recipient_domain"]
+    messages: int = Field(default=0, ge=0)
+    recipients: int = Field(default=0, ge=0)
+    window: float = Field(default=60, gt=0)
+    # Traffic classes it counts: stream names, or "bounce" for the null sender. Empty: all.
+    classes: list[str] = Field(default_factory=list)
+    # recipient_domain only: limit just these domains (each separately). Empty: every domain.
+    domains: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _something(self) -> "RateLimit":
+        if not (self.messages or self.recipients):
+            raise ValueError("set messages and/or recipients")
+        if self.domains and self.per != "recipient_domain":
+            raise ValueError("domains only goes with per = \"recipient_domain\"")
+        return self
+
+
+class ConnectionRate(_Strict):
+    # New connections per client IP per window; over it, 421 and close. 0: off.
+    per_client: int = Field(default=0, ge=0)
+    window: float = Field(default=60, gt=0)
 
 
 class ConfigFile(_Strict):
@@ -163,6 +264,17 @@ class ConfigFile(_Strict):
     smtp: Smtp = Smtp()
     quarantine: Quarantine = Quarantine()
     audit: Audit = Audit()
+    metrics: Metrics = Metrics()
+    rate_limits: list[RateLimit] = Field(default_factory=list)
+    connection_rate: ConnectionRate = ConnectionRate()
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _limit_names(cls, v: list[RateLimit]) -> list[RateLimit]:
+        names = [x.name for x in v]
+        if len(set(names)) != len(names):
+            raise ValueError("rate limit names must be unique")
+        return v
 
     @field_validator("relay_networks")
     @classmethod
@@ -179,6 +291,12 @@ class ConfigFile(_Strict):
     def _listeners(cls, v: list[Listener]) -> list[Listener]:
         if not v:
             raise ValueError("at least one listener is needed")
+        for listener in v:
+            for net in listener.proxy_networks:
+                try:
+                    ipaddress.ip_network(net, strict=False)
+                except ValueError as exc:
+                    raise ValueError(f"proxy_networks: {net!r}: {exc}") from None
         names = [listener.name for listener in v]
         if len(set(names)) != len(names):
             raise ValueError("listener names must be unique")
@@ -244,4 +362,4 @@ def load_config(path: str | Path | None) -> Config:
     return Config(validate(ConfigFile, data, p), str(p), p.resolve().parent)
 
 
-__all__ = ["Config", "ConfigError", "ConfigFile", "load_config", "parse_hostport"]
+__all__ = ["Config", "ConfigError", "ConfigFile", "load_config", "parse_duration", "parse_hostport"]

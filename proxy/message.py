@@ -134,6 +134,10 @@ class Message:
         """Every value of a header exactly as sent (unfolded only), for strict parsers."""
         return [header_text(v) for v in (self._msg.get_all(name) or [])]
 
+    def items(self) -> list[tuple[str, str]]:
+        """Every header as (name, value as sent, unfolded only), in order."""
+        return [(name, str(value)) for name, value in self._msg.items()]
+
     def count(self, name: str) -> int:
         return len(self._msg.get_all(name) or [])
 

@@ -51,6 +51,7 @@ class Sink:
         self.connections = 0
         self.commands: list[str] = []
         self._ids = itertools.count(1)
+        self._writers: set[asyncio.StreamWriter] = set()
 
     async def start(self, host: str = "127.0.0.1") -> "Sink":
         self.server = await asyncio.start_server(self._client, host, 0)
@@ -58,8 +59,11 @@ class Sink:
         return self
 
     async def stop(self) -> None:
+        """Stop like a crashed MTA: the port closes and every open connection drops."""
         if self.server is not None:
             self.server.close()
+            for w in list(self._writers):
+                w.transport.abort()
             await self.server.wait_closed()
 
     @property
@@ -68,6 +72,7 @@ class Sink:
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        self._writers.add(writer)
         b = self.behaviour
         if b.refuse_connections:
             writer.write(b"554 5.3.2 no service\r\n")
@@ -134,5 +139,6 @@ class Sink:
         except (ConnectionError, asyncio.IncompleteReadError):
             return
         finally:
+            self._writers.discard(writer)
             if not writer.is_closing():
                 writer.close()

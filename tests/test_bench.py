@@ -1,5 +1,4 @@
-"""bench/bench_checks.py runs (with a tiny count) and prints its figures; the figures
-themselves are for people, never asserted."""
+"""The benchmark script works (tiny counts; the figures mean nothing here, CI prints them)."""
 
 from __future__ import annotations
 
@@ -9,9 +8,12 @@ import sys
 from tests.conftest import ROOT
 
 
-def test_bench_checks_runs() -> None:
-    out = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_checks.py"), "--count", "3"],
-                         capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert "newsletter_en.eml" in out.stdout and "parse + all checks   median" in out.stdout
-    assert "not clean" not in out.stdout  # the benchmark message passes the default policy
+def test_smtp_bench_quick_run() -> None:
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "smtp_bench.py"), "--quick", "--sizes", "2k",
+                          "--cases", "direct,sendwarden,proxy"], capture_output=True, text=True, timeout=300)
+    print(out.stdout)
+    assert out.returncode == 0, out.stdout + out.stderr
+    rows = {line.split()[0]: line for line in out.stdout.splitlines() if line.startswith("  ") and line.split()[0] in ("direct", "sendwarden", "proxy")}
+    assert set(rows) == {"direct", "sendwarden", "proxy"}
+    assert all(row.rstrip().endswith("yes") for row in rows.values()), rows
+    assert "latency at" in out.stdout and "p99" in out.stdout

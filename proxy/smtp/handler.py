@@ -5,7 +5,6 @@ the policy engine and acts on the verdict (relay, quarantine, reject), then writ
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import secrets
 import time
 from dataclasses import dataclass, field, replace
@@ -14,8 +13,10 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from aiosmtpd.smtp import Envelope, Session
 
+from proxy import trace
 from proxy.facts import PROVIDERS, gather
 from proxy.message import Message
+from proxy.metrics import reply_class
 from proxy.policy.engine import judge
 from proxy.policy.loader import Policy
 from proxy.policy.registry import Context
@@ -44,6 +45,9 @@ class Transaction:
     recipients: list[Recipient] = field(default_factory=list)
     mail_dsn: dict[str, str] = field(default_factory=dict)
     body_8bit: bool = False
+    traffic_class: str = ""  # for rate limits: "bounce" or the stream's name
+    rate_keys: dict[str, str] = field(default_factory=dict)
+    domains: set[str] = field(default_factory=set)
 
 
 def new_queue_id() -> str:
@@ -57,20 +61,20 @@ def client_ip(session: Session) -> str:
     return str(peer or "")
 
 
-def received_header(hostname: str, session: Session, queue_id: str, rcpts: list[Recipient]) -> bytes:
-    """The RFC 5321 trace header a relay must add, with the RFC 3848 protocol name."""
+def protocol_name(session: Session) -> str:
+    """The RFC 3848 protocol name of a session: ESMTP, ESMTPS, ESMTPSA, ..."""
     proto = "ESMTP" if session.extended_smtp else "SMTP"
     if session.ssl is not None:
         proto += "S"
     if session.authenticated:
         proto += "A"
-    helo = (session.host_name or "unknown").replace("\r", "").replace("\n", "")[:200]
-    ip = client_ip(session)
-    literal = f"IPv6:{ip}" if ":" in ip else ip
-    rcpt = f"\r\n\tfor <{rcpts[0].address}>" if len(rcpts) == 1 else ""
-    date = email.utils.format_datetime(email.utils.localtime())
-    text = f"Received: from {helo} ([{literal}])\r\n\tby {hostname} (sendwarden) with {proto} id {queue_id}{rcpt};\r\n\t{date}\r\n"
-    return text.encode("utf-8", "surrogateescape")
+    return proto
+
+
+def received_header(hostname: str, session: Session, queue_id: str, rcpts: list[Recipient]) -> bytes:
+    """The RFC 5321 trace header a relay must add, with the RFC 3848 protocol name."""
+    return trace.received(hostname, helo=session.host_name or "unknown", ip=client_ip(session),
+                          proto=protocol_name(session), queue_id=queue_id, rcpts=[r.address for r in rcpts])
 
 
 def findings_header(verdict: Verdict) -> bytes:
@@ -101,10 +105,25 @@ class RelayHandler:
     async def verify_login(self, login: bytes, password: bytes) -> bool:
         return await self.service.verify_login(login, password)
 
-    def auth_failed(self, server: "RelaySMTP", login: bytes) -> None:
+    def login_failed(self, server: "RelaySMTP", login: bytes) -> None:
         log.warning("auth_failed", client=client_ip(server.session) if server.session else "", user=login.decode("utf-8", "replace")[:64])
 
     # -- SMTP hooks -------------------------------------------------------------------------------
+
+    async def handle_PROXY(self, server: "RelaySMTP", session: Session, envelope: Envelope, proxy_data: Any) -> bool:
+        """The balancer told us who the client really is: policy applies to that address."""
+        peer_ip = client_ip(session)
+        if not self.service.proxy_allowed(self.listener, peer_ip):
+            log.warning("proxy_refused", peer=peer_ip, reason="not in proxy_networks")
+            return False
+        src = getattr(proxy_data, "src_addr", None)
+        if src is None:  # PROXY UNKNOWN / LOCAL: a health check from the balancer itself
+            return True
+        real = str(src)
+        if not self.service.rekey(server, real):
+            return False
+        session.peer = (real, getattr(proxy_data, "src_port", 0) or 0)
+        return True
 
     async def handle_EHLO(self, server: "RelaySMTP", session: Session, envelope: Envelope, hostname: str, responses: list[str]) -> list[str]:
         session.host_name = hostname
@@ -125,12 +144,23 @@ class RelayHandler:
         policy = service.policy
         user = _auth_user(session)
         stream = policy.resolve_stream(listener=self.listener, user=user, sender=address)
+        traffic_class = "bounce" if address in ("", "<>") else stream.name
+        keys = {"client_ip": ip, "sender_domain": address.rpartition("@")[2].lower()}
+        if user:
+            keys["auth_user"] = user
+        broken = service.rate.message(traffic_class, keys)
+        if broken is not None:
+            service.metrics.rate_limited.labels(broken.name).inc()
+            log.info("rate_limited", limit=broken.name, client=ip, key=broken.per)
+            return str(Replies.rate_limited(f"{broken.name} (messages per {broken.window:g}s per {broken.per})"))
         envelope.mail_from = address
         envelope.mail_options.extend(options)
         tx = Transaction(new_queue_id(), address, policy, stream.name, time.monotonic(), mail_dsn=dict(server.pending_dsn))
         tx.body_8bit = "BODY=8BITMIME" in options
+        tx.traffic_class, tx.rate_keys = traffic_class, keys
         envelope.tx = tx  # type: ignore[attr-defined]
         server.in_transaction = True
+        structlog.contextvars.bind_contextvars(queue_id=tx.queue_id)
         return "250 2.1.0 Sender ok"
 
     async def handle_RCPT(self, server: "RelaySMTP", session: Session, envelope: Envelope, address: str, options: list[str]) -> str:
@@ -139,6 +169,14 @@ class RelayHandler:
             return "503 5.5.1 Error: need MAIL command"
         if len(envelope.rcpt_tos) >= self.settings.max_recipients:
             return "452 4.5.3 Too many recipients"
+        domain = address.rpartition("@")[2].lower()
+        broken = self.service.rate.recipient(tx.traffic_class, tx.rate_keys, domain, domain not in tx.domains)
+        if broken is not None:
+            self.service.metrics.rate_limited.labels(broken.name).inc()
+            self.service.metrics.rcpt_refusals.labels("rate.exceeded").inc()
+            log.info("rate_limited", limit=broken.name, key=broken.per)
+            return str(Replies.rate_limited(f"{broken.name} (per {broken.per})"))
+        tx.domains.add(domain)
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(options)
         tx.recipients.append(Recipient(address, dict(server.pending_dsn)))
@@ -146,6 +184,7 @@ class RelayHandler:
 
     async def handle_RSET(self, server: "RelaySMTP", session: Session, envelope: Envelope) -> str:
         server.in_transaction = False
+        structlog.contextvars.unbind_contextvars("queue_id")
         return "250 2.0.0 Ok"
 
     async def handle_exception(self, error: Exception) -> str:
@@ -218,12 +257,16 @@ class RelayHandler:
             subject=message.subject[:500],
             findings=[{"rule": j.rule, "action": str(j.action), "detail": j.finding.detail} for j in verdict.judged],
             queue_id=tx.queue_id,
+            helo=session.host_name or "",
+            proto=protocol_name(session),
         )
         try:
             hold_id = await self.service.quarantine.hold(content, held)
         except QuarantineError as exc:
             log.error("quarantine_failed", queue_id=tx.queue_id, error=str(exc))
+            record["store_error"] = "quarantine"
             return Replies.store_unavailable(str(exc))
+        self.service.notifier.quarantined(hold_id, held)
         record["hold_id"] = hold_id
         return Replies.quarantined(hold_id)
 
@@ -248,6 +291,7 @@ class RelayHandler:
             result = Result(Replies.upstream_unavailable("upstream did not answer in time"), False, "timeout")
         record["upstream_ms"] = round((time.perf_counter() - t1) * 1000, 3)
         record["upstream"] = result.upstream
+        record["upstream_code"] = result.code
         return result.reply
 
     def _audit(self, session: Session, tx: Transaction, reply: Reply, verdict: Verdict | None, size: int,
@@ -273,7 +317,23 @@ class RelayHandler:
             total_ms=round((time.perf_counter() - t0) * 1000, 3),
             **record,
         )
-        self.service.count(verdict, reply)
+        self._observe(tx, verdict, reply, record, t0)
+        structlog.contextvars.unbind_contextvars("queue_id")
+
+    def _observe(self, tx: Transaction, verdict: Verdict | None, reply: Reply, record: dict[str, Any], t0: float) -> None:
+        m = self.service.metrics
+        m.message(tx.stream, str(verdict.effective) if verdict else "refused")
+        if verdict is not None:
+            for j in verdict.judged:
+                m.findings.labels(j.rule, str(j.action)).inc()
+        if "policy_ms" in record:
+            m.policy_seconds.observe(record["policy_ms"] / 1000)
+        if "upstream_ms" in record:
+            m.upstream_seconds.observe(record["upstream_ms"] / 1000)
+            m.upstream_replies.labels(reply_class(record.get("upstream_code"))).inc()
+        if record.get("store_error"):
+            m.store_errors.labels(record["store_error"]).inc()
+        m.transaction_seconds.observe(time.perf_counter() - t0)
 
 
 def _auth_user(session: Session) -> str | None:

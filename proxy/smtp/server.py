@@ -102,7 +102,7 @@ class RelaySMTP(SMTP):
         self.refused = False
         self.in_transaction = False
         self.closing = False
-        self.auth_failures = 0
+        self.failed_logins = 0
         self.pending_dsn: dict[str, str] = {}
         self._greeting_reply = False
 
@@ -198,22 +198,22 @@ class RelaySMTP(SMTP):
         ok = await self.relay_handler.verify_login(login, password)
         if ok:
             return AuthResult(success=True, auth_data=LoginPassword(login, password))
-        self.auth_failures += 1
-        self.relay_handler.auth_failed(self, login)
+        self.failed_logins += 1
+        self.relay_handler.login_failed(self, login)
         # Slow down guessing; after a few failures, hang up.
         await asyncio.sleep(AUTH_FAILURE_DELAY)
-        if self.auth_failures >= MAX_AUTH_FAILURES:
+        if self.failed_logins >= MAX_AUTH_FAILURES:
             await self.push("421 4.7.0 Too many authentication failures")
             if self.transport is not None:
                 self.transport.close()
             return AuthResult(success=False, handled=True)
-        return AuthResult(success=False)
+        return AuthResult(success=False, handled=False)
 
     async def auth_PLAIN(self, _: Any, args: list[str]) -> AuthResult:
         if len(args) == 1:
             data = await self.challenge_auth("")
-            if not isinstance(data, bytes):
-                return AuthResult(success=False)
+            if not isinstance(data, bytes):  # the client cancelled; challenge_auth answered
+                return AuthResult(success=False, handled=True)
         else:
             try:
                 data = base64.b64decode(args[1].encode(), validate=True)
@@ -231,7 +231,7 @@ class RelaySMTP(SMTP):
         if len(args) == 1:
             login = await self.challenge_auth(self.AuthLoginUsernameChallenge)
             if not isinstance(login, bytes):
-                return AuthResult(success=False)
+                return AuthResult(success=False, handled=True)
         else:
             try:
                 login = base64.b64decode(args[1].encode(), validate=True)
@@ -240,7 +240,7 @@ class RelaySMTP(SMTP):
                 return AuthResult(success=False, handled=True)
         password = await self.challenge_auth(self.AuthLoginPasswordChallenge)
         if not isinstance(password, bytes):
-            return AuthResult(success=False)
+            return AuthResult(success=False, handled=True)
         return await self._verify("LOGIN", login, password)
 
     # -- DATA ------------------------------------------------------------------------------------

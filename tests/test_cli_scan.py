@@ -1,0 +1,71 @@
+"""`sendwarden scan`: the same engine offline, with a stable JSON shape and exit statuses."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+from tests.conftest import ROOT, SENDWARDEN
+
+
+def scan(*args: str, stdin: bytes | None = None, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run([*SENDWARDEN, "scan", *args], input=stdin, capture_output=True, env=env, timeout=60)
+
+
+def test_scan_json_shape_and_exit_status_for_reject(cli_env) -> None:
+    out = scan("--json", str(ROOT / "examples" / "plain.eml"), env=cli_env)
+    assert out.returncode == 3, out.stderr
+    doc = json.loads(out.stdout)
+    assert set(doc) == {"action", "stream", "smtp", "findings"}
+    assert doc["action"] == "reject" and doc["stream"] == "marketing"
+    assert doc["smtp"]["code"] == 550 and doc["smtp"]["enhanced"] == "5.7.1"
+    assert isinstance(doc["smtp"]["text"], str) and "unsubscribe.header_missing" in doc["smtp"]["text"]
+    assert doc["findings"] == [{"rule": "unsubscribe.header_missing", "action": "reject", "detail": "no List-Unsubscribe header"}]
+
+
+def test_scan_relay_exit_zero_from_stdin(cli_env) -> None:
+    out = scan("--json", "-", stdin=(ROOT / "examples" / "compliant.eml").read_bytes(), env=cli_env)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["action"] == "relay" and doc["findings"] == [] and doc["smtp"]["code"] == 250
+
+
+def test_scan_quarantine_exit_two(cli_env, tmp_path) -> None:
+    policy = tmp_path / "p.toml"
+    policy.write_text('[actions]\n"unsubscribe.*" = "quarantine"\n')
+    out = scan("--json", "--policy", str(policy), str(ROOT / "examples" / "plain.eml"), env=cli_env)
+    assert out.returncode == 2
+    assert json.loads(out.stdout)["smtp"]["enhanced"] == "2.6.0"
+
+
+def test_scan_stream_from_mail_from(cli_env, tmp_path) -> None:
+    policy = tmp_path / "p.toml"
+    policy.write_text('[streams.transactional]\nkind = "transactional"\nsenders = ["*@receipts.example.com"]\n')
+    out = scan("--json", "--policy", str(policy), "--mail-from", "r@receipts.example.com", str(ROOT / "examples" / "plain.eml"), env=cli_env)
+    assert out.returncode == 0 and json.loads(out.stdout)["stream"] == "transactional"
+
+
+def test_scan_errors_are_one_line_without_traceback(cli_env, tmp_path) -> None:
+    out = scan(str(tmp_path / "missing.eml"), env=cli_env)
+    assert out.returncode == 1
+    assert out.stderr.decode().strip() == f"sendwarden: {tmp_path / 'missing.eml'}: No such file or directory"
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[policy]\nmode = 3\n")
+    out = scan("--policy", str(bad), str(ROOT / "examples" / "plain.eml"), env=cli_env)
+    assert out.returncode == 1 and b"Traceback" not in out.stderr
+    assert f"{bad}: policy.mode:" in out.stderr.decode()
+
+
+def test_scan_survives_garbage(cli_env) -> None:
+    garbage = bytes(range(256)) * 50 + b"\r\n\r\n--\r\nContent-Type: multipart/mixed; boundary=\r\n"
+    out = scan("--json", "-", stdin=garbage, env=cli_env)
+    assert out.returncode in (0, 2, 3), out.stderr
+    assert json.loads(out.stdout)["action"] in ("relay", "quarantine", "reject")
+
+
+def test_policy_check_command(cli_env) -> None:
+    out = subprocess.run([*SENDWARDEN, "policy", "check", str(ROOT / "policies" / "default.toml")],
+                         capture_output=True, env=cli_env, timeout=60)
+    assert out.returncode == 0
+    text = out.stdout.decode()
+    assert "unsubscribe.header_missing" in text and text.rstrip().endswith(": ok")

@@ -1,0 +1,144 @@
+"""The upstream's reply is what the client gets, and a 250 only ever means the upstream has it."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import aiosmtplib
+import pytest
+
+from tests.conftest import ROOT
+
+COMPLIANT = (ROOT / "examples" / "compliant.eml").read_bytes().replace(b"\n", b"\r\n")
+
+
+async def send(port: int, rcpts: list[str] | None = None, message: bytes = COMPLIANT) -> tuple[int, str]:
+    """Send one message; return the final reply (code, text), whatever it is."""
+    client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False, timeout=30)
+    await client.connect()
+    try:
+        errors, text = await client.sendmail("news@shop.example.com", rcpts or ["reader@example.org"], message)
+        return 250, text
+    except aiosmtplib.SMTPRecipientsRefused as exc:
+        return exc.recipients[0].code, exc.recipients[0].message
+    except aiosmtplib.SMTPResponseException as exc:
+        return exc.code, exc.message
+    finally:
+        client.close()
+
+
+def closed_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+async def test_upstream_down_gives_451_and_no_250(start_relay) -> None:
+    relay = await start_relay(upstream=f"smtp://127.0.0.1:{closed_port()}")
+    code, text = await send(relay.port)
+    assert code == 451 and text.startswith("4.4.1")
+
+
+async def test_upstream_refusing_service_gives_451(start_relay, sink) -> None:
+    sink.behaviour.refuse_connections = True
+    relay = await start_relay()
+    code, text = await send(relay.port)
+    assert code == 451 and text.startswith("4.4.1")
+
+
+async def test_upstream_550_is_passed_through(start_relay, sink) -> None:
+    sink.behaviour.data_end = "550 5.7.1 Message content rejected by upstream"
+    relay = await start_relay()
+    code, text = await send(relay.port)
+    assert code == 550 and text.startswith("5.7.1") and "rejected by upstream" in text
+    assert sink.received == []
+
+
+async def test_upstream_4xx_becomes_451(start_relay, sink) -> None:
+    sink.behaviour.data_end = "452 4.3.1 Insufficient system storage"
+    relay = await start_relay()
+    code, text = await send(relay.port)
+    assert code == 451 and text.startswith("4.4.1") and "452" in text
+
+
+async def test_one_refused_recipient_aborts_with_its_reply(start_relay, sink) -> None:
+    sink.behaviour.rcpt_by_address = {"gone@example.org": "550 5.1.1 <gone@example.org>: user unknown"}
+    relay = await start_relay()
+    code, text = await send(relay.port, ["reader@example.org", "gone@example.org"])
+    assert code == 550 and "user unknown" in text
+    assert sink.received == []  # nobody got it, and the client knows
+
+
+async def test_upstream_hanging_in_data_gives_451_within_the_budget(start_relay, sink) -> None:
+    sink.behaviour.hang_in_data = True
+    relay = await start_relay({"timeouts": {"upstream_data": 1, "upstream_command": 1, "upstream_connect": 1}})
+    code, text = await asyncio.wait_for(send(relay.port), 15)
+    assert code == 451 and text.startswith("4.4.1")
+
+
+async def test_upstream_dropping_after_data_gives_451(start_relay, sink) -> None:
+    """The ambiguous case: the upstream may have queued it; we say 451 so the client retries
+    (a possible duplicate rather than a possible loss)."""
+    sink.behaviour.drop_after_data = True
+    relay = await start_relay()
+    code, text = await send(relay.port)
+    assert code == 451 and text.startswith("4.4.1")
+
+
+async def test_pooled_connection_is_reused_with_rset(start_relay, sink) -> None:
+    relay = await start_relay()
+    for _ in range(3):
+        code, _ = await send(relay.port)
+        assert code == 250
+    assert len(sink.received) == 3
+    # One connection, opened by the start-up probe; every message reused it after an RSET.
+    assert sink.connections == 1
+    assert sink.commands.count("RSET") == 3
+
+
+async def test_pool_recovers_when_the_upstream_closed_an_idle_connection(start_relay, sink) -> None:
+    relay = await start_relay()
+    assert (await send(relay.port))[0] == 250
+    # The upstream restarts: every idle connection is gone.
+    await sink.stop()
+    port = sink.port
+    sink.server = await asyncio.start_server(sink._client, "127.0.0.1", port)
+    assert (await send(relay.port))[0] == 250
+    assert len(sink.received) == 2
+
+
+@pytest.mark.parametrize("reply", ["421 4.3.2 shutting down", "451 4.3.0 try later"])
+async def test_upstream_mail_from_refusal_4xx(start_relay, sink, reply) -> None:
+    sink.behaviour.mail = reply
+    relay = await start_relay()
+    code, text = await send(relay.port)
+    assert code == 451 and text.startswith("4.4.1")
+
+
+async def test_starttls_to_upstream_when_offered(start_relay, sink, tmp_path) -> None:
+    """Chain two relays: the second one offers STARTTLS with its development certificate."""
+    second = await start_relay({"state_dir": str(tmp_path / "second")})
+    first = await start_relay({"upstream": {"verify": False, "starttls": "required", "url": f"smtp://127.0.0.1:{second.port}"}})
+    code, text = await send(first.port)
+    assert code == 250, text
+    [got] = sink.received
+    # The second relay's trace header says the first one reached it over TLS.
+    assert got.data.startswith(b"Received: from relay.test ([127.0.0.1])\r\n\tby relay.test (sendwarden) with ESMTPS id")
+
+
+async def test_upstream_certificate_is_verified_by_default(start_relay, sink, tmp_path) -> None:
+    second = await start_relay({"state_dir": str(tmp_path / "second")})
+    first = await start_relay({"upstream": {"url": f"smtp://127.0.0.1:{second.port}"}})
+    code, text = await send(first.port)
+    assert code == 451 and text.startswith("4.4.1") and "certificate" in text.lower()
+    assert sink.received == []
+
+
+async def test_required_starttls_without_upstream_support_gives_451(start_relay, sink) -> None:
+    relay = await start_relay({"upstream": {"starttls": "required"}})
+    code, text = await send(relay.port)
+    assert code == 451 and "STARTTLS" in text
+    assert sink.received == []
