@@ -68,3 +68,12 @@ def test_word_set_is_every_word_run() -> None:
 
     text = normalise("Hello, wörld! snake_case e\u0301t\u00e9 ½ 42nd (cocaïne) a-b--c ١٢٣ 回复：订单 don't")
     assert word_set(text) == frozenset(re.findall(r"\w+", text))
+
+
+def test_common_first_words_count_only_with_their_second_words() -> None:
+    ts = compile_terms({"x": ["your downline", "free spins", "free-for-all fraud", "sex", "sex cam*"]})
+    assert ts.exact["your"] == frozenset({"downline"}) and ts.exact["sex"] is None
+    assert both(ts, "Your order ships free of charge") == []
+    assert both(ts, "Grow your downline with free spins and sexcams, sex cams") == [
+        ("x", "your downline"), ("x", "free spins"), ("x", "sex cams")]
+    assert both(ts, "a free-for-all fraud") == [("x", "free-for-all fraud")]

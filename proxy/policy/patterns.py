@@ -92,11 +92,13 @@ class TermSet:
     covered by an allowed phrase."""
 
     def __init__(self, body: str, labels: tuple[tuple[str, str], ...], size: int,
-                 exact: frozenset[str], prefixes: tuple[str, ...], anchored: bool) -> None:
+                 exact: dict[str, frozenset[str] | None], prefixes: tuple[str, ...], anchored: bool) -> None:
         self.pattern = re.compile(rf"(?<!\w)(?:{body})(?!\w)")
         self._at = re.compile(rf"(?:{body})(?!\w)").match
         self.size = size
-        self.exact = exact  # words a term starts with
+        # The words a term starts with, each with the second words its terms go on with (None
+        # when one of them is a single word): "your" counts only where "downline" occurs too.
+        self.exact = exact
         self.prefixes = prefixes  # word beginnings a term starts with (wildcards, regexes)
         self.anchored = anchored  # False: some regex term has no known first word
         self._label_sources = labels
@@ -107,7 +109,8 @@ class TermSet:
             return list(self.pattern.finditer(text))
         if words is None:
             words = word_set(text)
-        starts = set(words & self.exact)
+        exact = self.exact
+        starts = {w for w in words.intersection(exact) if (nxt := exact[w]) is None or not nxt.isdisjoint(words)}
         if self.prefixes:
             starts.update(w for w in words if w.startswith(self.prefixes))
         if not starts:
@@ -209,7 +212,7 @@ def compile_terms(labelled: Mapping[str, Iterable[str]]) -> TermSet:
     """One pattern for every term of every label; raises TermError naming a bad term."""
     keys: list[str] = []
     regexes: list[str] = []
-    exact: set[str] = set()
+    exact: dict[str, set[str] | None] = {}
     prefixes: set[str] = set()
     anchored = True
     per_label: dict[str, tuple[list[str], list[str]]] = {}
@@ -227,7 +230,12 @@ def compile_terms(labelled: Mapping[str, Iterable[str]]) -> TermSet:
                 elif first.endswith(_WILD) or lead.group() != first:
                     prefixes.add(lead.group())
                 else:
-                    exact.add(first)
+                    parts = key.split(_SEP)
+                    second = parts[1] if len(parts) > 1 else ""
+                    if second and _WORD.fullmatch(second) and exact.get(first, set()) is not None:
+                        exact.setdefault(first, set()).add(second)  # type: ignore[union-attr]
+                    else:
+                        exact[first] = None  # a single word, or one that ends in `*`: always
             elif source is not None:
                 regexes.append(f"(?i:{source})")
                 rx.append(f"(?i:{source})")
@@ -244,7 +252,8 @@ def compile_terms(labelled: Mapping[str, Iterable[str]]) -> TermSet:
         parts = ([_trie_regex(lit)] if lit else []) + rx
         if parts:
             labels.append((label, "|".join(parts)))
-    return TermSet(body, tuple(labels), len(keys) + len(regexes), frozenset(exact),
+    needs = {w: None if nxt is None else frozenset(nxt) for w, nxt in exact.items()}
+    return TermSet(body, tuple(labels), len(keys) + len(regexes), needs,
                    tuple(sorted(prefixes)), anchored)
 
 
