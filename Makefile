@@ -7,8 +7,9 @@ STAMP   := $(VENV)/.installed-stamp
 # Debian packages the tests drive as independent, real peers (postfix: the milter tests run
 # a throw-away instance in a temporary directory; the preseed below keeps the package from
 # configuring, let alone starting, a system mail server on port 25; opendkim-tools: an
-# independent DKIM verifier; iproute2 and openssl: test namespaces and dev certificates).
-DEBS    := swaks postfix systemd opendkim-tools iproute2 openssl
+# independent DKIM verifier; iproute2 and openssl: test namespaces and dev certificates;
+# clamav-daemon: the ClamAV tests start clamd themselves with a one-signature database).
+DEBS    := swaks postfix systemd opendkim-tools iproute2 openssl clamav-daemon
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test deps sysdeps clean

@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 import structlog
 
+import proxy.clamav  # noqa: F401  (registers the clamd fact provider for the attachment check)
 from proxy.audit import AddressMasker
 from proxy.auth import Credentials
 from proxy.config import Config, ConfigError, parse_hostport
