@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "dkim",
     "dnscheck",
     "milter",
+    "links",
 )
 
 
