@@ -12,6 +12,8 @@ rule reports it), so a check can always judge and nobody is fooled by a partial 
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass, field
 from email.message import Message as EmailMessage
 from email.parser import BytesHeaderParser, BytesParser
@@ -32,6 +34,14 @@ MAX_TEXT_CHARS = 2_000_000
 # honest messages have a handful of multipart containers.
 MAX_MULTIPARTS = 50
 _HEADER_FACTORY = _default_policy.header_factory
+# One address in a common, unambiguous shape: atoms-only or simply quoted display name (no
+# encoded words, escapes, comments or groups), dot-atom local part and domain.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_SIMPLE_ADDRESS = re.compile(
+    rf"""\s*(?:(?:"(?P<quoted>[ !#-\[\]-~]*)"|(?P<name>{_ATOM}(?:[ \t]+{_ATOM})*))?[ \t]*"""
+    rf"""<(?P<addr>{_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)>"""
+    rf"""|(?P<bare>{_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+))\s*\Z"""
+)
 # MIME defects after which the body cannot be split into its parts: what a reader's client
 # shows is unknowable, so the message cannot be judged on its content.
 _STRUCTURAL_DEFECTS = frozenset({
@@ -147,9 +157,18 @@ class Message:
 
     def addresses(self, name: str) -> list[tuple[str, str]]:
         """(display name, addr-spec) pairs of every address in the header `name`, parsed with
-        the stdlib's RFC 5322 parser; an unparseable group yields an empty address."""
+        the stdlib's RFC 5322 parser; an unparseable group yields an empty address.
+
+        The full parser costs about half a millisecond a header; the common shapes (`a@b`,
+        `Name <a@b>`, `"Name" <a@b>` with plain ASCII names) are read by one regex that gives
+        the same answer, and everything else goes to the parser."""
         out: list[tuple[str, str]] = []
         for value in self.raw_headers(name):
+            simple = None if "=?" in value else _SIMPLE_ADDRESS.match(value)
+            if simple is not None:
+                display = simple.group("quoted") or simple.group("name") or ""
+                out.append((" ".join(display.split()), simple.group("addr") or simple.group("bare")))
+                continue
             try:
                 parsed = _HEADER_FACTORY(name, value)
                 addrs = parsed.addresses  # type: ignore[attr-defined]
