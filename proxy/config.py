@@ -442,6 +442,10 @@ class Dkim(_Strict):
 
 class ConfigFile(_Strict):
     hostname: str = "localhost"
+    # Processes serving the SMTP listeners together (SO_REUSEPORT), to use every core. 0: one
+    # per CPU. Rate limits and the /metrics counts are per process (the first one serves
+    # /metrics), so the default stays 1; see docs/fleet.md for sharing them.
+    workers: int = Field(default=1, ge=0, le=64)
     policy: str = "builtin:default"
     state_dir: str = "var"
     # Recipient state (suppressions, consent, frequency, privacy links): sqlite:PATH.

@@ -134,9 +134,13 @@ def _upstream_key(config: Config) -> tuple[Any, ...]:
 
 class Service:
     def __init__(self, config: Config, policy: Policy, upstream: Upstream | None = None,
-                 reload_source: Callable[[], tuple[Config, Policy]] | None = None) -> None:
+                 reload_source: Callable[[], tuple[Config, Policy]] | None = None, worker: int = 0) -> None:
         self._install(build_parts(config, policy, upstream))
         self.reload_source = reload_source
+        # With `workers = N`, N processes share the listening ports (SO_REUSEPORT); worker 0 is
+        # the main process and alone serves /metrics, the unsubscribe endpoint and sd_notify.
+        self.worker = worker
+        self.reuse_port = config.file.workers > 1
         self.quarantine = Quarantine(config.quarantine_dir)
         self._recipient_state(config)
         self.metrics = Metrics()
@@ -306,26 +310,29 @@ class Service:
             await self._start_milter()
         for listener in self.config.file.listeners if front == "smtp" else ():
             host, port = listener.host_port
-            server = await loop.create_server(self._factory(listener.name, listener.proxy_protocol), host, port)
+            server = await loop.create_server(self._factory(listener.name, listener.proxy_protocol), host, port,
+                                              reuse_port=self.reuse_port or None)
             self.servers.append(server)
             for sock in server.sockets:
                 addr = sock.getsockname()
                 self.addresses.append((addr[0], addr[1]))
                 log.info("listening", listener=listener.name, address=f"{addr[0]}:{addr[1]}", proxy_protocol=listener.proxy_protocol)
         metrics = self.config.file.metrics
-        if metrics.address:
+        if metrics.address and self.worker == 0:
             from proxy.opsweb import OpsServer
 
             self._ops = OpsServer(self, *parse_hostport(metrics.address))
             self.ops_address = await self._ops.start()
-        if self.unsubscribe_web is not None:
+        if self.unsubscribe_web is not None and self.worker == 0:
             await self.unsubscribe_web.start(*parse_hostport(self.config.file.unsubscribe.listen))
         await self.probe_upstream()
         self._tasks.append(loop.create_task(self._probe_loop()))
         self._tasks.append(loop.create_task(self._prune_loop()))
-        log.info("ready", upstream=repr(self.upstream), policy=self.policy.source, monitor=self.policy.monitor)
-        self.systemd.ready(self.summary())
-        self.systemd.start_watchdog(self.summary)
+        log.info("ready", upstream=repr(self.upstream), policy=self.policy.source, monitor=self.policy.monitor,
+                 worker=self.worker)
+        if self.worker == 0:
+            self.systemd.ready(self.summary())
+            self.systemd.start_watchdog(self.summary)
 
     async def _start_milter(self) -> None:
         from proxy.milter import MilterOptions, MilterServer
@@ -410,7 +417,7 @@ class Service:
             server.close()
         if self.milter is not None:
             await self.milter.stop(self.config.file.timeouts.shutdown)
-        if self.unsubscribe_web is not None:
+        if self.unsubscribe_web is not None and self.worker == 0:
             await self.unsubscribe_web.stop()
         for session in list(self.sessions):
             if session.in_transaction:
@@ -438,16 +445,28 @@ class Service:
         log.info("stopped", last_hour=dict(self.metrics.last_hour.totals()))
         self._stopped.set()
 
-    async def run(self, front: str = "smtp") -> None:
-        """Start, then serve until SIGTERM or SIGINT; SIGHUP reloads."""
+    async def run(self, front: str = "smtp", workers: Any = None) -> None:
+        """Start, then serve until SIGTERM or SIGINT; SIGHUP reloads (in every worker)."""
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        loop.add_signal_handler(signal.SIGHUP, lambda: self._tasks.append(loop.create_task(self.reload())))
+
+        def reload() -> None:
+            if workers is not None:
+                workers.signal(signal.SIGHUP)
+            self._tasks.append(loop.create_task(self.reload()))
+
+        loop.add_signal_handler(signal.SIGHUP, reload)
         await self.start(front)
+        if workers is not None:
+            await workers.start()
         await stop.wait()
+        if workers is not None:
+            workers.signal(signal.SIGTERM)
         await self.stop()
+        if workers is not None:
+            await workers.stop(self.config.file.timeouts.shutdown + 5)
 
 
 __all__ = ["Service", "Settings", "client_ip"]
