@@ -444,7 +444,8 @@ class ConfigFile(_Strict):
     hostname: str = "localhost"
     policy: str = "builtin:default"
     state_dir: str = "var"
-    # Recipient state (suppressions, consent, frequency, privacy links): sqlite:PATH.
+    # Recipient state (suppressions, consent, frequency, privacy links): sqlite:PATH, or
+    # postgresql://USER@HOST/DB shared by a fleet of relays (docs/fleet.md).
     # Default: sqlite:STATE_DIR/recipients.sqlite3.
     store: str = ""
     # Client networks that may relay without AUTH. Everybody else must authenticate.
@@ -479,8 +480,10 @@ class ConfigFile(_Strict):
     @field_validator("store")
     @classmethod
     def _store(cls, v: str) -> str:
+        if v.startswith(("postgresql://", "postgres://")):
+            return v
         if v and not (v.startswith("sqlite:") and len(v) > len("sqlite:")):
-            raise ValueError("expected sqlite:PATH")
+            raise ValueError("expected sqlite:PATH or postgresql://USER@HOST[:PORT]/DATABASE")
         return v
 
     @field_validator("relay_networks")
@@ -540,6 +543,8 @@ class Config:
         store = self.file.store
         if not store:
             return f"sqlite:{self.state_dir / 'recipients.sqlite3'}"
+        if not store.startswith("sqlite:"):
+            return store  # postgresql://
         return "sqlite:" + str(self.path(store[len("sqlite:"):]))
 
     @property

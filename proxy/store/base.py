@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Sequence
+from typing import Any, AsyncIterator, Sequence
 
 from proxy.store.address import AddressNormalizer, InvalidAddress
 
@@ -152,6 +152,17 @@ class PrivacyLink:
     messages: int
 
 
+def count_sends(rows: Sequence[Sequence[Any]], windows: Sequence[tuple[Scope, float]], now: float) -> dict[tuple[Scope, float], int]:
+    """Sends per (scope, window) from a recipient's (at, brand, stream) rows: the one counting
+    rule of every backend, so that a cap means the same on one node and on a fleet."""
+    sends: dict[tuple[Scope, float], int] = {}
+    for scope, seconds in windows:
+        start = now - seconds
+        column = {"brand": 1, "stream": 2}.get(scope.kind)
+        sends[(scope, seconds)] = sum(1 for r in rows if r[0] > start and (column is None or r[column] == scope.value))
+    return sends
+
+
 class RecipientStore(abc.ABC):
     """The interface. Every method may raise StoreError; writes are atomic per call."""
 
@@ -238,5 +249,5 @@ class RecipientStore(abc.ABC):
 __all__ = [
     "CONSENT_STATUSES", "ConsentRecord", "FREQUENCY_SCOPES", "FrequencyOverride", "GLOBAL", "InvalidAddress",
     "PRIVACY_DAYS", "PrivacyLink", "Query", "REASONS", "RecipientState", "RecipientStore", "SUPPRESSION_SCOPES",
-    "Scope", "StoreError", "Suppression",
+    "Scope", "StoreError", "Suppression", "count_sends",
 ]

@@ -19,7 +19,7 @@ from typing import Any, AsyncIterator, Callable, Sequence, TypeVar
 from proxy.store.address import AddressNormalizer
 from proxy.store.base import (
     ConsentRecord, FrequencyOverride, PrivacyLink, Query, RecipientState, RecipientStore, Scope, StoreError,
-    Suppression,
+    Suppression, count_sends,
 )
 from proxy.store.sqlite_schema import migrate
 
@@ -146,10 +146,7 @@ class SqliteStore(RecipientStore):
         if windows:
             since = now - max(w for _, w in windows)
             rows = db.execute("SELECT at, brand, stream FROM sends WHERE address = ? AND at > ?", (key, since)).fetchall()
-            for scope, seconds in windows:
-                start = now - seconds
-                column = {"brand": 1, "stream": 2}.get(scope.kind)
-                sends[(scope, seconds)] = sum(1 for r in rows if r[0] > start and (column is None or r[column] == scope.value))
+            sends = count_sends(rows, windows, now)
         return RecipientState(key, sups, consent, scopes, overrides, sends)
 
     async def suppressions_for(self, addresses: Sequence[str], scopes: Sequence[Scope]) -> dict[str, list[Suppression]]:
