@@ -49,7 +49,7 @@ STORE: tuple[str, ...] = (
     -- The audit trail: never deleted; the only change ever made is marking a record superseded, once.
     CREATE FUNCTION consent_guard() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
-        IF TG_OP = 'DELETE' THEN
+        IF TG_OP IN ('DELETE', 'TRUNCATE') THEN
             RAISE EXCEPTION 'consent records are never deleted';
         END IF;
         IF OLD.superseded_by IS NOT NULL OR NEW.superseded_by IS NULL
