@@ -481,6 +481,12 @@ class ConfigFile(_Strict):
     @classmethod
     def _store(cls, v: str) -> str:
         if v.startswith(("postgresql://", "postgres://")):
+            from urllib.parse import urlsplit
+
+            parts = urlsplit(v)
+            _ = parts.port  # raises ValueError on a malformed port
+            if not parts.hostname or parts.path.strip("/") == "":
+                raise ValueError("expected postgresql://USER@HOST[:PORT]/DATABASE")
             return v
         if v and not (v.startswith("sqlite:") and len(v) > len("sqlite:")):
             raise ValueError("expected sqlite:PATH or postgresql://USER@HOST[:PORT]/DATABASE")

@@ -139,17 +139,18 @@ def sender_domain(message: Message, mail_from: str) -> str:
 async def after_relay(service: "Service", p: Plan, stream: str, marketing: bool, mail_from: str,
                       rcpts: list[str], message: Message, privacy_options: Any = None) -> None:
     """Once the upstream accepted a message: count it for frequency, note its privacy links.
-    A failure here is logged, never turned into a failure for a message already delivered."""
+    A write the store cannot take now is kept and replayed (proxy/store/pending.py), never
+    turned into a failure for a message already delivered."""
     now = time.time()
     try:
-        async with asyncio.timeout(service.settings.policy_timeout):
-            if marketing and p.frequency:
-                await service.store.record_sends(rcpts, p.brand, stream, now)
-            # The privacy check's own finder, with the policy's words: what it found is recorded.
-            urls = privacy_urls(message, privacy_options) if marketing else []
-            if urls:
-                await service.store.record_privacy_links(sender_domain(message, mail_from), urls, now)
-    except (StoreError, TimeoutError, ValueError) as exc:
+        if marketing and p.frequency:
+            await service.pending_writes.run("sends", lambda: service.store.record_sends(rcpts, p.brand, stream, now))
+        # The privacy check's own finder, with the policy's words: what it found is recorded.
+        urls = privacy_urls(message, privacy_options) if marketing else []
+        if urls:
+            domain = sender_domain(message, mail_from)
+            await service.pending_writes.run("privacy_links", lambda: service.store.record_privacy_links(domain, urls, now))
+    except ValueError as exc:
         log.error("store_write_failed", during="after_relay", error=str(exc) or type(exc).__name__)
 
 

@@ -34,6 +34,7 @@ from proxy.sdnotify import Notifier as SystemdNotifier
 from proxy.smtp.handler import RelayHandler, client_ip
 from proxy.smtp.server import RelaySMTP
 from proxy.store import StoreError, from_config
+from proxy.store.pending import PendingWrites
 from proxy.tls import dev_pair, server_context
 from proxy.unsubscribe.headers import Endpoints
 from proxy.unsubscribe.intake import Intake
@@ -162,6 +163,7 @@ class Service:
         f = config.file
         u = f.unsubscribe
         self.store = from_config(config)
+        self.pending_writes = PendingWrites(f.timeouts.policy)
         self.endpoints = Endpoints(u.base_url, u.mailto_local, u.mailto_domain)
         self.unsubscribe_keys: TokenKeys | None = None
         if u.base_url or u.mailto_domain or u.listen:
@@ -433,6 +435,7 @@ class Service:
         await self.upstream.close()
         await self.notifier.close()
         self.quarantine.close()
+        await self.pending_writes.close()
         await self.store.close()
         self.systemd.close()
         log.info("stopped", last_hour=dict(self.metrics.last_hour.totals()))

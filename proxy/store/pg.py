@@ -21,6 +21,22 @@ from proxy.store.pgconn import PgPool
 
 _SUPPRESSION_COLS = "address, scope_kind, scope_value, reason, source, created"
 _CONSENT_COLS = "id, address, scope, status, consented_at, source, proof, recorded_at, superseded_by"
+# The per-RCPT question in one statement: $1 address, $2 suppressions wanted, $3 consent wanted,
+# $4 overrides wanted, $5 now, $6 the longest policy window (0: none). Sends are fetched back to
+# the longest window, the recipient's own overrides included.
+_LOOKUP = """
+SELECT
+  (SELECT array_agg(row(scope_kind, scope_value, reason, source, created)) FROM suppression
+    WHERE address = $1 AND $2) AS sups,
+  (SELECT array_agg(row(id, address, scope, status, consented_at, source, proof, recorded_at, superseded_by)) FROM consent
+    WHERE address = $1 AND superseded_by IS NULL AND $3) AS consent,
+  (SELECT array_agg(row(scope_kind, scope_value, max_count, "window", source, set_at)) FROM frequency_override
+    WHERE address = $1 AND $4) AS overrides,
+  (SELECT array_agg(row(at, brand, stream)) FROM sends
+    WHERE address = $1 AND ($6 > 0 OR $4)
+      AND at > $5 - greatest($6::float8, coalesce((SELECT max("window") FROM frequency_override
+                                                   WHERE address = $1 AND $4), 0))) AS sends
+"""
 _TABLES = ("suppression", "consent", "sends", "frequency_override", "privacy_link")
 
 
@@ -60,33 +76,23 @@ class PgStore(RecipientStore):
     # -- the relay's questions --------------------------------------------------------------------
 
     async def lookup(self, address: str, query: Query, now: float) -> RecipientState:
+        """One round trip: the parts the query does not ask for are switched off by parameter."""
         key = self.normalize(address)
+        longest = max((w for _, w in query.windows), default=0.0)
         async with self.pool.connection() as db:
-            wanted = set(query.scopes)
-            sups: tuple[Suppression, ...] = ()
-            if wanted:
-                rows = await db.fetch(f"SELECT {_SUPPRESSION_COLS} FROM suppression WHERE address = $1", key)
-                sups = tuple(s for s in map(_suppression, rows) if s.scope in wanted)
-            consent: ConsentRecord | None = None
-            scopes: tuple[str, ...] = ()
-            if query.consent_scope is not None:
-                current = [_consent(r) for r in await db.fetch(
-                    f"SELECT {_CONSENT_COLS} FROM consent WHERE address = $1 AND superseded_by IS NULL", key)]
-                consent = next((c for c in current if c.scope == query.consent_scope), None)
-                scopes = tuple(sorted(c.scope for c in current if c.status == "granted"))
-            overrides: tuple[FrequencyOverride, ...] = ()
-            if query.overrides:
-                overrides = tuple(
-                    FrequencyOverride(key, Scope(r[0], r[1]), r[2], r[3], r[4], r[5])
-                    for r in await db.fetch('SELECT scope_kind, scope_value, max_count, "window", source, set_at'
-                                            " FROM frequency_override WHERE address = $1", key)
-                )
-            windows = list(query.windows) + [(o.scope, o.window) for o in overrides]
-            sends: dict[tuple[Scope, float], int] = {}
-            if windows:
-                since = now - max(w for _, w in windows)
-                rows = await db.fetch("SELECT at, brand, stream FROM sends WHERE address = $1 AND at > $2", key, since)
-                sends = count_sends(rows, windows, now)
+            row = await db.fetchrow(_LOOKUP, key, bool(query.scopes), query.consent_scope is not None,
+                                    query.overrides, now, longest)
+        wanted = set(query.scopes)
+        sups = tuple(s for s in (_suppression((key, *r)) for r in row["sups"] or ()) if s.scope in wanted)
+        consent: ConsentRecord | None = None
+        scopes: tuple[str, ...] = ()
+        if query.consent_scope is not None:
+            current = [_consent(r) for r in row["consent"] or ()]
+            consent = next((c for c in current if c.scope == query.consent_scope), None)
+            scopes = tuple(sorted(c.scope for c in current if c.status == "granted"))
+        overrides = tuple(FrequencyOverride(key, Scope(r[0], r[1]), r[2], r[3], r[4], r[5]) for r in row["overrides"] or ())
+        windows = list(query.windows) + [(o.scope, o.window) for o in overrides]
+        sends = count_sends(row["sends"] or (), windows, now) if windows else {}
         return RecipientState(key, sups, consent, scopes, overrides, sends)
 
     async def suppressions_for(self, addresses: Sequence[str], scopes: Sequence[Scope]) -> dict[str, list[Suppression]]:

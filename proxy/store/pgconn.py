@@ -91,7 +91,9 @@ class PgPool:
         if wait > 0:
             raise StoreError(f"{self}: database unreachable, next attempt in {wait:.1f}s")
         try:
-            async with self._pool.acquire(timeout=self.connect_timeout) as db:
+            # No timeout on the wait for a free connection: under load that wait is normal, and the
+            # caller bounds the whole call (the policy time budget). Connecting has its own.
+            async with self._pool.acquire() as db:
                 yield db
         except CONNECTION_ERRORS as exc:
             self._failed(exc)
