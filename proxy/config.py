@@ -193,6 +193,10 @@ class Notify(_Strict):
 
 class Quarantine(_Strict):
     directory: str = "quarantine"
+    # With `store = "postgresql://..."`: keep held messages (index and bytes) in that database,
+    # shared by every node, so that any node's CLI can review any node's messages. False keeps
+    # them in `directory` on each node.
+    shared: bool = True
     # How long held, released and deleted messages are kept before `quarantine purge` removes
     # them (and their recipients' addresses) for good.
     retention: str = "30d"
@@ -543,6 +547,12 @@ class Config:
     def _under_state(self, value: str) -> Path:
         p = Path(value)
         return p if p.is_absolute() else self.state_dir / p
+
+    @property
+    def quarantine_url(self) -> str:
+        """The database of the shared quarantine, or "" for the local directory."""
+        url = self.store_url
+        return url if self.file.quarantine.shared and not url.startswith("sqlite:") else ""
 
     @property
     def store_url(self) -> str:

@@ -27,7 +27,7 @@ from proxy.dns import Resolver
 from proxy.metrics import Metrics
 from proxy.notify import Notifier
 from proxy.policy.loader import Policy
-from proxy.quarantine import Quarantine
+from proxy.quarantine import for_config as quarantine_for_config
 from proxy.ratelimit import Limit, RateLimiter
 from proxy.relay import Upstream, upstream_for
 from proxy.sdnotify import Notifier as SystemdNotifier
@@ -138,7 +138,7 @@ class Service:
                  reload_source: Callable[[], tuple[Config, Policy]] | None = None) -> None:
         self._install(build_parts(config, policy, upstream))
         self.reload_source = reload_source
-        self.quarantine = Quarantine(config.quarantine_dir)
+        self.quarantine = quarantine_for_config(config)
         self._recipient_state(config)
         self.metrics = Metrics()
         self.systemd = SystemdNotifier()

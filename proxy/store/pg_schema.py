@@ -99,6 +99,57 @@ STORE: tuple[str, ...] = (
     """,
 )
 
+QUARANTINE: tuple[str, ...] = (
+    # 1: the shared quarantine (proxy/quarantine_pg.py): the columns of the local index
+    # (proxy/quarantine_schema.py, version 2), the bytes beside them, and the history.
+    """
+    CREATE TABLE quarantine_held (
+        id text PRIMARY KEY,
+        created double precision NOT NULL,
+        status text NOT NULL DEFAULT 'held' CHECK (status IN ('held', 'releasing', 'released', 'deleted')),
+        stream text NOT NULL,
+        mail_from text NOT NULL,
+        rcpts text NOT NULL,
+        mail_dsn text NOT NULL,
+        smtputf8 integer NOT NULL,
+        client text NOT NULL,
+        auth_user text,
+        subject text NOT NULL,
+        findings text NOT NULL,
+        size integer NOT NULL,
+        queue_id text NOT NULL,
+        released_at double precision,
+        released_by text,
+        release_reason text,
+        upstream_reply text,
+        helo text NOT NULL DEFAULT '',
+        proto text NOT NULL DEFAULT '',
+        rcpt_count integer NOT NULL DEFAULT 0,
+        claim_token text,
+        claimed_at double precision,
+        claimed_by text,
+        deleted_at double precision,
+        deleted_by text,
+        delete_reason text
+    );
+    CREATE INDEX quarantine_held_created ON quarantine_held (created);
+    CREATE INDEX quarantine_held_status ON quarantine_held (status, created);
+    CREATE TABLE quarantine_message (
+        id text PRIMARY KEY REFERENCES quarantine_held (id) ON DELETE CASCADE,
+        raw bytea NOT NULL
+    );
+    CREATE TABLE quarantine_events (
+        seq bigserial PRIMARY KEY,
+        hold_id text NOT NULL,
+        at double precision NOT NULL,
+        event text NOT NULL,
+        actor text NOT NULL,
+        detail text NOT NULL DEFAULT ''
+    );
+    CREATE INDEX quarantine_events_hold ON quarantine_events (hold_id, seq);
+    """,
+)
+
 
 async def migrate(db: "asyncpg.Connection", component: str, migrations: tuple[str, ...]) -> int:
     """Bring `component` to len(migrations) in one transaction under the advisory lock; return
