@@ -140,6 +140,7 @@ class Service:
         self.reload_source = reload_source
         self.quarantine = quarantine_for_config(config)
         self._recipient_state(config)
+        self._share_rate_limits()
         self.metrics = Metrics()
         self.systemd = SystemdNotifier()
         # Quarantine and release events for people (a command or a webhook).
@@ -190,12 +191,24 @@ class Service:
         self.credentials = parts.credentials
         self.tls_context = parts.tls_context
         self.rate = parts.rate
+        if getattr(self, "store", None) is not None:
+            self._share_rate_limits()
         self.connection_rate = parts.connection_rate
         self.signer = parts.signer
         # The one resolver of the process; a reload keeps it (and its cache) unless [dns] changed.
         if getattr(self, "resolver", None) is None or parts.config.file.dns != self._dns:
             self.resolver = Resolver.from_config(parts.config.file.dns)
             self._dns = parts.config.file.dns
+
+    def _share_rate_limits(self) -> None:
+        """With the store in PostgreSQL, the fleet shares its rate-limit buckets there too
+        (connection-rate limits stay per node: they protect this node)."""
+        from proxy.store.pg import PgStore
+
+        if isinstance(self.store, PgStore) and self.rate.limits:
+            from proxy.ratelimit_pg import SharedRateLimiter
+
+            self.rate = SharedRateLimiter(self.rate.limits, self.store.pool)
 
     # -- connections ------------------------------------------------------------------------------
 
@@ -362,7 +375,8 @@ class Service:
             await asyncio.sleep(PRUNE_EVERY)
             try:
                 gone = await self.store.prune(time.time(), SENDS_KEPT)
-                log.info("store_pruned", sends=gone)
+                buckets = await self.rate.prune() if hasattr(self.rate, "prune") else 0
+                log.info("store_pruned", sends=gone, rate_buckets=buckets)
             except StoreError as exc:
                 log.warning("store_prune_failed", error=str(exc))
 

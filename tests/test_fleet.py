@@ -23,17 +23,22 @@ from tests.test_store import NORMALIZE
 from tests.test_unsubscribe_loop import TOKEN_IN_URL
 
 FLEET_POLICY = policy(optout='insert_list_unsubscribe = true\nunsubscribe_scope = "brand"')
+# Receipts: at most 2 messages an hour per sender domain, across the fleet.
+RATE = '[[rate_limits]]\nname = "receipts"\nper = "sender_domain"\nmessages = 2\nwindow = 3600\nclasses = ["transactional"]\n'
+RECEIPTS = "billing@receipts.example.com"
 
 
-async def send(node: Node, rcpt: str) -> tuple[int, str]:
-    """(code, text) of one message to one recipient through `node`; a refusal is its RCPT reply."""
+async def send(node: Node, rcpt: str, sender: str = SENDER) -> tuple[int, str]:
+    """(code, text) of one message to one recipient through `node`; a refusal is its reply."""
     client = aiosmtplib.SMTP(hostname="127.0.0.1", port=node.port, start_tls=False, timeout=10)
     await client.connect()
     try:
-        _, text = await client.sendmail(SENDER, [rcpt], BARE)
+        _, text = await client.sendmail(sender, [rcpt], BARE)
         return 250, text
     except aiosmtplib.SMTPRecipientsRefused as exc:
         return exc.recipients[0].code, exc.recipients[0].message
+    except aiosmtplib.SMTPSenderRefused as exc:
+        return exc.code, exc.message
     finally:
         client.close()
 
@@ -42,7 +47,8 @@ async def send(node: Node, rcpt: str) -> tuple[int, str]:
 async def fleet(tmp_path: Path, sink: Sink, pg_url: str, cli_env: dict[str, str]):
     policy_file = tmp_path / "policy.toml"
     policy_file.write_text(FLEET_POLICY)
-    nodes = await asyncio.gather(*(start_node(tmp_path, name, pg_url, sink.url, policy_file, cli_env) for name in ("a", "b")))
+    nodes = await asyncio.gather(*(start_node(tmp_path, name, pg_url, sink.url, policy_file, cli_env, RATE)
+                                   for name in ("a", "b")))
     store = open_store(pg_url, NORMALIZE)
     await store.open()
     try:
@@ -52,7 +58,7 @@ async def fleet(tmp_path: Path, sink: Sink, pg_url: str, cli_env: dict[str, str]
         await asyncio.gather(*(n.stop() for n in nodes))
 
 
-async def test_unsubscribe_on_a_refuses_on_b_and_caps_count_across_both(fleet, sink: Sink) -> None:
+async def test_unsubscribe_on_a_refuses_on_b_and_limits_count_across_both(fleet, sink: Sink) -> None:
     a, b, store = fleet
     now = time.time()
     await store.add_consent([ConsentRecord(r, "shop", now - 60, "form", "p") for r in
@@ -76,6 +82,13 @@ async def test_unsubscribe_on_a_refuses_on_b_and_caps_count_across_both(fleet, s
         code, text = await send(node, "capped@example.org")
         assert code == 450 and "frequency.exceeded" in text
     assert len(sink.received) == 3
+
+    # The receipts rate limit, 2 per hour, is one bucket for the fleet.
+    assert (await send(a, "buyer@example.org", RECEIPTS))[0] == 250
+    assert (await send(b, "buyer@example.org", RECEIPTS))[0] == 250
+    for node in (a, b):
+        code, text = await send(node, "buyer@example.org", RECEIPTS)
+        assert code == 451 and "receipts" in text
 
 
 async def cli(node: Node, env: dict[str, str], *args: str) -> tuple[int, str, str]:

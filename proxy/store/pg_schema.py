@@ -97,6 +97,15 @@ STORE: tuple[str, ...] = (
     );
     CREATE INDEX privacy_link_last ON privacy_link (last_sent);
     """,
+    # 2: rate-limit token buckets shared by the fleet (proxy/ratelimit_pg.py); key is
+    # limit, kind, traffic class and key joined by U+001F.
+    """
+    CREATE TABLE rate_bucket (
+        key    text PRIMARY KEY,
+        tokens double precision NOT NULL,
+        stamp  double precision NOT NULL
+    );
+    """,
 )
 
 QUARANTINE: tuple[str, ...] = (
