@@ -152,6 +152,19 @@ class PrivacyLink:
     messages: int
 
 
+# The column order both backends select records in, and the records made from such rows.
+SUPPRESSION_COLS = "address, scope_kind, scope_value, reason, source, created"
+CONSENT_COLS = "id, address, scope, status, consented_at, source, proof, recorded_at, superseded_by"
+
+
+def suppression_row(row: Sequence[Any]) -> "Suppression":
+    return Suppression(row[0], Scope(row[1], row[2]), row[3], row[4], row[5])
+
+
+def consent_row(row: Sequence[Any]) -> "ConsentRecord":
+    return ConsentRecord(row[1], row[2], row[4], row[5], row[6], row[3], row[7], row[0], row[8])
+
+
 def count_sends(rows: Sequence[Sequence[Any]], windows: Sequence[tuple[Scope, float]], now: float) -> dict[tuple[Scope, float], int]:
     """Sends per (scope, window) from a recipient's (at, brand, stream) rows: the one counting
     rule of every backend, so that a cap means the same on one node and on a fleet."""
@@ -249,5 +262,6 @@ class RecipientStore(abc.ABC):
 __all__ = [
     "CONSENT_STATUSES", "ConsentRecord", "FREQUENCY_SCOPES", "FrequencyOverride", "GLOBAL", "InvalidAddress",
     "PRIVACY_DAYS", "PrivacyLink", "Query", "REASONS", "RecipientState", "RecipientStore", "SUPPRESSION_SCOPES",
-    "Scope", "StoreError", "Suppression", "count_sends",
+    "CONSENT_COLS", "SUPPRESSION_COLS", "Scope", "StoreError", "Suppression", "consent_row", "count_sends",
+    "suppression_row",
 ]

@@ -14,13 +14,11 @@ from typing import Any, AsyncIterator, Sequence
 from proxy.store.address import AddressNormalizer
 from proxy.store.base import (
     ConsentRecord, FrequencyOverride, PrivacyLink, Query, RecipientState, RecipientStore, Scope, Suppression,
-    count_sends,
+    CONSENT_COLS, SUPPRESSION_COLS, consent_row, count_sends, suppression_row,
 )
 from proxy.store.pg_schema import STORE, migrate
 from proxy.store.pgconn import PgPool
 
-_SUPPRESSION_COLS = "address, scope_kind, scope_value, reason, source, created"
-_CONSENT_COLS = "id, address, scope, status, consented_at, source, proof, recorded_at, superseded_by"
 # The per-RCPT question in one statement: $1 address, $2 suppressions wanted, $3 consent wanted,
 # $4 overrides wanted, $5 now, $6 the longest policy window (0: none). Sends are fetched back to
 # the longest window, the recipient's own overrides included.
@@ -38,14 +36,6 @@ SELECT
                                                    WHERE address = $1 AND $4), 0))) AS sends
 """
 _TABLES = ("suppression", "consent", "sends", "frequency_override", "privacy_link")
-
-
-def _suppression(row: Sequence[Any]) -> Suppression:
-    return Suppression(row[0], Scope(row[1], row[2]), row[3], row[4], row[5])
-
-
-def _consent(row: Sequence[Any]) -> ConsentRecord:
-    return ConsentRecord(row[1], row[2], row[4], row[5], row[6], row[3], row[7], row[0], row[8])
 
 
 def _count(status: str) -> int:
@@ -83,11 +73,11 @@ class PgStore(RecipientStore):
             row = await db.fetchrow(_LOOKUP, key, bool(query.scopes), query.consent_scope is not None,
                                     query.overrides, now, longest)
         wanted = set(query.scopes)
-        sups = tuple(s for s in (_suppression((key, *r)) for r in row["sups"] or ()) if s.scope in wanted)
+        sups = tuple(s for s in (suppression_row((key, *r)) for r in row["sups"] or ()) if s.scope in wanted)
         consent: ConsentRecord | None = None
         scopes: tuple[str, ...] = ()
         if query.consent_scope is not None:
-            current = [_consent(r) for r in row["consent"] or ()]
+            current = [consent_row(r) for r in row["consent"] or ()]
             consent = next((c for c in current if c.scope == query.consent_scope), None)
             scopes = tuple(sorted(c.scope for c in current if c.status == "granted"))
         overrides = tuple(FrequencyOverride(key, Scope(r[0], r[1]), r[2], r[3], r[4], r[5]) for r in row["overrides"] or ())
@@ -99,10 +89,10 @@ class PgStore(RecipientStore):
         keys = {a: self.normalize(a) for a in addresses}
         wanted = set(scopes)
         async with self.pool.connection() as db:
-            rows = await db.fetch(f"SELECT {_SUPPRESSION_COLS} FROM suppression WHERE address = any($1::text[])",
+            rows = await db.fetch(f"SELECT {SUPPRESSION_COLS} FROM suppression WHERE address = any($1::text[])",
                                   list(set(keys.values())))
         by_key: dict[str, list[Suppression]] = {}
-        for s in map(_suppression, rows):
+        for s in map(suppression_row, rows):
             if s.scope in wanted:
                 by_key.setdefault(s.address, []).append(s)
         return {given: by_key[key] for given, key in keys.items() if key in by_key}
@@ -144,7 +134,7 @@ class PgStore(RecipientStore):
                           for e in entries]))
         async with self.pool.connection() as db:
             status = await db.execute(
-                f"INSERT INTO suppression ({_SUPPRESSION_COLS}) SELECT * FROM unnest($1::text[], $2::text[],"
+                f"INSERT INTO suppression ({SUPPRESSION_COLS}) SELECT * FROM unnest($1::text[], $2::text[],"
                 " $3::text[], $4::text[], $5::text[], $6::float8[]) ON CONFLICT DO NOTHING", *map(list, cols))
         return _count(status)
 
@@ -161,9 +151,9 @@ class PgStore(RecipientStore):
 
     async def suppressions(self, address: str) -> list[Suppression]:
         async with self.pool.connection() as db:
-            rows = await db.fetch(f"SELECT {_SUPPRESSION_COLS} FROM suppression WHERE address = $1"
+            rows = await db.fetch(f"SELECT {SUPPRESSION_COLS} FROM suppression WHERE address = $1"
                                   " ORDER BY scope_kind, scope_value", self.normalize(address))
-        return [_suppression(r) for r in rows]
+        return [suppression_row(r) for r in rows]
 
     async def iter_suppressions(self, batch: int = 5000, scope: Scope | None = None,
                                 reason: str | None = None) -> AsyncIterator[list[Suppression]]:
@@ -178,11 +168,11 @@ class PgStore(RecipientStore):
         while True:
             async with self.pool.connection() as db:
                 rows = await db.fetch(
-                    f"SELECT {_SUPPRESSION_COLS} FROM suppression WHERE (address, scope_kind, scope_value) > ($1, $2, $3)"
+                    f"SELECT {SUPPRESSION_COLS} FROM suppression WHERE (address, scope_kind, scope_value) > ($1, $2, $3)"
                     f"{where} ORDER BY address, scope_kind, scope_value LIMIT $4", *last, batch, *params)
             if not rows:
                 return
-            yield [_suppression(r) for r in rows]
+            yield [suppression_row(r) for r in rows]
             last = (rows[-1][0], rows[-1][1], rows[-1][2])
 
     # -- consent ----------------------------------------------------------------------------------
@@ -200,16 +190,16 @@ class PgStore(RecipientStore):
                                      " consented_at = $4 AND source = $5 AND proof = $6 LIMIT 1",
                                      key, r.scope, r.status, r.consented_at, r.source, r.proof):
                     continue  # the same record again: an import run twice
-                cur = await db.fetchrow(f"SELECT {_CONSENT_COLS} FROM consent WHERE address = $1 AND scope = $2"
+                cur = await db.fetchrow(f"SELECT {CONSENT_COLS} FROM consent WHERE address = $1 AND scope = $2"
                                         " AND superseded_by IS NULL", key, r.scope)
-                current = _consent(cur) if cur else None
+                current = consent_row(cur) if cur else None
                 new_id = await db.fetchval("SELECT nextval('consent_id')")
                 superseded_by = None
                 if current and r.consented_at < current.consented_at:
                     superseded_by = current.id  # an older record: history, not the current state
                 elif current:
                     await db.execute("UPDATE consent SET superseded_by = $1 WHERE id = $2", new_id, current.id)
-                await db.execute(f"INSERT INTO consent ({_CONSENT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                await db.execute(f"INSERT INTO consent ({CONSENT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                                  new_id, key, r.scope, r.status, r.consented_at, r.source, r.proof,
                                  r.recorded_at or now, superseded_by)
                 added += 1
@@ -217,18 +207,18 @@ class PgStore(RecipientStore):
 
     async def consent_history(self, address: str) -> list[ConsentRecord]:
         async with self.pool.connection() as db:
-            rows = await db.fetch(f"SELECT {_CONSENT_COLS} FROM consent WHERE address = $1 ORDER BY id", self.normalize(address))
-        return [_consent(r) for r in rows]
+            rows = await db.fetch(f"SELECT {CONSENT_COLS} FROM consent WHERE address = $1 ORDER BY id", self.normalize(address))
+        return [consent_row(r) for r in rows]
 
     async def iter_consent(self, batch: int = 5000, history: bool = False) -> AsyncIterator[list[ConsentRecord]]:
         cond = "" if history else " AND superseded_by IS NULL"
         last = 0
         while True:
             async with self.pool.connection() as db:
-                rows = await db.fetch(f"SELECT {_CONSENT_COLS} FROM consent WHERE id > $1{cond} ORDER BY id LIMIT $2", last, batch)
+                rows = await db.fetch(f"SELECT {CONSENT_COLS} FROM consent WHERE id > $1{cond} ORDER BY id LIMIT $2", last, batch)
             if not rows:
                 return
-            yield [_consent(r) for r in rows]
+            yield [consent_row(r) for r in rows]
             last = rows[-1][0]
 
     # -- frequency --------------------------------------------------------------------------------
