@@ -112,8 +112,18 @@ async def screen(service: "Service", policy: Policy, p: Plan, stream: str, addre
     except (StoreError, TimeoutError) as exc:
         reason = str(exc) or "no answer in time"
         log.error("store_unavailable", during="rcpt", error=reason)
-        return Screening(Replies.store_unavailable(reason), rule="lookup.failed")
+        return unavailable(policy, stream, reason)
     return decide(policy, stream, findings(policy, p, stream, address, state))
+
+
+def unavailable(policy: Policy, stream: str, reason: str) -> Screening:
+    """The store cannot answer: 451 4.3.0, unless the policy gives `lookup.failed` a relay or
+    quarantine action on a stream that is not marketing; then the recipient is accepted and the
+    finding goes with the message (in its findings tag). Marketing is never sent unchecked."""
+    s = policy.streams.get(stream) or policy.streams[policy.default_stream]
+    if not s.marketing and policy.action(stream, "lookup.failed") in (Action.RELAY, Action.QUARANTINE):
+        return Screening(None, [Finding("lookup.failed", f"recipient store unavailable: {reason}"[:300])])
+    return Screening(Replies.store_unavailable(reason), rule="lookup.failed")
 
 
 def list_unsubscribe_block(service: "Service", policy: Policy, p: Plan, marketing: bool, rcpts: list[str],

@@ -251,3 +251,26 @@ async def _counts_when_reachable(relay) -> dict | None:
         return await relay.store.counts()
     except StoreError:
         return None
+
+
+@pytest.mark.parametrize("start_relay", ["postgresql"], indirect=True)
+async def test_an_outage_relays_transactional_mail_with_a_tag_when_the_policy_says_so(start_relay, sink) -> None:
+    """Frequency caps on receipts too, and `lookup.failed = relay` for that stream only: with the
+    database away, receipts go out tagged while marketing still gets 451 4.3.0."""
+    from tests.pgdb import cut_off, restore
+
+    name = start_relay.pg_url.rsplit("/", 1)[1]
+    text = policy(frequency='streams = ["marketing", "transactional"]',
+                  actions='[streams.transactional.actions]\n"lookup.failed" = "relay"')
+    relay = await start_relay(policy=text)
+    cut_off(name)
+    try:
+        errors, reply = await send(relay, ["buyer@example.org"], sender="billing@receipts.example.com")
+        assert errors == {} and reply.startswith("2.0.0")
+        [got] = sink.received
+        assert b"X-Sendwarden-Findings:" in got.data and b"lookup.failed" in got.data
+        with pytest.raises(aiosmtplib.SMTPRecipientsRefused) as refused:
+            await send(relay, ["reader@example.org"])
+        assert refused.value.recipients[0].code == 451 and refused.value.recipients[0].message.startswith("4.3.0")
+    finally:
+        restore(name)
