@@ -27,13 +27,14 @@ from proxy.dns import Resolver
 from proxy.metrics import Metrics
 from proxy.notify import Notifier
 from proxy.policy.loader import Policy
-from proxy.quarantine import Quarantine
+from proxy.quarantine import for_config as quarantine_for_config
 from proxy.ratelimit import Limit, RateLimiter
 from proxy.relay import Upstream, upstream_for
 from proxy.sdnotify import Notifier as SystemdNotifier
 from proxy.smtp.handler import RelayHandler, client_ip
 from proxy.smtp.server import RelaySMTP
 from proxy.store import StoreError, from_config
+from proxy.store.pending import PendingWrites
 from proxy.tls import dev_pair, server_context
 from proxy.unsubscribe.headers import Endpoints
 from proxy.unsubscribe.intake import Intake
@@ -141,8 +142,9 @@ class Service:
         # the main process and alone serves /metrics, the unsubscribe endpoint and sd_notify.
         self.worker = worker
         self.reuse_port = config.file.workers > 1
-        self.quarantine = Quarantine(config.quarantine_dir)
+        self.quarantine = quarantine_for_config(config)
         self._recipient_state(config)
+        self._share_rate_limits()
         self.metrics = Metrics()
         self.systemd = SystemdNotifier()
         # Quarantine and release events for people (a command or a webhook).
@@ -166,6 +168,7 @@ class Service:
         f = config.file
         u = f.unsubscribe
         self.store = from_config(config)
+        self.pending_writes = PendingWrites(f.timeouts.policy)
         self.endpoints = Endpoints(u.base_url, u.mailto_local, u.mailto_domain)
         self.unsubscribe_keys: TokenKeys | None = None
         if u.base_url or u.mailto_domain or u.listen:
@@ -192,12 +195,24 @@ class Service:
         self.credentials = parts.credentials
         self.tls_context = parts.tls_context
         self.rate = parts.rate
+        if getattr(self, "store", None) is not None:
+            self._share_rate_limits()
         self.connection_rate = parts.connection_rate
         self.signer = parts.signer
         # The one resolver of the process; a reload keeps it (and its cache) unless [dns] changed.
         if getattr(self, "resolver", None) is None or parts.config.file.dns != self._dns:
             self.resolver = Resolver.from_config(parts.config.file.dns)
             self._dns = parts.config.file.dns
+
+    def _share_rate_limits(self) -> None:
+        """With the store in PostgreSQL, the fleet shares its rate-limit buckets there too
+        (connection-rate limits stay per node: they protect this node)."""
+        from proxy.store.pg import PgStore
+
+        if isinstance(self.store, PgStore) and self.rate.limits:
+            from proxy.ratelimit_pg import SharedRateLimiter
+
+            self.rate = SharedRateLimiter(self.rate.limits, self.store.pool)
 
     # -- connections ------------------------------------------------------------------------------
 
@@ -367,7 +382,8 @@ class Service:
             await asyncio.sleep(PRUNE_EVERY)
             try:
                 gone = await self.store.prune(time.time(), SENDS_KEPT)
-                log.info("store_pruned", sends=gone)
+                buckets = await self.rate.prune() if hasattr(self.rate, "prune") else 0
+                log.info("store_pruned", sends=gone, rate_buckets=buckets)
             except StoreError as exc:
                 log.warning("store_prune_failed", error=str(exc))
 
@@ -440,6 +456,7 @@ class Service:
         await self.upstream.close()
         await self.notifier.close()
         self.quarantine.close()
+        await self.pending_writes.close()
         await self.store.close()
         self.systemd.close()
         log.info("stopped", last_hour=dict(self.metrics.last_hour.totals()))
