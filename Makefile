@@ -4,8 +4,9 @@ PY      ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-stamp
-# Debian packages the tests drive as independent, real peers.
-DEBS    := swaks
+# Debian packages the tests drive as independent, real peers (postfix: smtp-source, the load
+# generator of the reliability harness; it is installed preseeded so that no daemon is set up).
+DEBS    := swaks postfix
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test deps sysdeps clean
@@ -24,11 +25,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
-# Install the Debian packages the tests use, only when one is missing.
+# Install the Debian packages the tests use, only when one is missing. Postfix is preseeded to
+# "No configuration": no main.cf, so no mail daemon starts or listens on port 25.
 sysdeps:
 	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
+	  echo "postfix postfix/main_mailer_type select No configuration" | $(SUDO) debconf-set-selections && \
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
 	fi
