@@ -1,0 +1,88 @@
+"""Hostile input at the SMTP layer: every one gets a clear reply (never a traceback, never a
+451 for something that will never succeed), the session stays in step or is closed on
+purpose, and nothing reaches the upstream that should not."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from tests.reliability.conftest import record
+from tests.reliability.harness import POLICY
+from tests.sink import Sink
+from tests.smtpclient import RawClient
+
+HEAD = b"From: news@shop.example.com\r\nTo: a@example.org\r\nSubject: hello\r\n\r\n"
+
+
+async def session(port: int, ehlo: bytes = b"EHLO client.test") -> RawClient:
+    c = await RawClient.connect(port)
+    assert (await c.reply()).startswith("220")
+    await c.send(ehlo + b"\r\n")
+    assert (await c.reply()).startswith("250")
+    return c
+
+
+async def raw_cmd(c: RawClient, line: bytes) -> str:
+    await c.send(line + b"\r\n")
+    return await c.reply()
+
+
+@pytest.mark.parametrize(
+    ("mail", "rcpt", "expect"),
+    [
+        (b"MAIL FROM:<\xff\xfe@shop.example.com>", None, "553 5.1.7"),
+        (b"MAIL FROM:<\xff\xfe@shop.example.com> SMTPUTF8", None, "553 5.1.7"),
+        (b"MAIL FROM:<news@shop.example.com>", b"RCPT TO:<\xff@example.org>", "553 5.1.3"),
+        (b"MAIL FROM:<news@shop.example.com> SMTPUTF8", b"RCPT TO:<\xc3(@example.org>", "553 5.1.3"),
+        (b"MAIL FROM:<ne\x00ws@shop.example.com>", None, "553 5.1.7"),
+        (b"MAIL FROM:<news@shop.example.com>", b"RCPT TO:<a\x01b@example.org>", "553 5.1.3"),
+        (b"MAIL FROM:<j\xc3\xbcrgen@shop.example.com>", None, "553 5.6.7"),
+        (b"MAIL FROM:<news@shop.example.com>", b"RCPT TO:<j\xc3\xbcrgen@example.org>", "553 5.6.7"),
+    ],
+    ids=["mail-not-utf8", "mail-not-utf8-smtputf8", "rcpt-not-utf8", "rcpt-bad-utf8-smtputf8", "mail-nul",
+         "rcpt-control", "mail-utf8-without-smtputf8", "rcpt-utf8-without-smtputf8"],
+)
+async def test_bad_bytes_in_the_envelope_are_refused_for_good(start_relay, sink: Sink, tmp_path, mail, rcpt, expect) -> None:
+    """Regression: these were accepted with 250, then failed at relay or quarantine time with
+    451 "internal error" (so the client would retry for ever), and a held message with a
+    non-UTF-8 sender left an orphan file in the quarantine."""
+    relay = await start_relay(policy=POLICY)
+    c = await session(relay.port)
+    reply = await raw_cmd(c, mail)
+    if rcpt is not None:
+        assert reply.startswith("250"), reply
+        reply = await raw_cmd(c, rcpt)
+    assert reply.startswith(expect), reply
+    # The session is still usable, and nothing went anywhere.
+    assert (await c.cmd("RSET")).startswith("250")
+    await c.close()
+    assert sink.received == [] and sink.connections == 0
+    assert relay.quarantine.audit() == ([], [])
+
+
+@pytest.mark.parametrize("kind", ["relay", "quarantine"])
+async def test_smtputf8_addresses_are_relayed_and_held_intact(start_relay, sink: Sink, kind) -> None:
+    relay = await start_relay(policy=POLICY)
+    c = await session(relay.port)
+    assert (await raw_cmd(c, "MAIL FROM:<jürgen@shop.example.com> SMTPUTF8".encode())).startswith("250")
+    assert (await raw_cmd(c, "RCPT TO:<δοκιμή@παράδειγμα.example>".encode())).startswith("250")
+    assert (await c.cmd("DATA")).startswith("354")
+    subject = b"Subject: Gr\xc3\xbc\xc3\x9fe\r\n" if kind == "relay" else b""
+    body = b"From: j\xc3\xbcrgen@shop.example.com\r\n" + subject + b"\r\nhallo\r\n"
+    await c.send(body + b".\r\n")
+    reply = await c.reply()
+    await c.close()
+    if kind == "relay":
+        assert reply.startswith("250 2.0.0"), reply
+        [got] = sink.received
+        assert got.mail_from == "jürgen@shop.example.com" and "SMTPUTF8" in got.mail_params
+        assert got.rcpts[0][0] == "δοκιμή@παράδειγμα.example"
+        assert got.data.endswith(body)
+    else:
+        assert reply.startswith("250 2.6.0"), reply
+        [row] = relay.quarantine.rows()
+        assert row["mail_from"] == "jürgen@shop.example.com" and row["smtputf8"] == 1
+        assert relay.quarantine.raw(row["id"]) == body
