@@ -159,7 +159,7 @@ class Quarantine:
                         held.subject, json.dumps(held.findings), len(raw), held.queue_id,
                     ),
                 )
-        except sqlite3.Error as exc:
+        except Exception as exc:  # whatever stops the row (disk full, bad text), the file goes too
             final.unlink(missing_ok=True)
             raise QuarantineError(f"cannot index the held message: {exc}") from exc
         return hold_id
