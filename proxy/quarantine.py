@@ -8,6 +8,8 @@ missing file, and a file without a row (a crash between the two) is found by `au
 Layout (directory 0700, files 0600; recipient addresses are personal data):
   DIR/index.sqlite3     one row per held message
   DIR/msg/ID.eml        the exact bytes as received (before sendwarden's own headers)
+  DIR/lost+found/       files the start-up check found without an index row (see `repair`)
+  DIR/.lock             every process using the quarantine holds a shared lock on it
 IDs are opaque: 12 hex digits of milliseconds, then 12 random hex digits; sortable by age and
 never a path.
 """
@@ -15,6 +17,7 @@ never a path.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import os
 import re
@@ -22,12 +25,13 @@ import secrets
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
 SCHEMA_VERSION = 1
 ID_PATTERN = re.compile(r"^[0-9a-f]{24}$")
+LOST_AND_FOUND = "lost+found"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS held (
@@ -83,6 +87,19 @@ class Held:
     queue_id: str
 
 
+@dataclass(frozen=True)
+class Repair:
+    """What the start-up check found and did (see `Quarantine.repair`)."""
+
+    moved: list[str] = field(default_factory=list)  # files without a row, now in lost+found/
+    missing: list[str] = field(default_factory=list)  # rows without a file, now status 'missing'
+    partial: int = 0  # temporary files of interrupted writes, removed
+    skipped: bool = False  # another process had the quarantine open: nothing checked
+
+    def __bool__(self) -> bool:
+        return bool(self.moved or self.missing or self.partial or self.skipped)
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -97,6 +114,7 @@ class Quarantine:
         self.msg_dir = directory / "msg"
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
+        self._lock_fd: int | None = None
 
     def open(self) -> None:
         """Create the directory and index if needed (0700/0600). Idempotent."""
@@ -105,6 +123,9 @@ class Quarantine:
             self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
             self.msg_dir.mkdir(exist_ok=True, mode=0o700)
             db = sqlite3.connect(self.directory / "index.sqlite3", check_same_thread=False, isolation_level=None)
+            if self._lock_fd is None:
+                self._lock_fd = os.open(self.directory / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+                fcntl.flock(self._lock_fd, fcntl.LOCK_SH)
         finally:
             os.umask(old)
         db.execute("PRAGMA journal_mode=WAL")
@@ -126,6 +147,9 @@ class Quarantine:
         if self._db is not None:
             self._db.close()
             self._db = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the lock
+            self._lock_fd = None
 
     def path_of(self, hold_id: str) -> Path:
         if not valid_id(hold_id):
@@ -191,3 +215,46 @@ class Quarantine:
         with self._lock:
             rows = {r[0] for r in self.db.execute("SELECT id FROM held WHERE status = 'held'")}
         return sorted(files - rows), sorted(rows - files)
+
+    def repair(self) -> Repair:
+        """Bring index and files back in step after a crash; run at start-up, before listening.
+
+        - A file without a row is a hold that a crash cut short between the file and its row.
+          Its client was not told 250 (the reply waits for the row), so it will send the message
+          again; and its envelope lives only in the row, so it cannot be re-indexed. It is moved
+          to lost+found/ for people to look at (re-indexing it would duplicate the retry).
+        - A row without a file is a message that was acknowledged and then lost (the file is
+          synced before the row is written, so only outside interference does this). The row is
+          marked 'missing', so that nobody tries to release it, and reported.
+        - Temporary files of interrupted writes are removed: they were never acknowledged.
+
+        A second process with this quarantine open (another worker) may be between the file and
+        the row of a hold right now: unless the exclusive lock can be had, nothing is touched.
+        """
+        if self._db is None:
+            self.open()  # which takes the shared lock
+        assert self._lock_fd is not None
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_SH)
+            return Repair(skipped=True)
+        try:
+            orphans, missing = self.audit()
+            partial = [p for p in self.msg_dir.glob(".*.tmp")]
+            for path in partial:
+                path.unlink(missing_ok=True)
+            if orphans:
+                lost = self.directory / LOST_AND_FOUND
+                lost.mkdir(exist_ok=True, mode=0o700)
+                for hold_id in orphans:
+                    os.rename(self.path_of(hold_id), lost / f"{hold_id}.eml")
+                _fsync_dir(lost)
+            if orphans or partial:
+                _fsync_dir(self.msg_dir)
+            if missing:
+                with self._lock:
+                    self.db.executemany("UPDATE held SET status = 'missing' WHERE id = ?", [(m,) for m in missing])
+            return Repair(orphans, missing, len(partial))
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_SH)

@@ -19,7 +19,7 @@ from proxy.auth import Credentials
 from proxy.config import Config
 from proxy.policy.loader import Policy
 from proxy.policy.verdict import Reply, Verdict
-from proxy.quarantine import Quarantine
+from proxy.quarantine import LOST_AND_FOUND, Quarantine
 from proxy.relay import Upstream, make_upstream
 from proxy.smtp.handler import RelayHandler, client_ip
 from proxy.smtp.server import RelaySMTP
@@ -158,9 +158,14 @@ class Service:
 
     async def start(self) -> None:
         await asyncio.to_thread(self.quarantine.open)
-        orphans, missing = await asyncio.to_thread(self.quarantine.audit)
-        if orphans or missing:
-            log.warning("quarantine_out_of_step", files_without_index=orphans[:20], index_without_file=missing[:20])
+        repair = await asyncio.to_thread(self.quarantine.repair)
+        if repair:
+            # Rows without a file were acknowledged and are gone: that needs people (error).
+            (log.error if repair.missing else log.warning)(
+                "quarantine_out_of_step", files_without_index=repair.moved[:20], moved_to=LOST_AND_FOUND,
+                index_without_file=repair.missing[:20], marked="missing", partial_removed=repair.partial,
+                counts=[len(repair.moved), len(repair.missing)], skipped_other_process_open=repair.skipped,
+            )
         loop = asyncio.get_running_loop()
         for listener in self.config.file.listeners:
             host, port = listener.host_port
