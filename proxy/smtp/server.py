@@ -164,7 +164,9 @@ class RelaySMTP(SMTP):
         Returns (go on, the argument without them); on a bad parameter the 501 is already sent.
         """
         self.pending_dsn = {}
-        if arg is None or not self.session or not self.session.extended_smtp:
+        # Every DSN parameter has an "="; without one there is nothing to take out, and parsing
+        # the address (slow in aiosmtpd) is left to aiosmtpd's own, single pass.
+        if arg is None or "=" not in arg or not self.session or not self.session.extended_smtp:
             return True, arg
         stripped = self._strip_command_keyword(keyword, arg)
         if stripped is None:
@@ -188,6 +190,12 @@ class RelaySMTP(SMTP):
 
     @syntax("RCPT TO: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_RCPT(self, arg: str | None) -> None:
+        envelope = self.envelope
+        if envelope is not None and envelope.mail_from and len(envelope.rcpt_tos) >= self.relay_handler.settings.max_recipients:
+            # Full: refuse before parsing the address (about a millisecond in aiosmtpd), so that
+            # a flood of recipients costs the event loop next to nothing.
+            await self.push("452 4.5.3 Too many recipients")
+            return
         go_on, arg = await self._with_dsn("TO:", arg, _DSN_RCPT)
         if go_on:
             await super().smtp_RCPT(arg)
