@@ -6,7 +6,10 @@ a policy whose checks never look at HTML never pays for an HTML parse. Checks mu
 view as immutable.
 
 Hostile input is the norm here: every accessor degrades to an empty or partial answer and
-records a defect instead of raising, so a check can always judge.
+records a defect instead of raising, so a check can always judge. Where the view had to leave
+part of a message unseen (the parser gave up, or a bound below stopped the walk),
+`unjudgeable` says so, and the `message.unparseable` rule turns that into a finding: hiding
+content below the bounds must not get it past the checks.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import email.header
 from dataclasses import dataclass, field
 from email import message_from_bytes
+from email.parser import BytesParser
 from email.message import Message as EmailMessage
 from email.policy import compat32
 from email.policy import default as _default_policy
@@ -25,6 +29,17 @@ MAX_PARTS = 500
 MAX_DEPTH = 20
 MAX_HTML_BYTES = 2_000_000
 MAX_TEXT_CHARS = 2_000_000
+# The stdlib address parser is superlinear: 4 KB of addresses take about 0.1 s, 200 KB six
+# seconds of event loop. Longer address headers (no real From comes near) count as unparseable.
+MAX_ADDRESS_HEADER = 4096
+# One header value as decoded for checks; decoding costs about a microsecond a character. A
+# longer header (a 1 MB Subject) is cut to this, and the message counts as not judged in full.
+MAX_HEADER_CHARS = 65_536
+# The stdlib parser recurses per nested multipart and compiles a pattern per boundary (about a
+# millisecond a level, up to the recursion limit): a message that names more boundaries than
+# this is not parsed past its header section (a real message has a handful). Counted the cheap
+# way (two literal scans); odd casings still meet the recursion bound.
+MAX_BOUNDARIES = 100
 _HEADER_FACTORY = _default_policy.header_factory
 
 
@@ -64,7 +79,7 @@ def decode_header(value: str | None) -> str:
     """Decode an RFC 2047 header value to text; undecodable pieces are replaced, never raised."""
     if value is None:
         return ""
-    value = str(value)
+    value = str(value)[:MAX_HEADER_CHARS]
     if "=?" not in value:
         return " ".join(value.split())
     try:
@@ -106,10 +121,24 @@ class Message:
 
     raw: bytes
     _msg: EmailMessage = field(repr=False, compare=False)
+    parse_problem: str = ""  # why the parser could not take the whole message ("" if it could)
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> "Message":
-        return cls(raw=raw, _msg=message_from_bytes(raw, policy=compat32))
+        if raw.count(b"oundary") + raw.count(b"OUNDARY") > MAX_BOUNDARIES:
+            problem = f"more than {MAX_BOUNDARIES} MIME boundaries"
+        else:
+            try:
+                return cls(raw=raw, _msg=message_from_bytes(raw, policy=compat32))
+            except RecursionError:
+                problem = "MIME parts nested too deep to parse"
+            except Exception as exc:  # the stdlib parser records defects; this is a last resort
+                problem = f"the parser failed: {type(exc).__name__}"
+        try:  # keep what can be had: the header section
+            msg = BytesParser(policy=compat32).parsebytes(raw, headersonly=True)
+        except Exception:
+            msg = EmailMessage(policy=compat32)
+        return cls(raw=raw, _msg=msg, parse_problem=problem)
 
     # -- headers -----------------------------------------------------------------------------
 
@@ -138,6 +167,9 @@ class Message:
         the stdlib's RFC 5322 parser; an unparseable group yields an empty address."""
         out: list[tuple[str, str]] = []
         for value in self.raw_headers(name):
+            if len(value) > MAX_ADDRESS_HEADER:
+                out.append(("", ""))
+                continue
             try:
                 parsed = _HEADER_FACTORY(name, value)
                 addrs = parsed.addresses  # type: ignore[attr-defined]
@@ -161,18 +193,37 @@ class Message:
 
     # -- body --------------------------------------------------------------------------------
 
-    def _walk(self) -> Iterator[EmailMessage]:
-        """Walk the MIME tree, bounded in parts and depth against hostile nesting."""
+    @cached_property
+    def _parts(self) -> tuple[tuple[EmailMessage, ...], str]:
+        """Every MIME part, bounded in number and depth against hostile nesting, and why the
+        walk stopped short ("" when it saw every part)."""
+        parts: list[EmailMessage] = []
+        stopped = ""
         stack: list[tuple[EmailMessage, int]] = [(self._msg, 0)]
-        seen = 0
-        while stack and seen < MAX_PARTS:
+        while stack:
+            if len(parts) >= MAX_PARTS:
+                stopped = f"more than {MAX_PARTS} MIME parts"
+                break
             part, depth = stack.pop()
-            seen += 1
-            yield part
-            if part.is_multipart() and depth < MAX_DEPTH:
+            parts.append(part)
+            if part.is_multipart():
                 payload = part.get_payload()
-                if isinstance(payload, list):
+                if isinstance(payload, list) and payload:
+                    if depth >= MAX_DEPTH:
+                        stopped = f"MIME parts nested deeper than {MAX_DEPTH} levels"
+                        continue
                     stack.extend((p, depth + 1) for p in reversed(payload) if isinstance(p, EmailMessage))
+        return tuple(parts), stopped
+
+    def _walk(self) -> Iterator[EmailMessage]:
+        return iter(self._parts[0])
+
+    @cached_property
+    def unjudgeable(self) -> str:
+        """Why part of the message stayed unseen by the checks ("" when none did)."""
+        if any(len(value) > MAX_HEADER_CHARS for _, value in self._msg.raw_items()):
+            return f"a header longer than {MAX_HEADER_CHARS} characters"
+        return self.parse_problem or self._parts[1]
 
     @cached_property
     def _bodies(self) -> tuple[list[EmailMessage], list[EmailMessage], list[EmailMessage]]:
