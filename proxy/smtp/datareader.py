@@ -14,8 +14,6 @@ from dataclasses import dataclass
 
 END = b"\r\n.\r\n"
 _BARE = re.compile(rb"\r(?!\n)|(?<!\r)\n")
-# Lines longer than RFC 5321's limit; built once per limit.
-_LONG_LINE: dict[int, re.Pattern[bytes]] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,11 +29,10 @@ class DataResult:
     error: str = ""
 
 
-def _long_line(limit: int) -> re.Pattern[bytes]:
-    pattern = _LONG_LINE.get(limit)
-    if pattern is None:
-        pattern = _LONG_LINE[limit] = re.compile(rb"[^\r\n]{%d}" % (limit + 1))
-    return pattern
+def longest_line(data: bytes) -> int:
+    """The length of the longest CRLF-delimited line. Linear: a search for a run of more than
+    998 non-CRLF bytes backtracks at every position (two minutes for 25 MB of 990-byte lines)."""
+    return max(map(len, data.split(b"\r\n")))
 
 
 def unstuff(data: bytes) -> bytes:
@@ -107,6 +104,6 @@ async def read_data(
         data = normalize_line_endings(unstuff(data))
     else:
         data = unstuff(data)
-    if len(data) > max_line and _long_line(max_line).search(data):
+    if len(data) > max_line and longest_line(data) > max_line:
         return DataResult(None, len(data), "line_too_long")
     return DataResult(data, len(data))
