@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger("sendwarden.smtp")
 _EXTENSIONS = ("250-PIPELINING", "250-ENHANCEDSTATUSCODES", "250-DSN")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_UNPRINTABLE = re.compile(r"[^\x21-\x7e]")
 
 
 @dataclass
@@ -81,7 +82,9 @@ def received_header(hostname: str, session: Session, queue_id: str, rcpts: list[
         proto += "S"
     if session.authenticated:
         proto += "A"
-    helo = (session.host_name or "unknown").replace("\r", "").replace("\n", "")[:200]
+    # The client's words, in a header of the message: printable ASCII only (no control bytes,
+    # no undecodable bytes, nothing 8-bit in a header of a message that may not allow it).
+    helo = _UNPRINTABLE.sub("?", session.host_name or "unknown")[:200]
     ip = client_ip(session)
     literal = f"IPv6:{ip}" if ":" in ip else ip
     rcpt = f"\r\n\tfor <{rcpts[0].address}>" if len(rcpts) == 1 else ""

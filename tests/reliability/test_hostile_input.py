@@ -196,3 +196,20 @@ async def test_long_line_check_is_linear(start_relay, sink: Sink, line) -> None:
     assert sink.received[0].data.endswith(data)
     assert seconds < 10  # was over 30 for the 990-byte lines
     record(f"4 MB message of {line}-byte lines", seconds=round(seconds, 2))
+
+
+async def test_helo_bytes_never_reach_the_trace_header_raw(start_relay, sink: Sink) -> None:
+    """Regression: the EHLO argument went into the Received header as sent, less CR and LF:
+    NUL, other control bytes and undecodable 8-bit bytes were injected into the relayed
+    message's header section."""
+    relay = await start_relay(policy=POLICY)
+    c = await session(relay.port, ehlo=b"EHLO h\xff\xfe\x00\x01\x1b[2Jst")
+    assert (await c.cmd("MAIL FROM:<news@shop.example.com>")).startswith("250")
+    assert (await c.cmd("RCPT TO:<a@example.org>")).startswith("250")
+    assert (await c.cmd("DATA")).startswith("354")
+    await c.send(HEAD + b"body\r\n.\r\n")
+    assert (await c.reply()).startswith("250 2.0.0")
+    await c.close()
+    [got] = sink.received
+    trace = got.data.split(b"\r\n\tby ", 1)[0]
+    assert trace == b"Received: from h?????[2Jst ([127.0.0.1])"
