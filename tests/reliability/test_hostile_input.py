@@ -213,3 +213,141 @@ async def test_helo_bytes_never_reach_the_trace_header_raw(start_relay, sink: Si
     [got] = sink.received
     trace = got.data.split(b"\r\n\tby ", 1)[0]
     assert trace == b"Received: from h?????[2Jst ([127.0.0.1])"
+
+
+async def test_commands_longer_than_rfc_5321_allows(start_relay) -> None:
+    """RFC 5321 4.5.3.1.4: a command line is at most 512 octets. Longer ones (just over, over
+    the reader's 64 KB buffer, 5 MB without a line end) get 500 5.5.2 and the session goes on;
+    none of them is buffered whole."""
+    relay = await start_relay(policy=POLICY)
+    c = await session(relay.port)
+    for line in (b"NOOP " + b"a" * 600, b"MAIL FROM:<" + b"a" * 70_000 + b"@shop.example.com>",
+                 b"RCPT TO:<" + b"b" * 5_000_000 + b"@example.org>"):
+        assert (await raw_cmd(c, line)).startswith("500 5.5.2 Command line too long")
+    # The session is in step: a normal transaction works.
+    assert (await c.cmd("MAIL FROM:<" + "a" * 64 + "@shop.example.com>")).startswith("250")
+    assert (await c.cmd("RCPT TO:<a@example.org>")).startswith("250")
+    await c.close()
+
+
+async def test_nul_bytes_in_commands_are_refused(start_relay) -> None:
+    relay = await start_relay(policy=POLICY)
+    c = await session(relay.port)
+    assert (await raw_cmd(c, b"NO\x00OP")).startswith("500 5.5.2")
+    assert (await raw_cmd(c, b"MAIL FROM:<news@shop.example.com>\x00 SIZE=10")).startswith("501 5.5.4")
+    assert (await raw_cmd(c, b"\x00\x00\x00")).startswith("500 5.5.2")
+    assert (await c.cmd("NOOP")).startswith("250")
+    await c.close()
+
+
+async def test_data_out_of_order_is_refused(start_relay, sink: Sink) -> None:
+    relay = await start_relay(policy=POLICY)
+    c = await session(relay.port)
+    assert (await c.cmd("DATA")).startswith("503 5.5.1")  # no MAIL
+    assert (await c.cmd("MAIL FROM:<news@shop.example.com>")).startswith("250")
+    assert (await c.cmd("DATA")).startswith("503 5.5.1")  # no RCPT
+    assert (await c.cmd("RCPT TO:<\xff@example.org>")).startswith("553")
+    assert (await c.cmd("DATA")).startswith("503 5.5.1")  # no accepted RCPT
+    await c.close()
+    assert sink.received == []
+
+
+async def test_pipelining_hundreds_of_commands_in_one_write(start_relay, sink: Sink) -> None:
+    """Replies come back complete and in order, and a transaction at the end still works."""
+    relay = await start_relay(policy=POLICY)
+    c = await session(relay.port)
+    batch = b"NOOP\r\nRSET\r\nHELP\r\n" * 200 + b"MAIL FROM:<news@shop.example.com>\r\n" + b"RCPT TO:<a@example.org>\r\n" * 300 + b"DATA\r\n"
+    await c.send(batch)
+    replies = [await c.reply() for _ in range(600 + 1 + 300 + 1)]
+    assert all(r.startswith("250") for r in replies[0:600:3]) and all(r.startswith("250") for r in replies[1:600:3])
+    assert replies[600].startswith("250 2.1.0") and all(r.startswith("250 2.1.5") for r in replies[601:901])
+    assert replies[901].startswith("354")
+    await c.send(HEAD + b"body\r\n.\r\nQUIT\r\n")
+    assert (await c.reply()).startswith("250 2.0.0")
+    assert (await c.reply()).startswith("221")
+    await c.close()
+    assert len(sink.received) == 1 and len(sink.received[0].rcpts) == 300
+
+
+async def test_an_outsider_pipelining_a_whole_transaction_gets_nothing_through(start_relay, sink: Sink) -> None:
+    """An outsider (127.0.0.2) sends MAIL, RCPT, DATA, a message and more commands hidden in it,
+    all in one write: MAIL is refused, so the message lines arrive as commands; after a few
+    unknown ones the relay hangs up, and nothing reaches the upstream."""
+    relay = await start_relay(policy=POLICY)
+    c = await RawClient.connect(relay.port, local="127.0.0.2")
+    await c.reply()
+    await c.send(b"EHLO outsider.test\r\nMAIL FROM:<news@shop.example.com>\r\nRCPT TO:<victim@example.org>\r\nDATA\r\n"
+                 + HEAD + b"line one\r\nline two\r\nMAIL FROM:<x@shop.example.com>\r\nRCPT TO:<v2@example.org>\r\nDATA\r\n"
+                 + HEAD + b"x\r\nline\r\nline\r\nline\r\nline\r\nline\r\n.\r\n")
+    replies = []
+    try:
+        while True:
+            replies.append(await c.reply(timeout=5))
+    except ConnectionError:
+        pass
+    await c.close()
+    assert replies[1].startswith("554 5.7.1")
+    assert not any(r.startswith("354") for r in replies)
+    assert replies[-1].startswith("502 5.5.1 Too many unrecognized commands")
+    assert sink.received == [] and sink.connections == 0
+
+
+async def test_slow_drip_client_loses_to_the_timeout(start_relay, sink: Sink) -> None:
+    """One byte a second: the command timeout (2 s here) counts from the last complete command,
+    so a dripped command never resets it; during DATA the data timeout (3 s here) bounds the
+    whole upload. Both times the relay closes the connection, and nothing is relayed."""
+    relay = await start_relay({"timeouts": {"command": 2, "data": 3}}, policy=POLICY)
+
+    async def drip(c: RawClient, data: bytes) -> float:
+        started = time.monotonic()
+        try:
+            for byte in data:
+                await c.send(bytes([byte]))
+                await asyncio.sleep(1)
+        except (ConnectionError, OSError):
+            pass
+        try:
+            rest = await asyncio.wait_for(c.reader.read(), 10)
+        except ConnectionError:  # the write that found the connection closed
+            rest = b""
+        assert rest == b""  # closed, not answered
+        return time.monotonic() - started
+
+    c = await RawClient.connect(relay.port)
+    await c.reply()
+    in_command = await drip(c, b"EHLO dripping.example.org\r\n")
+    await c.close()
+    c = await session(relay.port)
+    assert (await c.cmd("MAIL FROM:<news@shop.example.com>")).startswith("250")
+    assert (await c.cmd("RCPT TO:<a@example.org>")).startswith("250")
+    assert (await c.cmd("DATA")).startswith("354")
+    in_data = await drip(c, HEAD + b"a slow body\r\n" * 5 + b".\r\n")
+    await c.close()
+    assert in_command < 2 + 2.5 and in_data < 3 + 2.5
+    assert sink.received == []
+    record("slow-drip client", closed_in_command_after_s=round(in_command, 1), closed_in_data_after_s=round(in_data, 1))
+
+
+PROBES = [b"\n.\n", b"\n.\r\n", b"\r.\n", b"\r.\r\n", b"\r\n.\r", b"\r\n.\n"]
+
+
+@pytest.mark.parametrize("probe", PROBES, ids=[p.decode().encode("unicode_escape").decode() for p in PROBES])
+async def test_smuggling_probes_split_across_writes(start_relay, sink: Sink, probe) -> None:
+    """tests/test_smuggling.py sends each published probe in one write; here the bytes around
+    it arrive one TCP write at a time, so that every chunk boundary the DATA reader can see falls
+    inside the sequence. Still refused, still no second message."""
+    relay = await start_relay(policy=POLICY)
+    c = await session(relay.port)
+    assert (await c.cmd("MAIL FROM:<news@shop.example.com>")).startswith("250")
+    assert (await c.cmd("RCPT TO:<a@example.org>")).startswith("250")
+    assert (await c.cmd("DATA")).startswith("354")
+    await c.send(HEAD + b"first")
+    tail = probe + b"MAIL FROM:<admin@bank.example>\r\nRCPT TO:<victim@example.org>\r\nDATA\r\n" + HEAD + b"smuggled\r\n.\r\n"
+    for i in range(len(tail)):
+        await c.send(tail[i:i + 1])
+        await asyncio.sleep(0)
+    reply = await c.reply()
+    assert reply.startswith("550 5.6.0") and "Bare CR or LF" in reply
+    assert (await c.cmd("NOOP")).startswith("250")
+    await c.close()
+    assert sink.received == []
