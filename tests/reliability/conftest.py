@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
-from typing import Any
+from pathlib import Path
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from tests.reliability.serveproc import ServeProcess
 
 SCALE = max(1, int(os.environ.get("SENDWARDEN_SCALE", "1")))
 # name -> figures; printed at the end of the run (and kept for the closing report).
@@ -41,3 +46,21 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             f"accepted-then-lost={totals['lost']}, duplicates at upstream={totals['duplicates']}"
         )
 
+
+
+@pytest.fixture
+async def serve(tmp_path: Path, cli_env: dict[str, str]) -> AsyncIterator[Callable[..., Awaitable[ServeProcess]]]:
+    """Factory: start a `sendwarden serve` subprocess (stopped, or killed, at the end)."""
+    started: list[ServeProcess] = []
+
+    async def start(upstream: str, extra: dict[str, Any] | None = None, policy: str | None = None,
+                    preexec: Callable[[], None] | None = None) -> ServeProcess:
+        proc = ServeProcess(tmp_path, upstream, cli_env, extra, policy, preexec)
+        started.append(proc)
+        return await proc.start()
+
+    yield start
+    for proc in started:
+        if proc.proc is not None and proc.proc.returncode is None:
+            proc.proc.kill()
+            await proc.proc.wait()
