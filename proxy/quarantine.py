@@ -100,6 +100,15 @@ class Repair:
         return bool(self.moved or self.missing or self.partial or self.skipped)
 
 
+def _discard(path: Path) -> None:
+    """Remove what a failed hold left, if the filesystem lets us: on a read-only or broken one
+    it cannot, and the original error is the one to report."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -170,7 +179,7 @@ class Quarantine:
             os.rename(tmp, final)
             _fsync_dir(self.msg_dir)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
+            _discard(tmp)
             raise QuarantineError(f"cannot write the held message: {exc.strerror or exc}") from exc
         try:
             with self._lock:
@@ -184,7 +193,7 @@ class Quarantine:
                     ),
                 )
         except Exception as exc:  # whatever stops the row (disk full, bad text), the file goes too
-            final.unlink(missing_ok=True)
+            _discard(final)
             raise QuarantineError(f"cannot index the held message: {exc}") from exc
         return hold_id
 
