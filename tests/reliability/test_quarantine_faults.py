@@ -4,12 +4,19 @@ brings index and files back in step and says what it did."""
 
 from __future__ import annotations
 
+import os
+import resource
+import subprocess
+from pathlib import Path
+from typing import Callable, Iterator
+
 import aiosmtplib
 import pytest
 from structlog.testing import capture_logs
 
 from proxy.quarantine import Held, Quarantine, QuarantineError, Repair, new_id
-from tests.reliability.harness import POLICY, SENDER, make_message
+from tests.reliability.conftest import record
+from tests.reliability.harness import POLICY, SENDER, Ledger, make_message, reconcile, send_all
 
 
 async def send_one(port: int, data: bytes) -> tuple[int, str]:
@@ -99,3 +106,126 @@ def test_repair_keeps_its_hands_off_while_another_process_has_the_quarantine_ope
     assert starting.repair() == Repair([orphan], [gone], 1)
     assert starting.audit() == ([], [])
     starting.close()
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(args), capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture
+def small_fs(tmp_path) -> Iterator[Path]:
+    """A real, small filesystem: an 8 MB ext4 image mounted through a loop device."""
+    image, mnt = tmp_path / "fs.img", tmp_path / "mnt"
+    mnt.mkdir()
+    with open(image, "wb") as fh:
+        fh.truncate(8 * 1024 * 1024)
+    made = run("mkfs.ext4", "-q", "-F", "-m", "0", str(image))
+    assert made.returncode == 0, made.stderr
+    mounted = run("mount", "-o", "loop", str(image), str(mnt))
+    if mounted.returncode != 0:
+        pytest.skip(f"mounting a filesystem image is not permitted here: {mounted.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        run("umount", str(mnt))
+
+
+def fill(fs: Path, leave: int) -> Path:
+    """Take all free space but `leave` bytes."""
+    st = os.statvfs(fs)
+    filler = fs / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        os.posix_fallocate(fd, 0, st.f_bfree * st.f_frsize - leave)
+    finally:
+        os.close(fd)
+    return filler
+
+
+async def test_quarantine_disk_full_answers_4xx_never_250(small_fs, start_relay, sink, tmp_path) -> None:
+    """The quarantine on a filesystem that fills up: holds succeed while there is room, then
+    every hold is answered 451 4.3.0 (the client keeps the message and retries); nothing that
+    was answered 250 is missing; relaying is not affected; with room again, holds resume."""
+    qdir = small_fs / "quarantine"
+    relay = await start_relay({"quarantine": {"directory": str(qdir)}}, policy=POLICY)
+    filler = fill(small_fs, leave=600_000)
+    ledger = Ledger()
+    held_ = [ledger.new("quarantine", size=100_000) for _ in range(12)]
+    relayed = [ledger.new("relay", size=100_000) for _ in range(6)]
+    await send_all(relay.port, ledger, held_ + relayed, workers=1, tries=1)
+    first = [s.final[:9] for s in held_]
+    assert "250 2.6.0" in first and "451 4.3.0" in first, first
+    assert first.index("451 4.3.0") > 0 and all(s.final.startswith("250 2.0.0") for s in relayed)
+    assert [p for p in (qdir / "msg").iterdir() if p.name.startswith(".")] == []  # no half-written files
+    assert relay.quarantine.audit() == ([], [])
+
+    filler.unlink()
+    await send_all(relay.port, ledger, [s for s in held_ if not s.accepted], workers=1, tries=1)
+    r = reconcile(ledger, sink, qdir)
+    record("quarantine disk full (8 MB ext4 image, loop mount)", messages=r.messages, attempts=r.attempts,
+           faults=first.count("451 4.3.0"), accepted=r.accepted, held=r.held, lost=len(r.lost),
+           duplicates=r.duplicate_copies)
+    assert r.violations() == {}
+    assert r.held == len(held_) and r.relayed == len(relayed)
+
+
+@pytest.fixture
+def read_only(tmp_path) -> Iterator[Callable[[Path], None]]:
+    """Make a directory read-only for real: a read-only bind mount of it onto itself (EROFS for
+    every new file, root included), undone at the end."""
+    mounted: list[Path] = []
+
+    def make(path: Path) -> None:
+        done = run("mount", "--bind", str(path), str(path))
+        if done.returncode != 0:
+            pytest.skip(f"bind mounts are not permitted here: {done.stderr.strip()}")
+        mounted.append(path)
+        ro = run("mount", "-o", "remount,bind,ro", str(path))
+        assert ro.returncode == 0, ro.stderr
+
+    yield make
+    for path in reversed(mounted):
+        run("umount", str(path))
+
+
+async def test_quarantine_read_only_answers_4xx_never_250(read_only, start_relay, sink, tmp_path) -> None:
+    qdir = tmp_path / "var" / "quarantine"
+    relay = await start_relay(policy=POLICY)
+    ledger = Ledger()
+    before = ledger.new("quarantine")
+    await send_all(relay.port, ledger, [before], workers=1, tries=1)
+    assert before.final.startswith("250 2.6.0")
+
+    read_only(qdir)
+    during = [ledger.new("quarantine") for _ in range(5)] + [ledger.new("relay")]
+    await send_all(relay.port, ledger, during, workers=1, tries=1)
+    assert [s.final[:9] for s in during] == ["451 4.3.0"] * 5 + ["250 2.0.0"]
+    assert "Read-only file system" in during[0].final
+
+    run("umount", str(qdir))
+    await send_all(relay.port, ledger, during[:5], workers=1, tries=1)
+    r = reconcile(ledger, sink, qdir)
+    record("quarantine read-only (read-only bind mount)", messages=r.messages, attempts=r.attempts, faults=5,
+           accepted=r.accepted, lost=len(r.lost), duplicates=r.duplicate_copies)
+    assert r.violations() == {} and r.held == 6
+
+
+async def test_quarantine_file_size_limit_answers_4xx(serve, sink, tmp_path) -> None:
+    """Without mounting anything (so also where that is not permitted): the relay process runs
+    under RLIMIT_FSIZE, so writing a held message larger than 1 MB fails with EFBIG, as a full
+    disk fails a write. 451 4.3.0 for that one, smaller ones are held."""
+
+    def limit_file_size() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1024 * 1024, 1024 * 1024))
+
+    relay = await serve(sink.url, None, POLICY, preexec=limit_file_size)
+    ledger = Ledger()
+    msgs = [ledger.new("quarantine", size=n) for n in (10_000, 2_000_000, 500_000, 3_000_000, 20_000)]
+    await send_all(relay.port, ledger, msgs, workers=1, tries=1)
+    assert [s.final[:9] for s in msgs] == ["250 2.6.0", "451 4.3.0", "250 2.6.0", "451 4.3.0", "250 2.6.0"]
+    assert "File too large" in msgs[1].final
+    assert await relay.stop() == 0
+    r = reconcile(ledger, sink, tmp_path / "var" / "quarantine")
+    record("quarantine write limit (RLIMIT_FSIZE on the serve process)", messages=r.messages, faults=2,
+           accepted=r.accepted, lost=len(r.lost))
+    assert r.violations() == {} and r.held == 3
