@@ -5,8 +5,9 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-stamp
 # Debian packages the tests drive as independent, real peers (postfix: smtp-source, the load
-# generator of the reliability harness; it is installed preseeded so that no daemon is set up).
-DEBS    := swaks postfix
+# generator of the reliability harness; it is installed preseeded so that no daemon is set up;
+# e2fsprogs: mkfs.ext4 for the small filesystem a quarantine fills up).
+DEBS    := swaks postfix e2fsprogs
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test deps sysdeps clean
