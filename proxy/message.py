@@ -14,6 +14,7 @@ content below the bounds must not get it past the checks.
 
 from __future__ import annotations
 
+import email.errors
 import email.header
 from dataclasses import dataclass, field
 from email import message_from_bytes
@@ -84,7 +85,7 @@ def decode_header(value: str | None) -> str:
         return " ".join(value.split())
     try:
         parts = email.header.decode_header(value)
-    except (ValueError, LookupError, AssertionError):
+    except (ValueError, LookupError, AssertionError, email.errors.MessageError):  # bad base64 in an encoded word
         return " ".join(value.split())
     out = []
     for chunk, charset in parts:
@@ -235,7 +236,8 @@ class Message:
             if part.is_multipart():
                 continue
             ctype = part.get_content_type()
-            disposition = (part.get("Content-Disposition") or "").split(";")[0].strip().lower()
+            # str(): compat32 hands back a Header object when the value has 8-bit bytes
+            disposition = str(part.get("Content-Disposition") or "").split(";")[0].strip().lower()
             if disposition == "attachment" or (part.get_filename() and disposition != "inline"):
                 attachments.append(part)
             elif ctype == "text/plain":
