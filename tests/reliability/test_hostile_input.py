@@ -351,3 +351,13 @@ async def test_smuggling_probes_split_across_writes(start_relay, sink: Sink, pro
     assert (await c.cmd("NOOP")).startswith("250")
     await c.close()
     assert sink.received == []
+
+
+async def test_nul_bytes_in_the_message_are_judged_and_relayed_byte_for_byte(start_relay, sink: Sink) -> None:
+    """RFC 5322 counts NUL in a body as obsolete syntax that must still be accepted; like
+    Postfix by default, sendwarden judges such a message and forwards it unchanged."""
+    relay = await start_relay(policy=POLICY)
+    body = b"From: news@shop.example.com\r\nSubject: nul\x00 in subject\r\n\r\nbinary \x00\x00 junk\xff\r\n"
+    reply = await send_data(relay.port, body)
+    assert reply.startswith("250 2.0.0"), reply
+    assert sink.received[0].data.endswith(body)
