@@ -176,7 +176,7 @@ async def smtp_source(port: int, ledger: Ledger, *, messages: int, sessions: int
             *args, f"127.0.0.1:{port}", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT))
     outputs = await asyncio.gather(*(p.communicate() for p in procs))
     replies: list[str] = []
-    for (out, _), proc in zip(outputs, procs):
+    for (out, _), proc in zip(outputs, procs, strict=True):
         lines = out.decode("utf-8", "replace").splitlines()
         after_dot = False
         for line in lines:

@@ -8,19 +8,11 @@ import asyncio
 import json
 import os
 import signal
-import socket
 from pathlib import Path
 from typing import Any, Callable
 
 from tests.conftest import SENDWARDEN, merge
-
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+from tests.test_serve_process import free_port
 
 
 def to_toml(data: dict[str, Any]) -> str:

@@ -10,7 +10,6 @@ import os
 import re
 import socket
 import threading
-from pathlib import Path
 from typing import Iterator
 
 import pytest

@@ -10,25 +10,12 @@ import subprocess
 from pathlib import Path
 from typing import Callable, Iterator
 
-import aiosmtplib
 import pytest
 from structlog.testing import capture_logs
 
 from proxy.quarantine import Held, Quarantine, QuarantineError, Repair, new_id
 from tests.reliability.conftest import record
-from tests.reliability.harness import POLICY, SENDER, Ledger, make_message, reconcile, send_all
-
-
-async def send_one(port: int, data: bytes) -> tuple[int, str]:
-    client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False, timeout=20)
-    await client.connect()
-    try:
-        _, text = await client.sendmail(SENDER, ["reader@example.org"], data)
-        return 250, text
-    except aiosmtplib.SMTPResponseException as exc:
-        return exc.code, exc.message
-    finally:
-        client.close()
+from tests.reliability.harness import POLICY, Ledger, reconcile, send_all
 
 
 def held(**changes: object) -> Held:
@@ -84,8 +71,10 @@ async def test_start_up_repairs_an_out_of_step_quarantine(start_relay, sink, tmp
     assert relay.quarantine.get(kept)["status"] == "held"
     assert relay.quarantine.audit() == ([], [])
     # And it holds new messages as before.
-    code, _ = await send_one(relay.port, make_message("<after@repair.test>", "quarantine"))
-    assert code == 250 and relay.quarantine.count() == 2
+    ledger = Ledger()
+    after = ledger.new("quarantine")
+    await send_all(relay.port, ledger, [after], workers=1, tries=1)
+    assert after.final.startswith("250 2.6.0") and relay.quarantine.count() == 2
 
 
 async def test_a_clean_quarantine_starts_without_a_word(start_relay) -> None:

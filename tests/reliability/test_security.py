@@ -112,7 +112,7 @@ async def test_auth_guessing_is_slowed_logged_and_cut_off(start_relay, sink: Sin
     with capture_logs() as logs:
         await client.connect()
         await client.ehlo()
-        answers, started = [], time.monotonic()
+        answers = []
         for guess, login in (("guess-1", client.auth_plain), ("guess-2", client.auth_login), ("guess-3", client.auth_plain)):
             t = time.monotonic()
             with pytest.raises(aiosmtplib.SMTPResponseException) as exc:

@@ -35,6 +35,19 @@ def check(name: str, r: Reconciliation, sink: Sink, **extra: object) -> None:
     assert r.violations() == {}
 
 
+def nth_data(faults: dict[int, str], period: int):  # noqa: ANN201
+    """A fault hook: the n-th DATA (counted from 1) gets faults[n % period], the others none."""
+    count = {"data": 0}
+
+    def fault(step: str) -> str:
+        if step != "data":
+            return ""
+        count["data"] += 1
+        return faults.get(count["data"] % period, "")
+
+    return fault
+
+
 def mixed(ledger: Ledger, n: int, weights: tuple[int, int, int] = (80, 15, 5), size_every: int = 0) -> list:
     rng = random.Random(n)
     out = []
@@ -85,16 +98,7 @@ async def test_upstream_hanging_mid_data(start_relay, sink: Sink, tmp_path) -> N
     assert big.replies == [big.final] and big.final.startswith("451 4.4.1"), big.replies
     assert waited < relay.settings.upstream_budget
 
-    count = {"data": 0}
-
-    def fault(step: str) -> str:
-        if step != "data":
-            return ""
-        count["data"] += 1
-        n = count["data"]
-        return "stall" if n % 10 == 3 else ("hang" if n % 10 == 7 else "")
-
-    sink.behaviour.fault = fault
+    sink.behaviour.fault = nth_data({3: "stall", 7: "hang"}, 10)
     msgs = [ledger.new("relay") for _ in range(scaled(120))]
     started = time.monotonic()
     await send_all(relay.port, ledger, msgs, workers=12, tries=8)
@@ -115,16 +119,7 @@ async def test_upstream_dropping_after_data(start_relay, sink: Sink, tmp_path) -
     connection without a reply, sometimes after queueing it. sendwarden answers 451 4.4.1 every
     time; the client sends again; the copies the upstream had queued become duplicates, counted
     here, and no message is ever lost."""
-    count = {"data": 0}
-
-    def fault(step: str) -> str:
-        if step != "data":
-            return ""
-        count["data"] += 1
-        n = count["data"]
-        return "drop_queued" if n % 6 == 1 else ("drop" if n % 6 == 4 else "")
-
-    sink.behaviour.fault = fault
+    sink.behaviour.fault = nth_data({1: "drop_queued", 4: "drop"}, 6)
     relay = await start_relay(FAST_TIMEOUTS, policy=POLICY)
     ledger = Ledger()
     msgs = mixed(ledger, scaled(300), weights=(100, 0, 0))
