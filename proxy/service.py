@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import resource
 import signal
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -26,6 +27,20 @@ from proxy.smtp.server import RelaySMTP
 from proxy.tls import dev_pair, server_context
 
 log = structlog.get_logger("sendwarden.service")
+# Descriptors besides the client connections and their upstream connections: listeners, the
+# quarantine index and its journal, the log, the event loop's own, a hold in flight.
+SPARE_FILES = 64
+
+
+def open_files_limit(wanted: int) -> int:
+    """Raise this process's soft open-files limit towards `wanted`, as far as the hard limit
+    allows; return the soft limit in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    return wanted if soft == resource.RLIM_INFINITY else soft
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +104,7 @@ class Service:
         elif f.tls.dev_cert:
             self.tls_context = server_context(*dev_pair(config.state_dir, f.hostname))
         self.sessions: set[RelaySMTP] = set()
+        self.max_connections = f.limits.max_connections  # lowered at start when descriptors are short
         self.per_client: collections.Counter[str] = collections.Counter()
         self.closing = False
         self.servers: list[asyncio.Server] = []
@@ -102,7 +118,7 @@ class Service:
         peer = transport.get_extra_info("peername")
         ip = str(peer[0]) if isinstance(peer, tuple) else str(peer)
         limits = self.config.file.limits
-        if self.closing or len(self.sessions) >= limits.max_connections or self.per_client[ip] >= limits.max_connections_per_client:
+        if self.closing or len(self.sessions) >= self.max_connections or self.per_client[ip] >= limits.max_connections_per_client:
             log.warning("connection_refused", client=ip, sessions=len(self.sessions), from_client=self.per_client[ip])
             return False
         self.sessions.add(server)
@@ -156,7 +172,20 @@ class Service:
 
         return factory
 
+    def _fit_connection_limit(self) -> None:
+        """Each client connection needs a descriptor, and one more for the upstream connection
+        that relays its message. Past the process's open-files limit, accept() fails in a loop
+        (clients hang without a greeting, the log floods): so raise the limit, and where it
+        cannot go high enough, lower the connection limit, so that the 421 answers instead."""
+        configured = self.config.file.limits.max_connections
+        limit = open_files_limit(2 * configured + SPARE_FILES)
+        self.max_connections = min(configured, max(1, (limit - SPARE_FILES) // 2))
+        if self.max_connections < configured:
+            log.warning("connection_limit_lowered", configured=configured, effective=self.max_connections,
+                        open_files_limit=limit, remedy=f"raise the open-files limit to {2 * configured + SPARE_FILES}")
+
     async def start(self) -> None:
+        self._fit_connection_limit()
         await asyncio.to_thread(self.quarantine.open)
         repair = await asyncio.to_thread(self.quarantine.repair)
         if repair:

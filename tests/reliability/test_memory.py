@@ -161,3 +161,34 @@ async def test_a_client_that_pipelines_without_reading_replies_is_held_back(serv
     await asyncio.sleep(0.5)
     await warm_up(relay.port)  # and it serves the next client as usual
     assert await relay.stop() == 0
+
+
+async def test_an_open_files_limit_below_the_connection_limit_lowers_it(serve, sink: Sink) -> None:
+    """Regression: with limits.max_connections (1,000 by default) above what the process's
+    open-files limit allows (1,024 is a common default), accept() failed in a loop: clients hung
+    without a greeting instead of getting 421, and the log took tens of thousands of traceback
+    lines a second. Now the relay raises its soft limit to the hard one and, if that is still
+    short, lowers its connection limit to fit, and says so."""
+
+    def few_files() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (128, 256))
+
+    relay = await serve(sink.url, {"limits": {"max_connections": 1000, "max_connections_per_client": 1000}}, POLICY,
+                        preexec=few_files)
+    [lowered] = [e for e in relay.events() if e["event"] == "connection_limit_lowered"]
+    assert (lowered["configured"], lowered["effective"], lowered["open_files_limit"]) == (1000, 96, 256)
+    clients = []
+    try:
+        replies = []
+        for _ in range(120):
+            c = await RawClient.connect(relay.port)
+            clients.append(c)
+            replies.append((await c.reply())[:9])
+        assert replies == ["220 relay"] * 96 + ["421 4.7.0"] * 24
+    finally:
+        for c in clients:
+            await c.close()
+    await asyncio.sleep(0.3)
+    await warm_up(relay.port)
+    assert await relay.stop() == 0
+    assert "Too many open files" not in relay.log.read_text()
