@@ -1,11 +1,15 @@
 """The relay process killed with SIGKILL under load, restarted, and the books balanced: no
 message that a client was told 250 for is lost; what was in flight is sent again by its
-client (a possible duplicate, counted); the quarantine comes back in step."""
+client (a possible duplicate, counted); the quarantine comes back in step. The same with
+SIGTERM (a restart by the service manager): transactions in flight finish, idle clients are
+told 421."""
 
 from __future__ import annotations
 
 import asyncio
 import random
+
+import pytest
 
 from proxy.quarantine import Quarantine
 from tests.reliability.conftest import record, scaled
@@ -14,7 +18,8 @@ from tests.reliability.test_upstream_faults import mixed
 from tests.sink import Sink
 
 
-async def test_sigkill_under_load_loses_nothing(serve, sink: Sink, tmp_path) -> None:
+@pytest.mark.parametrize("signal", ["SIGKILL", "SIGTERM"])
+async def test_killed_under_load_loses_nothing(serve, sink: Sink, tmp_path, signal) -> None:
     sink.behaviour.data_delay = 0.01  # keep transactions in flight when the kill comes
     relay = await serve(sink.url, None, POLICY)
     ledger = Ledger()
@@ -29,7 +34,10 @@ async def test_sigkill_under_load_loses_nothing(serve, sink: Sink, tmp_path) -> 
             while sum(1 for s in msgs if s.replies) < share * len(msgs):
                 await asyncio.sleep(0.01)
             await asyncio.sleep(rng.uniform(0, 0.05))
-            await relay.kill()
+            if signal == "SIGKILL":
+                await relay.kill()
+            else:
+                assert await relay.stop() == 0
             kills += 1
             await asyncio.sleep(0.3)
             await relay.start()
@@ -44,7 +52,7 @@ async def test_sigkill_under_load_loses_nothing(serve, sink: Sink, tmp_path) -> 
     moved = sum(len(e["files_without_index"]) for e in repairs)
     lost_found = len(list((qdir / "lost+found").glob("*.eml"))) if (qdir / "lost+found").exists() else 0
     connection_losses = sum(1 for s in msgs for reply in s.replies if reply == "conn")
-    record("SIGKILL under load", messages=r.messages, attempts=r.attempts, kills=kills, faults=kills,
+    record(f"{signal} under load", messages=r.messages, attempts=r.attempts, kills=kills, faults=kills,
            accepted=r.accepted, relayed=r.relayed, held=r.held, refused=r.refused, gave_up=r.gave_up,
            lost=len(r.lost), duplicates=r.duplicate_copies, attempts_without_reply=connection_losses,
            quarantine_files_moved_to_lost_found=lost_found)
