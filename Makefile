@@ -4,10 +4,13 @@ PY      ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-stamp
-# Debian packages the tests drive as independent, real peers (postfix: smtp-source, the load
-# generator of the reliability harness; it is installed preseeded so that no daemon is set up;
-# e2fsprogs: mkfs.ext4 for the small filesystem a quarantine fills up).
-DEBS    := swaks postfix e2fsprogs
+# Debian packages the tests drive as independent, real peers (postfix: the milter tests run
+# a throw-away instance in a temporary directory, and smtp-source is the reliability harness's
+# load generator; the preseed below keeps the package from configuring, let alone starting, a
+# system mail server on port 25; opendkim-tools: an independent DKIM verifier; iproute2 and
+# openssl: test namespaces and dev certificates; e2fsprogs: mkfs.ext4 for the small filesystem
+# a quarantine fills up).
+DEBS    := swaks postfix systemd opendkim-tools iproute2 openssl e2fsprogs
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test deps sysdeps clean

@@ -21,6 +21,13 @@ COMMAND_MODULES = (
     "scan",
     "policy",
     "passwd",
+    "status",
+    "quarantine",
+    "suppress",
+    "consent",
+    "frequency",
+    "dkim",
+    "dnscheck",
 )
 
 

@@ -9,11 +9,12 @@ to the working directory.
 from __future__ import annotations
 
 import ipaddress
+import re
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from proxy.tomlfile import ConfigError, read_toml, validate
 
@@ -47,12 +48,24 @@ def parse_hostport(text: str, default_port: int | None = None) -> tuple[str, int
     return host, int(port_text)
 
 
+def _optional_hostport(v: str) -> str:
+    if v:
+        parse_hostport(v)
+    return v
+
+
+# An address to listen on, or "" for off.
+HostPortOrOff = Annotated[str, AfterValidator(_optional_hostport)]
+
+
 class Listener(_Strict):
     name: str = "default"
     address: str = "127.0.0.1:10025"
-    # Transactions on this listener belong to this stream unless a policy stream selects
-    # the listener by name anyway.
+    # PROXY protocol v1/v2 (HAProxy, cloud balancers): the real client address comes from the
+    # header, and policy applies to it. Without this, a PROXY line is just a bad command.
     proxy_protocol: bool = False
+    # Who may send the PROXY header (the balancers). Empty: anyone who can reach the listener.
+    proxy_networks: list[str] = Field(default_factory=list)
 
     @field_validator("address")
     @classmethod
@@ -137,21 +150,282 @@ class Smtp(_Strict):
     banner: str = "sendwarden ESMTP"
 
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.I)
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> float:
+    """'30d', '12h', '90m', '2w', '45s' → seconds. A bare number is refused: the unit matters."""
+    m = _DURATION.match(text)
+    if not m:
+        raise ValueError(f"{text!r}: expected a number and a unit (s, m, h, d or w), such as 30d or 12h")
+    return float(m.group(1)) * _UNIT[m.group(2).lower()]
+
+
+NotifyEvent = Literal["quarantined", "released", "release_failed", "deleted"]
+
+
+class Notify(_Strict):
+    """Tell people about quarantine events (chat, ticketing): a command run with the event as
+    JSON on its stdin, and/or a webhook that gets it as an HTTP POST. Failures are logged; they
+    never hold up the relay."""
+
+    command: list[str] = Field(default_factory=list)  # argv, no shell; the program by absolute path
+    webhook: str = ""
+    timeout: float = Field(default=10, gt=0, le=300)
+    max_pending: int = Field(default=100, ge=1, le=10_000)  # more in flight are dropped and logged
+    events: list[NotifyEvent] = Field(default_factory=lambda: ["quarantined", "released", "release_failed", "deleted"])
+
+    @field_validator("webhook")
+    @classmethod
+    def _webhook(cls, v: str) -> str:
+        if v and not (v.startswith("https://") or v.startswith("http://")):
+            raise ValueError("expected an http:// or https:// URL")
+        return v
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, v: list[str]) -> list[str]:
+        if v and not v[0].startswith("/"):
+            raise ValueError("give the program by its absolute path")
+        return v
+
+
 class Quarantine(_Strict):
     directory: str = "quarantine"
+    # How long held, released and deleted messages are kept before `quarantine purge` removes
+    # them (and their recipients' addresses) for good.
+    retention: str = "30d"
+    # A release that started this long ago and never finished (the releasing process died) is
+    # reported as stuck; `release --retry-stale` may then send it again.
+    stale_claim: str = "15m"
+    notify: Notify = Notify()
+
+    @field_validator("retention", "stale_claim")
+    @classmethod
+    def _duration(cls, v: str) -> str:
+        parse_duration(v)
+        return v
 
 
 class Audit(_Strict):
     # How recipient (and sender) addresses appear in the audit log: a keyed hash, or clear.
     addresses: Literal["hash", "clear"] = "hash"
     level: Literal["debug", "info", "warning", "error"] = "info"
-    format: Literal["json", "console", "auto"] = "json"
+    # "auto": pretty when stdout is a terminal, JSON lines otherwise (journald, files).
+    format: Literal["json", "console", "auto"] = "auto"
+
+
+class Metrics(_Strict):
+    # Where /metrics (Prometheus) and /healthz listen. Empty: off.
+    address: HostPortOrOff = ""
+    # How often the upstream is probed for /healthz, in seconds.
+    probe_interval: float = Field(default=15, gt=0)
+
+
+
+class RateLimit(_Strict):
+    """At most `messages` and/or `recipients` per `window` seconds, per key (a token bucket:
+    the full amount may come at once, then it refills evenly over the window)."""
+
+    name: str
+    per: Literal["client_ip", "auth_user", "sender_domain", "recipient_domain"]
+    messages: int = Field(default=0, ge=0)
+    recipients: int = Field(default=0, ge=0)
+    window: float = Field(default=60, gt=0)
+    # Traffic classes it counts: stream names, or "bounce" for the null sender. Empty: all.
+    classes: list[str] = Field(default_factory=list)
+    # recipient_domain only: limit just these domains (each separately). Empty: every domain.
+    domains: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _something(self) -> "RateLimit":
+        if not (self.messages or self.recipients):
+            raise ValueError("set messages and/or recipients")
+        if self.domains and self.per != "recipient_domain":
+            raise ValueError("domains only goes with per = \"recipient_domain\"")
+        return self
+
+
+class ConnectionRate(_Strict):
+    # New connections per client IP per window; over it, 421 and close. 0: off.
+    per_client: int = Field(default=0, ge=0)
+    window: float = Field(default=60, gt=0)
+
+
+class AddressDomain(_Strict):
+    """Per-domain exceptions to [addresses]; unset keys inherit."""
+
+    fold_local_case: bool | None = None
+    plus_tag: str | None = Field(default=None, max_length=1)
+    ignore_dots: bool | None = None
+
+
+def _provider_domains() -> dict[str, AddressDomain]:
+    # Gmail delivers re.ader@ and reader@ to one mailbox.
+    return {"gmail.com": AddressDomain(ignore_dots=True), "googlemail.com": AddressDomain(ignore_dots=True)}
+
+
+class Addresses(_Strict):
+    """How recipient addresses are normalised before the store files or finds them, so that
+    `Reader+news@Example.org` finds the suppression of `reader@example.org`. Decide before the
+    first import: changing the rules changes the keys."""
+
+    fold_local_case: bool = True
+    plus_tag: str = Field(default="+", max_length=1)  # "" keeps sub-addresses apart
+    ignore_dots: bool = False
+    domains: dict[str, AddressDomain] = Field(default_factory=_provider_domains)
+
+    @field_validator("domains")
+    @classmethod
+    def _domains(cls, v: dict[str, AddressDomain]) -> dict[str, AddressDomain]:
+        from proxy.store.address import InvalidAddress, a_label
+
+        for name in v:
+            try:
+                a_label(name)
+            except InvalidAddress as exc:
+                raise ValueError(str(exc)) from None
+        return v
+
+
+class Unsubscribe(_Strict):
+    """The unsubscribe loop: the one-click HTTP endpoint, the mailto address, the token key."""
+
+    # HOST:PORT the HTTP endpoint listens on (behind a TLS-terminating proxy); "" = no endpoint.
+    listen: HostPortOrOff = ""
+    # The public https URL of that endpoint, as written into List-Unsubscribe.
+    base_url: str = ""
+    # Mail to LOCAL+TOKEN@mailto_domain is taken on the SMTP listener as an unsubscribe.
+    mailto_domain: str = ""
+    mailto_local: str = Field(default="unsubscribe", pattern=r"^[A-Za-z0-9._-]{1,32}$")
+    # The HMAC key for tokens; created (0600) on first start when missing. A fleet shares one.
+    key_file: str = ""
+    token_days: int = Field(default=90, ge=1, le=3650)
+    max_body: int = Field(default=8192, ge=256, le=1_048_576)
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, v: str) -> str:
+        if v and not v.startswith("https://"):
+            raise ValueError("must be an https:// URL (RFC 8058 one-click needs https)")
+        return v.rstrip("/")
+
+    @field_validator("mailto_domain")
+    @classmethod
+    def _domain(cls, v: str) -> str:
+        from proxy.store.address import InvalidAddress, a_label
+
+        try:
+            return a_label(v) if v else v
+        except InvalidAddress as exc:
+            raise ValueError(str(exc)) from None
+
+
+class Complaints(_Strict):
+    # Mail to this address is taken on the SMTP listener: ARF abuse reports suppress the
+    # complainant, everything else lands in `directory` (a Maildir) for people to read.
+    address: str = ""
+    directory: str = "complaints"
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v: str) -> str:
+        if v and ("@" not in v or v.startswith("@") or v.endswith("@")):
+            raise ValueError(f"{v!r} is not an address")
+        return v.strip().lower()
+SIGNED_HEADERS = (
+    "From", "Sender", "Reply-To", "To", "Cc", "Subject", "Date", "Message-ID", "In-Reply-To", "References",
+    "MIME-Version", "Content-Type", "Content-Transfer-Encoding", "Content-ID", "Content-Description",
+    "List-Id", "List-Unsubscribe", "List-Unsubscribe-Post", "List-Help", "List-Subscribe", "List-Post",
+    "List-Owner", "List-Archive", "Feedback-ID",
+)
+# Oversigned: signed once more than they occur, so that nobody can add one on the way (a second
+# From, a Reply-To, unsubscribe headers: Gmail and Yahoo want these covered) without breaking the
+# signature. Date, Message-ID and the MIME headers are signed but not oversigned: an MTA may add
+# a missing Date or Message-ID, and must not break the signature by doing so.
+OVERSIGNED_HEADERS = (
+    "From", "Sender", "Reply-To", "To", "Cc", "Subject", "List-Unsubscribe", "List-Unsubscribe-Post",
+)
+
+
+class Dns(_Strict):
+    """The one resolver (proxy/dns.py). No nameservers: the system's /etc/resolv.conf."""
+
+    nameservers: list[str] = Field(default_factory=list)  # "ADDRESS" or "ADDRESS:PORT"
+    timeout: float = Field(default=3.0, gt=0, le=60)  # one whole lookup, retries included
+    cache_size: int = Field(default=10_000, ge=0)  # answers kept; 0 turns the cache off
+    max_ttl: float = Field(default=3600, gt=0)  # no answer is kept longer, whatever its TTL
+
+    @field_validator("nameservers")
+    @classmethod
+    def _nameservers(cls, v: list[str]) -> list[str]:
+        from proxy.dns import parse_nameserver
+
+        for n in v:
+            parse_nameserver(n)
+        return v
+
+
+class DkimKey(_Strict):
+    """One signing key: mail whose From domain is `domain` (or a subdomain of it) is signed with
+    d=`domain`, s=`selector`. Several keys for one domain (RSA and Ed25519) all sign."""
+
+    domain: str
+    selector: str
+    key: str  # PEM private key file (RSA or Ed25519), see `sendwarden dkim keygen`
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, v: str) -> str:
+        from proxy.domains import to_alabel
+
+        a = to_alabel(v)
+        if a is None or "." not in a:
+            raise ValueError(f"{v!r} is not a domain name")
+        return a
+
+    @field_validator("selector")
+    @classmethod
+    def _selector(cls, v: str) -> str:
+        from proxy.domains import to_alabel
+
+        if to_alabel(v) != v.lower():
+            raise ValueError(f"{v!r}: a selector is one or more DNS labels (letters, digits, '-', '.')")
+        return v.lower()
+
+
+class Dkim(_Strict):
+    """DKIM signing on the way out (the last change made to a message)."""
+
+    sign: bool = True
+    keys: list[DkimKey] = Field(default_factory=list)
+    # Header fields signed when present, and those signed once more than present
+    # ("oversigned"), so that nobody can add one later without breaking the signature.
+    headers: list[str] = Field(default_factory=lambda: list(SIGNED_HEADERS))
+    oversign: list[str] = Field(default_factory=lambda: list(OVERSIGNED_HEADERS))
+
+    @model_validator(mode="after")
+    def _check(self) -> "Dkim":
+        names = {h.lower() for h in self.headers}
+        if "from" not in names:
+            raise ValueError("headers must include From (RFC 6376 5.4)")
+        bad = names & {"received", "return-path", "dkim-signature", "bcc", "resent-bcc"}
+        if bad:
+            raise ValueError(f"headers must not include {', '.join(sorted(bad))} (RFC 6376 5.4)")
+        seen = [(k.domain, k.selector) for k in self.keys]
+        if len(set(seen)) != len(seen):
+            raise ValueError("each (domain, selector) pair may appear once")
+        return self
 
 
 class ConfigFile(_Strict):
     hostname: str = "localhost"
     policy: str = "builtin:default"
     state_dir: str = "var"
+    # Recipient state (suppressions, consent, frequency, privacy links): sqlite:PATH.
+    # Default: sqlite:STATE_DIR/recipients.sqlite3.
+    store: str = ""
     # Client networks that may relay without AUTH. Everybody else must authenticate.
     relay_networks: list[str] = Field(default_factory=lambda: ["127.0.0.1/32", "::1/128"])
     listeners: list[Listener] = Field(default_factory=lambda: [Listener()])
@@ -163,6 +437,29 @@ class ConfigFile(_Strict):
     smtp: Smtp = Smtp()
     quarantine: Quarantine = Quarantine()
     audit: Audit = Audit()
+    metrics: Metrics = Metrics()
+    rate_limits: list[RateLimit] = Field(default_factory=list)
+    connection_rate: ConnectionRate = ConnectionRate()
+    addresses: Addresses = Addresses()
+    unsubscribe: Unsubscribe = Unsubscribe()
+    complaints: Complaints = Complaints()
+    dns: Dns = Dns()
+    dkim: Dkim = Dkim()
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _limit_names(cls, v: list[RateLimit]) -> list[RateLimit]:
+        names = [x.name for x in v]
+        if len(set(names)) != len(names):
+            raise ValueError("rate limit names must be unique")
+        return v
+
+    @field_validator("store")
+    @classmethod
+    def _store(cls, v: str) -> str:
+        if v and not (v.startswith("sqlite:") and len(v) > len("sqlite:")):
+            raise ValueError("expected sqlite:PATH")
+        return v
 
     @field_validator("relay_networks")
     @classmethod
@@ -179,6 +476,12 @@ class ConfigFile(_Strict):
     def _listeners(cls, v: list[Listener]) -> list[Listener]:
         if not v:
             raise ValueError("at least one listener is needed")
+        for listener in v:
+            for net in listener.proxy_networks:
+                try:
+                    ipaddress.ip_network(net, strict=False)
+                except ValueError as exc:
+                    raise ValueError(f"proxy_networks: {net!r}: {exc}") from None
         names = [listener.name for listener in v]
         if len(set(names)) != len(names):
             raise ValueError("listener names must be unique")
@@ -204,8 +507,26 @@ class Config:
 
     @property
     def quarantine_dir(self) -> Path:
-        q = Path(self.file.quarantine.directory)
-        return q if q.is_absolute() else self.state_dir / q
+        return self._under_state(self.file.quarantine.directory)
+
+    def _under_state(self, value: str) -> Path:
+        p = Path(value)
+        return p if p.is_absolute() else self.state_dir / p
+
+    @property
+    def store_url(self) -> str:
+        store = self.file.store
+        if not store:
+            return f"sqlite:{self.state_dir / 'recipients.sqlite3'}"
+        return "sqlite:" + str(self.path(store[len("sqlite:"):]))
+
+    @property
+    def unsubscribe_key_path(self) -> Path:
+        return self.path(self.file.unsubscribe.key_file) if self.file.unsubscribe.key_file else self.state_dir / "unsubscribe.key"
+
+    @property
+    def complaints_dir(self) -> Path:
+        return self._under_state(self.file.complaints.directory)
 
     @property
     def policy_path(self) -> str:
@@ -244,4 +565,4 @@ def load_config(path: str | Path | None) -> Config:
     return Config(validate(ConfigFile, data, p), str(p), p.resolve().parent)
 
 
-__all__ = ["Config", "ConfigError", "ConfigFile", "load_config", "parse_hostport"]
+__all__ = ["Config", "ConfigError", "ConfigFile", "load_config", "parse_duration", "parse_hostport"]

@@ -99,6 +99,14 @@ def decode_header(value: str | None) -> str:
     return " ".join("".join(out).split())
 
 
+def _utf8(value: str) -> str:
+    """The parser keeps non-ASCII header bytes as surrogate escapes; read them as UTF-8."""
+    value = str(value)
+    if value.isascii():
+        return value
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def _decode_payload(part: EmailMessage) -> bytes:
     try:
         payload = part.get_payload(decode=True)
@@ -153,8 +161,14 @@ class Message:
         return [decode_header(v) for v in (self._msg.get_all(name) or [])]
 
     def raw_headers(self, name: str) -> list[str]:
-        """Every value of a header exactly as sent (unfolded only), for strict parsers."""
-        return [str(v) for v in (self._msg.get_all(name) or [])]
+        """Every value of a header exactly as sent (unfolded only), for strict parsers. Raw
+        UTF-8 (RFC 6532, SMTPUTF8 mail) stays text: `x@bücher.example`, not replacement marks."""
+        key = name.lower()
+        return [_utf8(v) for k, v in self._msg.raw_items() if k.lower() == key]
+
+    def items(self) -> list[tuple[str, str]]:
+        """Every header as (name, value as sent, unfolded only), in order."""
+        return [(name, str(value)) for name, value in self._msg.items()]
 
     def count(self, name: str) -> int:
         return len(self._msg.get_all(name) or [])

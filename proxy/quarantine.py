@@ -6,12 +6,17 @@ index row is committed (synchronous=FULL). The file comes first: an index row ne
 missing file, and a file without a row (a crash between the two) is found by `audit()`.
 
 Layout (directory 0700, files 0600; recipient addresses are personal data):
-  DIR/index.sqlite3     one row per held message
+  DIR/index.sqlite3     one row per held message (schema: proxy/quarantine_schema.py)
   DIR/msg/ID.eml        the exact bytes as received (before sendwarden's own headers)
   DIR/lost+found/       files the start-up check found without an index row (see `repair`)
   DIR/.lock             every process using the quarantine holds a shared lock on it
 IDs are opaque: 12 hex digits of milliseconds, then 12 random hex digits; sortable by age and
 never a path.
+
+A message's status moves  held → releasing → released  (or back to held when the upstream
+refuses), and  held | released → deleted. Each move is one conditional UPDATE, so two reviewers
+acting at once cannot both win: the release claim (releasing, with a token) is taken before
+anything is sent, which is what makes a release happen exactly once.
 """
 
 from __future__ import annotations
@@ -25,38 +30,17 @@ import secrets
 import sqlite3
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterator
 
-SCHEMA_VERSION = 1
+from proxy.quarantine_schema import SCHEMA_VERSION, SchemaError, migrate
+
 ID_PATTERN = re.compile(r"^[0-9a-f]{24}$")
+# 'missing': the start-up check found the row's file gone (see `repair`).
+STATUSES = ("held", "releasing", "released", "deleted", "missing")
 LOST_AND_FOUND = "lost+found"
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS held (
-    id TEXT PRIMARY KEY,
-    created REAL NOT NULL,
-    status TEXT NOT NULL DEFAULT 'held',
-    stream TEXT NOT NULL,
-    mail_from TEXT NOT NULL,
-    rcpts TEXT NOT NULL,          -- JSON: [{"address": ..., "dsn": {...}}]
-    mail_dsn TEXT NOT NULL,       -- JSON
-    smtputf8 INTEGER NOT NULL,
-    client TEXT NOT NULL,
-    auth_user TEXT,
-    subject TEXT NOT NULL,
-    findings TEXT NOT NULL,       -- JSON: [{"rule", "action", "detail"}]
-    size INTEGER NOT NULL,
-    queue_id TEXT NOT NULL,
-    released_at REAL,
-    released_by TEXT,
-    release_reason TEXT,
-    upstream_reply TEXT
-);
-CREATE INDEX IF NOT EXISTS held_created ON held (created);
-CREATE INDEX IF NOT EXISTS held_status ON held (status, created);
-"""
 
 
 class QuarantineError(Exception):
@@ -69,6 +53,11 @@ def new_id() -> str:
 
 def valid_id(hold_id: str) -> bool:
     return bool(ID_PATTERN.match(hold_id))
+
+
+def id_time(hold_id: str) -> float:
+    """When a message with this (valid) ID was held, from the ID itself."""
+    return int(hold_id[:12], 16) / 1000
 
 
 @dataclass(frozen=True)
@@ -85,6 +74,8 @@ class Held:
     subject: str
     findings: list[dict[str, str]]
     queue_id: str
+    helo: str = ""
+    proto: str = ""  # RFC 3848 protocol name of the session: ESMTP, ESMTPS, ...
 
 
 @dataclass(frozen=True)
@@ -92,7 +83,7 @@ class Repair:
     """What the start-up check found and did (see `Quarantine.repair`)."""
 
     moved: list[str] = field(default_factory=list)  # files without a row, now in lost+found/
-    missing: list[str] = field(default_factory=list)  # rows without a file, now status 'missing'
+    missing: list[str] = field(default_factory=list)  # rows without a file (held ones now 'missing')
     partial: int = 0  # temporary files of interrupted writes, removed
     skipped: bool = False  # another process had the quarantine open: nothing checked
 
@@ -126,7 +117,7 @@ class Quarantine:
         self._lock_fd: int | None = None
 
     def open(self) -> None:
-        """Create the directory and index if needed (0700/0600). Idempotent."""
+        """Create the directory and index if needed (0700/0600), migrate it. Idempotent."""
         old = os.umask(0o077)
         try:
             self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -135,15 +126,20 @@ class Quarantine:
             if self._lock_fd is None:
                 self._lock_fd = os.open(self.directory / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
                 fcntl.flock(self._lock_fd, fcntl.LOCK_SH)
+            db.execute("PRAGMA busy_timeout=5000")
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            migrate(db)
+        except (OSError, sqlite3.Error, SchemaError) as exc:
+            raise QuarantineError(f"cannot open the quarantine in {self.directory}: {exc}") from exc
         finally:
             os.umask(old)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")
-        db.execute("PRAGMA busy_timeout=5000")
-        db.executescript(_SCHEMA)
-        db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         db.row_factory = sqlite3.Row
         self._db = db
+
+    @property
+    def is_open(self) -> bool:
+        return self._db is not None
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -160,10 +156,26 @@ class Quarantine:
             os.close(self._lock_fd)  # releases the lock
             self._lock_fd = None
 
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taken at once (BEGIN IMMEDIATE) so that its reads see the
+        state it changes."""
+        with self._lock:
+            db = self.db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
     def path_of(self, hold_id: str) -> Path:
         if not valid_id(hold_id):
-            raise QuarantineError(f"not a quarantine id: {hold_id!r}")
+            raise QuarantineError(f"not a quarantine id: {hold_id!r} (expected 24 hex digits, as `quarantine list` shows)")
         return self.msg_dir / f"{hold_id}.eml"
+
+    # -- the relay's side -------------------------------------------------------------------------
 
     def hold_sync(self, raw: bytes, held: Held) -> str:
         """Store one message durably; return its ID. Raises QuarantineError on any failure."""
@@ -185,11 +197,13 @@ class Quarantine:
             with self._lock:
                 self.db.execute(
                     "INSERT INTO held (id, created, stream, mail_from, rcpts, mail_dsn, smtputf8, client,"
-                    " auth_user, subject, findings, size, queue_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    " auth_user, subject, findings, size, queue_id, helo, proto, rcpt_count)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (
                         hold_id, time.time(), held.stream, held.mail_from, json.dumps(held.rcpts),
                         json.dumps(held.mail_dsn), int(held.smtputf8), held.client, held.auth_user,
                         held.subject, json.dumps(held.findings), len(raw), held.queue_id,
+                        held.helo, held.proto, len(held.rcpts),
                     ),
                 )
         except Exception as exc:  # whatever stops the row (disk full, bad text), the file goes too
@@ -200,29 +214,49 @@ class Quarantine:
     async def hold(self, raw: bytes, held: Held) -> str:
         return await asyncio.to_thread(self.hold_sync, raw, held)
 
+    # -- reading ----------------------------------------------------------------------------------
+
     def get(self, hold_id: str) -> sqlite3.Row | None:
         self.path_of(hold_id)  # validates
         with self._lock:
             return self.db.execute("SELECT * FROM held WHERE id = ?", (hold_id,)).fetchone()
 
     def raw(self, hold_id: str) -> bytes:
-        return self.path_of(hold_id).read_bytes()
-
-    def rows(self, status: str | None = None) -> Iterable[sqlite3.Row]:
-        with self._lock:
-            if status:
-                return self.db.execute("SELECT * FROM held WHERE status = ? ORDER BY created DESC", (status,)).fetchall()
-            return self.db.execute("SELECT * FROM held ORDER BY created DESC").fetchall()
+        try:
+            return self.path_of(hold_id).read_bytes()
+        except FileNotFoundError:
+            raise QuarantineError(f"{hold_id}: the stored message file is missing") from None
+        except OSError as exc:
+            raise QuarantineError(f"{hold_id}: cannot read the stored message: {exc.strerror or exc}") from None
 
     def count(self, status: str = "held") -> int:
         with self._lock:
             return int(self.db.execute("SELECT count(*) FROM held WHERE status = ?", (status,)).fetchone()[0])
 
+    def search(self, where: str, params: list[Any], limit: int, offset: int) -> tuple[list[sqlite3.Row], int]:
+        """Rows matching a WHERE clause built by the review code (values as parameters only),
+        newest first, one page of them, and the total."""
+        with self._lock:
+            total = int(self.db.execute(f"SELECT count(*) FROM held WHERE {where}", params).fetchone()[0])
+            rows = self.db.execute(
+                f"SELECT * FROM held WHERE {where} ORDER BY created DESC, id DESC LIMIT ? OFFSET ?", [*params, limit, offset]
+            ).fetchall()
+        return rows, total
+
+    def history(self, hold_id: str) -> list[sqlite3.Row]:
+        with self._lock:
+            return self.db.execute("SELECT * FROM events WHERE hold_id = ? ORDER BY seq", (hold_id,)).fetchall()
+
+    def note(self, hold_id: str, event: str, actor: str, detail: str = "") -> None:
+        """Add to a message's history (reveals, failed releases)."""
+        with self._write() as db:
+            _event(db, hold_id, event, actor, detail)
+
     def audit(self) -> tuple[list[str], list[str]]:
-        """Compare index and files: (files without a row, held rows without a file)."""
+        """Compare index and files: (files without a row, rows that need a file but have none)."""
         files = {p.stem for p in self.msg_dir.glob("*.eml") if valid_id(p.stem)}
         with self._lock:
-            rows = {r[0] for r in self.db.execute("SELECT id FROM held WHERE status = 'held'")}
+            rows = {r[0] for r in self.db.execute("SELECT id FROM held WHERE status NOT IN ('deleted', 'missing')")}
         return sorted(files - rows), sorted(rows - files)
 
     def repair(self) -> Repair:
@@ -233,12 +267,13 @@ class Quarantine:
           again; and its envelope lives only in the row, so it cannot be re-indexed. It is moved
           to lost+found/ for people to look at (re-indexing it would duplicate the retry).
         - A row without a file is a message that was acknowledged and then lost (the file is
-          synced before the row is written, so only outside interference does this). The row is
-          marked 'missing', so that nobody tries to release it, and reported.
+          synced before the row is written, so only outside interference does this). A held
+          one is marked 'missing', so that nobody tries to release it; all are reported.
         - Temporary files of interrupted writes are removed: they were never acknowledged.
 
-        A second process with this quarantine open (another worker) may be between the file and
-        the row of a hold right now: unless the exclusive lock can be had, nothing is touched.
+        A second process with this quarantine open (another worker, a review command) may be
+        between the file and the row of a hold right now: unless the exclusive lock can be had,
+        nothing is touched.
         """
         if self._db is None:
             self.open()  # which takes the shared lock
@@ -250,7 +285,7 @@ class Quarantine:
             return Repair(skipped=True)
         try:
             orphans, missing = self.audit()
-            partial = [p for p in self.msg_dir.glob(".*.tmp")]
+            partial = list(self.msg_dir.glob(".*.tmp"))
             for path in partial:
                 path.unlink(missing_ok=True)
             if orphans:
@@ -261,9 +296,112 @@ class Quarantine:
                 _fsync_dir(lost)
             if orphans or partial:
                 _fsync_dir(self.msg_dir)
-            if missing:
-                with self._lock:
-                    self.db.executemany("UPDATE held SET status = 'missing' WHERE id = ?", [(m,) for m in missing])
+            for hold_id in missing:
+                with self._write() as db:
+                    if db.execute("UPDATE held SET status='missing' WHERE id=? AND status='held'", (hold_id,)).rowcount:
+                        _event(db, hold_id, "missing", "start-up check", "the stored message file was gone")
             return Repair(orphans, missing, len(partial))
         finally:
             fcntl.flock(self._lock_fd, fcntl.LOCK_SH)
+
+    # -- state transitions ------------------------------------------------------------------------
+
+    def claim(self, hold_id: str, actor: str, stale_before: float | None = None) -> str | None:
+        """held → releasing. Returns the claim token, or None when the message is not held (and
+        not a claim older than `stale_before`, when given). Taken before anything is sent."""
+        token = secrets.token_hex(8)
+        sql = "UPDATE held SET status='releasing', claim_token=?, claimed_at=?, claimed_by=? WHERE id=? AND (status='held'"
+        params: list[Any] = [token, time.time(), actor, hold_id]
+        if stale_before is not None:
+            sql += " OR (status='releasing' AND claimed_at < ?)"
+            params.append(stale_before)
+        with self._write() as db:
+            if db.execute(sql + ")", params).rowcount != 1:
+                return None
+            _event(db, hold_id, "claimed", actor)
+        return token
+
+    def settle(self, hold_id: str, token: str, actor: str, reason: str, reply: str) -> bool:
+        """releasing → released, for the holder of the claim: the upstream has the message."""
+        with self._write() as db:
+            done = db.execute(
+                "UPDATE held SET status='released', released_at=?, released_by=?, release_reason=?, upstream_reply=?,"
+                " claim_token=NULL WHERE id=? AND status='releasing' AND claim_token=?",
+                (time.time(), actor, reason, reply, hold_id, token),
+            ).rowcount == 1
+            if done:
+                _event(db, hold_id, "released", actor, f"{reason} | upstream: {reply}" if reason else f"upstream: {reply}")
+        return done
+
+    def give_back(self, hold_id: str, token: str, actor: str, why: str) -> bool:
+        """releasing → held: the release failed (upstream refusal, recheck), the message stays."""
+        with self._write() as db:
+            done = db.execute(
+                "UPDATE held SET status='held', claim_token=NULL, claimed_at=NULL, claimed_by=NULL, upstream_reply=?"
+                " WHERE id=? AND status='releasing' AND claim_token=?",
+                (why, hold_id, token),
+            ).rowcount == 1
+            if done:
+                _event(db, hold_id, "release_failed", actor, why)
+        return done
+
+    def delete(self, hold_id: str, actor: str, reason: str) -> str | None:
+        """held | released → deleted: the bytes are removed and the recipients' addresses with
+        them; the row stays (who deleted it, when, why) until purged. Returns the status the
+        message had, or None when there is no such message."""
+        path = self.path_of(hold_id)
+        with self._write() as db:
+            row = db.execute("SELECT status FROM held WHERE id = ?", (hold_id,)).fetchone()
+            if row is None:
+                return None
+            if row[0] in ("held", "released"):
+                db.execute(
+                    "UPDATE held SET status='deleted', deleted_at=?, deleted_by=?, delete_reason=?, rcpts='[]'"
+                    " WHERE id=?", (time.time(), actor, reason, hold_id),
+                )
+                _event(db, hold_id, "deleted", actor, reason)
+        if row[0] in ("held", "released", "deleted"):
+            path.unlink(missing_ok=True)
+        return str(row[0])
+
+    def purge(self, before: float, dry_run: bool = False) -> tuple[list[sqlite3.Row], list[str]]:
+        """Remove, for good, every message held before `before` (whatever its status, except a
+        release in flight), and stray files (crash leftovers) as old. Returns (rows, files)."""
+        with self._lock:
+            rows = self.db.execute(
+                "SELECT * FROM held WHERE created < ? AND status != 'releasing' ORDER BY created", (before,)
+            ).fetchall()
+            known = {r[0] for r in self.db.execute("SELECT id FROM held")}
+        # A file without a row may be a hold in progress: strays must also be an hour old.
+        stray_before = min(before, time.time() - 3600)
+        strays = [p for p in self.msg_dir.glob("*.eml") if valid_id(p.stem) and p.stem not in known and id_time(p.stem) < stray_before]
+        strays += [p for p in self.msg_dir.glob(".*.tmp") if _mtime(p) < stray_before]
+        if dry_run:
+            return rows, sorted(p.name for p in strays)
+        removed: list[sqlite3.Row] = []
+        for row in rows:
+            with self._write() as db:
+                if db.execute("DELETE FROM held WHERE id=? AND status != 'releasing'", (row["id"],)).rowcount != 1:
+                    continue  # a release claimed it meanwhile
+                db.execute("DELETE FROM events WHERE hold_id=?", (row["id"],))
+            self.msg_dir.joinpath(f"{row['id']}.eml").unlink(missing_ok=True)
+            removed.append(row)
+        for p in strays:
+            p.unlink(missing_ok=True)
+        return removed, sorted(p.name for p in strays)
+
+
+def _event(db: sqlite3.Connection, hold_id: str, event: str, actor: str, detail: str = "") -> None:
+    db.execute("INSERT INTO events (hold_id, at, event, actor, detail) VALUES (?,?,?,?,?)",
+               (hold_id, time.time(), event, actor, detail[:2000]))
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return float("inf")
+
+
+__all__ = ["LOST_AND_FOUND", "Held", "Quarantine", "QuarantineError", "Repair", "SCHEMA_VERSION", "STATUSES", "id_time",
+           "new_id", "valid_id"]

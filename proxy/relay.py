@@ -27,7 +27,7 @@ from typing import Protocol
 import aiosmtplib
 import structlog
 
-from proxy.config import parse_hostport
+from proxy.config import Config, parse_hostport
 from proxy.policy.verdict import Replies, Reply
 
 log = structlog.get_logger("sendwarden.relay")
@@ -60,6 +60,7 @@ class Result:
     reply: Reply
     delivered: bool
     upstream: str  # the upstream's own reply, for the audit log
+    code: int | None = None  # the upstream's reply code; None when it never answered
 
 
 class Upstream(Protocol):
@@ -184,7 +185,7 @@ class SmtpUpstream:
         try:
             if msg.smtputf8 and not conn.supports_extension("smtputf8"):
                 reusable = True
-                return Result(Reply(550, "5.6.7", "upstream does not support SMTPUTF8"), False, "no SMTPUTF8")
+                return Result(Reply(550, "5.6.7", "upstream does not support SMTPUTF8"), False, "no SMTPUTF8", 550)
             encoding = "utf-8" if msg.smtputf8 else "ascii"
             sender = "" if msg.mail_from == "<>" else msg.mail_from
             await conn.mail(sender, options=self._mail_options(conn, msg), encoding=encoding)
@@ -195,12 +196,12 @@ class SmtpUpstream:
             resp = await conn.data(msg.data, timeout=self.data_timeout)
             reusable = True
             text = f"{resp.code} {' '.join(resp.message.split())}"
-            return Result(Replies.relayed(queue_id, text), True, text)
+            return Result(Replies.relayed(queue_id, text), True, text, resp.code)
         except aiosmtplib.SMTPResponseException as exc:
             # A refusal: the session is still in step, so RSET at next use makes it reusable.
             reusable = not isinstance(exc, aiosmtplib.SMTPServerDisconnected)
             log.info("upstream_refused", queue_id=queue_id, code=exc.code, text=exc.message)
-            return Result(map_refusal(exc.code, exc.message), False, f"{exc.code} {exc.message}")
+            return Result(map_refusal(exc.code, exc.message), False, f"{exc.code} {exc.message}", exc.code)
         except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
             reason = str(exc) or type(exc).__name__
             log.warning("upstream_failed", queue_id=queue_id, upstream=repr(self), error=reason, reused=reused)
@@ -269,7 +270,7 @@ class MaildirUpstream:
             log.error("maildir_failed", queue_id=queue_id, error=str(exc))
             return Result(Replies.upstream_unavailable(f"maildir: {exc.strerror or exc}"), False, str(exc))
         text = f"250 2.0.0 Ok: delivered as {name}"
-        return Result(Replies.relayed(queue_id, text), True, text)
+        return Result(Replies.relayed(queue_id, text), True, text, 250)
 
     async def probe(self) -> bool:
         return os.access(self.path / "new", os.W_OK)
@@ -285,4 +286,20 @@ def make_upstream(url: str, *, helo: str, starttls: str, verify: bool, pool_size
     return SmtpUpstream(
         url, helo=helo, starttls=starttls, verify=verify, pool_size=pool_size,
         connect_timeout=connect_timeout, command_timeout=command_timeout, data_timeout=data_timeout,
+    )
+
+
+def upstream_for(config: Config) -> Upstream:
+    """The upstream the service configuration names, with its timeouts: the relay and the
+    quarantine's release share it, so a released message takes the same way out."""
+    f = config.file
+    return make_upstream(
+        config.upstream_url(),
+        helo=f.upstream.helo or f.hostname,
+        starttls=f.upstream.starttls,
+        verify=f.upstream.verify,
+        pool_size=f.upstream.pool_size,
+        connect_timeout=f.timeouts.upstream_connect,
+        command_timeout=f.timeouts.upstream_command,
+        data_timeout=f.timeouts.upstream_data,
     )

@@ -1,15 +1,19 @@
-"""The running relay: listeners, shared state, start-up and graceful shutdown.
+"""The running relay: listeners, shared state, start-up, reload and graceful shutdown.
 
 One `Service` owns what every connection shares: the configuration and policy in force, the
-upstream, the quarantine, the address masker, the credentials and the connection registry.
+upstream, the quarantine, the address masker, the credentials, rate limits, metrics and the
+connection registry. A reload (SIGHUP) builds every new part first and swaps them in only when
+all of them loaded; transactions in flight keep the policy they started with.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import ipaddress
 import resource
 import signal
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -17,18 +21,31 @@ import structlog
 
 from proxy.audit import AddressMasker
 from proxy.auth import Credentials
-from proxy.config import Config
+from proxy.config import Config, ConfigError, parse_hostport
+from proxy.dkim import Signer, sign_off_loop
+from proxy.dns import Resolver
+from proxy.metrics import Metrics
+from proxy.notify import Notifier
 from proxy.policy.loader import Policy
-from proxy.policy.verdict import Reply, Verdict
 from proxy.quarantine import LOST_AND_FOUND, Quarantine
-from proxy.relay import Upstream, make_upstream
+from proxy.ratelimit import Limit, RateLimiter
+from proxy.relay import Upstream, upstream_for
+from proxy.sdnotify import Notifier as SystemdNotifier
 from proxy.smtp.handler import RelayHandler, client_ip
 from proxy.smtp.server import RelaySMTP
+from proxy.store import StoreError, from_config
 from proxy.tls import dev_pair, server_context
+from proxy.unsubscribe.headers import Endpoints
+from proxy.unsubscribe.intake import Intake
+from proxy.unsubscribe.token import TokenKeys
+from proxy.unsubscribe.web import UnsubscribeEndpoint
 
 log = structlog.get_logger("sendwarden.service")
+PROXY_HEADER_TIMEOUT = 10.0
+SENDS_KEPT = 400 * 86400  # frequency windows longer than this are not supported
+PRUNE_EVERY = 6 * 3600
 # Descriptors besides the client connections and their upstream connections: listeners, the
-# quarantine index and its journal, the log, the event loop's own, a hold in flight.
+# quarantine index and its journal, the store, the log, the event loop's own, a hold in flight.
 SPARE_FILES = 64
 
 
@@ -79,51 +96,137 @@ class Settings:
         )
 
 
+@dataclass
+class Parts:
+    """Everything a reload replaces, built and validated before anything is swapped."""
+
+    config: Config
+    policy: Policy
+    settings: Settings
+    upstream: Upstream | None
+    masker: AddressMasker
+    credentials: Credentials | None
+    tls_context: Any
+    rate: RateLimiter
+    connection_rate: RateLimiter
+    signer: Signer  # DKIM keys, read from their files here: once at start, again on reload
+
+
+def build_parts(config: Config, policy: Policy, upstream: Upstream | None = None) -> Parts:
+    f = config.file
+    if upstream is None:
+        upstream = upstream_for(config)
+    tls_context = None
+    if f.tls.cert:
+        tls_context = server_context(config.path(f.tls.cert), config.path(f.tls.key))
+    elif f.tls.dev_cert:
+        tls_context = server_context(*dev_pair(config.state_dir, f.hostname))
+    limits = [
+        Limit(x.name, x.per, x.messages, x.recipients, x.window, frozenset(x.classes),
+              frozenset(d.lower() for d in x.domains))
+        for x in f.rate_limits
+    ]
+    per_conn = f.connection_rate.per_client
+    return Parts(
+        config=config,
+        policy=policy,
+        settings=Settings.from_config(config),
+        upstream=upstream,
+        masker=AddressMasker.for_state_dir(f.audit.addresses, config.state_dir),
+        credentials=Credentials.load(config.path(f.auth.credentials)) if f.auth.credentials else None,
+        tls_context=tls_context,
+        rate=RateLimiter(limits),
+        connection_rate=RateLimiter([Limit("connections", "client_ip", per_conn, window=f.connection_rate.window)] if per_conn else []),
+        signer=Signer.from_config(config),
+    )
+
+
+def _upstream_key(config: Config) -> tuple[Any, ...]:
+    f = config.file
+    return (config.upstream_url(), f.upstream.model_dump(), f.timeouts.model_dump(), f.hostname)
+
+
 class Service:
-    def __init__(self, config: Config, policy: Policy, upstream: Upstream | None = None) -> None:
-        self.config = config
-        self.policy = policy
-        self.settings = Settings.from_config(config)
-        f = config.file
-        self.upstream: Upstream = upstream or make_upstream(
-            config.upstream_url(),
-            helo=f.upstream.helo or f.hostname,
-            starttls=f.upstream.starttls,
-            verify=f.upstream.verify,
-            pool_size=f.upstream.pool_size,
-            connect_timeout=f.timeouts.upstream_connect,
-            command_timeout=f.timeouts.upstream_command,
-            data_timeout=f.timeouts.upstream_data,
-        )
+    def __init__(self, config: Config, policy: Policy, upstream: Upstream | None = None,
+                 reload_source: Callable[[], tuple[Config, Policy]] | None = None) -> None:
+        self._install(build_parts(config, policy, upstream))
+        self.reload_source = reload_source
         self.quarantine = Quarantine(config.quarantine_dir)
-        self.masker = AddressMasker.for_state_dir(f.audit.addresses, config.state_dir)
-        self.credentials = Credentials.load(config.path(f.auth.credentials)) if f.auth.credentials else None
-        self.tls_context = None
-        if f.tls.cert:
-            self.tls_context = server_context(config.path(f.tls.cert), config.path(f.tls.key))
-        elif f.tls.dev_cert:
-            self.tls_context = server_context(*dev_pair(config.state_dir, f.hostname))
+        self._recipient_state(config)
+        self.metrics = Metrics()
+        self.systemd = SystemdNotifier()
+        # Quarantine and release events for people (a command or a webhook).
+        self.notifier = Notifier(config.file.quarantine.notify, config.file.hostname)
         self.sessions: set[RelaySMTP] = set()
-        self.max_connections = f.limits.max_connections  # lowered at start when descriptors are short
+        self.connection_cap = 1 << 30  # what the open-files limit allows, set at start
         self.per_client: collections.Counter[str] = collections.Counter()
         self.closing = False
+        self.upstream_up = False
         self.servers: list[asyncio.Server] = []
         self.addresses: list[tuple[str, int]] = []
-        self.counters: collections.Counter[str] = collections.Counter()
+        self.ops_address: tuple[str, int] | None = None
+        self._ops: Any = None
+        self._tasks: list[asyncio.Task[Any]] = []
         self._stopped = asyncio.Event()
+
+    def _recipient_state(self, config: Config) -> None:
+        """The store and the unsubscribe loop: made once, kept across reloads (a change to
+        their configuration needs a restart)."""
+        f = config.file
+        u = f.unsubscribe
+        self.store = from_config(config)
+        self.endpoints = Endpoints(u.base_url, u.mailto_local, u.mailto_domain)
+        self.unsubscribe_keys: TokenKeys | None = None
+        if u.base_url or u.mailto_domain or u.listen:
+            try:
+                self.unsubscribe_keys = TokenKeys.load(config.unsubscribe_key_path)
+            except (OSError, ValueError) as exc:
+                raise ConfigError(f"{config.source}: unsubscribe.key_file: {exc}") from None
+        self.intake = Intake(
+            store=self.store, keys=self.unsubscribe_keys, masker=self.masker, mailto_local=u.mailto_local,
+            mailto_domain=u.mailto_domain, complaints_address=f.complaints.address,
+            complaints_dir=config.complaints_dir, timeout=f.timeouts.policy,
+        )
+        self.unsubscribe_web: UnsubscribeEndpoint | None = None
+        if u.listen and self.unsubscribe_keys is not None:
+            self.unsubscribe_web = UnsubscribeEndpoint(self.store, self.unsubscribe_keys, self.masker, f.timeouts.policy, u.max_body)
+
+    def _install(self, parts: Parts) -> None:
+        self.config = parts.config
+        self.policy = parts.policy
+        self.settings = parts.settings
+        if parts.upstream is not None:
+            self.upstream = parts.upstream
+        self.masker = parts.masker
+        self.credentials = parts.credentials
+        self.tls_context = parts.tls_context
+        self.rate = parts.rate
+        self.connection_rate = parts.connection_rate
+        self.signer = parts.signer
+        # The one resolver of the process; a reload keeps it (and its cache) unless [dns] changed.
+        if getattr(self, "resolver", None) is None or parts.config.file.dns != self._dns:
+            self.resolver = Resolver.from_config(parts.config.file.dns)
+            self._dns = parts.config.file.dns
 
     # -- connections ------------------------------------------------------------------------------
 
-    def admit(self, server: RelaySMTP, transport: asyncio.BaseTransport) -> bool:
-        peer = transport.get_extra_info("peername")
-        ip = str(peer[0]) if isinstance(peer, tuple) else str(peer)
+    def admit(self, server: RelaySMTP, transport: asyncio.BaseTransport, ip: str | None = None) -> bool:
+        if ip is None:
+            peer = transport.get_extra_info("peername")
+            ip = str(peer[0]) if isinstance(peer, tuple) else str(peer)
         limits = self.config.file.limits
-        if self.closing or len(self.sessions) >= self.max_connections or self.per_client[ip] >= limits.max_connections_per_client:
+        if (self.closing or len(self.sessions) >= min(limits.max_connections, self.connection_cap)
+                or self.per_client[ip] >= limits.max_connections_per_client):
             log.warning("connection_refused", client=ip, sessions=len(self.sessions), from_client=self.per_client[ip])
+            return False
+        if self.connection_rate.message("connections", {"client_ip": ip}) is not None:
+            log.warning("connection_rate_exceeded", client=ip)
+            self.metrics.rate_limited.labels("connections").inc()
             return False
         self.sessions.add(server)
         self.per_client[ip] += 1
         server.client_key = ip  # type: ignore[attr-defined]
+        self.metrics.connections.set(len(self.sessions))
         return True
 
     def release(self, server: RelaySMTP) -> None:
@@ -133,42 +236,70 @@ class Service:
             self.per_client[ip] -= 1
             if self.per_client[ip] <= 0:
                 del self.per_client[ip]
+            self.metrics.connections.set(len(self.sessions))
+
+    def rekey(self, server: RelaySMTP, real_ip: str) -> bool:
+        """A PROXY header named the real client: count the connection against it instead."""
+        self.release(server)
+        return self.admit(server, server.transport, real_ip)  # type: ignore[arg-type]
+
+    def proxy_allowed(self, listener: str, peer_ip: str) -> bool:
+        for x in self.config.file.listeners:
+            if x.name == listener:
+                if not x.proxy_networks:
+                    return True
+                try:
+                    addr = ipaddress.ip_address(peer_ip)
+                except ValueError:
+                    return False
+                return any(addr in ipaddress.ip_network(n, strict=False) for n in x.proxy_networks)
+        return False
 
     def auth_offered(self, server: RelaySMTP) -> bool:
         return self.credentials is not None and self.tls_context is not None
 
     async def verify_login(self, login: bytes, password: bytes) -> bool:
-        if self.credentials is None:
+        credentials = self.credentials
+        if credentials is None:
             return False
         user = login.decode("utf-8", "replace")
         pw = password.decode("utf-8", "replace")
-        return await asyncio.to_thread(self.credentials.verify, user, pw)
+        return await asyncio.to_thread(credentials.verify, user, pw)
 
-    def count(self, verdict: Verdict | None, reply: Reply) -> None:
-        self.counters[str(verdict.effective) if verdict else "refused"] += 1
+    async def dkim_sign(self, data: bytes) -> tuple[bytes, str]:
+        """The outgoing bytes with DKIM-Signature(s) prepended, and a note for the audit log."""
+        return await sign_off_loop(self.signer, data)
+
+    def summary(self) -> str:
+        totals = self.metrics.last_hour.totals()
+        return (f"{len(self.sessions)} sessions; last hour: {totals.get('relay', 0)} relayed, "
+                f"{totals.get('quarantine', 0)} held, {totals.get('reject', 0)} rejected; "
+                f"upstream {'up' if self.upstream_up else 'DOWN'}")
 
     # -- life cycle -------------------------------------------------------------------------------
 
-    def _factory(self, listener_name: str) -> Callable[[], RelaySMTP]:
+    def _factory(self, listener_name: str, proxy_protocol: bool) -> Callable[[], RelaySMTP]:
         handler = RelayHandler(self, listener_name)
-        f = self.config.file
-        excluded = [] if self.credentials else ["PLAIN", "LOGIN"]
-        excluded += [m for m in ("PLAIN", "LOGIN") if m not in f.auth.mechanisms and m not in excluded]
-        kwargs: dict[str, Any] = dict(
-            hostname=f.hostname,
-            ident=f.smtp.banner,
-            data_size_limit=f.limits.max_message_size,
-            enable_SMTPUTF8=True,
-            decode_data=False,
-            tls_context=self.tls_context,
-            require_starttls=False,
-            auth_require_tls=True,
-            auth_exclude_mechanism=excluded,
-            timeout=f.timeouts.command,
-        )
 
         def factory() -> RelaySMTP:
-            return RelaySMTP(handler, loop=asyncio.get_running_loop(), **kwargs)
+            # Read at every connection, so that a reload reaches new connections.
+            f = self.config.file
+            excluded = [m for m in ("PLAIN", "LOGIN") if not self.credentials or m not in f.auth.mechanisms]
+            return RelaySMTP(
+                handler,
+                loop=asyncio.get_running_loop(),
+                hostname=f.hostname,
+                ident=f.smtp.banner,
+                data_size_limit=f.limits.max_message_size,
+                enable_SMTPUTF8=True,
+                decode_data=False,
+                tls_context=self.tls_context,
+                require_starttls=False,
+                auth_require_tls=True,
+                auth_exclude_mechanism=excluded,
+                timeout=f.timeouts.command,
+                proxy_protocol_timeout=PROXY_HEADER_TIMEOUT if proxy_protocol else None,
+            )
 
         return factory
 
@@ -176,16 +307,21 @@ class Service:
         """Each client connection needs a descriptor, and one more for the upstream connection
         that relays its message. Past the process's open-files limit, accept() fails in a loop
         (clients hang without a greeting, the log floods): so raise the limit, and where it
-        cannot go high enough, lower the connection limit, so that the 421 answers instead."""
+        cannot go high enough, cap the connections, so that the 421 answers instead."""
         configured = self.config.file.limits.max_connections
         limit = open_files_limit(2 * configured + SPARE_FILES)
-        self.max_connections = min(configured, max(1, (limit - SPARE_FILES) // 2))
-        if self.max_connections < configured:
-            log.warning("connection_limit_lowered", configured=configured, effective=self.max_connections,
+        self.connection_cap = max(1, (limit - SPARE_FILES) // 2)
+        if self.connection_cap < configured:
+            log.warning("connection_limit_lowered", configured=configured, effective=self.connection_cap,
                         open_files_limit=limit, remedy=f"raise the open-files limit to {2 * configured + SPARE_FILES}")
 
     async def start(self) -> None:
         self._fit_connection_limit()
+        try:
+            await self.store.open()
+            await self.store.prune(time.time(), SENDS_KEPT)
+        except StoreError as exc:
+            raise ConfigError(f"{self.config.source}: store: {exc}") from None
         await asyncio.to_thread(self.quarantine.open)
         repair = await asyncio.to_thread(self.quarantine.repair)
         if repair:
@@ -198,13 +334,84 @@ class Service:
         loop = asyncio.get_running_loop()
         for listener in self.config.file.listeners:
             host, port = listener.host_port
-            server = await loop.create_server(self._factory(listener.name), host, port)
+            server = await loop.create_server(self._factory(listener.name, listener.proxy_protocol), host, port)
             self.servers.append(server)
             for sock in server.sockets:
                 addr = sock.getsockname()
                 self.addresses.append((addr[0], addr[1]))
-                log.info("listening", listener=listener.name, address=f"{addr[0]}:{addr[1]}")
+                log.info("listening", listener=listener.name, address=f"{addr[0]}:{addr[1]}", proxy_protocol=listener.proxy_protocol)
+        metrics = self.config.file.metrics
+        if metrics.address:
+            from proxy.opsweb import OpsServer
+
+            self._ops = OpsServer(self, *parse_hostport(metrics.address))
+            self.ops_address = await self._ops.start()
+        if self.unsubscribe_web is not None:
+            await self.unsubscribe_web.start(*parse_hostport(self.config.file.unsubscribe.listen))
+        await self.probe_upstream()
+        self._tasks.append(loop.create_task(self._probe_loop()))
+        self._tasks.append(loop.create_task(self._prune_loop()))
         log.info("ready", upstream=repr(self.upstream), policy=self.policy.source, monitor=self.policy.monitor)
+        self.systemd.ready(self.summary())
+        self.systemd.start_watchdog(self.summary)
+
+    async def probe_upstream(self) -> None:
+        try:
+            up = await asyncio.wait_for(self.upstream.probe(), self.config.file.timeouts.upstream_connect + 5)
+        except (asyncio.TimeoutError, OSError):
+            up = False
+        if up != self.upstream_up:
+            log.info("upstream_state", upstream=repr(self.upstream), up=up)
+        self.upstream_up = up
+        self.metrics.upstream_up.set(1 if up else 0)
+
+    async def _probe_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.file.metrics.probe_interval)
+            await self.probe_upstream()
+
+    async def _prune_loop(self) -> None:
+        """Forget sends older than any frequency window, now and then, so the table stays small."""
+        while True:
+            await asyncio.sleep(PRUNE_EVERY)
+            try:
+                gone = await self.store.prune(time.time(), SENDS_KEPT)
+                log.info("store_pruned", sends=gone)
+            except StoreError as exc:
+                log.warning("store_prune_failed", error=str(exc))
+
+    async def reload(self) -> bool:
+        """Re-read config and policy; swap them in only if everything loads. Returns success."""
+        if self.reload_source is None:
+            log.warning("reload_unavailable")
+            return False
+        self.systemd.reloading()
+        try:
+            config, policy = await asyncio.to_thread(self.reload_source)
+            same_upstream = _upstream_key(config) == _upstream_key(self.config)
+            parts = await asyncio.to_thread(build_parts, config, policy, self.upstream if same_upstream else None)
+        except Exception as exc:  # every reason a reload can fail is reported, never fatal
+            log.error("reload_failed", error=str(exc))
+            self.metrics.reloads.labels("failed").inc()
+            self.systemd.ready(self.summary())
+            return False
+        if [x.model_dump() for x in config.file.listeners] != [x.model_dump() for x in self.config.file.listeners]:
+            log.warning("reload_needs_restart", reason="listeners changed; they keep their old addresses until a restart")
+        if config.quarantine_dir != self.config.quarantine_dir or config.file.metrics != self.config.file.metrics:
+            log.warning("reload_needs_restart", reason="quarantine directory or metrics address changed")
+        f, old = config.file, self.config.file
+        if (config.store_url, f.addresses, f.unsubscribe, f.complaints) != (self.config.store_url, old.addresses, old.unsubscribe, old.complaints):
+            log.warning("reload_needs_restart", reason="store, addresses, unsubscribe or complaints changed")
+        old_upstream = self.upstream
+        self._install(parts)
+        if old_upstream is not self.upstream:
+            # Transactions in flight may still hold its connections: close it once they are done.
+            asyncio.get_running_loop().call_later(self.settings.upstream_budget, lambda: asyncio.ensure_future(old_upstream.close()))
+            await self.probe_upstream()
+        self.metrics.reloads.labels("ok").inc()
+        log.info("reloaded", policy=policy.source, monitor=policy.monitor)
+        self.systemd.ready(self.summary())
+        return True
 
     async def stop(self) -> None:
         """Stop accepting, tell idle clients 421, let transactions in flight finish (bounded by
@@ -213,33 +420,45 @@ class Service:
             await self._stopped.wait()
             return
         self.closing = True
+        self.systemd.stopping()
         log.info("stopping", sessions=len(self.sessions))
         for server in self.servers:
             server.close()
+        if self.unsubscribe_web is not None:
+            await self.unsubscribe_web.stop()
         for session in list(self.sessions):
             if session.in_transaction:
                 session.closing = True
             else:
                 await session.close_gracefully()
-        deadline = asyncio.get_running_loop().time() + self.config.file.timeouts.shutdown
-        while any(s.in_transaction for s in self.sessions) and asyncio.get_running_loop().time() < deadline:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.file.timeouts.shutdown
+        while any(s.in_transaction for s in self.sessions) and loop.time() < deadline:
             await asyncio.sleep(0.05)
         for session in list(self.sessions):
             if session.transport is not None:
                 session.transport.close()
         for server in self.servers:
             await server.wait_closed()
+        for task in self._tasks:
+            task.cancel()
+        if self._ops is not None:
+            await self._ops.stop()
         await self.upstream.close()
+        await self.notifier.close()
         self.quarantine.close()
-        log.info("stopped", counters=dict(self.counters))
+        await self.store.close()
+        self.systemd.close()
+        log.info("stopped", last_hour=dict(self.metrics.last_hour.totals()))
         self._stopped.set()
 
     async def run(self) -> None:
-        """Start, then serve until SIGTERM or SIGINT."""
+        """Start, then serve until SIGTERM or SIGINT; SIGHUP reloads."""
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: self._tasks.append(loop.create_task(self.reload())))
         await self.start()
         await stop.wait()
         await self.stop()

@@ -15,6 +15,7 @@ from proxy.config import Config, ConfigFile
 from proxy.policy.loader import BUILTIN_DEFAULT, Policy, load_policy
 from proxy.service import Service
 from tests.sink import Sink
+from tests.dnsserver import dns_server  # noqa: F401  (a loopback DNS server fixture for every test)
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

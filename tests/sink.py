@@ -60,6 +60,7 @@ class Sink:
         # What the fault hook did: (step, fault, the DATA bytes when there were any).
         self.faults: list[tuple[str, str, bytes]] = []
         self._ids = itertools.count(1)
+        self._writers: set[asyncio.StreamWriter] = set()
 
     async def start(self, host: str = "127.0.0.1") -> "Sink":
         # A large reader limit: messages of many megabytes arrive as one readuntil().
@@ -68,8 +69,11 @@ class Sink:
         return self
 
     async def stop(self) -> None:
+        """Stop like a crashed MTA: the port closes and every open connection drops."""
         if self.server is not None:
             self.server.close()
+            for w in list(self._writers):
+                w.transport.abort()
             await self.server.wait_closed()
 
     @property
@@ -85,6 +89,7 @@ class Sink:
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        self._writers.add(writer)
         b = self.behaviour
         fault = self._fault("connect")
         if b.refuse_connections or fault in ("refuse", "close"):
@@ -168,5 +173,6 @@ class Sink:
         except asyncio.CancelledError:  # a hanging connection, still open when the test ends
             return
         finally:
+            self._writers.discard(writer)
             if not writer.is_closing():
                 writer.close()

@@ -24,7 +24,7 @@ def load_text(tmp_path, text: str):
         ("[policy]\nmode = \"loud\"\n", "policy.mode: Input should be 'enforce' or 'monitor'"),
         ("[policy]\nfrobnicate = true\n", "policy.frobnicate: unknown key"),
         ("[actions]\n\"unsubscribe.header_mising\" = \"reject\"\n", "unknown rule 'unsubscribe.header_mising'"),
-        ("[actions]\n\"subject.missing\" = \"bounce\"\n", "actions.\"subject.missing\": Input should be 'relay', 'quarantine' or 'reject'"),
+        ("[actions]\n\"subject.missing\" = \"bounce\"\n", "actions.\"subject.missing\": Input should be 'relay', 'quarantine', 'tempfail' or 'reject'"),
         ("[streams.bulk]\nkind = \"spam\"\n", "streams.bulk.kind: Input should be 'marketing' or 'transactional'"),
         ("[checks.nonsense]\nenabled = true\n", "checks.nonsense: unknown check family"),
         ("[checks.subject]\nenabled = \"yes please\"\n", "checks.subject.enabled: Input should be a valid boolean"),

@@ -42,7 +42,7 @@ async def test_client_outside_relay_networks_cannot_relay(start_relay, sink) -> 
     assert (await c.cmd("RCPT TO:<victim@example.org>")).startswith("503")
     assert (await c.cmd("DATA")).startswith("503")
     await c.close()
-    assert sink.received == [] and sink.connections == 0
+    assert sink.received == [] and not any(c.upper().startswith("MAIL") for c in sink.commands)
 
 
 async def test_with_auth_configured_outsiders_are_told_to_authenticate(start_relay, credentials) -> None:

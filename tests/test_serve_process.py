@@ -89,7 +89,7 @@ async def test_serve_refuses_a_bad_config_in_one_line(tmp_path, cli_env) -> None
 async def test_serve_with_embedded_default_delivers_into_maildir(tmp_path, cli_env) -> None:
     port = free_port()
     proc = await asyncio.create_subprocess_exec(
-        *SENDWARDEN, "serve", "--listen", f"127.0.0.1:{port}", cwd=tmp_path,
+        *SENDWARDEN, "serve", "--listen", f"127.0.0.1:{port}", "--metrics", "", cwd=tmp_path,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=cli_env,
     )
     try:

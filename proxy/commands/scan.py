@@ -14,7 +14,7 @@ from proxy.policy.engine import judge
 from proxy.policy.registry import Context
 from proxy.policy.verdict import Action, Replies, Reply, Verdict
 
-EXIT_STATUS = {Action.RELAY: 0, Action.QUARANTINE: 2, Action.REJECT: 3}
+EXIT_STATUS = {Action.RELAY: 0, Action.QUARANTINE: 2, Action.REJECT: 3, Action.TEMPFAIL: 4}
 
 
 def read_input(path: str) -> bytes:
@@ -32,6 +32,8 @@ def scan_reply(verdict: Verdict) -> Reply:
     action = verdict.effective
     if action == Action.REJECT:
         return verdict.reject_reply()
+    if action == Action.TEMPFAIL:
+        return verdict.tempfail_reply()
     if action == Action.QUARANTINE:
         return Replies.quarantined("(scan)")
     return Reply(250, "2.0.0", "Ok: would be relayed")

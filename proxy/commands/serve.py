@@ -7,39 +7,53 @@ import asyncio
 from typing import Any
 
 from proxy.commands.common import CliError, load
-from proxy.config import parse_hostport
+from proxy.config import Config, parse_hostport
+from proxy.policy.loader import Policy
+
+
+def _overrides(args: argparse.Namespace, config: Config) -> Config:
+    """Apply --listen, --upstream and --metrics; they win over the file, on reload too."""
+    changes: dict[str, Any] = {}
+    for flag, value in (("--listen", args.listen), ("--metrics", args.metrics or None)):
+        if value:
+            try:
+                parse_hostport(value)
+            except ValueError as exc:
+                raise CliError(f"{flag}: {exc}") from None
+    if args.listen:
+        first = config.file.listeners[0].model_dump()
+        first["address"] = args.listen
+        changes["listeners"] = [first, *[x.model_dump() for x in config.file.listeners[1:]]]
+    if args.upstream:
+        changes["upstream"] = {**config.file.upstream.model_dump(), "url": args.upstream}
+    if args.metrics is not None:
+        changes["metrics"] = {**config.file.metrics.model_dump(), "address": args.metrics}
+    return config.replace(**changes) if changes else config
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from proxy.audit import configure
     from proxy.service import Service
 
-    config, policy = load(args.config, monitor=args.monitor)
-    changes: dict[str, Any] = {}
-    if args.listen:
-        try:
-            parse_hostport(args.listen)
-        except ValueError as exc:
-            raise CliError(f"--listen: {exc}") from None
-        first = config.file.listeners[0].model_dump()
-        first["address"] = args.listen
-        changes["listeners"] = [first, *[x.model_dump() for x in config.file.listeners[1:]]]
-    if args.upstream:
-        up = config.file.upstream.model_dump()
-        up["url"] = args.upstream
-        changes["upstream"] = up
-    if changes:
-        config = config.replace(**changes)
+    def source() -> tuple[Config, Policy]:
+        config, policy = load(args.config, monitor=args.monitor)
+        return _overrides(args, config), policy
+
+    config, policy = source()
     configure(config.file.audit.level, config.file.audit.format)
-    service = Service(config, policy)
-    asyncio.run(service.run())
+    service = Service(config, policy, reload_source=source)
+    try:
+        asyncio.run(service.run())
+    except OSError as exc:  # typically: the address is in use
+        raise CliError(f"cannot serve: {exc.strerror or exc}") from None
     return 0
 
 
 def register(sub: Any) -> None:
-    s = sub.add_parser("serve", help="run the relay")
+    s = sub.add_parser("serve", help="run the relay (SIGHUP reloads config and policy, SIGTERM drains and stops)")
     s.add_argument("--config", help="service configuration (TOML); default: the embedded development config")
     s.add_argument("--listen", metavar="HOST:PORT", help="address of the (first) listener")
     s.add_argument("--upstream", metavar="URL", help="smtp://HOST:PORT or maildir:PATH")
+    s.add_argument("--metrics", metavar="HOST:PORT", help="address of /metrics and /healthz ('' turns them off)")
     s.add_argument("--monitor", action="store_true", help="judge and log every message, but relay them all")
     s.set_defaults(func=cmd_serve)

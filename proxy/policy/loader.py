@@ -25,7 +25,7 @@ from proxy.policy.verdict import Action
 from proxy.tomlfile import ConfigError, read_toml, validate
 
 BUILTIN_DEFAULT = "builtin:default"
-ActionName = Literal["relay", "quarantine", "reject"]
+ActionName = Literal["relay", "quarantine", "tempfail", "reject"]
 
 
 def _check_rule_key(key: str) -> str:
@@ -167,6 +167,10 @@ def build(data: dict[str, Any], source: str) -> Policy:
     streams = {k: streams[k] for k in [*pf.streams, *[n for n in streams if n not in pf.streams]]}
     if pf.policy.default_stream not in streams:
         raise ConfigError(f"{source}: policy.default_stream: no stream named {pf.policy.default_stream!r}")
+    # Options that name streams check them here, once the streams are known.
+    for fam, opts in options.items():
+        for problem in getattr(opts, "validate_policy", lambda names: [])(set(streams)):
+            raise ConfigError(f"{source}: checks.{fam}.{problem}")
 
     default_action = Action.parse(pf.policy.default_action)
     action_table: dict[str, dict[str, Action]] = {}

@@ -18,12 +18,14 @@ RULES: dict[str, str] = {
     "sender.domain_not_allowed": "From domain is not one the sender may use",
     "sender.misaligned": "envelope sender, Sender or Reply-To not aligned with From",
     "sender.display_name_spoof": "display name carries another address, domain or brand",
+    "sender.lookalike_domain": "From domain imitates a protected brand's domain (homoglyphs, other suffix)",
     "sender.dkim_fail": "an existing DKIM signature fails or does not align",
     # subject
     "subject.deceptive": "subject misleads about the content (fake RE:/FWD:, configured patterns)",
     "subject.missing": "empty or missing subject",
     # recipients
     "optout.suppressed": "recipient unsubscribed or objected",
+    "optout.suppressed_after_data": "a recipient is suppressed in a scope (or on a stream) only the headers revealed",
     "consent.missing": "no consent record for the recipient",
     "consent.wrong_scope": "consent exists, but not for this brand/use",
     "frequency.exceeded": "recipient's frequency cap reached",

@@ -12,18 +12,24 @@ from dataclasses import dataclass, field
 
 
 class Action(enum.IntEnum):
-    """What to do with a message. Ordered: the strongest action wins."""
+    """What to do with a message. Ordered: the strongest action wins.
+
+    TEMPFAIL answers 451 so that the client tries again later: for findings that say "could not
+    judge now" (a DNS lookup failed) rather than "wrong". It beats QUARANTINE (a retry judges
+    the whole message again, nothing is lost) and yields to REJECT (a retry cannot help).
+    """
 
     RELAY = 0
     QUARANTINE = 1
-    REJECT = 2
+    TEMPFAIL = 2
+    REJECT = 3
 
     @classmethod
     def parse(cls, text: str) -> "Action":
         try:
             return cls[text.upper()]
         except KeyError:
-            raise ValueError(f"unknown action {text!r} (expected relay, quarantine or reject)") from None
+            raise ValueError(f"unknown action {text!r} (expected relay, quarantine, tempfail or reject)") from None
 
     def __str__(self) -> str:
         return self.name.lower()
@@ -95,8 +101,16 @@ class Replies:
         return Reply(550, "5.7.1", _clean(f"Message refused by policy [{', '.join(rules)}]: {reason}"))
 
     @staticmethod
+    def policy_tempfail(rules: list[str], reason: str) -> Reply:
+        return Reply(451, "4.4.3", _clean(f"Message deferred by policy [{', '.join(rules)}], try again later: {reason}"))
+
+    @staticmethod
     def recipient_refused(rule: str, reason: str) -> Reply:
         return Reply(550, "5.7.1", _clean(f"Recipient refused by policy [{rule}]: {reason}"))
+
+    @staticmethod
+    def recipient_deferred(rule: str, reason: str) -> Reply:
+        return Reply(450, "4.7.1", _clean(f"Recipient deferred by policy [{rule}]: {reason}; try again later"))
 
     @staticmethod
     def rate_limited(reason: str) -> Reply:
@@ -174,7 +188,15 @@ class Verdict:
         return [j for j in self.judged if j.action == self.action]
 
     def reject_reply(self) -> Reply:
+        rules, reason = self._reasons()
+        return Replies.policy_reject(rules, reason)
+
+    def tempfail_reply(self) -> Reply:
+        rules, _ = self._reasons()
+        # The detail (what failed) helps the sender's ops more than a remedy here.
+        return Replies.policy_tempfail(rules, "; ".join(j.finding.detail for j in self.deciding()[:3]))
+
+    def _reasons(self) -> tuple[list[str], str]:
         deciding = self.deciding()
         rules = sorted({j.rule for j in deciding})
-        reason = "; ".join(j.finding.remedy or j.finding.detail for j in deciding[:3])
-        return Replies.policy_reject(rules, reason)
+        return rules, "; ".join(j.finding.remedy or j.finding.detail for j in deciding[:3])

@@ -29,10 +29,13 @@ class DataResult:
     error: str = ""
 
 
-def longest_line(data: bytes) -> int:
-    """The length of the longest CRLF-delimited line. Linear: a search for a run of more than
-    998 non-CRLF bytes backtracks at every position (two minutes for 25 MB of 990-byte lines)."""
-    return max(map(len, data.split(b"\r\n")))
+def has_long_line(data: bytes, limit: int) -> bool:
+    """Whether any CRLF-delimited line is longer than `limit` octets.
+
+    split + map(len) runs in C (about 15 µs for a 30 KB message); a `[^\r\n]{999}` regex
+    search costs ~50 ms on the same message, since it retries at every position.
+    """
+    return len(data) > limit and max(map(len, data.split(b"\r\n"))) > limit
 
 
 def unstuff(data: bytes) -> bytes:
@@ -104,6 +107,6 @@ async def read_data(
         data = normalize_line_endings(unstuff(data))
     else:
         data = unstuff(data)
-    if len(data) > max_line and longest_line(data) > max_line:
+    if has_long_line(data, max_line):
         return DataResult(None, len(data), "line_too_long")
     return DataResult(data, len(data))

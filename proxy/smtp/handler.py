@@ -1,29 +1,24 @@
 """The aiosmtpd handler: decides who may relay, collects the envelope, and for each message runs
-the policy engine and acts on the verdict (relay, quarantine, reject), then writes one audit line.
+the pipeline (proxy/pipeline.py) and acts on the verdict in SMTP: relay upstream, quarantine,
+reject or defer.
 """
 
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import re
-import secrets
 import time
-from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiosmtpd.smtp import Envelope, Session
 
-from proxy.facts import PROVIDERS, gather
-from proxy.message import Message
-from proxy.policy.engine import judge
-from proxy.policy.loader import Policy
-from proxy.policy.registry import Context
+from proxy import pipeline, recipients, trace
+from proxy.pipeline import Transaction, findings_header, new_queue_id
 from proxy.policy.verdict import Action, Replies, Reply, Verdict
-from proxy.quarantine import Held, QuarantineError
 from proxy.relay import Outgoing, Recipient, Result
 from proxy.smtp.datareader import DataResult
+from proxy.unsubscribe.intake import Refused
 
 if TYPE_CHECKING:
     from proxy.service import Service
@@ -32,25 +27,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger("sendwarden.smtp")
 _EXTENSIONS = ("250-PIPELINING", "250-ENHANCEDSTATUSCODES", "250-DSN")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_UNPRINTABLE = re.compile(r"[^\x21-\x7e]")
-
-
-@dataclass
-class Transaction:
-    """What sendwarden keeps for one MAIL..DATA transaction."""
-
-    queue_id: str
-    mail_from: str
-    policy: Policy  # the policy in force at MAIL FROM: a reload does not change it mid-way
-    stream: str
-    started: float
-    recipients: list[Recipient] = field(default_factory=list)
-    mail_dsn: dict[str, str] = field(default_factory=dict)
-    body_8bit: bool = False
-
-
-def new_queue_id() -> str:
-    return secrets.token_hex(5).upper()
 
 
 def address_problem(address: str, smtputf8: bool) -> tuple[str, str]:
@@ -75,28 +51,20 @@ def client_ip(session: Session) -> str:
     return str(peer or "")
 
 
-def received_header(hostname: str, session: Session, queue_id: str, rcpts: list[Recipient]) -> bytes:
-    """The RFC 5321 trace header a relay must add, with the RFC 3848 protocol name."""
+def protocol_name(session: Session) -> str:
+    """The RFC 3848 protocol name of a session: ESMTP, ESMTPS, ESMTPSA, ..."""
     proto = "ESMTP" if session.extended_smtp else "SMTP"
     if session.ssl is not None:
         proto += "S"
     if session.authenticated:
         proto += "A"
-    # The client's words, in a header of the message: printable ASCII only (no control bytes,
-    # no undecodable bytes, nothing 8-bit in a header of a message that may not allow it).
-    helo = _UNPRINTABLE.sub("?", session.host_name or "unknown")[:200]
-    ip = client_ip(session)
-    literal = f"IPv6:{ip}" if ":" in ip else ip
-    rcpt = f"\r\n\tfor <{rcpts[0].address}>" if len(rcpts) == 1 else ""
-    date = email.utils.format_datetime(email.utils.localtime())
-    text = f"Received: from {helo} ([{literal}])\r\n\tby {hostname} (sendwarden) with {proto} id {queue_id}{rcpt};\r\n\t{date}\r\n"
-    return text.encode("utf-8", "surrogateescape")
+    return proto
 
 
-def findings_header(verdict: Verdict) -> bytes:
-    rules = ", ".join(dict.fromkeys(verdict.rules))
-    prefix = f"monitor would {verdict.action}; " if verdict.monitor and verdict.action != Action.RELAY else ""
-    return f"X-Sendwarden-Findings: {prefix}{rules}\r\n".encode()
+def received_header(hostname: str, session: Session, queue_id: str, rcpts: list[Recipient]) -> bytes:
+    """The RFC 5321 trace header a relay must add, with the RFC 3848 protocol name."""
+    return trace.received(hostname, helo=session.host_name or "unknown", ip=client_ip(session),
+                          proto=protocol_name(session), queue_id=queue_id, rcpts=[r.address for r in rcpts])
 
 
 class RelayHandler:
@@ -126,6 +94,21 @@ class RelayHandler:
 
     # -- SMTP hooks -------------------------------------------------------------------------------
 
+    async def handle_PROXY(self, server: "RelaySMTP", session: Session, envelope: Envelope, proxy_data: Any) -> bool:
+        """The balancer told us who the client really is: policy applies to that address."""
+        peer_ip = client_ip(session)
+        if not self.service.proxy_allowed(self.listener, peer_ip):
+            log.warning("proxy_refused", peer=peer_ip, reason="not in proxy_networks")
+            return False
+        src = getattr(proxy_data, "src_addr", None)
+        if src is None:  # PROXY UNKNOWN / LOCAL: a health check from the balancer itself
+            return True
+        real = str(src)
+        if not self.service.rekey(server, real):
+            return False
+        session.peer = (real, getattr(proxy_data, "src_port", 0) or 0)
+        return True
+
     async def handle_EHLO(self, server: "RelaySMTP", session: Session, envelope: Envelope, hostname: str, responses: list[str]) -> list[str]:
         session.host_name = hostname
         out = [r for r in responses[:-1] if r.strip() != "250-AUTH"]
@@ -136,7 +119,9 @@ class RelayHandler:
     async def handle_MAIL(self, server: "RelaySMTP", session: Session, envelope: Envelope, address: str, options: list[str]) -> str:
         service = self.service
         ip = client_ip(session)
-        if not (session.authenticated or service.config.may_relay(ip)):
+        # A client that may not relay may still send to sendwarden's own addresses (intake).
+        inbound_only = not (session.authenticated or service.config.may_relay(ip))
+        if inbound_only and not service.intake.enabled:
             reply = Replies.auth_required() if service.auth_offered(server) else Replies.relay_denied()
             log.warning("relay_refused", client=ip, sender=service.masker(address), reply=str(reply))
             return str(reply)
@@ -148,12 +133,26 @@ class RelayHandler:
         policy = service.policy
         user = _auth_user(session)
         stream = policy.resolve_stream(listener=self.listener, user=user, sender=address)
+        traffic_class = "bounce" if address in ("", "<>") else stream.name
+        keys = {"client_ip": ip, "sender_domain": address.rpartition("@")[2].lower()}
+        if user:
+            keys["auth_user"] = user
+        broken = service.rate.message(traffic_class, keys)
+        if broken is not None:
+            service.metrics.rate_limited.labels(broken.name).inc()
+            log.info("rate_limited", limit=broken.name, client=ip, key=broken.per)
+            return str(Replies.rate_limited(f"{broken.name} (messages per {broken.window:g}s per {broken.per})"))
         envelope.mail_from = address
         envelope.mail_options.extend(options)
-        tx = Transaction(new_queue_id(), address, policy, stream.name, time.monotonic(), mail_dsn=dict(server.pending_dsn))
+        tx = Transaction(new_queue_id(), address, policy, stream.name, time.monotonic(), listener=self.listener,
+                         client_ip=ip, helo=session.host_name or "", auth_user=user, proto=protocol_name(session),
+                         smtputf8=bool(envelope.smtp_utf8), mail_dsn=dict(server.pending_dsn))
         tx.body_8bit = "BODY=8BITMIME" in options
+        tx.traffic_class, tx.rate_keys = traffic_class, keys
+        tx.inbound_only = inbound_only
         envelope.tx = tx  # type: ignore[attr-defined]
         server.in_transaction = True
+        structlog.contextvars.bind_contextvars(queue_id=tx.queue_id)
         return "250 2.1.0 Sender ok"
 
     async def handle_RCPT(self, server: "RelaySMTP", session: Session, envelope: Envelope, address: str, options: list[str]) -> str:
@@ -165,6 +164,37 @@ class RelayHandler:
         code, reason = address_problem(address, bool(envelope.smtp_utf8))
         if code:
             return f"553 {code.replace('5.1.7', '5.1.3')} Recipient address refused: {reason}"
+        domain = address.rpartition("@")[2].lower()
+        broken = self.service.rate.recipient(tx.traffic_class, tx.rate_keys, domain, domain not in tx.domains)
+        if broken is not None:
+            self.service.metrics.rate_limited.labels(broken.name).inc()
+            self.service.metrics.rcpt_refusals.labels("rate.exceeded").inc()
+            log.info("rate_limited", limit=broken.name, key=broken.per)
+            return str(Replies.rate_limited(f"{broken.name} (per {broken.per})"))
+        tx.domains.add(domain)
+        service = self.service
+        try:
+            local = service.intake.classify(address, time.time(), client_ip(session))
+        except Refused as exc:
+            return str(exc.reply)
+        # Mail to sendwarden itself is never mixed with mail it relays (RFC 5321 3.3: the
+        # client sends the 452'd recipient again in a new transaction).
+        if (local is not None and tx.recipients) or (local is None and tx.local):
+            return "452 4.5.3 Local and relayed recipients go in separate transactions; send this one again"
+        if local is not None:
+            tx.local.append(local)
+            envelope.rcpt_tos.append(address)
+            return "250 2.1.5 Recipient ok"
+        if tx.inbound_only:
+            reply = Replies.auth_required() if service.auth_offered(server) else Replies.relay_denied()
+            log.warning("relay_refused", client=client_ip(session), rcpt=service.masker(address), reply=str(reply))
+            return str(reply)
+        screening = await recipients.screen(service, tx.policy, tx.ensure_plan(), tx.stream, address)
+        if screening.reply is not None:
+            service.metrics.rcpt_refusals.labels(screening.rule).inc()
+            log.info("rcpt_refused", rcpt=service.masker(address), reply=str(screening.reply))
+            return str(screening.reply)
+        tx.rcpt_findings.extend(screening.findings)
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(options)
         tx.recipients.append(Recipient(address, dict(server.pending_dsn)))
@@ -172,6 +202,7 @@ class RelayHandler:
 
     async def handle_RSET(self, server: "RelaySMTP", session: Session, envelope: Envelope) -> str:
         server.in_transaction = False
+        structlog.contextvars.unbind_contextvars("queue_id")
         return "250 2.0.0 Ok"
 
     async def handle_exception(self, error: Exception) -> str:
@@ -186,7 +217,6 @@ class RelayHandler:
         settings = self.settings
         service = self.service
         record: dict[str, Any] = {}
-        verdict: Verdict | None = None
         t0 = time.perf_counter()
         if data.content is None:
             if data.error == "too_large":
@@ -195,75 +225,46 @@ class RelayHandler:
                 reply = Replies.malformed("5.6.0", "Bare CR or LF in message data is not allowed (RFC 5321 2.3.8); send CRLF line endings")
             else:
                 reply = Replies.malformed("5.6.0", f"Message has a line longer than {settings.max_line_length} characters (RFC 5321 4.5.3.1.6)")
-            self._audit(session, tx, reply, None, data.size, record, t0)
+            pipeline.audit(service, tx, reply, None, data.size, record, t0)
+            return str(reply)
+        if tx.local:
+            reply, consumed = await service.intake.consume(tx.local, envelope.mail_from or "", data.content, tx.queue_id)
+            record.update(consumed)
+            pipeline.audit(service, tx, reply, None, len(data.content), record, t0)
             return str(reply)
 
-        content = data.content
-        message = Message.from_bytes(content)
-        ctx = Context(
-            stream=tx.stream,
-            marketing=tx.policy.streams[tx.stream].marketing,
-            mail_from=envelope.mail_from or "",
-            rcpts=tuple(r.address for r in tx.recipients),
-            client_ip=client_ip(session),
-            helo=session.host_name or "",
-            auth_user=_auth_user(session),
-            now=time.time(),
-        )
-        if PROVIDERS:
-            facts = await gather(service, tx.policy, message, ctx, settings.policy_timeout)
-            if facts:
-                ctx = replace(ctx, facts=facts)
-        try:
-            verdict = judge(tx.policy, message, ctx)
-        except Exception as exc:  # the engine itself failed: never relay unjudged
-            log.error("engine_failed", queue_id=tx.queue_id, error=repr(exc), exc_info=True)
-            verdict = Verdict(tx.policy.action(tx.stream, "check.error"), (), tx.policy.monitor, tx.stream, (repr(exc),))
-        record["policy_ms"] = round((time.perf_counter() - t0) * 1000, 3)
-
+        judgement = await pipeline.evaluate(service, tx, data.content, record)
+        verdict = judgement.verdict
         action = verdict.effective
         if action == Action.REJECT:
             reply = verdict.reject_reply()
+        elif action == Action.TEMPFAIL:
+            reply = verdict.tempfail_reply()
         elif action == Action.QUARANTINE:
-            reply = await self._quarantine(session, envelope, tx, message, content, verdict, record)
+            reply = await pipeline.hold(service, tx, judgement, data.content, record)
         else:
-            reply = await self._relay(server, session, envelope, tx, content, verdict, record)
-        self._audit(session, tx, reply, verdict, len(content), record, t0)
+            reply = await self._relay(session, tx, judgement.content, verdict, record)
+            if reply.is_success:
+                await pipeline.accepted(service, tx, judgement)
+        pipeline.audit(service, tx, reply, verdict, len(judgement.content), record, t0)
+        structlog.contextvars.unbind_contextvars("queue_id")
         return str(reply)
 
-    async def _quarantine(self, session: Session, envelope: Envelope, tx: Transaction, message: Message,
-                          content: bytes, verdict: Verdict, record: dict[str, Any]) -> Reply:
-        held = Held(
-            stream=tx.stream,
-            mail_from=envelope.mail_from or "",
-            rcpts=[{"address": r.address, "dsn": r.dsn} for r in tx.recipients],
-            mail_dsn=tx.mail_dsn,
-            smtputf8=bool(envelope.smtp_utf8),
-            client=client_ip(session),
-            auth_user=_auth_user(session),
-            subject=message.subject[:500],
-            findings=[{"rule": j.rule, "action": str(j.action), "detail": j.finding.detail} for j in verdict.judged],
-            queue_id=tx.queue_id,
-        )
-        try:
-            hold_id = await self.service.quarantine.hold(content, held)
-        except QuarantineError as exc:
-            log.error("quarantine_failed", queue_id=tx.queue_id, error=str(exc))
-            return Replies.store_unavailable(str(exc))
-        record["hold_id"] = hold_id
-        return Replies.quarantined(hold_id)
-
-    async def _relay(self, server: "RelaySMTP", session: Session, envelope: Envelope, tx: Transaction,
-                     content: bytes, verdict: Verdict, record: dict[str, Any]) -> Reply:
+    async def _relay(self, session: Session, tx: Transaction, content: bytes, verdict: Verdict,
+                     record: dict[str, Any]) -> Reply:
         settings = self.settings
         head = received_header(settings.hostname, session, tx.queue_id, tx.recipients)
         if verdict.judged and tx.policy.tag_header:
             head += findings_header(verdict)
+        # DKIM-signing is the last change to the message: nothing may be added after it.
+        data, signed = await self.service.dkim_sign(head + content)
+        if signed:
+            record["dkim"] = signed
         out = Outgoing(
-            mail_from=envelope.mail_from or "",
+            mail_from=tx.mail_from,
             recipients=tuple(tx.recipients),
-            data=head + content,
-            smtputf8=bool(envelope.smtp_utf8),
+            data=data,
+            smtputf8=tx.smtputf8,
             body_8bit=tx.body_8bit,
             dsn=tx.mail_dsn,
         )
@@ -274,32 +275,8 @@ class RelayHandler:
             result = Result(Replies.upstream_unavailable("upstream did not answer in time"), False, "timeout")
         record["upstream_ms"] = round((time.perf_counter() - t1) * 1000, 3)
         record["upstream"] = result.upstream
+        record["upstream_code"] = result.code
         return result.reply
-
-    def _audit(self, session: Session, tx: Transaction, reply: Reply, verdict: Verdict | None, size: int,
-               record: dict[str, Any], t0: float) -> None:
-        mask = self.service.masker
-        log.info(
-            "message",
-            queue_id=tx.queue_id,
-            client=client_ip(session),
-            helo=session.host_name,
-            auth_user=_auth_user(session),
-            listener=self.listener,
-            stream=tx.stream,
-            sender=mask(tx.mail_from),
-            rcpt_count=len(tx.recipients),
-            rcpts=[mask(r.address) for r in tx.recipients],
-            size=size,
-            action=str(verdict.effective) if verdict else "refused",
-            verdict=str(verdict.action) if verdict else None,
-            monitor=verdict.monitor if verdict else False,
-            rules=verdict.rules if verdict else [],
-            reply=str(reply),
-            total_ms=round((time.perf_counter() - t0) * 1000, 3),
-            **record,
-        )
-        self.service.count(verdict, reply)
 
 
 def _auth_user(session: Session) -> str | None:

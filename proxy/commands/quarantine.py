@@ -1,0 +1,331 @@
+"""`sendwarden quarantine list|show|release|delete|purge`: people review held messages.
+
+Exit status: 0 when every message ended as asked; 1 for bad input (an ID that is malformed or not
+in the quarantine, a bad option); 2 when an action did not happen (the upstream refused a
+release, another reviewer is releasing it, a recheck still finds problems). The operations live
+in proxy/review.py; this module only reads options and prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import functools
+import getpass
+import json
+import os
+import re
+import sqlite3
+import sys
+import time
+from typing import Any, Callable
+
+from proxy.commands.common import CliError
+from proxy.config import Config, load_config, parse_duration
+from proxy.quarantine import STATUSES, Quarantine, QuarantineError, valid_id
+from proxy.review import Filters, Outcome, Reviewer, find, rules_of
+
+EXIT_INPUT, EXIT_FAILED = 1, 2
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def safe(text: str) -> str:
+    """Text from a message, made harmless for a terminal (no escape sequences, no surrogates)."""
+    return _CONTROL.sub("?", text)
+
+
+def actor(args: argparse.Namespace) -> tuple[str, str]:
+    """(who acts, the OS user): --as NAME, else the login behind sudo, else the OS user."""
+    os_user = getpass.getuser()
+    if os.environ.get("SUDO_USER") and os_user == "root":
+        os_user = f"{os.environ['SUDO_USER']} (sudo)"
+    return (args.as_name or os_user), os_user
+
+
+def open_quarantine(config: Config) -> Quarantine:
+    directory = config.quarantine_dir
+    if not (directory / "index.sqlite3").exists():
+        raise CliError(f"no quarantine at {directory}: nothing has been held yet, or --config names another installation")
+    q = Quarantine(directory)
+    try:
+        q.open()
+    except QuarantineError as exc:
+        raise CliError(str(exc)) from None
+    return q
+
+
+def setup(args: argparse.Namespace) -> tuple[Config, Quarantine, Reviewer]:
+    from proxy.audit import configure
+
+    config = load_config(args.config)
+    configure(config.file.audit.level, "auto", stream=sys.stderr)
+    sys.stdout.reconfigure(errors="replace")  # type: ignore[union-attr]
+    q = open_quarantine(config)
+    who, os_user = actor(args)
+    return config, q, Reviewer(q, config, who, os_user)
+
+
+def check_ids(ids: list[str]) -> None:
+    bad = [i for i in ids if not valid_id(i)]
+    if bad:
+        raise CliError(f"not a quarantine id: {safe(bad[0])!r} (an id is 24 hex digits, as `quarantine list` shows)")
+
+
+def age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(max(seconds, 0))}s"
+
+
+def stamp(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def clip(text: str, width: int) -> str:
+    text = safe(" ".join(text.split()))
+    return text if len(text) <= width else text[: width - 1] + "~"
+
+
+def summary(row: sqlite3.Row, now: float) -> dict[str, Any]:
+    """The `list --json` document of one message; its shape is a public interface."""
+    return {
+        "id": row["id"], "created": stamp(row["created"]), "age_s": round(now - row["created"]),
+        "status": row["status"], "stream": row["stream"], "sender": row["mail_from"], "subject": row["subject"],
+        "rcpt_count": row["rcpt_count"], "rules": rules_of(row), "size": row["size"],
+        "released_by": row["released_by"], "released_at": stamp(row["released_at"]) if row["released_at"] else None,
+        "deleted_by": row["deleted_by"],
+    }
+
+
+# -- list -----------------------------------------------------------------------------------------
+
+def cmd_list(args: argparse.Namespace) -> int:
+    _, q, _ = setup(args)
+    since = time.time() - _duration(args.since, "--since") if args.since else None
+    status = None if args.status == "all" else args.status
+    page = find(q, Filters(status, since, args.rule or "", args.sender or "", args.stream or ""), args.limit, args.page)
+    now = time.time()
+    if args.json:
+        for row in page.rows:
+            print(json.dumps(summary(row, now)))
+        return 0
+    if not page.rows:
+        print(f"no {args.status if status else ''} messages match".replace("  ", " "))
+        return 0
+    print(f"{'ID':<24}  {'AGE':>4}  {'SENDER':<28}  {'SUBJECT':<34}  {'RCPT':>4}  {'STATUS':<9}  RULES")
+    for row in page.rows:
+        print(f"{row['id']:<24}  {age(now - row['created']):>4}  {clip(row['mail_from'] or '<>', 28):<28}  "
+              f"{clip(row['subject'], 34):<34}  {row['rcpt_count']:>4}  {row['status']:<9}  {', '.join(rules_of(row))}")
+    more = f"; next: --page {page.page + 1}" if page.page < page.pages else ""
+    print(f"-- page {page.page} of {page.pages}, {page.total} message(s){more}")
+    return 0
+
+
+# -- show -----------------------------------------------------------------------------------------
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from proxy.readable import Masker, readable
+
+    check_ids([args.id])
+    _, q, reviewer = setup(args)
+    row = _row(q, args.id)
+    if args.raw:
+        raw = _raw(q, args.id)
+        reviewer.revealed(args.id, "raw bytes")
+        sys.stdout.flush()
+        sys.stdout.buffer.write(raw)
+        return 0
+    rcpts = json.loads(row["rcpts"])
+    masker = Masker([r["address"] for r in rcpts], enabled=not args.reveal)
+    if args.reveal:
+        reviewer.revealed(args.id, "recipient addresses")
+    view = readable(_raw(q, args.id), masker, prefer="text" if args.text else "html") if row["status"] != "deleted" else None
+    out = print
+    out(f"Message {row['id']}  [{row['status']}]  held {stamp(row['created'])} ({age(time.time() - row['created'])} ago)")
+    out(f"  stream {row['stream']}; client {row['client']} (helo {safe(row['helo'] or '?')}, {row['proto'] or '?'});"
+        f" auth {row['auth_user'] or '-'}; queue id {row['queue_id']}; {row['size']} bytes")
+    out("\nEnvelope")
+    out(f"  MAIL FROM:<{safe(row['mail_from'])}>{_params(json.loads(row['mail_dsn']))}{' SMTPUTF8' if row['smtputf8'] else ''}")
+    for r in rcpts:
+        out(f"  RCPT TO:<{safe(masker(r['address']))}>{_params(r.get('dsn') or {})}")
+    if not rcpts:
+        out(f"  ({row['rcpt_count']} recipient(s), addresses removed)")
+    out("\nFindings")
+    from proxy.policy.rules import RULES
+
+    for f in json.loads(row["findings"]):
+        out(f"  {f['action']:<11} {f['rule']}  ({RULES.get(f['rule'], 'rule not in this catalogue')})")
+        out(f"              {safe(masker(f['detail']))}")
+    if view is not None:
+        out("\nHeaders")
+        for name, value in view.headers:
+            out(f"  {safe(name)}: {safe(value)}")
+        what = {"html": "HTML, as text", "text": "text/plain", "none": "no text body"}[view.body_kind]
+        alt = "; a text/plain alternative exists: --text shows it" if view.has_text_alternative else ""
+        out(f"\nBody ({what}{alt})")
+        for line in view.body.splitlines():
+            out(f"  | {safe(line)}")
+        out("\nLinks" + ("" if view.links else ": none"))
+        for n, (text, href) in enumerate(view.links, 1):
+            out(f"  [{n}] {safe(href)}" + (f"  \"{clip(text, 60)}\"" if text else ""))
+        out("\nAttachments" + ("" if view.attachments else ": none"))
+        for name, ctype, size in view.attachments:
+            out(f"  {safe(name) or '(no name)'}  {ctype}  {size} bytes")
+    history = q.history(args.id)
+    if history:
+        out("\nHistory")
+        for e in history:
+            out(f"  {stamp(e['at'])}  {e['event']:<14} {safe(e['actor'])}" + (f": {safe(e['detail'])}" if e["detail"] else ""))
+    return 0
+
+
+def _params(params: dict[str, str]) -> str:
+    return "".join(f" {k}={safe(v)}" for k, v in params.items())
+
+
+def _row(q: Quarantine, hold_id: str) -> sqlite3.Row:
+    row = q.get(hold_id)
+    if row is None:
+        raise CliError(f"{hold_id}: no such message in the quarantine")
+    return row
+
+
+def _raw(q: Quarantine, hold_id: str) -> bytes:
+    try:
+        return q.raw(hold_id)
+    except QuarantineError as exc:
+        raise CliError(str(exc)) from None
+
+
+# -- release, delete, purge -----------------------------------------------------------------------
+
+def report(outcomes: list[Outcome], done_word: str) -> int:
+    status = 0
+    for o in outcomes:
+        if o.ok:
+            print(f"{o.hold_id}: {done_word if o.result in ('released', 'deleted') else o.result.replace('_', ' ')}: {safe(o.message)}")
+            continue
+        print(f"sendwarden: {o.hold_id}: {o.result.replace('_', ' ').upper()}: {safe(o.message)}", file=sys.stderr)
+        for f in o.findings:
+            print(f"  {f['action']:<11} {f['rule']:<36} {safe(f['detail'])}", file=sys.stderr)
+        status = max(status, EXIT_INPUT if o.result == "not_found" else EXIT_FAILED)
+    return status
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    from proxy.policy.loader import load_policy
+    from proxy.relay import upstream_for
+
+    check_ids(args.ids)
+    config, q, reviewer = setup(args)
+    policy = load_policy(config.policy_path) if args.recheck else None
+
+    async def run() -> list[Outcome]:
+        reviewer.upstream = upstream_for(config)
+        try:
+            return [await reviewer.release(i, args.reason, policy=policy, retry_stale=args.retry_stale) for i in args.ids]
+        finally:
+            await reviewer.upstream.close()
+            await reviewer.notifier.close()
+
+    return report(asyncio.run(run()), "released")
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    check_ids(args.ids)
+    _, _, reviewer = setup(args)
+
+    async def run() -> list[Outcome]:
+        try:
+            return [await reviewer.delete(i, args.reason) for i in args.ids]
+        finally:
+            await reviewer.notifier.close()
+
+    return report(asyncio.run(run()), "deleted")
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    config, _, reviewer = setup(args)
+    text = args.older_than or config.file.quarantine.retention
+    older = _duration(text, "--older-than")
+    rows, files = reviewer.purge(older, args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    for row in rows:
+        print(f"{verb} {row['id']}  {row['status']:<9} held {stamp(row['created'])}")
+    for name in files:
+        print(f"{verb} stray file {name}")
+    print(f"{verb} {len(rows)} message(s) held more than {text} ago" + (f" and {len(files)} stray file(s)" if files else ""))
+    return 0
+
+
+def _duration(text: str, option: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise CliError(f"{option}: {exc}") from None
+
+
+def _errors_for_people(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Store errors (unreadable index, locked database, missing file) as one line, no traceback."""
+
+    @functools.wraps(func)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return func(args)
+        except (QuarantineError, sqlite3.Error) as exc:
+            raise CliError(f"quarantine: {exc}") from None
+
+    return run
+
+
+def register(sub: Any) -> None:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", help="service configuration (TOML); default: the embedded development config")
+    common.add_argument("--as", dest="as_name", metavar="NAME", help="record NAME as who acted (default: the OS user)")
+    s = sub.add_parser("quarantine", help="review held messages: list, show, release, delete, purge")
+    qsub = s.add_subparsers(dest="quarantine_command", required=True, metavar="ACTION")
+
+    p = qsub.add_parser("list", parents=[common], help="held messages, newest first")
+    p.add_argument("--since", metavar="AGE", help="held within AGE (30m, 12h, 2d, 1w)")
+    p.add_argument("--rule", metavar="PREFIX", help="with a finding whose rule ID starts with PREFIX")
+    p.add_argument("--sender", metavar="ADDR", help="envelope sender ADDR, or @DOMAIN")
+    p.add_argument("--stream", metavar="NAME")
+    p.add_argument("--status", choices=[*STATUSES, "all"], default="held")
+    p.add_argument("--limit", type=_positive, default=50, help="messages per page (default 50)")
+    p.add_argument("--page", type=_positive, default=1)
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.set_defaults(func=_errors_for_people(cmd_list))
+
+    p = qsub.add_parser("show", parents=[common], help="one message: envelope, findings, headers, body as text, links, attachments")
+    p.add_argument("id")
+    p.add_argument("--reveal", action="store_true", help="show recipient addresses in clear (logged)")
+    p.add_argument("--raw", action="store_true", help="print the exact stored bytes (logged, as it reveals addresses)")
+    p.add_argument("--text", action="store_true", help="show the text/plain part instead of the rendered HTML")
+    p.set_defaults(func=_errors_for_people(cmd_show))
+
+    p = qsub.add_parser("release", parents=[common], help="send held messages on to the upstream, exactly once")
+    p.add_argument("ids", nargs="+", metavar="ID")
+    p.add_argument("--reason", default="", metavar="TEXT", help="why (kept in the message's history)")
+    p.add_argument("--recheck", action="store_true", help="judge the message again with the current policy; release only if it now passes")
+    p.add_argument("--retry-stale", action="store_true", help="send again a message whose earlier release never finished")
+    p.set_defaults(func=_errors_for_people(cmd_release))
+
+    p = qsub.add_parser("delete", parents=[common], help="delete held messages (their bytes and recipients)")
+    p.add_argument("ids", nargs="+", metavar="ID")
+    p.add_argument("--reason", default="", metavar="TEXT")
+    p.set_defaults(func=_errors_for_people(cmd_delete))
+
+    p = qsub.add_parser("purge", parents=[common], help="remove every message held longer than the retention")
+    p.add_argument("--older-than", metavar="AGE", help="default: [quarantine] retention of the config (30d)")
+    p.add_argument("--dry-run", action="store_true", help="only list what would be removed")
+    p.set_defaults(func=_errors_for_people(cmd_purge))
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError("expected a whole number from 1")
+    return int(text)

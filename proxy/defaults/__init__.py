@@ -1,0 +1,1 @@
+"""The embedded default configuration (sendwarden.toml), shipped inside the package."""

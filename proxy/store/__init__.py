@@ -1,0 +1,39 @@
+"""Recipient state: suppressions, consent, frequency counters and the privacy-link ledger.
+
+`open_store(url, normalize)` picks the backend from the URL (`sqlite:PATH`; PostgreSQL comes
+with the fleet work); `from_config(config)` does so for the service configuration.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from proxy.store.address import AddressNormalizer, DomainRule, InvalidAddress
+from proxy.store.base import (
+    FREQUENCY_SCOPES, GLOBAL, REASONS, SUPPRESSION_SCOPES, ConsentRecord, FrequencyOverride, PrivacyLink, Query,
+    RecipientState, RecipientStore, Scope, StoreError, Suppression,
+)
+
+if TYPE_CHECKING:
+    from proxy.config import Config
+
+
+def open_store(url: str, normalize: AddressNormalizer) -> RecipientStore:
+    """The store for `url`, not yet opened (call `await store.open()`)."""
+    if url.startswith("sqlite:"):
+        from proxy.store.sqlite import SqliteStore
+
+        return SqliteStore(Path(url[len("sqlite:"):]), normalize)
+    raise StoreError(f"unsupported store URL {url!r} (expected sqlite:PATH)")
+
+
+def from_config(config: "Config") -> RecipientStore:
+    return open_store(config.store_url, AddressNormalizer.from_config(config.file.addresses))
+
+
+__all__ = [
+    "AddressNormalizer", "ConsentRecord", "DomainRule", "FREQUENCY_SCOPES", "FrequencyOverride", "GLOBAL",
+    "InvalidAddress", "PrivacyLink", "Query", "REASONS", "RecipientState", "RecipientStore", "SUPPRESSION_SCOPES",
+    "Scope", "StoreError", "Suppression", "from_config", "open_store",
+]

@@ -1,0 +1,242 @@
+"""The recipient-state store: the records it keeps and the one async interface every backend
+implements (SQLite for one machine, PostgreSQL for a fleet).
+
+What the relay needs for one RCPT comes back from one call, `lookup`: the recipient's
+suppressions that apply, their consent, and their recent sends with any frequency overrides.
+Everything else serves the unsubscribe loop, the CLI and the privacy-link ledger.
+
+Addresses go in as given; every backend files them under the configured normalised form
+(proxy.store.address). Exceptions, as a tree:
+
+    StoreError            the store cannot answer (unreachable, locked, disk full, corrupt)
+    InvalidAddress        (a ValueError) not an address the store can file
+    ValueError            a record that breaks the rules (unknown scope kind or reason)
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import AsyncIterator, Sequence
+
+from proxy.store.address import AddressNormalizer, InvalidAddress
+
+SUPPRESSION_SCOPES = ("global", "brand", "list")
+FREQUENCY_SCOPES = ("global", "brand", "stream")
+REASONS = ("unsubscribe", "complaint", "manual", "import")
+CONSENT_STATUSES = ("granted", "withdrawn")
+PRIVACY_DAYS = 30
+
+
+class StoreError(Exception):
+    """The store could not answer or write; the relay answers 451 4.3.0."""
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Scope:
+    """What a suppression, a frequency cap or a counter applies to: `global`, `brand:NAME`,
+    `list:NAME` or (caps only) `stream:NAME`."""
+
+    kind: str
+    value: str = ""
+
+    @classmethod
+    def parse(cls, text: str, kinds: Sequence[str] = SUPPRESSION_SCOPES) -> "Scope":
+        kind, _, value = text.strip().partition(":")
+        kind = kind.strip().lower()
+        value = value.strip()
+        if kind not in kinds:
+            raise ValueError(f"unknown scope {text!r} (expected {', '.join(k if k == 'global' else k + ':NAME' for k in kinds)})")
+        if (kind == "global") != (not value):
+            raise ValueError(f"bad scope {text!r}: 'global' takes no name, the others need one")
+        return cls(kind, value)
+
+    def __str__(self) -> str:
+        return self.kind if self.kind == "global" else f"{self.kind}:{self.value}"
+
+
+GLOBAL = Scope("global")
+
+
+@dataclass(frozen=True, slots=True)
+class Suppression:
+    """One opt-out. `address` is the normalised key in records read back from the store."""
+
+    address: str
+    scope: Scope = GLOBAL
+    reason: str = "manual"
+    source: str = ""
+    created: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.reason not in REASONS:
+            raise ValueError(f"unknown reason {self.reason!r} (expected {', '.join(REASONS)})")
+        if self.scope.kind not in SUPPRESSION_SCOPES:
+            raise ValueError(f"a suppression cannot be scoped to {self.scope}")
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentRecord:
+    """One consent (or its withdrawal) as given: for which scope (brand or brand/use), when,
+    where it was collected, and a reference to the proof (signed form, double opt-in message
+    id). Records are never changed: a newer record for the same address and scope supersedes
+    the older one, which stays as the audit trail."""
+
+    address: str
+    scope: str
+    consented_at: float
+    source: str
+    proof: str = ""
+    status: str = "granted"
+    recorded_at: float = 0.0
+    id: int = 0
+    superseded_by: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.status not in CONSENT_STATUSES:
+            raise ValueError(f"unknown consent status {self.status!r} (expected granted or withdrawn)")
+        if not self.scope.strip():
+            raise ValueError("consent needs a scope (the brand or use it was given for)")
+        if not self.source.strip():
+            raise ValueError("consent needs a source (where it was collected)")
+
+
+@dataclass(frozen=True, slots=True)
+class FrequencyOverride:
+    """A recipient's own cap for one scope: at most `max_count` messages per `window` seconds."""
+
+    address: str
+    scope: Scope
+    max_count: int
+    window: float
+    source: str = ""
+    set_at: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.scope.kind not in FREQUENCY_SCOPES:
+            raise ValueError(f"a frequency cap cannot be scoped to {self.scope}")
+        if self.max_count < 0 or self.window <= 0:
+            raise ValueError("a frequency cap needs max >= 0 and a positive window")
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """What the relay asks about one recipient of one transaction."""
+
+    scopes: tuple[Scope, ...] = (GLOBAL,)  # suppression scopes that apply
+    consent_scope: str | None = None  # None: consent is not needed
+    windows: tuple[tuple[Scope, float], ...] = ()  # send counts wanted: (scope, seconds)
+    overrides: bool = False  # also fetch overrides (and count their windows)
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientState:
+    """The answer to one `lookup`."""
+
+    address: str  # normalised
+    suppressions: tuple[Suppression, ...] = ()
+    consent: ConsentRecord | None = None  # the current record for the asked scope
+    consent_scopes: tuple[str, ...] = ()  # scopes with current granted consent
+    overrides: tuple[FrequencyOverride, ...] = ()
+    sends: dict[tuple[Scope, float], int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class PrivacyLink:
+    """A privacy-policy URL that went out, for the 30-day reachability duty."""
+
+    url: str
+    sender_domain: str
+    first_sent: float
+    last_sent: float
+    messages: int
+
+
+class RecipientStore(abc.ABC):
+    """The interface. Every method may raise StoreError; writes are atomic per call."""
+
+    def __init__(self, normalize: AddressNormalizer) -> None:
+        self.normalize = normalize
+
+    # -- life cycle -------------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connect; create or migrate the schema. Idempotent."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    # -- the relay's questions --------------------------------------------------------------------
+    @abc.abstractmethod
+    async def lookup(self, address: str, query: Query, now: float) -> RecipientState:
+        """Everything about one recipient for one RCPT, in one call."""
+
+    @abc.abstractmethod
+    async def suppressions_for(self, addresses: Sequence[str], scopes: Sequence[Scope]) -> dict[str, list[Suppression]]:
+        """For each given address (as given) that has any: its suppressions in `scopes`."""
+
+    @abc.abstractmethod
+    async def record_sends(self, addresses: Sequence[str], brand: str, stream: str, at: float) -> None:
+        """Count one accepted message for each recipient."""
+
+    @abc.abstractmethod
+    async def record_privacy_links(self, sender_domain: str, urls: Sequence[str], at: float) -> None:
+        """Note that a message with these privacy-policy URLs went out at `at`."""
+
+    @abc.abstractmethod
+    async def privacy_links_within(self, now: float, days: int = PRIVACY_DAYS) -> list[PrivacyLink]:
+        """Privacy URLs last sent within `days` of `now`: the ones that must still work."""
+
+    # -- suppressions -----------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def suppress(self, entries: Sequence[Suppression]) -> int:
+        """Add suppressions in one transaction; existing ones stay as they are. Returns how many
+        were new."""
+
+    @abc.abstractmethod
+    async def unsuppress(self, address: str, scope: Scope | None = None) -> int:
+        """Remove one address's suppression in `scope` (all scopes when None)."""
+
+    @abc.abstractmethod
+    async def suppressions(self, address: str) -> list[Suppression]: ...
+
+    @abc.abstractmethod
+    def iter_suppressions(self, batch: int = 5000, scope: Scope | None = None,
+                          reason: str | None = None) -> AsyncIterator[list[Suppression]]:
+        """Every suppression, in batches, in a stable order (address, scope)."""
+
+    # -- consent ----------------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def add_consent(self, records: Sequence[ConsentRecord], now: float) -> int:
+        """Add records in one transaction, each superseding the current record of its address
+        and scope (or, when it is older than the current one, joining the history). A record
+        identical to one already kept is not added again, so a re-run import is harmless. Returns how many were added."""
+
+    @abc.abstractmethod
+    async def consent_history(self, address: str) -> list[ConsentRecord]:
+        """Every record of the address, oldest first, superseded ones included."""
+
+    @abc.abstractmethod
+    def iter_consent(self, batch: int = 5000, history: bool = False) -> AsyncIterator[list[ConsentRecord]]: ...
+
+    # -- frequency --------------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def set_frequency_override(self, override: FrequencyOverride) -> None: ...
+
+    @abc.abstractmethod
+    async def clear_frequency_override(self, address: str, scope: Scope | None = None) -> int: ...
+
+    @abc.abstractmethod
+    async def prune(self, now: float, keep_sends: float) -> int:
+        """Forget sends older than `keep_sends` seconds. Returns how many rows went."""
+
+    @abc.abstractmethod
+    async def counts(self) -> dict[str, int]:
+        """Rows per table, for people and tests."""
+
+
+__all__ = [
+    "CONSENT_STATUSES", "ConsentRecord", "FREQUENCY_SCOPES", "FrequencyOverride", "GLOBAL", "InvalidAddress",
+    "PRIVACY_DAYS", "PrivacyLink", "Query", "REASONS", "RecipientState", "RecipientStore", "SUPPRESSION_SCOPES",
+    "Scope", "StoreError", "Suppression",
+]

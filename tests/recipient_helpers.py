@@ -1,0 +1,48 @@
+"""Shared bits of the recipient-state tests: messages, a policy, and the store's clock."""
+
+from __future__ import annotations
+
+import time
+
+from tests.conftest import ROOT
+
+COMPLIANT = (ROOT / "examples" / "compliant.eml").read_bytes().replace(b"\n", b"\r\n")
+# The same newsletter without its own List-Unsubscribe headers, for sendwarden to add them.
+BARE = b"".join(line for line in COMPLIANT.splitlines(keepends=True) if not line.startswith(b"List-Unsubscribe"))
+SENDER = "news@shop.example.com"
+
+POLICY = """
+[policy]
+default_stream = "marketing"
+[streams.marketing]
+kind = "marketing"
+[streams.transactional]
+kind = "transactional"
+senders = ["@receipts.example.com"]
+[actions]
+"unsubscribe.*" = "reject"
+"optout.*" = "reject"
+"optout.suppressed_after_data" = "quarantine"
+"consent.*" = "reject"
+"frequency.*" = "reject"
+[checks.optout]
+brands = { marketing = "shop" }
+brand_header = "X-Brand"
+{optout}
+[checks.consent]
+streams = ["marketing"]
+[checks.frequency]
+caps = [ { scope = "brand", max = 2, per = "7d" } ]
+{frequency}
+"""
+
+
+def policy(optout: str = "", frequency: str = "", actions: str = "") -> str:
+    text = POLICY.replace("{optout}", optout).replace("{frequency}", frequency)
+    if actions:
+        text = text.replace("[checks.optout]", actions + "\n[checks.optout]", 1)
+    return text
+
+
+def now() -> float:
+    return time.time()
