@@ -81,7 +81,7 @@ async def test_no_open_relay_from_an_address_that_is_not_allowed(start_relay, si
         replies = await attempt_relay(port, host, source, rcpt)
         assert replies[0].startswith("554 5.7.1 Relay access denied"), replies
         assert all(r.startswith(("503", "554")) for r in replies[1:]), replies
-    assert sink.received == [] and sink.connections == 0
+    assert sink.received == [] and not any(c.upper().startswith("MAIL") for c in sink.commands)
 
 
 async def test_the_allowed_address_still_relays(start_relay, sink: Sink) -> None:
@@ -173,8 +173,10 @@ async def test_credentials_never_reach_the_process_output(serve, sink: Sink, cre
 
 async def test_message_and_key_files_are_for_the_owner_only(serve, sink: Sink, tmp_path) -> None:
     """Run with umask 000, so that only the modes sendwarden asks for protect anything: every
-    file under the state directory that holds a message, a recipient address or a key is 0600,
-    every directory of the quarantine 0700. (The development certificate is public.)"""
+    file under the state directory that holds a message, a recipient address or a key (the
+    quarantine, the recipient store, the Maildir, the keys) is 0600, every directory of the
+    quarantine 0700. (The development certificate is public.) Regression: the recipient store
+    was created 0644 (SQLite's default), readable by every local user under the usual umask."""
     relay = await serve(f"maildir:{tmp_path / 'var' / 'outbox'}", None, POLICY, preexec=lambda: os.umask(0))
     client = aiosmtplib.SMTP(hostname="127.0.0.1", port=relay.port, start_tls=False, timeout=20)
     await client.connect()
@@ -185,7 +187,7 @@ async def test_message_and_key_files_are_for_the_owner_only(serve, sink: Sink, t
     state = tmp_path / "var"
     files = [p for p in state.rglob("*") if p.is_file()]
     names = {p.relative_to(state).as_posix() for p in files}
-    assert {"audit.key", "tls/dev-key.pem", "quarantine/index.sqlite3", "quarantine/.lock"} <= names
+    assert {"audit.key", "tls/dev-key.pem", "quarantine/index.sqlite3", "quarantine/.lock", "recipients.sqlite3"} <= names
     assert any(n.startswith("quarantine/msg/") for n in names) and any(n.startswith("outbox/new/") for n in names)
     exposed = [f"{p.relative_to(state)} {stat.filemode(p.stat().st_mode)}" for p in files
                if p.stat().st_mode & 0o077 and p.name != "dev-cert.pem"]

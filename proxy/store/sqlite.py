@@ -1,0 +1,341 @@
+"""The embedded store: one SQLite file in WAL mode, used off the event loop.
+
+Two single-thread executors, each with its own connection: one writer (SQLite allows one
+writer at a time anyway, and one thread keeps writes in order) and one reader, so that RCPT
+lookups are not queued behind a write. WAL lets the reader, the writer and other processes
+(the CLI importing a list) work at once. synchronous=FULL: an unsubscribe that was confirmed
+survives a power cut.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable, Sequence, TypeVar
+
+from proxy.store.address import AddressNormalizer
+from proxy.store.base import (
+    ConsentRecord, FrequencyOverride, PrivacyLink, Query, RecipientState, RecipientStore, Scope, StoreError,
+    Suppression,
+)
+from proxy.store.sqlite_schema import migrate
+
+T = TypeVar("T")
+_SUPPRESSION_COLS = "address, scope_kind, scope_value, reason, source, created"
+_CONSENT_COLS = "id, address, scope, status, consented_at, source, proof, recorded_at, superseded_by"
+
+
+def _suppression(row: Sequence[Any]) -> Suppression:
+    return Suppression(row[0], Scope(row[1], row[2]), row[3], row[4], row[5])
+
+
+def _consent(row: Sequence[Any]) -> ConsentRecord:
+    return ConsentRecord(row[1], row[2], row[4], row[5], row[6], row[3], row[7], row[0], row[8])
+
+
+def connect(path: Path, *, readonly: bool = False, busy_timeout: float = 5.0) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=busy_timeout)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    if readonly:
+        db.execute("PRAGMA query_only=1")
+    return db
+
+
+class _Transaction:
+    """`with _Transaction(db):` → BEGIN IMMEDIATE … COMMIT, or ROLLBACK on any error."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.db.execute("BEGIN IMMEDIATE")
+        return self.db
+
+    def __exit__(self, kind: Any, *_: Any) -> None:
+        self.db.execute("COMMIT" if kind is None else "ROLLBACK")
+
+
+class SqliteStore(RecipientStore):
+    def __init__(self, path: Path, normalize: AddressNormalizer, busy_timeout: float = 5.0) -> None:
+        super().__init__(normalize)
+        self.path = path
+        self.busy_timeout = busy_timeout
+        self._pools: dict[str, ThreadPoolExecutor] = {}
+        self._dbs: dict[str, sqlite3.Connection] = {}
+
+    def __repr__(self) -> str:
+        return f"sqlite:{self.path}"
+
+    # -- threads ----------------------------------------------------------------------------------
+
+    async def _run(self, role: str, fn: Callable[..., T], *args: Any) -> T:
+        pool = self._pools.get(role)
+        if pool is None:
+            raise StoreError("the store is not open")
+
+        def call() -> T:
+            try:
+                return fn(self._dbs[role], *args)
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self}: {exc}") from exc
+
+        return await asyncio.get_running_loop().run_in_executor(pool, call)
+
+    async def open(self) -> None:
+        if self._pools:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            # Recipient addresses are personal data: the file for its owner only, whatever the
+            # umask (SQLite would make it 0644, and gives its journal files the file's mode).
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                os.fchmod(fd, 0o600)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise StoreError(f"{self}: cannot create {self.path}: {exc.strerror or exc}") from exc
+        for role in ("write", "read"):
+            self._pools[role] = ThreadPoolExecutor(1, thread_name_prefix=f"store-{role}")
+            try:
+                self._dbs[role] = await asyncio.get_running_loop().run_in_executor(
+                    self._pools[role], partial(connect, self.path, readonly=role == "read", busy_timeout=self.busy_timeout))
+            except sqlite3.Error as exc:
+                await self.close()
+                raise StoreError(f"{self}: {exc}") from exc
+            if role == "write":
+                try:
+                    await self._run("write", migrate)
+                except StoreError:
+                    await self.close()
+                    raise
+
+    async def close(self) -> None:
+        for role, pool in list(self._pools.items()):
+            db = self._dbs.pop(role, None)
+            if db is not None:
+                await asyncio.get_running_loop().run_in_executor(pool, db.close)
+            pool.shutdown(wait=True)
+        self._pools.clear()
+
+    # -- the relay's questions --------------------------------------------------------------------
+
+    async def lookup(self, address: str, query: Query, now: float) -> RecipientState:
+        return await self._run("read", self.lookup_sync, self.normalize(address), query, now)
+
+    def lookup_sync(self, db: sqlite3.Connection, key: str, query: Query, now: float) -> RecipientState:
+        """The per-RCPT lookup on a connection: a few primary-key/index probes, no scans."""
+        wanted = set(query.scopes)
+        sups = tuple(
+            s for s in map(_suppression, db.execute(f"SELECT {_SUPPRESSION_COLS} FROM suppression WHERE address = ?", (key,)))
+            if s.scope in wanted
+        )
+        consent: ConsentRecord | None = None
+        scopes: tuple[str, ...] = ()
+        if query.consent_scope is not None:
+            current = [_consent(r) for r in db.execute(
+                f"SELECT {_CONSENT_COLS} FROM consent WHERE address = ? AND superseded_by IS NULL", (key,))]
+            consent = next((c for c in current if c.scope == query.consent_scope), None)
+            scopes = tuple(sorted(c.scope for c in current if c.status == "granted"))
+        overrides: tuple[FrequencyOverride, ...] = ()
+        if query.overrides:
+            overrides = tuple(
+                FrequencyOverride(key, Scope(r[0], r[1]), r[2], r[3], r[4], r[5])
+                for r in db.execute("SELECT scope_kind, scope_value, max_count, window, source, set_at"
+                                    " FROM frequency_override WHERE address = ?", (key,))
+            )
+        windows = list(query.windows) + [(o.scope, o.window) for o in overrides]
+        sends: dict[tuple[Scope, float], int] = {}
+        if windows:
+            since = now - max(w for _, w in windows)
+            rows = db.execute("SELECT at, brand, stream FROM sends WHERE address = ? AND at > ?", (key, since)).fetchall()
+            for scope, seconds in windows:
+                start = now - seconds
+                column = {"brand": 1, "stream": 2}.get(scope.kind)
+                sends[(scope, seconds)] = sum(1 for r in rows if r[0] > start and (column is None or r[column] == scope.value))
+        return RecipientState(key, sups, consent, scopes, overrides, sends)
+
+    async def suppressions_for(self, addresses: Sequence[str], scopes: Sequence[Scope]) -> dict[str, list[Suppression]]:
+        keys = {a: self.normalize(a) for a in addresses}
+        wanted = set(scopes)
+
+        def read(db: sqlite3.Connection) -> dict[str, list[Suppression]]:
+            out: dict[str, list[Suppression]] = {}
+            for given, key in keys.items():
+                rows = db.execute(f"SELECT {_SUPPRESSION_COLS} FROM suppression WHERE address = ?", (key,))
+                found = [s for s in map(_suppression, rows) if s.scope in wanted]
+                if found:
+                    out[given] = found
+            return out
+
+        return await self._run("read", read)
+
+    async def record_sends(self, addresses: Sequence[str], brand: str, stream: str, at: float) -> None:
+        rows = [(self.normalize(a), at, brand, stream) for a in addresses]
+
+        def write(db: sqlite3.Connection) -> None:
+            with _Transaction(db):
+                db.executemany("INSERT INTO sends (address, at, brand, stream) VALUES (?, ?, ?, ?)", rows)
+
+        await self._run("write", write)
+
+    async def record_privacy_links(self, sender_domain: str, urls: Sequence[str], at: float) -> None:
+        rows = [(sender_domain.lower(), url, at, at) for url in dict.fromkeys(urls)]
+
+        def write(db: sqlite3.Connection) -> None:
+            with _Transaction(db):
+                db.executemany(
+                    "INSERT INTO privacy_link (sender_domain, url, first_sent, last_sent, messages) VALUES (?, ?, ?, ?, 1)"
+                    " ON CONFLICT (sender_domain, url) DO UPDATE SET messages = messages + 1,"
+                    " first_sent = min(first_sent, excluded.first_sent), last_sent = max(last_sent, excluded.last_sent)",
+                    rows,
+                )
+
+        if rows:
+            await self._run("write", write)
+
+    async def privacy_links_within(self, now: float, days: int = 30) -> list[PrivacyLink]:
+        def read(db: sqlite3.Connection) -> list[PrivacyLink]:
+            rows = db.execute("SELECT url, sender_domain, first_sent, last_sent, messages FROM privacy_link"
+                              " WHERE last_sent >= ? ORDER BY sender_domain, url", (now - days * 86400,))
+            return [PrivacyLink(*r) for r in rows]
+
+        return await self._run("read", read)
+
+    # -- suppressions -----------------------------------------------------------------------------
+
+    async def suppress(self, entries: Sequence[Suppression]) -> int:
+        rows = [(self.normalize(e.address), e.scope.kind, e.scope.value, e.reason, e.source, e.created) for e in entries]
+
+        def write(db: sqlite3.Connection) -> int:
+            with _Transaction(db):
+                before = db.total_changes
+                db.executemany(f"INSERT INTO suppression ({_SUPPRESSION_COLS}) VALUES (?, ?, ?, ?, ?, ?)"
+                               " ON CONFLICT DO NOTHING", rows)
+                return db.total_changes - before
+
+        return await self._run("write", write)
+
+    async def unsuppress(self, address: str, scope: Scope | None = None) -> int:
+        return await self._delete_scoped("suppression", address, scope)
+
+    async def _delete_scoped(self, table: str, address: str, scope: Scope | None) -> int:
+        """Delete an address's rows in `table`, in one scope or all."""
+        key = self.normalize(address)
+        where, params = "address = ?", [key]
+        if scope is not None:
+            where += " AND scope_kind = ? AND scope_value = ?"
+            params += [scope.kind, scope.value]
+
+        def write(db: sqlite3.Connection) -> int:
+            with _Transaction(db):
+                return db.execute(f"DELETE FROM {table} WHERE {where}", params).rowcount
+
+        return await self._run("write", write)
+
+    async def suppressions(self, address: str) -> list[Suppression]:
+        key = self.normalize(address)
+        return await self._run("read", lambda db: [_suppression(r) for r in db.execute(
+            f"SELECT {_SUPPRESSION_COLS} FROM suppression WHERE address = ? ORDER BY scope_kind, scope_value", (key,))])
+
+    async def iter_suppressions(self, batch: int = 5000, scope: Scope | None = None,
+                                reason: str | None = None) -> AsyncIterator[list[Suppression]]:
+        where, params = [], []
+        if scope is not None:
+            where.append("scope_kind = ? AND scope_value = ?")
+            params += [scope.kind, scope.value]
+        if reason is not None:
+            where.append("reason = ?")
+            params.append(reason)
+        cond = "".join(f" AND {w}" for w in where)
+        last: tuple[str, str, str] = ("", "", "")
+        while True:
+            rows = await self._run("read", lambda db, after=last: db.execute(
+                f"SELECT {_SUPPRESSION_COLS} FROM suppression WHERE (address, scope_kind, scope_value) > (?, ?, ?){cond}"
+                " ORDER BY address, scope_kind, scope_value LIMIT ?", (*after, *params, batch)).fetchall())
+            if not rows:
+                return
+            yield [_suppression(r) for r in rows]
+            last = (rows[-1][0], rows[-1][1], rows[-1][2])
+
+    # -- consent ----------------------------------------------------------------------------------
+
+    async def add_consent(self, records: Sequence[ConsentRecord], now: float) -> int:
+        rows = [(self.normalize(r.address), r) for r in records]
+
+        def write(db: sqlite3.Connection) -> int:
+            added = 0
+            with _Transaction(db):
+                next_id = int(db.execute("SELECT coalesce(max(id), 0) + 1 FROM consent").fetchone()[0])
+                for key, r in rows:
+                    if db.execute("SELECT 1 FROM consent WHERE address = ? AND scope = ? AND status = ? AND consented_at = ?"
+                                  " AND source = ? AND proof = ? LIMIT 1",
+                                  (key, r.scope, r.status, r.consented_at, r.source, r.proof)).fetchone():
+                        continue  # the same record again: an import run twice
+                    cur = db.execute(f"SELECT {_CONSENT_COLS} FROM consent WHERE address = ? AND scope = ?"
+                                     " AND superseded_by IS NULL", (key, r.scope)).fetchone()
+                    current = _consent(cur) if cur else None
+                    superseded_by = None
+                    if current and r.consented_at < current.consented_at:
+                        superseded_by = current.id  # an older record: history, not the current state
+                    elif current:
+                        db.execute("UPDATE consent SET superseded_by = ? WHERE id = ?", (next_id, current.id))
+                    db.execute(f"INSERT INTO consent ({_CONSENT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                               (next_id, key, r.scope, r.status, r.consented_at, r.source, r.proof,
+                                r.recorded_at or now, superseded_by))
+                    next_id += 1
+                    added += 1
+            return added
+
+        return await self._run("write", write)
+
+    async def consent_history(self, address: str) -> list[ConsentRecord]:
+        key = self.normalize(address)
+        return await self._run("read", lambda db: [_consent(r) for r in db.execute(
+            f"SELECT {_CONSENT_COLS} FROM consent WHERE address = ? ORDER BY id", (key,))])
+
+    async def iter_consent(self, batch: int = 5000, history: bool = False) -> AsyncIterator[list[ConsentRecord]]:
+        cond = "" if history else " AND superseded_by IS NULL"
+        last = 0
+        while True:
+            rows = await self._run("read", lambda db, after=last: db.execute(
+                f"SELECT {_CONSENT_COLS} FROM consent WHERE id > ?{cond} ORDER BY id LIMIT ?", (after, batch)).fetchall())
+            if not rows:
+                return
+            yield [_consent(r) for r in rows]
+            last = rows[-1][0]
+
+    # -- frequency --------------------------------------------------------------------------------
+
+    async def set_frequency_override(self, override: FrequencyOverride) -> None:
+        o = override
+        row = (self.normalize(o.address), o.scope.kind, o.scope.value, o.max_count, o.window, o.source, o.set_at)
+
+        def write(db: sqlite3.Connection) -> None:
+            with _Transaction(db):
+                db.execute("INSERT OR REPLACE INTO frequency_override (address, scope_kind, scope_value, max_count,"
+                           " window, source, set_at) VALUES (?, ?, ?, ?, ?, ?, ?)", row)
+
+        await self._run("write", write)
+
+    async def clear_frequency_override(self, address: str, scope: Scope | None = None) -> int:
+        return await self._delete_scoped("frequency_override", address, scope)
+
+    async def prune(self, now: float, keep_sends: float) -> int:
+        def write(db: sqlite3.Connection) -> int:
+            with _Transaction(db):
+                return db.execute("DELETE FROM sends WHERE at < ?", (now - keep_sends,)).rowcount
+
+        return await self._run("write", write)
+
+    async def counts(self) -> dict[str, int]:
+        def read(db: sqlite3.Connection) -> dict[str, int]:
+            tables = ("suppression", "consent", "sends", "frequency_override", "privacy_link")
+            return {t: int(db.execute(f"SELECT count(*) FROM {t}").fetchone()[0]) for t in tables}
+
+        return await self._run("read", read)
