@@ -23,14 +23,15 @@ async def test_killed_under_load_loses_nothing(serve, sink: Sink, tmp_path, sign
     sink.behaviour.data_delay = 0.01  # keep transactions in flight when the kill comes
     relay = await serve(sink.url, None, POLICY)
     ledger = Ledger()
-    msgs = mixed(ledger, scaled(600), weights=(65, 30, 5))
+    msgs = mixed(ledger, scaled(400), weights=(65, 30, 5))
     rng = random.Random(9)
     kills = 0
 
     async def killer() -> None:
-        """Kill three times, at points of progress (with some jitter), so it always happens."""
+        """Kill three times (stop twice: each restart costs seconds), at points of progress
+        (with some jitter), so that it always happens while messages are in flight."""
         nonlocal kills
-        for share in (0.2, 0.45, 0.7):
+        for share in (0.2, 0.45, 0.7) if signal == "SIGKILL" else (0.3, 0.65):
             while sum(1 for s in msgs if s.replies) < share * len(msgs):
                 await asyncio.sleep(0.01)
             await asyncio.sleep(rng.uniform(0, 0.05))
@@ -56,7 +57,7 @@ async def test_killed_under_load_loses_nothing(serve, sink: Sink, tmp_path, sign
            accepted=r.accepted, relayed=r.relayed, held=r.held, refused=r.refused, gave_up=r.gave_up,
            lost=len(r.lost), duplicates=r.duplicate_copies, attempts_without_reply=connection_losses,
            quarantine_files_moved_to_lost_found=lost_found)
-    assert kills == 3 and relay.starts == 4
+    assert relay.starts == kills + 1 == (4 if signal == "SIGKILL" else 3)
     assert r.violations() == {}
     assert r.accepted + r.refused == len(msgs)  # every message reached a final answer
     assert not [e for e in repairs if e["index_without_file"]]  # no acknowledged hold lost
