@@ -158,6 +158,15 @@ class RelaySMTP(SMTP):
 
     # -- envelope commands: accept DSN parameters ------------------------------------------------
 
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        """aiosmtpd's address parser; but an argument the stdlib parser under it trips over
+        (IndexError on `MAIL FROM:0@`) is a malformed address (553), not an internal error
+        (451, which a client retries for ever)."""
+        try:
+            return super()._getaddr(arg)
+        except Exception:
+            return None, None
+
     async def _with_dsn(self, keyword: str, arg: str | None, allowed: set[str]) -> tuple[bool, str | None]:
         """Move DSN parameters from a MAIL/RCPT argument into `pending_dsn`.
 

@@ -300,6 +300,7 @@ def dialogue(port: int, lines: list[bytes], data: bytes) -> list[bytes]:
 
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(st.lists(command_line, max_size=12), messages())
+@example(lines=[b"MAIL FROM:0@"], data=b"\r\n")  # found: IndexError in the address parser, 451 internal error
 def test_fuzz_smtp_dialogues(relay_in_a_thread: int, lines: list[bytes], data: bytes) -> None:
     """Any sequence of (half-)commands and any message: every reply is a proper reply line,
     and none is the 451 that means an exception escaped into the session."""

@@ -361,3 +361,16 @@ async def test_nul_bytes_in_the_message_are_judged_and_relayed_byte_for_byte(sta
     reply = await send_data(relay.port, body)
     assert reply.startswith("250 2.0.0"), reply
     assert sink.received[0].data.endswith(body)
+
+
+@pytest.mark.parametrize("line", ["MAIL FROM:0@", "RCPT TO:0@"])
+async def test_addresses_the_stdlib_parser_trips_over_are_malformed_not_internal_errors(start_relay, line) -> None:
+    """Found by fuzzing: aiosmtpd's parser raised IndexError on `0@` (a bare local part and
+    @), which the client saw as 451 "internal error", to be retried for ever."""
+    relay = await start_relay(policy=POLICY)
+    c = await session(relay.port)
+    if line.startswith("RCPT"):
+        assert (await c.cmd("MAIL FROM:<news@shop.example.com>")).startswith("250")
+    assert (await c.cmd(line)).startswith("553 5.1.3")
+    assert (await c.cmd("NOOP")).startswith("250")
+    await c.close()
