@@ -8,9 +8,10 @@ STAMP   := $(VENV)/.installed-stamp
 # a throw-away instance in a temporary directory, and smtp-source is the reliability harness's
 # load generator; the preseed below keeps the package from configuring, let alone starting, a
 # system mail server on port 25; opendkim-tools: an independent DKIM verifier; iproute2 and
-# openssl: test namespaces and dev certificates; e2fsprogs: mkfs.ext4 for the small filesystem
-# a quarantine fills up).
-DEBS    := swaks postfix systemd opendkim-tools iproute2 openssl e2fsprogs
+# openssl: test namespaces and dev certificates; clamav-daemon: the ClamAV tests start clamd
+# themselves with a one-signature database; e2fsprogs: mkfs.ext4 for the small filesystem a
+# quarantine fills up).
+DEBS    := swaks postfix systemd opendkim-tools iproute2 openssl clamav-daemon e2fsprogs
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test deps sysdeps clean

@@ -28,6 +28,8 @@ COMMAND_MODULES = (
     "frequency",
     "dkim",
     "dnscheck",
+    "milter",
+    "links",
 )
 
 

@@ -216,6 +216,27 @@ class Audit(_Strict):
     format: Literal["json", "console", "auto"] = "auto"
 
 
+class Milter(_Strict):
+    """`sendwarden milter`: the policy engine called by Postfix or Sendmail (docs/milter.md)."""
+
+    # inet:HOST:PORT or unix:/path, as Postfix's smtpd_milters names it.
+    address: str = "inet:127.0.0.1:8891"
+    # Where a quarantined message goes: the MTA's hold queue, sendwarden's quarantine (the MTA
+    # discards its copy once ours is on disk), or both.
+    quarantine: Literal["mta", "sendwarden", "both"] = "mta"
+    # What a failure or timeout of the engine becomes: never mail let through unchecked by default.
+    on_error: Literal["tempfail", "quarantine", "accept"] = "tempfail"
+    command_timeout: float = Field(default=10, gt=0)
+    message_timeout: float = Field(default=60, gt=0)
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v: str) -> str:
+        if not (v.startswith("inet:") or v.startswith("unix:")):
+            raise ValueError("expected inet:HOST:PORT or unix:/path")
+        return v
+
+
 class Metrics(_Strict):
     # Where /metrics (Prometheus) and /healthz listen. Empty: off.
     address: HostPortOrOff = ""
@@ -438,6 +459,7 @@ class ConfigFile(_Strict):
     quarantine: Quarantine = Quarantine()
     audit: Audit = Audit()
     metrics: Metrics = Metrics()
+    milter: Milter = Milter()
     rate_limits: list[RateLimit] = Field(default_factory=list)
     connection_rate: ConnectionRate = ConnectionRate()
     addresses: Addresses = Addresses()

@@ -37,7 +37,7 @@ _ADDRESS_TOKEN = re.compile(r"[^\s<>\"'@,;:()\[\]]+@[^\s<>\"'@,;:()\[\]]+\.[^\s<
 
 __all__ = [
     "Alignment", "addresses_in", "aligned", "domain_of", "domains_in", "org_domain", "registrable_label",
-    "skeleton", "skeletons", "to_alabel", "to_ulabel",
+    "known_suffix", "skeleton", "skeletons", "to_alabel", "to_ulabel",
 ]
 
 
@@ -86,6 +86,11 @@ def org_domain(domain: str) -> str:
     """The organisational (registrable) domain of an A-label domain; a public suffix, or a name
     the list knows nothing registrable under, stands for itself."""
     return _PSL.privatesuffix(domain) or domain
+
+
+def known_suffix(host: str) -> bool:
+    """Whether an A-label host ends in a public suffix that the list knows (a real TLD)."""
+    return bool(host) and _PSL.privatesuffix(host, accept_unknown=False) is not None
 
 
 def registrable_label(domain: str) -> str:

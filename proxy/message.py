@@ -5,48 +5,60 @@ headers, text parts, the HTML tree, links, attachments) is computed on first use
 a policy whose checks never look at HTML never pays for an HTML parse. Checks must treat the
 view as immutable.
 
-Hostile input is the norm here: every accessor degrades to an empty or partial answer and
-records a defect instead of raising, so a check can always judge. Where the view had to leave
-part of a message unseen (the parser gave up, or a bound below stopped the walk),
-`unjudgeable` says so, and the `message.unparseable` rule turns that into a finding: hiding
-content below the bounds must not get it past the checks.
+Hostile input is the norm here: every accessor degrades to an empty or partial answer instead
+of raising, and what could not be looked at is listed in `problems` (the `message.unparseable`
+rule reports it), so a check can always judge and nobody is fooled by a partial view.
 """
 
 from __future__ import annotations
 
-import email.errors
-import email.header
+import re
+
 from dataclasses import dataclass, field
-from email import message_from_bytes
-from email.parser import BytesParser
 from email.message import Message as EmailMessage
+from email.parser import BytesHeaderParser, BytesParser
 from email.policy import compat32
 from email.policy import default as _default_policy
 from functools import cached_property
-from typing import Iterator
+
+from proxy.mimedecode import MAX_HEADER_CHARS, decode_header, decode_text, header_text, part_charset, part_names, payload_bytes
+
+__all__ = ["Attachment", "HtmlView", "Link", "Message", "decode_header"]
 
 # Bounds that keep one hostile message from costing unbounded time or memory.
 MAX_PARTS = 500
 MAX_DEPTH = 20
-MAX_HTML_BYTES = 2_000_000
+MAX_HTML_BYTES = 1_000_000  # Gmail clips HTML past 102 KB; no honest newsletter nears this
 MAX_TEXT_CHARS = 2_000_000
-# The stdlib address parser is superlinear: 4 KB of addresses take about 0.1 s, 200 KB six
-# seconds of event loop. Longer address headers (no real From comes near) count as unparseable.
+# The stdlib parser's cost grows with the square of multipart nesting (100 levels: 0.2 s);
+# honest messages have a handful of multipart containers.
+MAX_MULTIPARTS = 50
+# The stdlib address parser is superlinear: 4 KB of addresses take about 0.1 s, a 1 MB From
+# 44 s of event loop. Longer address headers (no real From comes near) count as unparseable.
 MAX_ADDRESS_HEADER = 4096
-# One header value as decoded for checks; decoding costs about a microsecond a character. A
-# longer header (a 1 MB Subject) is cut to this, and the message counts as not judged in full.
-MAX_HEADER_CHARS = 65_536
-# The stdlib parser recurses per nested multipart and compiles a pattern per boundary (about a
-# millisecond a level, up to the recursion limit): a message that names more boundaries than
-# this is not parsed past its header section (a real message has a handful). Counted the cheap
-# way (two literal scans); odd casings still meet the recursion bound.
-MAX_BOUNDARIES = 100
 _HEADER_FACTORY = _default_policy.header_factory
+# One address in a common, unambiguous shape: atoms-only or simply quoted display name (no
+# encoded words, escapes, comments or groups), dot-atom local part and domain.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_SIMPLE_ADDRESS = re.compile(
+    rf"""\s*(?:(?:"(?P<quoted>[ !#-\[\]-~]*)"|(?P<name>{_ATOM}(?:[ \t]+{_ATOM})*))?[ \t]*"""
+    rf"""<(?P<addr>{_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)>"""
+    rf"""|(?P<bare>{_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+))\s*\Z"""
+)
+# MIME defects after which the body cannot be split into its parts: what a reader's client
+# shows is unknowable, so the message cannot be judged on its content.
+_STRUCTURAL_DEFECTS = frozenset({
+    "NoBoundaryInMultipartDefect",
+    "StartBoundaryNotFoundDefect",
+    "MultipartInvariantViolationDefect",
+    "MultipartConversionError",
+})
 
 
 @dataclass(frozen=True, slots=True)
 class Link:
-    """One hyperlink: where it goes and what the reader sees."""
+    """One hyperlink: where it goes and what the reader sees (for a URL in plain text, the
+    words on its line)."""
 
     href: str
     text: str
@@ -55,11 +67,15 @@ class Link:
 
 @dataclass(frozen=True, slots=True)
 class Attachment:
-    """A non-body MIME part: what it claims to be, and its decoded bytes."""
+    """A non-body MIME part: what it claims to be, and its decoded bytes.
+
+    `names` holds every name the part gives itself (Content-Disposition filename and
+    Content-Type name, RFC 2231 and RFC 2047 decoded): a client may show either."""
 
     filename: str
     content_type: str
     payload: bytes
+    names: tuple[str, ...] = ()
 
     @property
     def size(self) -> int:
@@ -74,54 +90,33 @@ class HtmlView:
     visible_text: str
     password_inputs: int
     forms: int
+    # (type, the input's name/id/placeholder/label in lower case) of every form field
+    inputs: tuple[tuple[str, str], ...] = ()
+    form_actions: tuple[str, ...] = ()
+    # Why the view is partial (tree too deep, too many links, unparseable), or "" when whole.
+    problem: str = ""
 
 
-def decode_header(value: str | None) -> str:
-    """Decode an RFC 2047 header value to text; undecodable pieces are replaced, never raised."""
-    if value is None:
-        return ""
-    value = str(value)[:MAX_HEADER_CHARS]
-    if "=?" not in value:
-        return " ".join(value.split())
+def _parse(raw: bytes) -> tuple[EmailMessage, str]:
+    """Parse the whole message; when the body defeats the parser (absurd nesting blows the
+    recursion limit), fall back to the headers alone and say why."""
+    containers = raw.lower().count(b"multipart/")
+    if containers > MAX_MULTIPARTS:
+        problem = f"more than {MAX_MULTIPARTS} multipart containers ({containers})"
+        try:
+            return BytesHeaderParser(policy=compat32).parsebytes(raw), problem
+        except Exception:
+            return EmailMessage(policy=compat32), problem
     try:
-        parts = email.header.decode_header(value)
-    except (ValueError, LookupError, AssertionError, email.errors.MessageError):  # bad base64 in an encoded word
-        return " ".join(value.split())
-    out = []
-    for chunk, charset in parts:
-        if isinstance(chunk, bytes):
-            try:
-                out.append(chunk.decode(charset or "ascii", errors="replace"))
-            except LookupError:
-                out.append(chunk.decode("latin-1"))
-        else:
-            out.append(chunk)
-    return " ".join("".join(out).split())
-
-
-def _utf8(value: str) -> str:
-    """The parser keeps non-ASCII header bytes as surrogate escapes; read them as UTF-8."""
-    value = str(value)
-    if value.isascii():
-        return value
-    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-
-
-def _decode_payload(part: EmailMessage) -> bytes:
+        return BytesParser(policy=compat32).parsebytes(raw), ""
+    except (RecursionError, MemoryError) as exc:
+        problem = f"the MIME structure could not be parsed ({type(exc).__name__})"
+    except Exception as exc:
+        problem = f"the message could not be parsed ({type(exc).__name__})"
     try:
-        payload = part.get_payload(decode=True)
-    except Exception:  # broken base64/qp in the wild: judge what we can
-        return b""
-    return payload if isinstance(payload, bytes) else b""
-
-
-def _part_text(part: EmailMessage, limit: int) -> str:
-    raw = _decode_payload(part)[: limit * 4]
-    charset = part.get_content_charset() or "utf-8"
-    try:
-        return raw.decode(charset, errors="replace")[:limit]
-    except LookupError:
-        return raw.decode("utf-8", errors="replace")[:limit]
+        return BytesHeaderParser(policy=compat32).parsebytes(raw), problem
+    except Exception:
+        return EmailMessage(policy=compat32), problem
 
 
 @dataclass(frozen=True)
@@ -130,23 +125,11 @@ class Message:
 
     raw: bytes
     _msg: EmailMessage = field(repr=False, compare=False)
-    parse_problem: str = ""  # why the parser could not take the whole message ("" if it could)
+    parse_problem: str = field(default="", compare=False)
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> "Message":
-        if raw.count(b"oundary") + raw.count(b"OUNDARY") > MAX_BOUNDARIES:
-            problem = f"more than {MAX_BOUNDARIES} MIME boundaries"
-        else:
-            try:
-                return cls(raw=raw, _msg=message_from_bytes(raw, policy=compat32))
-            except RecursionError:
-                problem = "MIME parts nested too deep to parse"
-            except Exception as exc:  # the stdlib parser records defects; this is a last resort
-                problem = f"the parser failed: {type(exc).__name__}"
-        try:  # keep what can be had: the header section
-            msg = BytesParser(policy=compat32).parsebytes(raw, headersonly=True)
-        except Exception:
-            msg = EmailMessage(policy=compat32)
+        msg, problem = _parse(raw)
         return cls(raw=raw, _msg=msg, parse_problem=problem)
 
     # -- headers -----------------------------------------------------------------------------
@@ -161,10 +144,8 @@ class Message:
         return [decode_header(v) for v in (self._msg.get_all(name) or [])]
 
     def raw_headers(self, name: str) -> list[str]:
-        """Every value of a header exactly as sent (unfolded only), for strict parsers. Raw
-        UTF-8 (RFC 6532, SMTPUTF8 mail) stays text: `x@bücher.example`, not replacement marks."""
-        key = name.lower()
-        return [_utf8(v) for k, v in self._msg.raw_items() if k.lower() == key]
+        """Every value of a header exactly as sent (unfolded only), for strict parsers."""
+        return [header_text(v) for v in (self._msg.get_all(name) or [])]
 
     def items(self) -> list[tuple[str, str]]:
         """Every header as (name, value as sent, unfolded only), in order."""
@@ -179,11 +160,20 @@ class Message:
 
     def addresses(self, name: str) -> list[tuple[str, str]]:
         """(display name, addr-spec) pairs of every address in the header `name`, parsed with
-        the stdlib's RFC 5322 parser; an unparseable group yields an empty address."""
+        the stdlib's RFC 5322 parser; an unparseable group yields an empty address.
+
+        The full parser costs about half a millisecond a header; the common shapes (`a@b`,
+        `Name <a@b>`, `"Name" <a@b>` with plain ASCII names) are read by one regex that gives
+        the same answer, and everything else goes to the parser."""
         out: list[tuple[str, str]] = []
         for value in self.raw_headers(name):
             if len(value) > MAX_ADDRESS_HEADER:
                 out.append(("", ""))
+                continue
+            simple = None if "=?" in value else _SIMPLE_ADDRESS.match(value)
+            if simple is not None:
+                display = simple.group("quoted") or simple.group("name") or ""
+                out.append((" ".join(display.split()), simple.group("addr") or simple.group("bare")))
                 continue
             try:
                 parsed = _HEADER_FACTORY(name, value)
@@ -200,85 +190,111 @@ class Message:
         return self.addresses("From")
 
     @cached_property
+    def from_domain(self) -> str:
+        """The domain of the (first) From address, lower case, or ""."""
+        for _, addr in self.from_addresses:
+            if "@" in addr:
+                return addr.rpartition("@")[2].lower()
+        return ""
+
+    @cached_property
     def defects(self) -> tuple[str, ...]:
         found = []
-        for part in self._walk():
+        for part in self._tree[0]:
             found.extend(type(d).__name__ for d in getattr(part, "defects", ()))
         return tuple(found)
+
+    @cached_property
+    def problems(self) -> tuple[str, ...]:
+        """Why this view is not the whole message: what a check could not see. Empty for
+        every ordinary message."""
+        out = [self.parse_problem] if self.parse_problem else []
+        if any(len(value) > MAX_HEADER_CHARS for _, value in self._msg.raw_items()):
+            out.append(f"a header longer than {MAX_HEADER_CHARS} characters (decoded only that far)")
+        if self._tree[1]:
+            out.append(self._tree[1])
+        broken = sorted(_STRUCTURAL_DEFECTS.intersection(self.defects))
+        if broken:
+            out.append("broken MIME structure: " + ", ".join(broken))
+        if self._bodies[3]:
+            out.append(self._bodies[3])
+        if self.html and self.html_view.problem:
+            out.append(self.html_view.problem)
+        return tuple(out)
 
     # -- body --------------------------------------------------------------------------------
 
     @cached_property
-    def _parts(self) -> tuple[tuple[EmailMessage, ...], str]:
-        """Every MIME part, bounded in number and depth against hostile nesting, and why the
-        walk stopped short ("" when it saw every part)."""
+    def _tree(self) -> tuple[tuple[EmailMessage, ...], str]:
+        """Every MIME part in document order, bounded in parts and depth against hostile
+        nesting; and what the bounds cut off ("" when nothing)."""
         parts: list[EmailMessage] = []
-        stopped = ""
         stack: list[tuple[EmailMessage, int]] = [(self._msg, 0)]
+        problem = ""
         while stack:
             if len(parts) >= MAX_PARTS:
-                stopped = f"more than {MAX_PARTS} MIME parts"
+                problem = f"more than {MAX_PARTS} MIME parts"
                 break
             part, depth = stack.pop()
             parts.append(part)
             if part.is_multipart():
                 payload = part.get_payload()
-                if isinstance(payload, list) and payload:
-                    if depth >= MAX_DEPTH:
-                        stopped = f"MIME parts nested deeper than {MAX_DEPTH} levels"
-                        continue
-                    stack.extend((p, depth + 1) for p in reversed(payload) if isinstance(p, EmailMessage))
-        return tuple(parts), stopped
-
-    def _walk(self) -> Iterator[EmailMessage]:
-        return iter(self._parts[0])
+                if not isinstance(payload, list):
+                    continue
+                if depth >= MAX_DEPTH:
+                    problem = f"MIME parts nested deeper than {MAX_DEPTH}"
+                    continue
+                stack.extend((p, depth + 1) for p in reversed(payload) if isinstance(p, EmailMessage))
+        return tuple(parts), problem
 
     @cached_property
-    def unjudgeable(self) -> str:
-        """Why part of the message stayed unseen by the checks ("" when none did)."""
-        if any(len(value) > MAX_HEADER_CHARS for _, value in self._msg.raw_items()):
-            return f"a header longer than {MAX_HEADER_CHARS} characters"
-        return self.parse_problem or self._parts[1]
-
-    @cached_property
-    def _bodies(self) -> tuple[list[EmailMessage], list[EmailMessage], list[EmailMessage]]:
-        """Split leaves into text/plain bodies, text/html bodies and attachments."""
+    def _bodies(self) -> tuple[list[EmailMessage], list[EmailMessage], list[EmailMessage], str]:
+        """Split leaves into text/plain bodies, text/html bodies and attachments (every other
+        leaf, text/javascript and text/x-shellscript included: what it is gets inspected)."""
         texts: list[EmailMessage] = []
         htmls: list[EmailMessage] = []
         attachments: list[EmailMessage] = []
-        for part in self._walk():
+        problem = ""
+        for part in self._tree[0]:
             if part.is_multipart():
                 continue
             ctype = part.get_content_type()
-            # str(): compat32 hands back a Header object when the value has 8-bit bytes
             disposition = str(part.get("Content-Disposition") or "").split(";")[0].strip().lower()
-            if disposition == "attachment" or (part.get_filename() and disposition != "inline"):
+            if disposition == "attachment" or (part_names(part) and disposition != "inline"):
                 attachments.append(part)
             elif ctype == "text/plain":
                 texts.append(part)
             elif ctype == "text/html":
                 htmls.append(part)
-            elif ctype.startswith("text/") or ctype == "message/rfc822":
-                continue
+            elif ctype == "message/rfc822" or ctype.startswith("multipart/"):
+                # A multipart that did not parse as one, or an embedded message the parser
+                # left as text: its content is out of sight.
+                if not isinstance(part.get_payload(), list) and ctype.startswith("multipart/"):
+                    problem = f"a {ctype} part whose parts could not be read"
             else:
                 attachments.append(part)
-        return texts, htmls, attachments
+        return texts, htmls, attachments, problem
 
     @cached_property
     def text(self) -> str:
         """The decoded text/plain bodies, joined."""
-        return "\n".join(_part_text(p, MAX_TEXT_CHARS) for p in self._bodies[0])[:MAX_TEXT_CHARS]
+        return "\n".join(decode_text(payload_bytes(p), part_charset(p), MAX_TEXT_CHARS) for p in self._bodies[0])[:MAX_TEXT_CHARS]
 
     @cached_property
     def html(self) -> str:
         """The decoded text/html bodies, joined (empty when there are none)."""
-        return "\n".join(_part_text(p, MAX_HTML_BYTES) for p in self._bodies[1])[:MAX_HTML_BYTES]
+        return "\n".join(decode_text(payload_bytes(p), part_charset(p), MAX_HTML_BYTES) for p in self._bodies[1])[:MAX_HTML_BYTES]
 
     @cached_property
     def html_view(self) -> HtmlView:
         from proxy.htmlview import extract
 
-        return extract(self.html)
+        view = extract(self.html)
+        if len(self.html) >= MAX_HTML_BYTES and not view.problem:
+            from dataclasses import replace
+
+            view = replace(view, problem=f"HTML body larger than {MAX_HTML_BYTES} characters, only the start was read")
+        return view
 
     @cached_property
     def visible_text(self) -> str:
@@ -286,14 +302,26 @@ class Message:
         return "\n".join(t for t in (self.text, self.html_view.visible_text) if t)
 
     @cached_property
+    def folded_text(self) -> str:
+        """Subject and visible text in lower case with whitespace collapsed: what the word
+        lists (proxy.policy.patterns) scan, computed once for all of them."""
+        from proxy.policy.patterns import normalise
+
+        return normalise(self.subject + "\n" + self.visible_text)
+
+    @cached_property
+    def folded_words(self) -> frozenset[str]:
+        """The distinct words of `folded_text`: the word lists' literal prefilter."""
+        from proxy.policy.patterns import word_set
+
+        return word_set(self.folded_text)
+
+    @cached_property
     def attachments(self) -> tuple[Attachment, ...]:
         out = []
         for part in self._bodies[2]:
-            try:
-                filename = decode_header(part.get_filename() or "")
-            except Exception:
-                filename = ""
-            out.append(Attachment(filename, part.get_content_type(), _decode_payload(part)))
+            names = part_names(part)
+            out.append(Attachment(names[0] if names else "", part.get_content_type(), payload_bytes(part), names))
         return tuple(out)
 
     @cached_property

@@ -158,7 +158,8 @@ async def hold(service: "Service", tx: Transaction, judgement: Judgement, origin
 async def accepted(service: "Service", tx: Transaction, judgement: Judgement) -> None:
     """Bookkeeping once the next hop has the message: frequency counts, privacy links."""
     await recipients.after_relay(service, tx.ensure_plan(), tx.stream, tx.marketing, tx.mail_from,
-                                 [r.address for r in tx.recipients], judgement.message)
+                                 [r.address for r in tx.recipients], judgement.message,
+                                 tx.policy.options.get("privacy"))
 
 
 def audit(service: "Service", tx: Transaction, reply: Reply, verdict: Verdict | None, size: int,

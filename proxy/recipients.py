@@ -11,7 +11,6 @@ is never sent unchecked.
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -21,6 +20,7 @@ import structlog
 from proxy.facts import provider
 from proxy.message import Message
 from proxy.policy.checks import consent, frequency, optout
+from proxy.policy.checks.privacy import privacy_urls
 from proxy.policy.loader import Policy
 from proxy.policy.registry import Context
 from proxy.policy.verdict import Action, Finding, Replies, Reply
@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("sendwarden.recipients")
 # Privacy-policy link words (multilingual); the content-rules work supplies the real finder.
-_PRIVACY = re.compile(r"privacy|privacidad|privacybeleid|privacyverklaring|datenschutz|confidentialit|riservatezza|privacidade", re.I)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,22 +131,13 @@ def list_unsubscribe_block(service: "Service", policy: Policy, p: Plan, marketin
     return list_unsubscribe(keys, service.endpoints, rcpts[0], scope, expires), ""
 
 
-def privacy_urls(message: Message) -> list[str]:
-    """The message's privacy-policy URLs: http(s) links whose text or URL names privacy.
-    One small function on purpose: the content-rules work brings the policy's own finder."""
-    return list(dict.fromkeys(
-        link.href for link in message.links
-        if link.href.lower().startswith(("https://", "http://")) and (_PRIVACY.search(link.text) or _PRIVACY.search(link.href))
-    ))
-
-
 def sender_domain(message: Message, mail_from: str) -> str:
     addrs = [a for _, a in message.from_addresses if "@" in a]
     return (addrs[0] if addrs else mail_from).rpartition("@")[2].lower()
 
 
 async def after_relay(service: "Service", p: Plan, stream: str, marketing: bool, mail_from: str,
-                      rcpts: list[str], message: Message) -> None:
+                      rcpts: list[str], message: Message, privacy_options: Any = None) -> None:
     """Once the upstream accepted a message: count it for frequency, note its privacy links.
     A failure here is logged, never turned into a failure for a message already delivered."""
     now = time.time()
@@ -155,7 +145,8 @@ async def after_relay(service: "Service", p: Plan, stream: str, marketing: bool,
         async with asyncio.timeout(service.settings.policy_timeout):
             if marketing and p.frequency:
                 await service.store.record_sends(rcpts, p.brand, stream, now)
-            urls = privacy_urls(message) if marketing else []
+            # The privacy check's own finder, with the policy's words: what it found is recorded.
+            urls = privacy_urls(message, privacy_options) if marketing else []
             if urls:
                 await service.store.record_privacy_links(sender_domain(message, mail_from), urls, now)
     except (StoreError, TimeoutError, ValueError) as exc:

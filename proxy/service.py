@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 import structlog
 
+import proxy.clamav  # noqa: F401  (registers the clamd fact provider for the attachment check)
 from proxy.audit import AddressMasker
 from proxy.auth import Credentials
 from proxy.config import Config, ConfigError, parse_hostport
@@ -167,6 +168,8 @@ class Service:
         self.ops_address: tuple[str, int] | None = None
         self._ops: Any = None
         self._tasks: list[asyncio.Task[Any]] = []
+        self.milter: Any = None
+        self.milter_address = ""
         self._stopped = asyncio.Event()
 
     def _recipient_state(self, config: Config) -> None:
@@ -315,7 +318,9 @@ class Service:
             log.warning("connection_limit_lowered", configured=configured, effective=self.connection_cap,
                         open_files_limit=limit, remedy=f"raise the open-files limit to {2 * configured + SPARE_FILES}")
 
-    async def start(self) -> None:
+    async def start(self, front: str = "smtp") -> None:
+        """Open the stores and start serving: SMTP listeners (`front="smtp"`), or the milter
+        socket for an MTA (`front="milter"`); the ops and unsubscribe endpoints either way."""
         self._fit_connection_limit()
         try:
             await self.store.open()
@@ -332,7 +337,9 @@ class Service:
                 counts=[len(repair.moved), len(repair.missing)], skipped_other_process_open=repair.skipped,
             )
         loop = asyncio.get_running_loop()
-        for listener in self.config.file.listeners:
+        if front == "milter":
+            await self._start_milter()
+        for listener in self.config.file.listeners if front == "smtp" else ():
             host, port = listener.host_port
             server = await loop.create_server(self._factory(listener.name, listener.proxy_protocol), host, port)
             self.servers.append(server)
@@ -354,6 +361,18 @@ class Service:
         log.info("ready", upstream=repr(self.upstream), policy=self.policy.source, monitor=self.policy.monitor)
         self.systemd.ready(self.summary())
         self.systemd.start_watchdog(self.summary)
+
+    async def _start_milter(self) -> None:
+        from proxy.milter import MilterOptions, MilterServer
+        from proxy.milter.engine import PolicyMilter
+
+        m = self.config.file.milter
+        options = MilterOptions(command_timeout=m.command_timeout, message_timeout=m.message_timeout,
+                                on_error=m.on_error, max_message_size=self.config.file.limits.max_message_size,
+                                max_recipients=self.config.file.limits.max_recipients)
+        self.milter = MilterServer(lambda: PolicyMilter(self), options)
+        self.milter_address = await self.milter.listen(m.address)
+        log.info("milter_listening", address=self.milter_address)
 
     async def probe_upstream(self) -> None:
         try:
@@ -424,6 +443,8 @@ class Service:
         log.info("stopping", sessions=len(self.sessions))
         for server in self.servers:
             server.close()
+        if self.milter is not None:
+            await self.milter.stop(self.config.file.timeouts.shutdown)
         if self.unsubscribe_web is not None:
             await self.unsubscribe_web.stop()
         for session in list(self.sessions):
@@ -452,14 +473,14 @@ class Service:
         log.info("stopped", last_hour=dict(self.metrics.last_hour.totals()))
         self._stopped.set()
 
-    async def run(self) -> None:
+    async def run(self, front: str = "smtp") -> None:
         """Start, then serve until SIGTERM or SIGINT; SIGHUP reloads."""
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         loop.add_signal_handler(signal.SIGHUP, lambda: self._tasks.append(loop.create_task(self.reload())))
-        await self.start()
+        await self.start(front)
         await stop.wait()
         await self.stop()
 

@@ -53,8 +53,11 @@ def validation_message(path: Path | str, exc: ValidationError, prefix: tuple[Any
     return "\n".join(lines)
 
 
-def validate(model: type[M], data: dict[str, Any], path: Path | str, prefix: tuple[Any, ...] = ()) -> M:
+def validate(model: type[M], data: dict[str, Any], path: Path | str, prefix: tuple[Any, ...] = (),
+             context: dict[str, Any] | None = None) -> M:
+    """Validate `data`; `context` reaches the model's validators (e.g. the policy file's folder,
+    against which the policy's relative file names resolve)."""
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context=context)
     except ValidationError as exc:
         raise ConfigError(validation_message(path, exc, prefix)) from None

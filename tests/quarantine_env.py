@@ -45,6 +45,8 @@ HTML_NO_SUBJECT = (
     b"From: Billing <billing@receipts.example.com>\r\n"
     b"To: alice@example.net, bob@example.net\r\n"
     b"Subject: \r\n"
+    b"Date: Sun, 29 Nov 2026 09:00:00 +0000\r\n"
+    b"Message-ID: <receipt-42@receipts.example.com>\r\n"
     b"MIME-Version: 1.0\r\n"
     b"Content-Type: multipart/mixed; boundary=zz\r\n\r\n"
     b"--zz\r\nContent-Type: text/html; charset=utf-8\r\n\r\n"

@@ -99,7 +99,8 @@ async def test_null_sender_and_smtputf8_are_relayed(start_relay, sink) -> None:
     assert (await c.cmd("MAIL FROM:<> SMTPUTF8 BODY=8BITMIME")).startswith("250")
     assert (await c.cmd("RCPT TO:<jürgen@exämple.org>")).startswith("250")
     assert (await c.cmd("DATA")).startswith("354")
-    body = "From: postmaster@shop.example.com\r\nTo: jürgen@exämple.org\r\nSubject: Zustellung\r\n\r\nGrüße\r\n"
+    body = ("From: postmaster@shop.example.com\r\nTo: jürgen@exämple.org\r\nSubject: Zustellung\r\n"
+            "Date: Sun, 29 Nov 2026 09:00:00 +0000\r\nMessage-ID: <z-1@shop.example.com>\r\n\r\nGrüße\r\n")
     await c.send(body.encode() + b".\r\n")
     assert (await c.reply()).startswith("250 2.0.0")
     await c.close()

@@ -7,7 +7,8 @@ import pytest
 
 from tests.smtpclient import RawClient
 
-HEAD = b"From: news@shop.example.com\r\nTo: a@example.org\r\nSubject: hello\r\n\r\nfirst message\r\n"
+HEAD = (b"From: news@shop.example.com\r\nTo: a@example.org\r\nSubject: hello\r\n"
+        b"Date: Sun, 29 Nov 2026 09:00:00 +0000\r\nMessage-ID: <first@shop.example.com>\r\n\r\nfirst message\r\n")
 SMUGGLED = (
     b"MAIL FROM:<admin@bank.example>\r\nRCPT TO:<victim@example.org>\r\nDATA\r\n"
     b"From: admin@bank.example\r\nTo: victim@example.org\r\nSubject: smuggled\r\n\r\nsmuggled\r\n"
@@ -56,7 +57,8 @@ async def test_normalize_mode_forwards_exactly_one_message(start_relay, sink, pr
 
 
 async def test_message_without_data_lines_is_relayed_empty(start_relay, sink) -> None:
-    relay = await start_relay(policy='[policy]\ndefault_stream = "transactional"\n[checks.sender]\nenabled = false\n[checks.subject]\nenabled = false\n')
+    relay = await start_relay(policy='[policy]\ndefault_stream = "transactional"\n[checks.sender]\nenabled = false\n[checks.subject]\nenabled = false\n'
+                              '[checks.message]\nenabled = false\n')
     c = await open_data(relay.port)
     await c.send(b".\r\n")
     assert (await c.reply()).startswith("250 2.0.0")

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from proxy.commands.common import CliError, load
@@ -19,7 +20,7 @@ EXIT_STATUS = {Action.RELAY: 0, Action.QUARANTINE: 2, Action.REJECT: 3, Action.T
 
 def read_input(path: str) -> bytes:
     try:
-        raw = sys.stdin.buffer.read() if path == "-" else open(path, "rb").read()
+        raw = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
     except OSError as exc:
         raise CliError(f"{path}: {exc.strerror or exc}") from None
     # Files on disk usually have LF line endings; on the wire every line ends in CRLF.

@@ -141,14 +141,17 @@ def build(data: dict[str, Any], source: str) -> Policy:
     load_builtin_checks()
     pf = validate(PolicyFile, data, source)
     options: dict[str, Options] = {}
+    # Files a policy names (content lists) resolve relative to the policy file.
+    context = {"policy_dir": Path(source).resolve().parent}
     for fam, raw in pf.checks.items():
         model = FAMILY_OPTIONS.get(fam)
         if model is None:
             known = ", ".join(sorted(FAMILY_OPTIONS))
             raise ConfigError(f"{source}: checks.{fam}: unknown check family (known: {known})")
-        options[fam] = validate(model, raw, source, ("checks", fam))
+        options[fam] = validate(model, raw, source, ("checks", fam), context)
     for fam, model in FAMILY_OPTIONS.items():
-        options.setdefault(fam, model())
+        if fam not in options:
+            options[fam] = validate(model, {}, source, ("checks", fam), context)
 
     streams: dict[str, Stream] = {}
     for name in ("marketing", "transactional"):

@@ -11,7 +11,7 @@ RULES: dict[str, str] = {
     "unsubscribe.body_link_missing": "no visible unsubscribe link in the body",
     # privacy
     "privacy.link_missing": "no link to the privacy policy",
-    "privacy.link_unapproved": "privacy link is not one of the sender domain's approved URLs",
+    "privacy.link_unapproved": "privacy link is not https, or not one of the sender domain's approved URLs",
     "privacy.link_dead": "a recorded privacy link stopped answering within its 30 days",
     # sender identity
     "sender.from_invalid": "not exactly one parseable From address",

@@ -40,6 +40,9 @@ _DSN_MAIL = {"RET", "ENVID"}
 _DSN_RCPT = {"NOTIFY", "ORCPT"}
 _XTEXT = re.compile(r"^(?:[\x21-\x2a\x2c-\x3c\x3e-\x7e]|\+[0-9A-F]{2})+$")
 _NOTIFY = {"NEVER", "SUCCESS", "FAILURE", "DELAY"}
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+# `<local@domain>` in its everyday ASCII shape; anything else goes to aiosmtpd's full parser.
+_SIMPLE_PATH = re.compile(rf"\s*<({_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)>(?=\s|\Z)")
 AUTH_FAILURE_DELAY = 1.0
 MAX_AUTH_FAILURES = 3
 
@@ -159,9 +162,13 @@ class RelaySMTP(SMTP):
     # -- envelope commands: accept DSN parameters ------------------------------------------------
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
-        """aiosmtpd's address parser; but an argument the stdlib parser under it trips over
-        (IndexError on `MAIL FROM:0@`) is a malformed address (553), not an internal error
-        (451, which a client retries for ever)."""
+        """aiosmtpd parses every MAIL/RCPT path with the email package's RFC 5322 header
+        parser (about 0.3 ms a call); the everyday `<local@domain>` needs one regex. An
+        argument that parser trips over (IndexError on `MAIL FROM:0@`) is a malformed address
+        (553), not an internal error (451, which a client retries for ever)."""
+        m = _SIMPLE_PATH.match(arg)
+        if m is not None:
+            return m.group(1), arg[m.end():].lstrip()
         try:
             return super()._getaddr(arg)
         except Exception:

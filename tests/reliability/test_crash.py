@@ -23,7 +23,7 @@ async def test_killed_under_load_loses_nothing(serve, sink: Sink, tmp_path, sign
     sink.behaviour.data_delay = 0.01  # keep transactions in flight when the kill comes
     relay = await serve(sink.url, None, POLICY)
     ledger = Ledger()
-    msgs = mixed(ledger, scaled(400), weights=(65, 30, 5))
+    msgs = mixed(ledger, scaled(400 if signal == "SIGKILL" else 250), weights=(65, 30, 5))
     rng = random.Random(9)
     kills = 0
 

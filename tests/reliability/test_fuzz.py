@@ -97,7 +97,7 @@ def judge_everything(raw: bytes) -> None:
     msg = Message.from_bytes(raw)
     # Every accessor a check may use must answer, never raise.
     _ = (msg.subject, msg.from_addresses, msg.text, msg.html, msg.html_view, msg.visible_text, msg.links,
-         msg.attachments, msg.defects, msg.unjudgeable, msg.headers("To"), msg.addresses("Reply-To"))
+         msg.attachments, msg.defects, msg.problems, msg.headers("To"), msg.addresses("Reply-To"))
     for stream, marketing in (("marketing", True), ("transactional", False)):
         verdict = judge(POLICY, msg, Context(stream=stream, marketing=marketing, mail_from="a@example.com",
                                              rcpts=("b@example.org",), client_ip="127.0.0.1"))

@@ -1,3 +1,15 @@
 """One module per rule family; importing this package registers every built-in check."""
 
-from proxy.policy.checks import consent, frequency, optout, sender, structure, subject, unsubscribe  # noqa: F401
+from proxy.policy.checks import (  # noqa: F401
+    attachments,
+    consent,
+    content,
+    frequency,
+    hygiene,
+    links,
+    optout,
+    privacy,
+    sender,
+    subject,
+    unsubscribe,
+)

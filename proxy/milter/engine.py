@@ -1,0 +1,164 @@
+"""The policy engine behind the milter: the same streams, recipient state, checks, quarantine,
+DKIM signing, audit log and metrics as the SMTP relay, through proxy/pipeline.py.
+
+In milter mode the MTA owns the SMTP session and the queue; sendwarden answers per recipient at
+RCPT and once at end of message:
+  reject     the MTA refuses the message with our 5xx reply and text
+  tempfail   the MTA answers our 4xx (a lookup failed: the client retries)
+  quarantine `[milter] quarantine` decides: "mta" holds it in the MTA's hold queue
+             (SMFIR_QUARANTINE, `postsuper -H` releases it), "sendwarden" keeps it in
+             sendwarden's quarantine (fsynced) and tells the MTA to discard its copy, "both"
+             does both (release from one place only)
+  relay      accept, with header edits: inserted List-Unsubscribe headers, the findings tag,
+             and the DKIM-Signature on top, computed over the message as it will leave.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from proxy import pipeline, recipients
+from proxy.milter.application import AddHeader, Decision, InsertHeader, Macros, MilterApplication
+from proxy.milter.application import Transaction as MilterTransaction
+from proxy.milter.wire import Family
+from proxy.pipeline import Transaction, findings_header, new_queue_id
+from proxy.policy.verdict import Action, Replies, Reply
+from proxy.relay import Recipient
+
+if TYPE_CHECKING:
+    from proxy.service import Service
+
+log = structlog.get_logger("sendwarden.milter")
+
+
+def split_headers(block: bytes) -> list[tuple[str, str]]:
+    """'Name: value\\r\\n\\tfolded\\r\\n...' → [(name, value)], folds kept as LF + whitespace
+    (the form a milter hands header values to the MTA in)."""
+    out: list[tuple[str, str]] = []
+    for line in block.decode("utf-8", "surrogateescape").split("\r\n"):
+        if not line:
+            continue
+        if line[0] in " \t" and out:
+            name, value = out[-1]
+            out[-1] = (name, value + "\n" + line)
+        else:
+            name, _, value = line.partition(":")
+            out.append((name, value.lstrip(" ")))
+    return out
+
+
+class PolicyMilter(MilterApplication):
+    """One per MTA connection."""
+
+    def __init__(self, service: "Service", listener: str = "milter") -> None:
+        self.service = service
+        self.listener = listener
+        self.client_ip = ""
+        self.helo = ""
+        self.tx: Transaction | None = None
+
+    async def connect(self, host: str, family: Family, port: int, address: str, macros: Macros) -> Reply | None:
+        self.client_ip = macros.get("client_addr") or address
+        return None
+
+    async def helo(self, name: str, macros: Macros) -> Reply | None:
+        self.helo = name
+        return None
+
+    async def mail_from(self, sender: str, args: tuple[str, ...], macros: Macros) -> Reply | None:
+        service = self.service
+        policy = service.policy
+        user = macros.get("auth_authen") or None
+        listener = macros.get("daemon_name") or self.listener
+        stream = policy.resolve_stream(listener=listener, user=user, sender=sender)
+        upper = {a.upper() for a in args}
+        self.tx = Transaction(
+            macros.get("i") or new_queue_id(), sender, policy, stream.name, time.monotonic(), listener=listener,
+            client_ip=self.client_ip, helo=self.helo, auth_user=user, proto="ESMTP" + ("A" if user else ""),
+            smtputf8="SMTPUTF8" in upper, body_8bit="BODY=8BITMIME" in upper,
+        )
+        structlog.contextvars.bind_contextvars(queue_id=self.tx.queue_id)
+        return None
+
+    async def rcpt(self, recipient: str, args: tuple[str, ...], macros: Macros) -> Reply | None:
+        tx = self.tx
+        if tx is None:
+            return None
+        screening = await recipients.screen(self.service, tx.policy, tx.ensure_plan(), tx.stream, recipient)
+        if screening.reply is not None:
+            self.service.metrics.rcpt_refusals.labels(screening.rule).inc()
+            log.info("rcpt_refused", rcpt=self.service.masker(recipient), reply=str(screening.reply))
+            return screening.reply
+        tx.rcpt_findings.extend(screening.findings)
+        tx.recipients.append(Recipient(recipient))
+        return None
+
+    async def end_of_message(self, transaction: MilterTransaction) -> Decision:
+        service = self.service
+        tx = self.tx
+        if tx is None:  # no MAIL event (should not happen): judge with what the MTA says
+            await self.mail_from(transaction.sender, transaction.sender_args, transaction.macros)
+            tx = self.tx
+            assert tx is not None
+            tx.recipients = [Recipient(r) for r in transaction.recipients]
+        if transaction.queue_id:
+            tx.queue_id = transaction.queue_id
+        record: dict[str, Any] = {"front": "milter"}
+        t0 = time.perf_counter()
+        judgement = await pipeline.evaluate(service, tx, transaction.message, record)
+        verdict = judgement.verdict
+        action = verdict.effective
+        edits: list[Any] = []
+        top = judgement.inserted
+        if action == Action.REJECT:
+            reply = verdict.reject_reply()
+            decision = Decision.reject(reply)
+        elif action == Action.TEMPFAIL:
+            reply = verdict.tempfail_reply()
+            decision = Decision.tempfail(reply)
+        elif action == Action.QUARANTINE:
+            decision, reply = await self._quarantine(tx, judgement, transaction.message, record)
+        else:
+            if verdict.judged and tx.policy.tag_header:
+                top += findings_header(verdict)
+            # DKIM over the message as the MTA will send it: our headers on top of what came in.
+            outgoing = top + transaction.message
+            signed, note = await service.dkim_sign(outgoing)
+            if note:
+                record["dkim"] = note
+            top = signed[: len(signed) - len(transaction.message)]
+            reply = Reply(250, "2.0.0", "accepted")
+            decision = Decision.accept()
+        if action in (Action.RELAY, Action.QUARANTINE) and top:
+            # InsertHeader(0) puts a header at the very top: insert bottom-up to keep the order.
+            edits = [InsertHeader(0, name, value) for name, value in reversed(split_headers(top))]
+            decision = Decision(decision.outcome, decision.reply, decision.reason, tuple(edits))
+        if action == Action.RELAY:
+            await pipeline.accepted(service, tx, judgement)
+        pipeline.audit(service, tx, reply, verdict, len(transaction.message), record, t0)
+        structlog.contextvars.unbind_contextvars("queue_id")
+        self.tx = None
+        return decision
+
+    async def _quarantine(self, tx: Transaction, judgement: pipeline.Judgement, original: bytes,
+                          record: dict[str, Any]) -> tuple[Decision, Reply]:
+        mode = self.service.config.file.milter.quarantine
+        rules = ", ".join(sorted({j.rule for j in judgement.verdict.deciding()}))
+        if mode == "mta":
+            return Decision.quarantine(f"sendwarden: {rules}"), Reply(250, "2.6.0", f"held in the MTA's hold queue [{rules}]")
+        reply = await pipeline.hold(self.service, tx, judgement, original, record)
+        if not reply.is_success:  # not on disk: the MTA must keep it and the client retry
+            return Decision.tempfail(reply), reply
+        if mode == "sendwarden":
+            return Decision.discard(), reply
+        return Decision.quarantine(f"sendwarden: {rules} id={record.get('hold_id', '')}"), reply
+
+    async def abort(self) -> None:
+        self.tx = None
+        structlog.contextvars.unbind_contextvars("queue_id")
+
+
+__all__ = ["PolicyMilter", "split_headers", "AddHeader", "Replies"]

@@ -1,0 +1,135 @@
+"""Privacy policy link (AUP: every marketing message links to the current privacy policy, and
+that link must keep working for 30 days after the send date).
+
+`privacy_urls(msg, opts)` is the pure function the relay uses after relaying a marketing
+message, to record each privacy URL with the send time for the 30-day reachability probe.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Iterator
+from urllib.parse import urlsplit
+
+from pydantic import Field, PrivateAttr, field_validator, model_validator
+
+from proxy.urls import registrable
+from proxy.message import Message
+from proxy.policy.patterns import LinkWords
+from proxy.policy.registry import Context, Options, check, options
+from proxy.policy.verdict import Finding
+
+__all__ = ["PrivacyOptions", "privacy_urls", "normalise_url"]
+
+
+@options("privacy")
+class PrivacyOptions(Options):
+    """`[checks.privacy]`."""
+
+    # Anchor text (or, in the text part, words on the URL's line) that names a privacy policy.
+    words: list[str] = Field(default_factory=lambda: [
+        "privacy", "privacy policy", "privacy statement", "privacy notice", "privacy-policy",  # en
+        "privacybeleid", "privacyverklaring", "privacyreglement", "privacystatement",  # nl
+        "datenschutz", "datenschutzerklärung", "datenschutzhinweise", "datenschutzrichtlinie",  # de
+        "confidentialité", "politique de confidentialité", "vie privée", "données personnelles",  # fr
+        "privacidad", "política de privacidad", "aviso de privacidad", "privacidade",  # es, pt
+        "informativa sulla privacy", "riservatezza",  # it
+        "integritetspolicy", "personuppgifter", "personvern", "privatlivspolitik",  # sv, no, da
+        "polityka prywatności", "ochrana osobních údajů", "adatvédelem", "tietosuoja", "gdpr",  # pl, cs, hu, fi
+    ])
+    # Words in a URL that make it a privacy-policy URL, whatever its anchor text says.
+    url_words: list[str] = Field(default_factory=lambda: [
+        "privacy", "privacybeleid", "privacyverklaring", "datenschutz", "confidentialite",
+        "privacidad", "privacidade", "integritet", "personvern", "gdpr",
+    ])
+    require_https: bool = True
+    # Optional: per sender (From) domain, the privacy-policy URLs it must link to. A sender
+    # domain not listed here may link to any privacy policy. Query and fragment are ignored.
+    approved: dict[str, list[str]] = Field(default_factory=dict)
+    _links: LinkWords = PrivateAttr()
+    _approved: dict[str, frozenset[str]] = PrivateAttr(default_factory=dict)
+
+    @field_validator("approved")
+    @classmethod
+    def _urls(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        out = {}
+        for domain, urls in value.items():
+            for url in urls:
+                if not url.lower().startswith(("https://", "http://")) or not urlsplit(url).hostname:
+                    raise ValueError(f"{domain}: {url!r} is not an absolute http(s) URL")
+            out[domain.lower().rstrip(".")] = urls
+        return out
+
+    @model_validator(mode="after")
+    def _compile(self) -> "PrivacyOptions":
+        self._links = LinkWords("privacy", self.words, self.url_words)
+        self._approved = {d: frozenset(normalise_url(u) for u in urls) for d, urls in self.approved.items()}
+        return self
+
+    def approved_for(self, domain: str) -> frozenset[str] | None:
+        """The approved URLs of a sender domain (exact, else its registrable domain), or None."""
+        if not domain:
+            return None
+        domain = domain.lower()
+        found = self._approved.get(domain)
+        return found if found is not None else self._approved.get(registrable(domain))
+
+
+@cache
+def _default_options() -> PrivacyOptions:
+    return PrivacyOptions()
+
+
+def normalise_url(url: str) -> str:
+    """A URL as compared against the approved list: scheme and host in lower case, default
+    port, query, fragment and trailing slash dropped."""
+    try:
+        parts = urlsplit(url.strip())
+        host = (parts.hostname or "").rstrip(".")
+        port = parts.port
+    except ValueError:
+        return url.strip()
+    scheme = parts.scheme.lower()
+    netloc = host if port in (None, 443 if scheme == "https" else 80) else f"{host}:{port}"
+    return f"{scheme}://{netloc}{parts.path.rstrip('/')}"
+
+
+def privacy_urls(msg: Message, opts: PrivacyOptions | None = None) -> tuple[str, ...]:
+    """Every distinct privacy-policy URL (http or https) the message links to, in order.
+
+    Pure. The relay records these, with the send time, for each relayed marketing message:
+    `privacy_urls(message, policy.options["privacy"])` finds them as the check did."""
+    opts = opts or _default_options()
+    found: list[str] = []
+    names = opts._links.names  # private attributes are slow to reach: once per message
+    for link in dict.fromkeys(msg.links):
+        href = link.href
+        if href.lower().startswith(("https://", "http://")) and href not in found and names(href, link.text):
+            found.append(href)
+    return tuple(found)
+
+
+@check("privacy", rules=("privacy.link_missing", "privacy.link_unapproved"), marketing_only=True)
+def link(msg: Message, ctx: Context, opts: PrivacyOptions) -> Iterator[Finding]:
+    urls = privacy_urls(msg, opts)
+    if not urls:
+        yield Finding(
+            "privacy.link_missing",
+            "no link to a privacy policy (by link text or URL)",
+            "link to your current privacy policy in the body, e.g. <a href=\"https://.../privacy\">Privacy policy</a>",
+        )
+        return
+    if opts.require_https and not any(u.lower().startswith("https://") for u in urls):
+        yield Finding(
+            "privacy.link_unapproved",
+            f"the privacy link {urls[0][:120]} is not https",
+            "link to the privacy policy over https",
+        )
+        return
+    approved = opts.approved_for(msg.from_domain) if opts.approved else None
+    if approved is not None and not any(normalise_url(u) in approved for u in urls):
+        yield Finding(
+            "privacy.link_unapproved",
+            f"privacy link {urls[0][:120]} is not one of the approved URLs of {msg.from_domain}",
+            "link to the privacy policy URL registered for your sender domain: " + ", ".join(sorted(approved))[:200],
+        )

@@ -1,0 +1,274 @@
+"""Term lists compiled once into one fast pattern: what every word-list rule matches with.
+
+Ops write terms, not regular expressions:
+  "unsubscribe"          a word or phrase; case-insensitive; matched on word boundaries, so
+                         "sex" never matches "Sussex" and "cock" never matches "cocktail"
+  "get rich quick"       spaces and hyphens in a term match any run of spaces or hyphens
+  "escort*"              `*` at the end of a word matches any word ending (escorts, escorting)
+  "re:bitcoin\\s+doubl\\w+"  a Python regular expression, for the few cases that need one
+Each term carries a label (a category, or "allow" for phrases that must never count). All
+terms of a set compile into ONE pattern, the literal ones as a trie (NOTES.md: one combined
+pass beats many), with a literal prefilter in front: the words a term can start with. A scan
+first collects the text's words (one C-level pass) and looks for those; only where one occurs
+is the pattern tried, so a clean 7 KB text costs a fraction of a millisecond however long
+the lists are. A regular expression term should start with a word or an alternation of words
+(`(?:buy|order)\\s+...`) so that it has such first words; one that does not makes every scan
+of its set run the pattern over the whole text. Scan text with `normalise()` first: lower
+case, whitespace collapsed.
+"""
+
+from __future__ import annotations
+
+import re
+import re._constants as _sre  # the stdlib's regex parser: to find a regex term's first words
+import re._parser as _sre_parse
+from typing import Iterable, Iterator, Mapping
+
+ALLOW = "allow"
+_SEP = "\x00"  # a space or hyphen inside a term, in the trie
+_WILD = "\x01"  # a trailing `*`
+_SPLIT = re.compile(r"[\s\-]+")
+_WORD = re.compile(r"\w+")
+_WORD_CHAR = re.compile(r"\w")
+# Texts shorter than this (a link's words) are scanned by the pattern directly: for them the
+# prefilter's word set costs more than it saves.
+_SHORT = 160
+
+
+class TermError(ValueError):
+    """A term that cannot be compiled; the message names the term."""
+
+
+def word_set(normalised: str) -> frozenset[str]:
+    """The set of words (\\w+ runs) of a text, as term sets look them up. Whitespace-split
+    tokens that are all letters and digits are words already (isalnum() is \\w without "_");
+    only the others go through the regex."""
+    tokens = set(normalised.split())
+    found = {t for t in tokens if t.isalnum()}
+    found.update(_WORD.findall(" ".join(tokens - found)))
+    return frozenset(found)
+
+
+def normalise(text: str) -> str:
+    """The form every term set scans: lower case, whitespace runs collapsed to one space."""
+    return " ".join(text.lower().split())
+
+
+def _literal_key(term: str) -> str:
+    words = [w for w in _SPLIT.split(term.strip().lower()) if w]
+    key = _SEP.join(words)
+    if key.endswith("*"):
+        key = key[:-1] + _WILD
+    if "*" in key:
+        raise TermError(f"{term!r}: `*` is only allowed at the end of a term")
+    return key
+
+
+def _trie_regex(keys: Iterable[str]) -> str:
+    root: dict[str, dict] = {}
+    for key in keys:
+        node = root
+        for ch in key:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def render(node: dict[str, dict]) -> str:
+        alts = []
+        optional = "" in node
+        for ch in sorted(k for k in node if k):
+            token = r"[\s\-]+" if ch == _SEP else r"\w*" if ch == _WILD else re.escape(ch)
+            alts.append(token + render(node[ch]))
+        if not alts:
+            return ""
+        body = alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
+        # Greedy: the longest term wins, so an allowed phrase ("drug store") beats its prefix.
+        return f"(?:{body})?" if optional else body
+
+    return render(root)
+
+
+class TermSet:
+    """Compiled terms: `scan(text)` yields (label, matched text) for every hit that is not
+    covered by an allowed phrase."""
+
+    def __init__(self, body: str, labels: tuple[tuple[str, str], ...], size: int,
+                 exact: dict[str, frozenset[str] | None], prefixes: tuple[str, ...], anchored: bool) -> None:
+        self.pattern = re.compile(rf"(?<!\w)(?:{body})(?!\w)")
+        self._at = re.compile(rf"(?:{body})(?!\w)").match
+        self.size = size
+        # The words a term starts with, each with the second words its terms go on with (None
+        # when one of them is a single word): "your" counts only where "downline" occurs too.
+        self.exact = exact
+        self.prefixes = prefixes  # word beginnings a term starts with (wildcards, regexes)
+        self.anchored = anchored  # False: some regex term has no known first word
+        self._label_sources = labels
+        self._labels: tuple[tuple[str, re.Pattern[str]], ...] | None = None
+
+    def _hits(self, text: str, words: frozenset[str] | set[str] | None = None) -> list[re.Match[str]]:
+        if not self.anchored or (words is None and len(text) < _SHORT):
+            return list(self.pattern.finditer(text))
+        if words is None:
+            words = word_set(text)
+        exact = self.exact
+        starts = {w for w in words.intersection(exact) if (nxt := exact[w]) is None or not nxt.isdisjoint(words)}
+        if self.prefixes:
+            starts.update(w for w in words if w.startswith(self.prefixes))
+        if not starts:
+            return []  # the common case: no term can start anywhere in the text
+        # Try the pattern only where one of those words stands as a whole word.
+        at = self._at
+        found: dict[int, re.Match[str]] = {}
+        for word in starts:
+            i = text.find(word)
+            while i >= 0:
+                after = i + len(word)
+                if (i == 0 or not _WORD_CHAR.match(text[i - 1])) and (after == len(text) or not _WORD_CHAR.match(text[after])):
+                    hit = at(text, i)
+                    if hit:
+                        found[i] = hit
+                i = text.find(word, i + 1)
+        hits, end = [], 0
+        for start in sorted(found):  # left to right, without overlaps, as finditer would
+            if start >= end:
+                hits.append(found[start])
+                end = found[start].end()
+        return hits
+
+    def scan(self, normalised: str, words: frozenset[str] | None = None) -> Iterator[tuple[str, str]]:
+        """Hits in `normalised` text; `words` may pass its word set when already known."""
+        for m in self._hits(normalised, words):
+            label = self.label_of(m.group(0))
+            if label != ALLOW:
+                yield label, m.group(0)
+
+    def search(self, normalised: str) -> bool:
+        return next(self.scan(normalised), None) is not None
+
+    def label_of(self, matched: str) -> str:
+        """Which label's terms match this hit (allow first). Runs only on hits, which are
+        rare, so the per-label patterns are compiled on the first one."""
+        if self._labels is None:
+            self._labels = tuple((label, re.compile(source)) for label, source in self._label_sources)
+        for label, pattern in self._labels:
+            if pattern.fullmatch(matched):
+                return label
+        return self._labels[-1][0] if self._labels else ""
+
+
+def _first_words(parsed: _sre_parse.SubPattern) -> list[str] | None:
+    """The literal beginnings a parsed regex can start with (lower case), or None when it can
+    start with something that is not a literal word character."""
+    items = list(parsed)
+    if not items:
+        return None
+    op, av = items[0]
+    if op is _sre.LITERAL:
+        word = ""
+        for op2, av2 in items:
+            if op2 is not _sre.LITERAL or not _WORD_CHAR.match(chr(av2)):
+                break
+            word += chr(av2)
+        return [word.lower()] if word else None
+    if op is _sre.SUBPATTERN:
+        return _first_words(av[-1])
+    if op is _sre.BRANCH:
+        out: list[str] = []
+        for branch in av[1]:
+            words = _first_words(branch)
+            if words is None:
+                return None
+            out.extend(words)
+        return out
+    return None
+
+
+def _regex_first_words(source: str) -> list[str] | None:
+    try:
+        return _first_words(_sre_parse.parse(source))
+    except Exception:  # an unusual construct: scan without the prefilter
+        return None
+
+
+def _regex_of(term: str) -> tuple[str | None, str | None]:
+    """(literal trie key, regex source) of one term: exactly one is set."""
+    if term.startswith("re:"):
+        source = term[3:]
+        try:
+            re.compile(source)
+        except re.error as exc:
+            raise TermError(f"{term!r}: not a valid regular expression: {exc}") from None
+        return None, source
+    if not term.strip():
+        raise TermError("an empty term")
+    return _literal_key(term), None
+
+
+def check_term(term: str) -> None:
+    """Raise TermError when a term cannot be compiled (names it, for errors with a key)."""
+    _regex_of(term)
+
+
+def compile_terms(labelled: Mapping[str, Iterable[str]]) -> TermSet:
+    """One pattern for every term of every label; raises TermError naming a bad term."""
+    keys: list[str] = []
+    regexes: list[str] = []
+    exact: dict[str, set[str] | None] = {}
+    prefixes: set[str] = set()
+    anchored = True
+    per_label: dict[str, tuple[list[str], list[str]]] = {}
+    for label, terms in labelled.items():
+        lit, rx = per_label.setdefault(label, ([], []))
+        for term in terms:
+            key, source = _regex_of(term)
+            if key is not None:
+                keys.append(key)
+                lit.append(key)
+                first = key.split(_SEP, 1)[0]
+                lead = _WORD.match(first.rstrip(_WILD))
+                if not lead:
+                    anchored = False
+                elif first.endswith(_WILD) or lead.group() != first:
+                    prefixes.add(lead.group())
+                else:
+                    parts = key.split(_SEP)
+                    second = parts[1] if len(parts) > 1 else ""
+                    if second and _WORD.fullmatch(second) and exact.get(first, set()) is not None:
+                        exact.setdefault(first, set()).add(second)  # type: ignore[union-attr]
+                    else:
+                        exact[first] = None  # a single word, or one that ends in `*`: always
+            elif source is not None:
+                regexes.append(f"(?i:{source})")
+                rx.append(f"(?i:{source})")
+                words = _regex_first_words(source)
+                if words is None or not all(words):
+                    anchored = False
+                else:
+                    prefixes.update(words)
+    alts = ([_trie_regex(keys)] if keys else []) + regexes
+    body = "|".join(alts) if alts else r"(?!x)x"
+    labels = []
+    for label in sorted(per_label, key=lambda lb: lb != ALLOW):  # allow is judged first
+        lit, rx = per_label[label]
+        parts = ([_trie_regex(lit)] if lit else []) + rx
+        if parts:
+            labels.append((label, "|".join(parts)))
+    needs = {w: None if nxt is None else frozenset(nxt) for w, nxt in exact.items()}
+    return TermSet(body, tuple(labels), len(keys) + len(regexes), needs,
+                   tuple(sorted(prefixes)), anchored)
+
+
+class LinkWords:
+    """Which links name something (an unsubscribe page, a privacy policy): by the words a
+    reader sees with the link, or by words in its URL. Compiled once, from policy options."""
+
+    __slots__ = ("words", "url_words")
+
+    def __init__(self, label: str, words: Iterable[str], url_words: Iterable[str]) -> None:
+        try:
+            self.words = compile_terms({label: list(words)})
+        except TermError as exc:
+            raise ValueError(f"words: {exc}") from None  # options validators report ValueError
+        self.url_words = re.compile("|".join(re.escape(w.lower()) for w in url_words) or r"(?!x)x")
+
+    def names(self, href: str, text: str) -> bool:
+        return bool(self.url_words.search(href.lower())) or self.words.search(normalise(text))
