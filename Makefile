@@ -5,11 +5,13 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-stamp
 # Debian packages the tests drive as independent, real peers (postfix: the milter tests run
-# a throw-away instance in a temporary directory; the preseed below keeps the package from
-# configuring, let alone starting, a system mail server on port 25; opendkim-tools: an
-# independent DKIM verifier; iproute2 and openssl: test namespaces and dev certificates;
-# clamav-daemon: the ClamAV tests start clamd themselves with a one-signature database).
-DEBS    := swaks postfix systemd opendkim-tools iproute2 openssl clamav-daemon
+# a throw-away instance in a temporary directory, and smtp-source is the reliability harness's
+# load generator; the preseed below keeps the package from configuring, let alone starting, a
+# system mail server on port 25; opendkim-tools: an independent DKIM verifier; iproute2 and
+# openssl: test namespaces and dev certificates; clamav-daemon: the ClamAV tests start clamd
+# themselves with a one-signature database; e2fsprogs: mkfs.ext4 for the small filesystem a
+# quarantine fills up).
+DEBS    := swaks postfix systemd opendkim-tools iproute2 openssl clamav-daemon e2fsprogs
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test deps sysdeps clean
@@ -28,7 +30,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
-# Install the Debian packages the tests use, only when one is missing.
+# Install the Debian packages the tests use, only when one is missing. Postfix is preseeded to
+# "No configuration": no main.cf, so no mail daemon starts or listens on port 25.
 sysdeps:
 	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

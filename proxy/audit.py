@@ -38,6 +38,12 @@ def configure(level: str = "info", fmt: str = "json", stream: Any = None) -> Non
         logger_factory=structlog.PrintLoggerFactory(stream),
         cache_logger_on_first_use=False,
     )
+    # aiosmtpd logs through the stdlib logger "mail.log": every command line at INFO (AUTH
+    # arguments included) and unknown commands at WARNING, which Python's last-resort handler
+    # prints to stderr as plain text. A client that pipelines credentials after a refused AUTH
+    # thus had them (upper-cased base64) written to the log. sendwarden logs what matters itself,
+    # as JSON; from aiosmtpd only errors get through.
+    logging.getLogger("mail.log").setLevel(logging.ERROR)
 
 
 class AddressMasker:

@@ -8,6 +8,8 @@ missing file, and a file without a row (a crash between the two) is found by `au
 Layout (directory 0700, files 0600; recipient addresses are personal data):
   DIR/index.sqlite3     one row per held message (schema: proxy/quarantine_schema.py)
   DIR/msg/ID.eml        the exact bytes as received (before sendwarden's own headers)
+  DIR/lost+found/       files the start-up check found without an index row (see `repair`)
+  DIR/.lock             every process using the quarantine holds a shared lock on it
 IDs are opaque: 12 hex digits of milliseconds, then 12 random hex digits; sortable by age and
 never a path.
 
@@ -20,6 +22,7 @@ anything is sent, which is what makes a release happen exactly once.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import os
 import re
@@ -28,14 +31,16 @@ import sqlite3
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 from proxy.quarantine_schema import SCHEMA_VERSION, SchemaError, migrate
 
 ID_PATTERN = re.compile(r"^[0-9a-f]{24}$")
-STATUSES = ("held", "releasing", "released", "deleted")
+# 'missing': the start-up check found the row's file gone (see `repair`).
+STATUSES = ("held", "releasing", "released", "deleted", "missing")
+LOST_AND_FOUND = "lost+found"
 
 
 class QuarantineError(Exception):
@@ -73,6 +78,28 @@ class Held:
     proto: str = ""  # RFC 3848 protocol name of the session: ESMTP, ESMTPS, ...
 
 
+@dataclass(frozen=True)
+class Repair:
+    """What the start-up check found and did (see `Quarantine.repair`)."""
+
+    moved: list[str] = field(default_factory=list)  # files without a row, now in lost+found/
+    missing: list[str] = field(default_factory=list)  # rows without a file (held ones now 'missing')
+    partial: int = 0  # temporary files of interrupted writes, removed
+    skipped: bool = False  # another process had the quarantine open: nothing checked
+
+    def __bool__(self) -> bool:
+        return bool(self.moved or self.missing or self.partial or self.skipped)
+
+
+def _discard(path: Path) -> None:
+    """Remove what a failed hold left, if the filesystem lets us: on a read-only or broken one
+    it cannot, and the original error is the one to report."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -89,6 +116,7 @@ class Quarantine:
         self.msg_dir = directory / "msg"
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
+        self._lock_fd: int | None = None
 
     def open(self) -> None:
         """Create the directory and index if needed (0700/0600), migrate it. Idempotent."""
@@ -97,6 +125,9 @@ class Quarantine:
             self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
             self.msg_dir.mkdir(exist_ok=True, mode=0o700)
             db = sqlite3.connect(self.directory / "index.sqlite3", check_same_thread=False, isolation_level=None)
+            if self._lock_fd is None:
+                self._lock_fd = os.open(self.directory / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+                fcntl.flock(self._lock_fd, fcntl.LOCK_SH)
             db.execute("PRAGMA busy_timeout=5000")
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
@@ -123,6 +154,9 @@ class Quarantine:
         if self._db is not None:
             self._db.close()
             self._db = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the lock
+            self._lock_fd = None
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -159,7 +193,7 @@ class Quarantine:
             os.rename(tmp, final)
             _fsync_dir(self.msg_dir)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
+            _discard(tmp)
             raise QuarantineError(f"cannot write the held message: {exc.strerror or exc}") from exc
         try:
             with self._lock:
@@ -174,8 +208,8 @@ class Quarantine:
                         held.helo, held.proto, len(held.rcpts),
                     ),
                 )
-        except (sqlite3.Error, QuarantineError) as exc:
-            final.unlink(missing_ok=True)
+        except Exception as exc:  # whatever stops the row (disk full, bad text), the file goes too
+            _discard(final)
             raise QuarantineError(f"cannot index the held message: {exc}") from exc
         return hold_id
 
@@ -224,8 +258,53 @@ class Quarantine:
         """Compare index and files: (files without a row, rows that need a file but have none)."""
         files = {p.stem for p in self.msg_dir.glob("*.eml") if valid_id(p.stem)}
         with self._lock:
-            rows = {r[0] for r in self.db.execute("SELECT id FROM held WHERE status != 'deleted'")}
+            rows = {r[0] for r in self.db.execute("SELECT id FROM held WHERE status NOT IN ('deleted', 'missing')")}
         return sorted(files - rows), sorted(rows - files)
+
+    def repair(self) -> Repair:
+        """Bring index and files back in step after a crash; run at start-up, before listening.
+
+        - A file without a row is a hold that a crash cut short between the file and its row.
+          Its client was not told 250 (the reply waits for the row), so it will send the message
+          again; and its envelope lives only in the row, so it cannot be re-indexed. It is moved
+          to lost+found/ for people to look at (re-indexing it would duplicate the retry).
+        - A row without a file is a message that was acknowledged and then lost (the file is
+          synced before the row is written, so only outside interference does this). A held
+          one is marked 'missing', so that nobody tries to release it; all are reported.
+        - Temporary files of interrupted writes are removed: they were never acknowledged.
+
+        A second process with this quarantine open (another worker, a review command) may be
+        between the file and the row of a hold right now: unless the exclusive lock can be had,
+        nothing is touched.
+        """
+        if self._db is None:
+            self.open()  # which takes the shared lock
+        assert self._lock_fd is not None
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_SH)
+            return Repair(skipped=True)
+        try:
+            orphans, missing = self.audit()
+            partial = list(self.msg_dir.glob(".*.tmp"))
+            for path in partial:
+                path.unlink(missing_ok=True)
+            if orphans:
+                lost = self.directory / LOST_AND_FOUND
+                lost.mkdir(exist_ok=True, mode=0o700)
+                for hold_id in orphans:
+                    os.rename(self.path_of(hold_id), lost / f"{hold_id}.eml")
+                _fsync_dir(lost)
+            if orphans or partial:
+                _fsync_dir(self.msg_dir)
+            for hold_id in missing:
+                with self._write() as db:
+                    if db.execute("UPDATE held SET status='missing' WHERE id=? AND status='held'", (hold_id,)).rowcount:
+                        _event(db, hold_id, "missing", "start-up check", "the stored message file was gone")
+            return Repair(orphans, missing, len(partial))
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_SH)
 
     # -- state transitions ------------------------------------------------------------------------
 
@@ -335,4 +414,5 @@ def _mtime(path: Path) -> float:
         return float("inf")
 
 
-__all__ = ["Held", "Quarantine", "QuarantineError", "SCHEMA_VERSION", "STATUSES", "for_config", "id_time", "new_id", "valid_id"]
+__all__ = ["LOST_AND_FOUND", "Held", "Quarantine", "QuarantineError", "Repair", "SCHEMA_VERSION", "STATUSES", "for_config",
+           "id_time", "new_id", "valid_id"]

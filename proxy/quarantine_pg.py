@@ -23,7 +23,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Awaitable, Coroutine, TypeVar
 
-from proxy.quarantine import Held, Quarantine, QuarantineError, new_id, valid_id
+from proxy.quarantine import Held, Quarantine, QuarantineError, Repair, new_id, valid_id
 from proxy.store.base import StoreError
 from proxy.store.pg_schema import QUARANTINE, migrate
 from proxy.store.pgconn import PgPool
@@ -184,6 +184,11 @@ class PgQuarantine(Quarantine):
             "SELECT h.id FROM quarantine_held h LEFT JOIN quarantine_message m USING (id)"
             " WHERE h.status != 'deleted' AND m.id IS NULL ORDER BY h.id"))
         return [], [r[0] for r in rows]
+
+    def repair(self) -> Repair:
+        """Nothing to repair: a message's index row and bytes are written in one transaction.
+        A row without bytes (which that rules out) is reported, never silently dropped."""
+        return Repair(missing=self.audit()[1])
 
     # -- state transitions ------------------------------------------------------------------------
 

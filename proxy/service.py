@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import ipaddress
+import resource
 import signal
 import time
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from proxy.dns import Resolver
 from proxy.metrics import Metrics
 from proxy.notify import Notifier
 from proxy.policy.loader import Policy
+from proxy.quarantine import LOST_AND_FOUND
 from proxy.quarantine import for_config as quarantine_for_config
 from proxy.ratelimit import Limit, RateLimiter
 from proxy.relay import Upstream, upstream_for
@@ -45,6 +47,20 @@ log = structlog.get_logger("sendwarden.service")
 PROXY_HEADER_TIMEOUT = 10.0
 SENDS_KEPT = 400 * 86400  # frequency windows longer than this are not supported
 PRUNE_EVERY = 6 * 3600
+# Descriptors besides the client connections and their upstream connections: listeners, the
+# quarantine index and its journal, the store, the log, the event loop's own, a hold in flight.
+SPARE_FILES = 64
+
+
+def open_files_limit(wanted: int) -> int:
+    """Raise this process's soft open-files limit towards `wanted`, as far as the hard limit
+    allows; return the soft limit in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    return wanted if soft == resource.RLIM_INFINITY else soft
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +166,7 @@ class Service:
         # Quarantine and release events for people (a command or a webhook).
         self.notifier = Notifier(config.file.quarantine.notify, config.file.hostname)
         self.sessions: set[RelaySMTP] = set()
+        self.connection_cap = 1 << 30  # what the open-files limit allows, set at start
         self.per_client: collections.Counter[str] = collections.Counter()
         self.closing = False
         self.upstream_up = False
@@ -221,7 +238,8 @@ class Service:
             peer = transport.get_extra_info("peername")
             ip = str(peer[0]) if isinstance(peer, tuple) else str(peer)
         limits = self.config.file.limits
-        if self.closing or len(self.sessions) >= limits.max_connections or self.per_client[ip] >= limits.max_connections_per_client:
+        if (self.closing or len(self.sessions) >= min(limits.max_connections, self.connection_cap)
+                or self.per_client[ip] >= limits.max_connections_per_client):
             log.warning("connection_refused", client=ip, sessions=len(self.sessions), from_client=self.per_client[ip])
             return False
         if self.connection_rate.message("connections", {"client_ip": ip}) is not None:
@@ -308,18 +326,36 @@ class Service:
 
         return factory
 
+    def _fit_connection_limit(self) -> None:
+        """Each client connection needs a descriptor, and one more for the upstream connection
+        that relays its message. Past the process's open-files limit, accept() fails in a loop
+        (clients hang without a greeting, the log floods): so raise the limit, and where it
+        cannot go high enough, cap the connections, so that the 421 answers instead."""
+        configured = self.config.file.limits.max_connections
+        limit = open_files_limit(2 * configured + SPARE_FILES)
+        self.connection_cap = max(1, (limit - SPARE_FILES) // 2)
+        if self.connection_cap < configured:
+            log.warning("connection_limit_lowered", configured=configured, effective=self.connection_cap,
+                        open_files_limit=limit, remedy=f"raise the open-files limit to {2 * configured + SPARE_FILES}")
+
     async def start(self, front: str = "smtp") -> None:
         """Open the stores and start serving: SMTP listeners (`front="smtp"`), or the milter
         socket for an MTA (`front="milter"`); the ops and unsubscribe endpoints either way."""
+        self._fit_connection_limit()
         try:
             await self.store.open()
             await self.store.prune(time.time(), SENDS_KEPT)
         except StoreError as exc:
             raise ConfigError(f"{self.config.source}: store: {exc}") from None
         await asyncio.to_thread(self.quarantine.open)
-        orphans, missing = await asyncio.to_thread(self.quarantine.audit)
-        if orphans or missing:
-            log.warning("quarantine_out_of_step", files_without_index=orphans[:20], index_without_file=missing[:20])
+        repair = await asyncio.to_thread(self.quarantine.repair)
+        if repair:
+            # Rows without a file were acknowledged and are gone: that needs people (error).
+            (log.error if repair.missing else log.warning)(
+                "quarantine_out_of_step", files_without_index=repair.moved[:20], moved_to=LOST_AND_FOUND,
+                index_without_file=repair.missing[:20], marked="missing", partial_removed=repair.partial,
+                counts=[len(repair.moved), len(repair.missing)], skipped_other_process_open=repair.skipped,
+            )
         loop = asyncio.get_running_loop()
         if front == "milter":
             await self._start_milter()

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import datetime
 import email.utils
+import re
 from typing import Sequence
+
+_UNPRINTABLE = re.compile(r"[^\x21-\x7e]")
 
 
 def received(hostname: str, *, helo: str, ip: str, proto: str, queue_id: str, rcpts: Sequence[str],
@@ -19,7 +22,9 @@ def received(hostname: str, *, helo: str, ip: str, proto: str, queue_id: str, rc
     `proto` is the RFC 3848 protocol name (ESMTP, ESMTPS, ESMTPSA, ...); `when` is the time the
     message was received (default: now); `comment` is added as an RFC 5322 comment.
     """
-    helo = (helo or "unknown").replace("\r", "").replace("\n", "")[:200]
+    # The client's words, in a header of the message: printable ASCII only (no control bytes,
+    # no undecodable bytes, nothing 8-bit in a header of a message that may not allow it).
+    helo = _UNPRINTABLE.sub("?", helo or "unknown")[:200]
     literal = f"IPv6:{ip}" if ":" in ip else ip
     note = ""
     if comment:

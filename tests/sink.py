@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from dataclasses import dataclass, field
+from typing import Callable
 
 
 @dataclass
@@ -40,6 +41,12 @@ class Behaviour:
     drop_after_data: bool = False  # read the data, close without answering
     data_delay: float = 0.0
     refuse_connections: bool = False
+    # Faults chosen per step, for load tests: called with "connect", "mail", "rcpt" or "data"
+    # and returns "" (behave as above), a full reply line, or one of: "refuse" (connect: 554
+    # and close), "close" (connect: close at once), "stall" (data: stop reading mid-DATA),
+    # "hang" (data: read it all, never answer), "drop" (data: close before queueing),
+    # "drop_queued" (data: queue it, then close without a reply: the ambiguous case).
+    fault: Callable[[str], str] | None = None
 
 
 class Sink:
@@ -50,11 +57,14 @@ class Sink:
         self.port = 0
         self.connections = 0
         self.commands: list[str] = []
+        # What the fault hook did: (step, fault, the DATA bytes when there were any).
+        self.faults: list[tuple[str, str, bytes]] = []
         self._ids = itertools.count(1)
         self._writers: set[asyncio.StreamWriter] = set()
 
     async def start(self, host: str = "127.0.0.1") -> "Sink":
-        self.server = await asyncio.start_server(self._client, host, 0)
+        # A large reader limit: messages of many megabytes arrive as one readuntil().
+        self.server = await asyncio.start_server(self._client, host, 0, limit=64 * 1024 * 1024)
         self.port = self.server.sockets[0].getsockname()[1]
         return self
 
@@ -70,13 +80,22 @@ class Sink:
     def url(self) -> str:
         return f"smtp://127.0.0.1:{self.port}"
 
+    def _fault(self, step: str, data: bytes = b"") -> str:
+        hook = self.behaviour.fault
+        fault = hook(step) if hook else ""
+        if fault:
+            self.faults.append((step, fault, data))
+        return fault
+
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
         self._writers.add(writer)
         b = self.behaviour
-        if b.refuse_connections:
-            writer.write(b"554 5.3.2 no service\r\n")
-            await writer.drain()
+        fault = self._fault("connect")
+        if b.refuse_connections or fault in ("refuse", "close"):
+            if fault != "close":
+                writer.write(b"554 5.3.2 no service\r\n")
+                await writer.drain()
             writer.close()
             return
 
@@ -99,11 +118,14 @@ class Sink:
                 elif verb == "MAIL":
                     addr, _, params = text[10:].partition(">")
                     mail_from, mail_params, rcpts = addr.lstrip("<"), params.split(), []
-                    await say(b.mail)
+                    fault = self._fault("mail")
+                    if fault:
+                        mail_from = ""
+                    await say(fault or b.mail)
                 elif verb == "RCPT":
                     addr, _, params = text[8:].partition(">")
                     addr = addr.lstrip("<")
-                    reply = b.rcpt_by_address.get(addr, b.rcpt)
+                    reply = self._fault("rcpt") or b.rcpt_by_address.get(addr, b.rcpt)
                     if reply.startswith("2"):
                         rcpts.append((addr, params.split()))
                     await say(reply)
@@ -111,17 +133,27 @@ class Sink:
                     if not rcpts:
                         await say("554 5.5.1 no valid recipients")
                         continue
+                    fault = b.fault("data") if b.fault else ""
                     await say("354 go ahead")
+                    if fault == "stall":
+                        self.faults.append(("data", fault, b""))
+                        await asyncio.sleep(3600)
                     wire = await reader.readuntil(b"\r\n.\r\n")
                     wire = wire[:-3]
-                    if b.hang_in_data:
-                        await asyncio.sleep(3600)
-                    if b.drop_after_data:
+                    if fault:
+                        self.faults.append(("data", fault, wire))
+                    if b.hang_in_data or fault == "hang":
+                        while await reader.read(65536):  # until the client gives up
+                            pass
+                        return
+                    if fault == "drop_queued":
+                        self.received.append(Received(mail_from, mail_params, rcpts, wire))
+                    if b.drop_after_data or fault in ("drop", "drop_queued"):
                         writer.transport.abort()
                         return
                     if b.data_delay:
                         await asyncio.sleep(b.data_delay)
-                    reply = b.data_end or f"250 2.0.0 Ok: queued as SINK{next(self._ids)}"
+                    reply = fault or b.data_end or f"250 2.0.0 Ok: queued as SINK{next(self._ids)}"
                     if reply.startswith("2"):
                         self.received.append(Received(mail_from, mail_params, rcpts, wire))
                     await say(reply)
@@ -137,6 +169,8 @@ class Sink:
                 else:
                     await say("502 5.5.2 Error: command not recognized")
         except (ConnectionError, asyncio.IncompleteReadError):
+            return
+        except asyncio.CancelledError:  # a hanging connection, still open when the test ends
             return
         finally:
             self._writers.discard(writer)

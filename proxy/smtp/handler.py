@@ -6,6 +6,7 @@ reject or defer.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,22 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("sendwarden.smtp")
 _EXTENSIONS = ("250-PIPELINING", "250-ENHANCEDSTATUSCODES", "250-DSN")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def address_problem(address: str, smtputf8: bool) -> tuple[str, str]:
+    """Why an envelope address cannot be carried upstream, as (enhanced code for MAIL, reason);
+    ("", "") when it can. aiosmtpd hands undecodable bytes over as surrogate escapes: refused
+    here, at once and for good, rather than failing later with a 451 the client retries forever."""
+    if _CONTROL.search(address):
+        return "5.1.7", "control characters in the address"
+    try:
+        address.encode("utf-8")
+    except UnicodeEncodeError:
+        return "5.1.7", "the address is not valid UTF-8"
+    if not smtputf8 and not address.isascii():
+        return "5.6.7", "a non-ASCII address needs the SMTPUTF8 parameter on MAIL FROM (RFC 6531)"
+    return "", ""
 
 
 def client_ip(session: Session) -> str:
@@ -110,6 +127,9 @@ class RelayHandler:
             return str(reply)
         if service.closing:
             return str(Replies.shutting_down())
+        code, reason = address_problem(address, bool(envelope.smtp_utf8))
+        if code:
+            return f"553 {code} Sender address refused: {reason}"
         policy = service.policy
         user = _auth_user(session)
         stream = policy.resolve_stream(listener=self.listener, user=user, sender=address)
@@ -141,6 +161,9 @@ class RelayHandler:
             return "503 5.5.1 Error: need MAIL command"
         if len(envelope.rcpt_tos) >= self.settings.max_recipients:
             return "452 4.5.3 Too many recipients"
+        code, reason = address_problem(address, bool(envelope.smtp_utf8))
+        if code:
+            return f"553 {code.replace('5.1.7', '5.1.3')} Recipient address refused: {reason}"
         domain = address.rpartition("@")[2].lower()
         broken = await self.service.rate.check_recipient(tx.traffic_class, tx.rate_keys, domain, domain not in tx.domains)
         if broken is not None:

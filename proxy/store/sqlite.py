@@ -10,6 +10,7 @@ survives a power cut.
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -80,8 +81,15 @@ class SqliteStore(RecipientStore):
             return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            # Recipient addresses are personal data: the file for its owner only, whatever the
+            # umask (SQLite would make it 0644, and gives its journal files the file's mode).
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                os.fchmod(fd, 0o600)
+            finally:
+                os.close(fd)
         except OSError as exc:
-            raise StoreError(f"{self}: cannot create {self.path.parent}: {exc.strerror or exc}") from exc
+            raise StoreError(f"{self}: cannot create {self.path}: {exc.strerror or exc}") from exc
         for role in ("write", "read"):
             self._pools[role] = ThreadPoolExecutor(1, thread_name_prefix=f"store-{role}")
             try:

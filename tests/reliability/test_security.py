@@ -1,0 +1,196 @@
+"""Nobody in: no relaying for addresses that are not allowed, however the client dresses up the
+envelope; password guessing slowed, logged and cut off; credentials in no log line; the files
+that hold messages and keys readable by their owner only.
+
+(CLI refusal of path-like quarantine IDs and the HTTP unsubscribe endpoint belong to features
+that are not merged yet: issues 6 and 5.)"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import socket
+import ssl
+import stat
+import time
+
+import aiosmtplib
+import pytest
+from structlog.testing import capture_logs
+
+from proxy.auth import hash_password
+from proxy.config import Config, ConfigFile
+from tests.reliability.harness import POLICY, SENDER, make_message
+from tests.sink import Sink
+from tests.smtpclient import RawClient
+
+PASSWORD = "s3cret-Passw0rd-for-tests"
+USER = "billing-app"
+ONLY_V4_LOOPBACK = {"relay_networks": ["127.0.0.1/32"],
+                    "listeners": [{"name": "v4", "address": "127.0.0.1:0"}, {"name": "v6", "address": "[::1]:0"}]}
+# Envelope tricks that old relays fell for: source routes, the percent hack, bang paths,
+# quoted local parts with @, our own name as the last hop.
+TRICKS = ["victim@example.org", "@relay.test:victim@example.org", "victim%example.org@relay.test",
+          "example.org!victim@relay.test", '"victim@example.org"@relay.test', "victim@example.org@relay.test"]
+
+
+def ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def credentials(tmp_path) -> str:
+    path = tmp_path / "credentials.toml"
+    path.write_text(f'[users]\n"{USER}" = "{hash_password(PASSWORD)}"\n')
+    return str(path)
+
+
+def secret_forms() -> list[str]:
+    """The password as it could show up in a log: plain, or inside AUTH's base64 (any case)."""
+    forms = [PASSWORD, base64.b64encode(PASSWORD.encode()).decode(),
+             base64.b64encode(f"\0{USER}\0{PASSWORD}".encode()).decode()]
+    return forms + [f.upper() for f in forms[1:]] + [f.lower() for f in forms[1:]]
+
+
+async def attempt_relay(port: int, host: str, local: str, rcpt: str) -> list[str]:
+    c = await RawClient.connect(port, host=host, local=local)
+    await c.reply()
+    await c.cmd("EHLO outsider.test")
+    replies = [await c.cmd(f"MAIL FROM:<{SENDER}>"), await c.cmd(f"RCPT TO:<{rcpt}>"), await c.cmd("DATA")]
+    if replies[-1].startswith("354"):
+        await c.send(make_message("<sneaked@in.test>", "relay") + b".\r\n")
+        replies.append(await c.reply())
+    await c.close()
+    return replies
+
+
+@pytest.mark.parametrize("source", ["127.0.0.2", "127.0.0.53", "::1"])
+async def test_no_open_relay_from_an_address_that_is_not_allowed(start_relay, sink: Sink, source) -> None:
+    if ":" in source and not ipv6_loopback():
+        pytest.skip("no IPv6 loopback on this machine")
+    relay = await start_relay(ONLY_V4_LOOPBACK, policy=POLICY)
+    host = "::1" if ":" in source else "127.0.0.1"
+    port = next(p for h, p in relay.addresses if (":" in h) == (":" in source))
+    for rcpt in TRICKS:
+        replies = await attempt_relay(port, host, source, rcpt)
+        assert replies[0].startswith("554 5.7.1 Relay access denied"), replies
+        assert all(r.startswith(("503", "554")) for r in replies[1:]), replies
+    assert sink.received == [] and not any(c.upper().startswith("MAIL") for c in sink.commands)
+
+
+async def test_the_allowed_address_still_relays(start_relay, sink: Sink) -> None:
+    relay = await start_relay(ONLY_V4_LOOPBACK, policy=POLICY)
+    replies = await attempt_relay(relay.addresses[0][1], "127.0.0.1", "127.0.0.1", "reader@example.org")
+    assert replies[-1].startswith("250 2.0.0"), replies
+    assert len(sink.received) == 1
+
+
+def test_mapped_and_scoped_addresses_are_judged_by_the_address_inside() -> None:
+    config = Config(ConfigFile.model_validate({"relay_networks": ["127.0.0.1/32"]}), "test", ".")
+    assert config.may_relay("::ffff:127.0.0.1")
+    assert not config.may_relay("::ffff:127.0.0.2")
+    assert not config.may_relay("::1") and not config.may_relay("fe80::1%lo") and not config.may_relay("not an ip")
+
+
+def no_verify() -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+async def test_auth_guessing_is_slowed_logged_and_cut_off(start_relay, sink: Sink, credentials) -> None:
+    relay = await start_relay({"auth": {"credentials": credentials}}, policy=POLICY)
+    client = aiosmtplib.SMTP(hostname="127.0.0.1", port=relay.port, source_address=("127.0.0.2", 0),
+                             start_tls=True, tls_context=no_verify(), timeout=20)
+    with capture_logs() as logs:
+        await client.connect()
+        await client.ehlo()
+        answers = []
+        for guess, login in (("guess-1", client.auth_plain), ("guess-2", client.auth_login), ("guess-3", client.auth_plain)):
+            t = time.monotonic()
+            with pytest.raises(aiosmtplib.SMTPResponseException) as exc:
+                await login(USER, guess)
+            answers.append((exc.value.code, time.monotonic() - t))
+        client.close()
+        # A good login afterwards, on a new connection: allowed, and its password not logged either.
+        good = aiosmtplib.SMTP(hostname="127.0.0.1", port=relay.port, source_address=("127.0.0.2", 0),
+                               start_tls=True, tls_context=no_verify(), timeout=20)
+        await good.connect()
+        await good.ehlo()
+        await good.login(USER, PASSWORD)
+        await good.sendmail(SENDER, ["reader@example.org"], make_message("<authed@ok.test>", "relay"))
+        await good.quit()
+    assert [code for code, _ in answers] == [535, 535, 421]
+    assert all(seconds >= 0.9 for _, seconds in answers)  # one second per failure, at least
+    failed = [e for e in logs if e["event"] == "auth_failed"]
+    assert [(e["user"], e["client"], e["log_level"]) for e in failed] == [(USER, "127.0.0.2", "warning")] * 3
+    text = repr(logs)
+    assert not [form for form in secret_forms() + ["guess-1", "guess-2", "guess-3"] if form in text]
+    assert len(sink.received) == 1
+
+
+async def test_credentials_never_reach_the_process_output(serve, sink: Sink, credentials) -> None:
+    """The whole output of a real serve process (sendwarden's JSON lines and anything a library
+    prints), after AUTH that fails, AUTH that succeeds, and a client that pipelines its
+    credentials after AUTH was refused for lack of TLS (so that they arrive as commands).
+    Regression: aiosmtpd logged those as unknown commands, upper-cased base64 and all, to stderr."""
+    relay = await serve(sink.url, {"auth": {"credentials": credentials}}, POLICY)
+    r, w = await asyncio.open_connection("127.0.0.1", relay.port, local_addr=("127.0.0.2", 0))
+    await r.readline()
+    user64, pw64 = base64.b64encode(USER.encode()), base64.b64encode(PASSWORD.encode())
+    plain64 = base64.b64encode(f"\0{USER}\0{PASSWORD}".encode())
+    w.write(b"EHLO x\r\nAUTH LOGIN\r\n" + user64 + b"\r\n" + pw64 + b"\r\nAUTH PLAIN " + plain64 + b"\r\n" + plain64 + b"\r\nQUIT\r\n")
+    await w.drain()
+    answer = await asyncio.wait_for(r.read(), 10)
+    w.close()
+    assert answer.count(b"538 5.7.11") == 2 and answer.count(b"not recognized") == 3
+    codes = []
+    for password in ("wrong-one", PASSWORD):
+        client = aiosmtplib.SMTP(hostname="127.0.0.1", port=relay.port, source_address=("127.0.0.2", 0),
+                                 start_tls=True, tls_context=no_verify(), timeout=20)
+        await client.connect()
+        await client.ehlo()
+        try:
+            codes.append((await client.auth_plain(USER, password)).code)
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            codes.append(exc.code)
+        client.close()
+    assert codes == [535, 235]
+    assert await relay.stop() == 0
+    output = relay.log.read_text()
+    assert not [form for form in secret_forms() if form in output]
+    events = relay.events()
+    assert all(e["event"] != "<not json>" for e in events), [e for e in events if e["event"] == "<not json>"]
+    assert [e["user"] for e in events if e["event"] == "auth_failed"] == [USER]
+
+
+async def test_message_and_key_files_are_for_the_owner_only(serve, sink: Sink, tmp_path) -> None:
+    """Run with umask 000, so that only the modes sendwarden asks for protect anything: every
+    file under the state directory that holds a message, a recipient address or a key (the
+    quarantine, the recipient store, the Maildir, the keys) is 0600, every directory of the
+    quarantine 0700. (The development certificate is public.) Regression: the recipient store
+    was created 0644 (SQLite's default), readable by every local user under the usual umask."""
+    relay = await serve(f"maildir:{tmp_path / 'var' / 'outbox'}", None, POLICY, preexec=lambda: os.umask(0))
+    client = aiosmtplib.SMTP(hostname="127.0.0.1", port=relay.port, start_tls=False, timeout=20)
+    await client.connect()
+    await client.sendmail(SENDER, ["reader@example.org"], make_message("<held@perm.test>", "quarantine"))
+    await client.sendmail(SENDER, ["reader@example.org"], make_message("<sent@perm.test>", "relay"))
+    await client.quit()
+    assert await relay.stop() == 0
+    state = tmp_path / "var"
+    files = [p for p in state.rglob("*") if p.is_file()]
+    names = {p.relative_to(state).as_posix() for p in files}
+    assert {"audit.key", "tls/dev-key.pem", "quarantine/index.sqlite3", "quarantine/.lock", "recipients.sqlite3"} <= names
+    assert any(n.startswith("quarantine/msg/") for n in names) and any(n.startswith("outbox/new/") for n in names)
+    exposed = [f"{p.relative_to(state)} {stat.filemode(p.stat().st_mode)}" for p in files
+               if p.stat().st_mode & 0o077 and p.name != "dev-cert.pem"]
+    assert exposed == []
+    for d in [state / "quarantine", *[p for p in (state / "quarantine").rglob("*") if p.is_dir()]]:
+        assert d.stat().st_mode & 0o077 == 0, f"{d} {stat.filemode(d.stat().st_mode)}"
