@@ -7,6 +7,7 @@ policy (so every check and the relay run) and a ~2 KB message:
   (b) sendwarden   smtp-source -> sendwarden (default policy) -> smtp-sink
   (c) monitor      the same with --monitor
   (d) proxy        aiosmtpd's bundled Proxy handler, the naive relay that checks nothing
+  (e) workers2     sendwarden with `workers = 2`, unpinned (both cores; compare with Postfix as a relay)
 Load generator and sink are pinned to core 0 and the relay to core 1 (taskset), which steadies
 the figures on a 2-core machine. Each case runs --reps times; the median is reported. A run is
 valid only when the sink counted exactly the messages sent.
@@ -82,9 +83,29 @@ class Run:
         return self.sent / self.seconds
 
 
+def descendants(pid: int) -> list[int]:
+    out, todo = [pid], [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            kids = [int(x) for x in Path(f"/proc/{p}/task/{p}/children").read_text().split()]
+        except OSError:
+            kids = []
+        out += kids
+        todo += kids
+    return out
+
+
 def proc_cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / HZ
+    """CPU seconds of a process and its children (the worker processes)."""
+    total = 0.0
+    for p in descendants(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / HZ
+    return total
 
 
 def peak_rss_kb(pid: int) -> int | None:
@@ -134,14 +155,18 @@ def start_relay(case: str, port: int, sink_port: int, state: Path) -> subprocess
         cmd = [PY, "-c", code]
     else:
         config = state / "bench.toml"
-        config.write_text(f'state_dir = "{state}"\n[upstream]\nurl = "smtp://127.0.0.1:{sink_port}"\npool_size = 16\n'
+        workers = "workers = 2\n" if case == "workers2" else ""
+        config.write_text(f'{workers}state_dir = "{state}"\n[upstream]\nurl = "smtp://127.0.0.1:{sink_port}"\npool_size = 16\n'
                           f'[metrics]\naddress = ""\n[audit]\nformat = "json"\nlevel = "warning"\n')
         cmd = [PY, "-m", "proxy.cli", "serve", "--config", str(config), "--listen", f"127.0.0.1:{port}"]
         if case == "monitor":
             cmd.append("--monitor")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([*pin(1), *cmd], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    pinning = [] if case == "workers2" else pin(1)
+    proc = subprocess.Popen([*pinning, *cmd], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     wait_port(port, proc=proc)
+    if case == "workers2":
+        time.sleep(3)  # the second worker binds the same port a moment later
     return proc
 
 
@@ -227,7 +252,7 @@ def main() -> int:
     ap.add_argument("--sessions", type=int, default=10)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--latency-seconds", type=float, default=10)
-    ap.add_argument("--cases", default="direct,sendwarden,monitor,proxy")
+    ap.add_argument("--cases", default="direct,sendwarden,monitor,proxy,workers2")
     ap.add_argument("--sizes", default="30k,2k")
     ap.add_argument("--quick", action="store_true", help="tiny counts: proves the script works, figures mean little")
     ap.add_argument("--json", action="store_true", help="also print the raw runs as JSON")

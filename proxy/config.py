@@ -193,6 +193,10 @@ class Notify(_Strict):
 
 class Quarantine(_Strict):
     directory: str = "quarantine"
+    # With `store = "postgresql://..."`: keep held messages (index and bytes) in that database,
+    # shared by every node, so that any node's CLI can review any node's messages. False keeps
+    # them in `directory` on each node.
+    shared: bool = True
     # How long held, released and deleted messages are kept before `quarantine purge` removes
     # them (and their recipients' addresses) for good.
     retention: str = "30d"
@@ -442,9 +446,14 @@ class Dkim(_Strict):
 
 class ConfigFile(_Strict):
     hostname: str = "localhost"
+    # Processes serving the SMTP listeners together (SO_REUSEPORT), to use every core. 0: one
+    # per CPU. Rate limits and the /metrics counts are per process (the first one serves
+    # /metrics), so the default stays 1; see docs/fleet.md for sharing them.
+    workers: int = Field(default=1, ge=0, le=64)
     policy: str = "builtin:default"
     state_dir: str = "var"
-    # Recipient state (suppressions, consent, frequency, privacy links): sqlite:PATH.
+    # Recipient state (suppressions, consent, frequency, privacy links): sqlite:PATH, or
+    # postgresql://USER@HOST/DB shared by a fleet of relays (docs/fleet.md).
     # Default: sqlite:STATE_DIR/recipients.sqlite3.
     store: str = ""
     # Client networks that may relay without AUTH. Everybody else must authenticate.
@@ -479,8 +488,16 @@ class ConfigFile(_Strict):
     @field_validator("store")
     @classmethod
     def _store(cls, v: str) -> str:
+        if v.startswith(("postgresql://", "postgres://")):
+            from urllib.parse import urlsplit
+
+            parts = urlsplit(v)
+            _ = parts.port  # raises ValueError on a malformed port
+            if not parts.hostname or parts.path.strip("/") == "":
+                raise ValueError("expected postgresql://USER@HOST[:PORT]/DATABASE")
+            return v
         if v and not (v.startswith("sqlite:") and len(v) > len("sqlite:")):
-            raise ValueError("expected sqlite:PATH")
+            raise ValueError("expected sqlite:PATH or postgresql://USER@HOST[:PORT]/DATABASE")
         return v
 
     @field_validator("relay_networks")
@@ -536,10 +553,18 @@ class Config:
         return p if p.is_absolute() else self.state_dir / p
 
     @property
+    def quarantine_url(self) -> str:
+        """The database of the shared quarantine, or "" for the local directory."""
+        url = self.store_url
+        return url if self.file.quarantine.shared and not url.startswith("sqlite:") else ""
+
+    @property
     def store_url(self) -> str:
         store = self.file.store
         if not store:
             return f"sqlite:{self.state_dir / 'recipients.sqlite3'}"
+        if not store.startswith("sqlite:"):
+            return store  # postgresql://
         return "sqlite:" + str(self.path(store[len("sqlite:"):]))
 
     @property

@@ -184,6 +184,7 @@ def audit(service: "Service", tx: Transaction, reply: Reply, verdict: Verdict | 
         rules=verdict.rules if verdict else [],
         reply=str(reply),
         total_ms=round((time.perf_counter() - t0) * 1000, 3),
+        **({"worker": service.worker} if service.reuse_port else {}),
         **record,
     )
     m = service.metrics

@@ -109,6 +109,8 @@ def _fsync_dir(path: Path) -> None:
 
 
 class Quarantine:
+    dialect = "sqlite"  # of the WHERE clauses `search` takes (proxy/review.py Filters)
+
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.msg_dir = directory / "msg"
@@ -391,6 +393,15 @@ class Quarantine:
         return removed, sorted(p.name for p in strays)
 
 
+def for_config(config: Any) -> Quarantine:
+    """The quarantine a service configuration names: shared in PostgreSQL, or local."""
+    if config.quarantine_url:
+        from proxy.quarantine_pg import PgQuarantine
+
+        return PgQuarantine(config.quarantine_url, config.quarantine_dir)
+    return Quarantine(config.quarantine_dir)
+
+
 def _event(db: sqlite3.Connection, hold_id: str, event: str, actor: str, detail: str = "") -> None:
     db.execute("INSERT INTO events (hold_id, at, event, actor, detail) VALUES (?,?,?,?,?)",
                (hold_id, time.time(), event, actor, detail[:2000]))
@@ -403,5 +414,5 @@ def _mtime(path: Path) -> float:
         return float("inf")
 
 
-__all__ = ["LOST_AND_FOUND", "Held", "Quarantine", "QuarantineError", "Repair", "SCHEMA_VERSION", "STATUSES", "id_time",
-           "new_id", "valid_id"]
+__all__ = ["LOST_AND_FOUND", "Held", "Quarantine", "QuarantineError", "Repair", "SCHEMA_VERSION", "STATUSES", "for_config",
+           "id_time", "new_id", "valid_id"]

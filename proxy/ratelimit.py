@@ -68,30 +68,49 @@ class RateLimiter:
         for k in [k for k, b in self._buckets.items() if now - b.stamp > longest]:
             del self._buckets[k]
 
-    def message(self, traffic_class: str, keys: dict[str, str]) -> Limit | None:
-        """Count one message (at MAIL FROM); return the limit it breaks, if any."""
-        for limit in self.limits:
-            if limit.messages and limit.per != "recipient_domain" and limit.applies(traffic_class):
-                key = keys.get(limit.per)
-                if key and not self._take(limit, "msg", limit.messages, traffic_class, key):
-                    return limit
-        return None
+    # A "take" is one bucket a message or recipient draws from: (limit, kind, capacity, class, key).
 
-    def recipient(self, traffic_class: str, keys: dict[str, str], domain: str, new_domain: bool) -> Limit | None:
-        """Count one recipient (at RCPT TO); `new_domain` when this transaction has not yet
-        named a recipient in `domain` (a message to that domain is counted then)."""
+    def message_takes(self, traffic_class: str, keys: dict[str, str]) -> list[tuple[Limit, str, int, str, str]]:
+        return [(limit, "msg", limit.messages, traffic_class, keys[limit.per]) for limit in self.limits
+                if limit.messages and limit.per != "recipient_domain" and limit.applies(traffic_class) and keys.get(limit.per)]
+
+    def recipient_takes(self, traffic_class: str, keys: dict[str, str], domain: str,
+                        new_domain: bool) -> list[tuple[Limit, str, int, str, str]]:
+        takes = []
         for limit in self.limits:
             if not limit.applies(traffic_class):
                 continue
             if limit.per == "recipient_domain":
                 if limit.domains and domain not in limit.domains:
                     continue
-                if limit.recipients and not self._take(limit, "rcpt", limit.recipients, traffic_class, domain):
-                    return limit
-                if new_domain and limit.messages and not self._take(limit, "msg", limit.messages, traffic_class, domain):
-                    return limit
-            elif limit.recipients:
-                key = keys.get(limit.per)
-                if key and not self._take(limit, "rcpt", limit.recipients, traffic_class, key):
-                    return limit
+                if limit.recipients:
+                    takes.append((limit, "rcpt", limit.recipients, traffic_class, domain))
+                if new_domain and limit.messages:
+                    takes.append((limit, "msg", limit.messages, traffic_class, domain))
+            elif limit.recipients and keys.get(limit.per):
+                takes.append((limit, "rcpt", limit.recipients, traffic_class, keys[limit.per]))
+        return takes
+
+    def _first_refused(self, takes: list[tuple[Limit, str, int, str, str]]) -> Limit | None:
+        """Draw from each bucket in order; stop at (and return the limit of) the first empty one."""
+        for limit, kind, capacity, traffic_class, key in takes:
+            if not self._take(limit, kind, capacity, traffic_class, key):
+                return limit
         return None
+
+    def message(self, traffic_class: str, keys: dict[str, str]) -> Limit | None:
+        """Count one message (at MAIL FROM); return the limit it breaks, if any."""
+        return self._first_refused(self.message_takes(traffic_class, keys))
+
+    def recipient(self, traffic_class: str, keys: dict[str, str], domain: str, new_domain: bool) -> Limit | None:
+        """Count one recipient (at RCPT TO); `new_domain` when this transaction has not yet
+        named a recipient in `domain` (a message to that domain is counted then)."""
+        return self._first_refused(self.recipient_takes(traffic_class, keys, domain, new_domain))
+
+    # The relay calls these; the fleet variant (proxy/ratelimit_pg.py) asks the database.
+
+    async def check_message(self, traffic_class: str, keys: dict[str, str]) -> Limit | None:
+        return self.message(traffic_class, keys)
+
+    async def check_recipient(self, traffic_class: str, keys: dict[str, str], domain: str, new_domain: bool) -> Limit | None:
+        return self.recipient(traffic_class, keys, domain, new_domain)

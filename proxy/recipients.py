@@ -112,8 +112,18 @@ async def screen(service: "Service", policy: Policy, p: Plan, stream: str, addre
     except (StoreError, TimeoutError) as exc:
         reason = str(exc) or "no answer in time"
         log.error("store_unavailable", during="rcpt", error=reason)
-        return Screening(Replies.store_unavailable(reason), rule="lookup.failed")
+        return unavailable(policy, stream, reason)
     return decide(policy, stream, findings(policy, p, stream, address, state))
+
+
+def unavailable(policy: Policy, stream: str, reason: str) -> Screening:
+    """The store cannot answer: 451 4.3.0, unless the policy gives `lookup.failed` a relay or
+    quarantine action on a stream that is not marketing; then the recipient is accepted and the
+    finding goes with the message (in its findings tag). Marketing is never sent unchecked."""
+    s = policy.streams.get(stream) or policy.streams[policy.default_stream]
+    if not s.marketing and policy.action(stream, "lookup.failed") in (Action.RELAY, Action.QUARANTINE):
+        return Screening(None, [Finding("lookup.failed", f"recipient store unavailable: {reason}"[:300])])
+    return Screening(Replies.store_unavailable(reason), rule="lookup.failed")
 
 
 def list_unsubscribe_block(service: "Service", policy: Policy, p: Plan, marketing: bool, rcpts: list[str],
@@ -139,17 +149,18 @@ def sender_domain(message: Message, mail_from: str) -> str:
 async def after_relay(service: "Service", p: Plan, stream: str, marketing: bool, mail_from: str,
                       rcpts: list[str], message: Message, privacy_options: Any = None) -> None:
     """Once the upstream accepted a message: count it for frequency, note its privacy links.
-    A failure here is logged, never turned into a failure for a message already delivered."""
+    A write the store cannot take now is kept and replayed (proxy/store/pending.py), never
+    turned into a failure for a message already delivered."""
     now = time.time()
     try:
-        async with asyncio.timeout(service.settings.policy_timeout):
-            if marketing and p.frequency:
-                await service.store.record_sends(rcpts, p.brand, stream, now)
-            # The privacy check's own finder, with the policy's words: what it found is recorded.
-            urls = privacy_urls(message, privacy_options) if marketing else []
-            if urls:
-                await service.store.record_privacy_links(sender_domain(message, mail_from), urls, now)
-    except (StoreError, TimeoutError, ValueError) as exc:
+        if marketing and p.frequency:
+            await service.pending_writes.run("sends", lambda: service.store.record_sends(rcpts, p.brand, stream, now))
+        # The privacy check's own finder, with the policy's words: what it found is recorded.
+        urls = privacy_urls(message, privacy_options) if marketing else []
+        if urls:
+            domain = sender_domain(message, mail_from)
+            await service.pending_writes.run("privacy_links", lambda: service.store.record_privacy_links(domain, urls, now))
+    except ValueError as exc:
         log.error("store_write_failed", during="after_relay", error=str(exc) or type(exc).__name__)
 
 

@@ -41,8 +41,9 @@ class Filters:
     sender: str = ""  # an envelope sender, or "@domain"
     stream: str = ""
 
-    def where(self) -> tuple[str, list[Any]]:
-        """A WHERE clause with its parameters; values never enter the SQL text."""
+    def where(self, dialect: str = "sqlite") -> tuple[str, list[Any]]:
+        """A WHERE clause with its parameters; values never enter the SQL text. `?` stands for
+        a parameter in both dialects (the shared quarantine numbers them)."""
         terms, params = ["1=1"], []  # type: ignore[var-annotated]
         if self.status:
             terms.append("status = ?")
@@ -51,8 +52,12 @@ class Filters:
             terms.append("created >= ?")
             params.append(self.since)
         if self.rule:
-            terms.append("EXISTS (SELECT 1 FROM json_each(held.findings) AS f"
-                         " WHERE json_extract(f.value, '$.rule') LIKE ? ESCAPE '\\')")
+            if dialect == "postgresql":
+                terms.append("EXISTS (SELECT 1 FROM json_array_elements(held.findings::json) AS f"
+                             " WHERE f->>'rule' LIKE ? ESCAPE '\\')")
+            else:
+                terms.append("EXISTS (SELECT 1 FROM json_each(held.findings) AS f"
+                             " WHERE json_extract(f.value, '$.rule') LIKE ? ESCAPE '\\')")
             params.append(_like(self.rule.lower()) + "%")
         if self.sender:
             if self.sender.startswith("@"):
@@ -81,7 +86,7 @@ class Page:
 
 def find(q: Quarantine, filters: Filters, limit: int = 50, page: int = 1) -> Page:
     """One page of matching messages, newest first."""
-    where, params = filters.where()
+    where, params = filters.where(q.dialect)
     rows, total = q.search(where, params, limit, (page - 1) * limit)
     return Page(rows, total, page, max(1, -(-total // limit)))
 
@@ -211,7 +216,7 @@ class Reviewer:
             try:
                 settled = self.q.settle(hold_id, token, self.actor, reason, reply)
                 break
-            except sqlite3.Error as exc:
+            except (sqlite3.Error, QuarantineError) as exc:
                 log.warning("quarantine_settle_retry", id=hold_id, error=str(exc), attempt=attempt)
                 await asyncio.sleep(0.5 * (attempt + 1))
         else:

@@ -28,13 +28,15 @@ from proxy.dns import Resolver
 from proxy.metrics import Metrics
 from proxy.notify import Notifier
 from proxy.policy.loader import Policy
-from proxy.quarantine import LOST_AND_FOUND, Quarantine
+from proxy.quarantine import LOST_AND_FOUND
+from proxy.quarantine import for_config as quarantine_for_config
 from proxy.ratelimit import Limit, RateLimiter
 from proxy.relay import Upstream, upstream_for
 from proxy.sdnotify import Notifier as SystemdNotifier
 from proxy.smtp.handler import RelayHandler, client_ip
 from proxy.smtp.server import RelaySMTP
 from proxy.store import StoreError, from_config
+from proxy.store.pending import PendingWrites
 from proxy.tls import dev_pair, server_context
 from proxy.unsubscribe.headers import Endpoints
 from proxy.unsubscribe.intake import Intake
@@ -149,11 +151,16 @@ def _upstream_key(config: Config) -> tuple[Any, ...]:
 
 class Service:
     def __init__(self, config: Config, policy: Policy, upstream: Upstream | None = None,
-                 reload_source: Callable[[], tuple[Config, Policy]] | None = None) -> None:
+                 reload_source: Callable[[], tuple[Config, Policy]] | None = None, worker: int = 0) -> None:
         self._install(build_parts(config, policy, upstream))
         self.reload_source = reload_source
-        self.quarantine = Quarantine(config.quarantine_dir)
+        # With `workers = N`, N processes share the listening ports (SO_REUSEPORT); worker 0 is
+        # the main process and alone serves /metrics, the unsubscribe endpoint and sd_notify.
+        self.worker = worker
+        self.reuse_port = config.file.workers > 1
+        self.quarantine = quarantine_for_config(config)
         self._recipient_state(config)
+        self._share_rate_limits()
         self.metrics = Metrics()
         self.systemd = SystemdNotifier()
         # Quarantine and release events for people (a command or a webhook).
@@ -178,6 +185,7 @@ class Service:
         f = config.file
         u = f.unsubscribe
         self.store = from_config(config)
+        self.pending_writes = PendingWrites(f.timeouts.policy)
         self.endpoints = Endpoints(u.base_url, u.mailto_local, u.mailto_domain)
         self.unsubscribe_keys: TokenKeys | None = None
         if u.base_url or u.mailto_domain or u.listen:
@@ -204,12 +212,24 @@ class Service:
         self.credentials = parts.credentials
         self.tls_context = parts.tls_context
         self.rate = parts.rate
+        if getattr(self, "store", None) is not None:
+            self._share_rate_limits()
         self.connection_rate = parts.connection_rate
         self.signer = parts.signer
         # The one resolver of the process; a reload keeps it (and its cache) unless [dns] changed.
         if getattr(self, "resolver", None) is None or parts.config.file.dns != self._dns:
             self.resolver = Resolver.from_config(parts.config.file.dns)
             self._dns = parts.config.file.dns
+
+    def _share_rate_limits(self) -> None:
+        """With the store in PostgreSQL, the fleet shares its rate-limit buckets there too
+        (connection-rate limits stay per node: they protect this node)."""
+        from proxy.store.pg import PgStore
+
+        if isinstance(self.store, PgStore) and self.rate.limits:
+            from proxy.ratelimit_pg import SharedRateLimiter
+
+            self.rate = SharedRateLimiter(self.rate.limits, self.store.pool)
 
     # -- connections ------------------------------------------------------------------------------
 
@@ -329,38 +349,43 @@ class Service:
             raise ConfigError(f"{self.config.source}: store: {exc}") from None
         await asyncio.to_thread(self.quarantine.open)
         repair = await asyncio.to_thread(self.quarantine.repair)
-        if repair:
+        if repair.skipped:  # another worker (or a review command) has it open: its check, not ours
+            log.info("quarantine_check_skipped", reason="another process has the quarantine open")
+        elif repair:
             # Rows without a file were acknowledged and are gone: that needs people (error).
             (log.error if repair.missing else log.warning)(
                 "quarantine_out_of_step", files_without_index=repair.moved[:20], moved_to=LOST_AND_FOUND,
                 index_without_file=repair.missing[:20], marked="missing", partial_removed=repair.partial,
-                counts=[len(repair.moved), len(repair.missing)], skipped_other_process_open=repair.skipped,
+                counts=[len(repair.moved), len(repair.missing)],
             )
         loop = asyncio.get_running_loop()
         if front == "milter":
             await self._start_milter()
         for listener in self.config.file.listeners if front == "smtp" else ():
             host, port = listener.host_port
-            server = await loop.create_server(self._factory(listener.name, listener.proxy_protocol), host, port)
+            server = await loop.create_server(self._factory(listener.name, listener.proxy_protocol), host, port,
+                                              reuse_port=self.reuse_port or None)
             self.servers.append(server)
             for sock in server.sockets:
                 addr = sock.getsockname()
                 self.addresses.append((addr[0], addr[1]))
                 log.info("listening", listener=listener.name, address=f"{addr[0]}:{addr[1]}", proxy_protocol=listener.proxy_protocol)
         metrics = self.config.file.metrics
-        if metrics.address:
+        if metrics.address and self.worker == 0:
             from proxy.opsweb import OpsServer
 
             self._ops = OpsServer(self, *parse_hostport(metrics.address))
             self.ops_address = await self._ops.start()
-        if self.unsubscribe_web is not None:
+        if self.unsubscribe_web is not None and self.worker == 0:
             await self.unsubscribe_web.start(*parse_hostport(self.config.file.unsubscribe.listen))
         await self.probe_upstream()
         self._tasks.append(loop.create_task(self._probe_loop()))
         self._tasks.append(loop.create_task(self._prune_loop()))
-        log.info("ready", upstream=repr(self.upstream), policy=self.policy.source, monitor=self.policy.monitor)
-        self.systemd.ready(self.summary())
-        self.systemd.start_watchdog(self.summary)
+        log.info("ready", upstream=repr(self.upstream), policy=self.policy.source, monitor=self.policy.monitor,
+                 worker=self.worker)
+        if self.worker == 0:
+            self.systemd.ready(self.summary())
+            self.systemd.start_watchdog(self.summary)
 
     async def _start_milter(self) -> None:
         from proxy.milter import MilterOptions, MilterServer
@@ -395,7 +420,8 @@ class Service:
             await asyncio.sleep(PRUNE_EVERY)
             try:
                 gone = await self.store.prune(time.time(), SENDS_KEPT)
-                log.info("store_pruned", sends=gone)
+                buckets = await self.rate.prune() if hasattr(self.rate, "prune") else 0
+                log.info("store_pruned", sends=gone, rate_buckets=buckets)
             except StoreError as exc:
                 log.warning("store_prune_failed", error=str(exc))
 
@@ -445,7 +471,7 @@ class Service:
             server.close()
         if self.milter is not None:
             await self.milter.stop(self.config.file.timeouts.shutdown)
-        if self.unsubscribe_web is not None:
+        if self.unsubscribe_web is not None and self.worker == 0:
             await self.unsubscribe_web.stop()
         for session in list(self.sessions):
             if session.in_transaction:
@@ -468,21 +494,34 @@ class Service:
         await self.upstream.close()
         await self.notifier.close()
         self.quarantine.close()
+        await self.pending_writes.close()
         await self.store.close()
         self.systemd.close()
         log.info("stopped", last_hour=dict(self.metrics.last_hour.totals()))
         self._stopped.set()
 
-    async def run(self, front: str = "smtp") -> None:
-        """Start, then serve until SIGTERM or SIGINT; SIGHUP reloads."""
+    async def run(self, front: str = "smtp", workers: Any = None) -> None:
+        """Start, then serve until SIGTERM or SIGINT; SIGHUP reloads (in every worker)."""
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        loop.add_signal_handler(signal.SIGHUP, lambda: self._tasks.append(loop.create_task(self.reload())))
+
+        def reload() -> None:
+            if workers is not None:
+                workers.signal(signal.SIGHUP)
+            self._tasks.append(loop.create_task(self.reload()))
+
+        loop.add_signal_handler(signal.SIGHUP, reload)
         await self.start(front)
+        if workers is not None:
+            await workers.start()
         await stop.wait()
+        if workers is not None:
+            workers.signal(signal.SIGTERM)
         await self.stop()
+        if workers is not None:
+            await workers.stop(self.config.file.timeouts.shutdown + 5)
 
 
 __all__ = ["Service", "Settings", "client_ip"]

@@ -60,8 +60,9 @@ HTML_NO_SUBJECT = (
 )
 
 
-def config_toml(tmp_path: Path, upstream: str, policy: Path, extra: str = "") -> str:
-    return f"""
+def config_toml(tmp_path: Path, upstream: str, policy: Path, extra: str = "", store: str = "") -> str:
+    top = f'store = "{store}"' if store else ""
+    return f"""{top}
 hostname = "relay.test"
 state_dir = "{tmp_path / 'var'}"
 policy = "{policy}"
@@ -95,13 +96,44 @@ class Run:
 
 
 class QEnv:
-    def __init__(self, tmp_path: Path, relay: Any, sink: Any, env: dict[str, str], config: Path) -> None:
+    """The relay, its CLI config and ways to look at the quarantine's storage: the local
+    directory (SQLite index, one file per message) or, with `store`, the shared PostgreSQL one."""
+
+    def __init__(self, tmp_path: Path, relay: Any, sink: Any, env: dict[str, str], config: Path, store: str = "") -> None:
         self.tmp_path = tmp_path
         self.relay = relay
         self.sink = sink
         self.env = env
         self.config = config
+        self.store = store
         self.qdir = tmp_path / "var" / "quarantine"
+
+    def sql(self, statement: str, *args: Any) -> list[Any]:
+        """One statement on the index (SQLite `?` placeholders, table names of the local index)."""
+        if not self.store:
+            with self.db() as db:
+                return db.execute(statement, args).fetchall()
+        from proxy.quarantine_pg import numbered
+        from tests.pgdb import admin_sync
+
+        for local, shared in (("FROM held", "FROM quarantine_held"), ("UPDATE held", "UPDATE quarantine_held"),
+                              ("FROM events", "FROM quarantine_events")):
+            statement = statement.replace(local, shared)
+        rows = admin_sync(numbered(statement), *args, database=self.store.rsplit("/", 1)[1])
+        return [tuple(r) for r in rows]
+
+    def stored(self, hold_id: str) -> bytes | None:
+        """The held message's bytes as stored, or None when they are gone."""
+        if not self.store:
+            path = self.qdir / "msg" / f"{hold_id}.eml"
+            return path.read_bytes() if path.exists() else None
+        rows = self.sql("SELECT raw FROM quarantine_message WHERE id = ?", hold_id)
+        return bytes(rows[0][0]) if rows else None
+
+    def stored_count(self) -> int:
+        if not self.store:
+            return len(list((self.qdir / "msg").iterdir()))
+        return int(self.sql("SELECT count(*) FROM quarantine_message")[0][0])
 
     async def send(self, sender: str, rcpts: list[str], data: bytes, **options: Any) -> str:
         """Send through the relay; return the quarantine ID from the 250 2.6.0 reply."""
@@ -131,18 +163,21 @@ class QEnv:
         return sqlite3.connect(self.qdir / "index.sqlite3")
 
     def status(self, hold_id: str) -> str:
-        with self.db() as db:
-            return db.execute("SELECT status FROM held WHERE id = ?", (hold_id,)).fetchone()[0]
+        return self.sql("SELECT status FROM held WHERE id = ?", hold_id)[0][0]
 
 
 async def make_env(tmp_path: Path, start_relay: Any, sink: Any, cli_env: dict[str, str], extra: str = "",
-                   relay_extra: dict[str, Any] | None = None) -> QEnv:
+                   relay_extra: dict[str, Any] | None = None, store: str = "") -> QEnv:
+    """The relay and the CLI's config; with `store` (a postgresql:// URL) both use the shared
+    quarantine in that database."""
     policy = tmp_path / "holding.toml"
     policy.write_text(HOLDING_POLICY, encoding="utf-8")
     config = tmp_path / "sendwarden.toml"
-    config.write_text(config_toml(tmp_path, sink.url, policy, extra), encoding="utf-8")
+    config.write_text(config_toml(tmp_path, sink.url, policy, extra, store), encoding="utf-8")
+    if store:
+        relay_extra = {**(relay_extra or {}), "store": store}
     relay = await start_relay(relay_extra, policy=policy)
-    return QEnv(tmp_path, relay, sink, cli_env, config)
+    return QEnv(tmp_path, relay, sink, cli_env, config, store)
 
 
 PY = sys.executable

@@ -17,3 +17,11 @@ def test_smtp_bench_quick_run() -> None:
     assert set(rows) == {"direct", "sendwarden", "proxy"}
     assert all(row.rstrip().endswith("yes") for row in rows.values()), rows
     assert "latency at" in out.stdout and "p99" in out.stdout
+
+
+def test_pg_store_bench_quick_run() -> None:
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "pg_store.py"), "--rows", "2000", "--lookups", "200",
+                          "--concurrency", "5", "--pool", "2"], capture_output=True, text=True, timeout=300)
+    print(out.stdout)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.count("median") == 7 and "record_sends x5" in out.stdout

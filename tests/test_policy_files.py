@@ -96,3 +96,15 @@ def test_embedded_default_config() -> None:
 def test_example_config_is_valid() -> None:
     config = load_config(ROOT / "examples" / "sendwarden.toml")
     assert config.file.upstream.url.startswith("smtp://")
+
+
+def test_a_rule_mapped_to_relay_is_relayed_under_a_stricter_default(tmp_path) -> None:
+    """Action.RELAY is 0: a rule mapped to it must not fall through to the "*" default."""
+    path = tmp_path / "p.toml"
+    path.write_text('[policy]\ndefault_action = "quarantine"\n[actions]\n"lookup.failed" = "relay"\n'
+                    '[streams.transactional]\nkind = "transactional"\n[streams.transactional.actions]\n'
+                    '"subject.*" = "relay"\n')
+    pol = load_policy(path)
+    assert pol.action("marketing", "lookup.failed") == Action.RELAY
+    assert pol.action("transactional", "subject.missing") == Action.RELAY
+    assert pol.action("marketing", "subject.missing") == Action.QUARANTINE

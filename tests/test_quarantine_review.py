@@ -15,9 +15,11 @@ from proxy.cli import main
 from tests.quarantine_env import COMPLIANT, HTML_NO_SUBJECT, LENIENT_POLICY, PLAIN, QEnv, config_toml, make_env
 
 
-@pytest.fixture
-async def qenv(tmp_path, start_relay, sink, cli_env) -> QEnv:
-    return await make_env(tmp_path, start_relay, sink, cli_env)
+@pytest.fixture(params=["local", "shared"])
+async def qenv(request, tmp_path, start_relay, sink, cli_env) -> QEnv:
+    """The same review cycle on the local quarantine and on the shared one in PostgreSQL."""
+    store = request.getfixturevalue("pg_url") if request.param == "shared" else ""
+    return await make_env(tmp_path, start_relay, sink, cli_env, store=store)
 
 
 async def fill(env: QEnv) -> tuple[str, str]:
@@ -104,7 +106,7 @@ async def test_show_raw_prints_the_exact_stored_bytes(qenv: QEnv) -> None:
     r = await qenv.cli("quarantine", "show", a, "--raw")
     assert r.code == 0
     assert r.out.encode() == PLAIN
-    assert (qenv.qdir / "msg" / f"{a}.eml").read_bytes() == PLAIN
+    assert qenv.stored(a) == PLAIN
     assert [e["what"] for e in r.events() if e["event"] == "quarantine_reveal"] == ["raw bytes"]
 
 
@@ -199,7 +201,7 @@ async def test_recheck_applies_the_current_policy(qenv: QEnv, sink, tmp_path) ->
     lenient = tmp_path / "lenient.toml"
     lenient.write_text(LENIENT_POLICY, encoding="utf-8")
     config = tmp_path / "lenient-config.toml"
-    config.write_text(config_toml(tmp_path, sink.url, lenient), encoding="utf-8")
+    config.write_text(config_toml(tmp_path, sink.url, lenient, store=qenv.store), encoding="utf-8")
     ok = await qenv.cli("quarantine", "release", a, "--recheck", config=config)
     assert ok.code == 0, ok.err
     [got] = sink.received
@@ -210,9 +212,8 @@ async def test_delete_removes_bytes_and_addresses(qenv: QEnv, sink) -> None:
     a, b = await fill(qenv)
     r = await qenv.cli("quarantine", "delete", b, "--reason", "spam run", "--as", "dave")
     assert r.code == 0 and f"{b}: deleted" in r.out
-    assert not (qenv.qdir / "msg" / f"{b}.eml").exists()
-    with qenv.db() as db:
-        assert db.execute("SELECT rcpts, rcpt_count FROM held WHERE id=?", (b,)).fetchone() == ("[]", 2)
+    assert qenv.stored(b) is None
+    assert qenv.sql("SELECT rcpts, rcpt_count FROM held WHERE id=?", b) == [("[]", 2)]
     doc = json.loads((await qenv.cli("quarantine", "list", "--json", "--status", "deleted")).out)
     assert doc["id"] == b and doc["deleted_by"] == "dave" and doc["rcpt_count"] == 2
     shown = await qenv.cli("quarantine", "show", b)
@@ -225,22 +226,20 @@ async def test_delete_removes_bytes_and_addresses(qenv: QEnv, sink) -> None:
 
 async def test_purge_honours_age_and_dry_run(qenv: QEnv) -> None:
     a, b = await fill(qenv)
-    with qenv.db() as db:  # `a` was held 40 days ago
-        db.execute("UPDATE held SET created = created - 40 * 86400 WHERE id = ?", (a,))
+    qenv.sql("UPDATE held SET created = created - 40 * 86400 WHERE id = ?", a)  # `a` was held 40 days ago
     dry = await qenv.cli("quarantine", "purge", "--older-than", "30d", "--dry-run")
     assert dry.code == 0 and f"would remove {a}" in dry.out and b not in dry.out
-    assert (qenv.qdir / "msg" / f"{a}.eml").exists() and qenv.status(a) == "held"
+    assert qenv.stored(a) is not None and qenv.status(a) == "held"
 
     none = await qenv.cli("quarantine", "purge", "--older-than", "41d")
     assert "removed 0 message(s)" in none.out and qenv.status(a) == "held"
 
     done = await qenv.cli("quarantine", "purge")  # the config's retention: 30d
     assert done.code == 0 and f"removed {a}" in done.out and "removed 1 message(s) held more than 30d ago" in done.out
-    assert not (qenv.qdir / "msg" / f"{a}.eml").exists()
-    with qenv.db() as db:
-        assert db.execute("SELECT count(*) FROM held WHERE id = ?", (a,)).fetchone()[0] == 0
-        assert db.execute("SELECT count(*) FROM events WHERE hold_id = ?", (a,)).fetchone()[0] == 0
-    assert (qenv.qdir / "msg" / f"{b}.eml").exists() and qenv.status(b) == "held"
+    assert qenv.stored(a) is None
+    assert qenv.sql("SELECT count(*) FROM held WHERE id = ?", a)[0][0] == 0
+    assert qenv.sql("SELECT count(*) FROM events WHERE hold_id = ?", a)[0][0] == 0
+    assert qenv.stored(b) is not None and qenv.status(b) == "held"
     assert [e["event"] for e in done.events()] == ["quarantine_purged"]
 
 
@@ -260,7 +259,7 @@ async def test_bad_and_path_like_ids_are_refused(qenv: QEnv, capsys) -> None:
             assert main(["quarantine", action, bad, "--config", str(qenv.config)]) == 1
             out, err = capsys.readouterr()
             assert "not a quarantine id" in err and out == "", (action, bad, err)
-    assert len(list((qenv.qdir / "msg").iterdir())) == 2
+    assert qenv.stored_count() == 2
 
 
 async def test_unknown_id_is_a_clear_error(qenv: QEnv, sink) -> None:

@@ -16,6 +16,20 @@ from tests.smtpclient import RawClient
 DAY = 86400.0
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def start_relay(request: pytest.FixtureRequest, start_relay):
+    """The conftest relay, with its recipient store in SQLite (the default) or PostgreSQL."""
+    if request.param == "sqlite":
+        return start_relay
+    url = request.getfixturevalue("pg_url")
+
+    async def start(extra=None, *args, **kwargs):
+        return await start_relay({**(extra or {}), "store": url}, *args, **kwargs)
+
+    start.pg_url = url  # type: ignore[attr-defined]
+    return start
+
+
 async def consent(relay, *addresses: str, scope: str = "shop") -> None:
     await relay.store.add_consent([ConsentRecord(a, scope, time.time() - DAY, "signup-form", f"form-{a}") for a in addresses], time.time())
 
@@ -169,3 +183,94 @@ async def test_suppression_revealed_only_after_data_holds_the_whole_message(star
     # Without the marker the receipt goes through.
     errors, text = await send(relay, ["reader@example.org"], COMPLIANT, sender="billing@receipts.example.com")
     assert text.startswith("2.0.0") and len(sink.received) == 1
+
+
+@pytest.mark.parametrize("start_relay", ["postgresql"], indirect=True)
+async def test_a_database_outage_is_451_then_mail_flows_again(start_relay, sink) -> None:
+    """PostgreSQL unreachable mid-session: RCPT gets 451 4.3.0 (nothing accepted unchecked),
+    and once it is back the same relay (no restart) checks and relays again."""
+    from tests.pgdb import cut_off, restore
+
+    name = start_relay.pg_url.rsplit("/", 1)[1]
+    relay = await start_relay(policy=policy())
+    await consent(relay, "reader@example.org")
+    cut_off(name)
+    try:
+        client = await RawClient.connect(relay.port)
+        await client.reply()
+        await client.cmd("EHLO app.test")
+        assert (await client.cmd(f"MAIL FROM:<{SENDER}>")).startswith("250")
+        for _ in range(3):
+            assert (await client.cmd("RCPT TO:<reader@example.org>")).startswith("451 4.3.0")
+        await client.close()
+    finally:
+        restore(name)
+    deadline = time.monotonic() + 6
+    while True:
+        try:
+            errors, text = await send(relay, ["reader@example.org"])
+            break
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            assert exc.recipients[0].code == 451 and time.monotonic() < deadline
+            await asyncio.sleep(0.2)
+    assert errors == {} and text.startswith("2.0.0") and len(sink.received) == 1
+    assert (await relay.store.counts())["sends"] == 1
+
+
+@pytest.mark.parametrize("start_relay", ["postgresql"], indirect=True)
+async def test_a_message_delivered_during_an_outage_is_still_counted(start_relay, sink) -> None:
+    """The database goes away after RCPT, while the upstream takes the message: its frequency
+    count is kept and written once the database is back, so the cap still holds."""
+    from tests.pgdb import cut_off, restore
+
+    name = start_relay.pg_url.rsplit("/", 1)[1]
+    relay = await start_relay(policy=policy())
+    await consent(relay, "reader@example.org")
+    sink.behaviour.data_delay = 1.0
+    sending = asyncio.create_task(send(relay, ["reader@example.org"]))
+    try:
+        while not any(c.startswith("DATA") for c in sink.commands):
+            await asyncio.sleep(0.02)
+        cut_off(name)
+        errors, text = await sending
+        assert errors == {} and text.startswith("2.0.0")
+        assert len(relay.pending_writes) >= 1
+    finally:
+        restore(name)
+    deadline = time.monotonic() + 10
+    while (counts := await _counts_when_reachable(relay)) is None or counts["sends"] < 1:
+        assert time.monotonic() < deadline, "the deferred count was not written"
+        await asyncio.sleep(0.2)
+    assert len(relay.pending_writes) == 0 and counts["sends"] == 1
+
+
+async def _counts_when_reachable(relay) -> dict | None:
+    from proxy.store import StoreError
+
+    try:
+        return await relay.store.counts()
+    except StoreError:
+        return None
+
+
+@pytest.mark.parametrize("start_relay", ["postgresql"], indirect=True)
+async def test_an_outage_relays_transactional_mail_with_a_tag_when_the_policy_says_so(start_relay, sink) -> None:
+    """Frequency caps on receipts too, and `lookup.failed = relay` for that stream only: with the
+    database away, receipts go out tagged while marketing still gets 451 4.3.0."""
+    from tests.pgdb import cut_off, restore
+
+    name = start_relay.pg_url.rsplit("/", 1)[1]
+    text = policy(frequency='streams = ["marketing", "transactional"]',
+                  actions='[streams.transactional.actions]\n"lookup.failed" = "relay"')
+    relay = await start_relay(policy=text)
+    cut_off(name)
+    try:
+        errors, reply = await send(relay, ["buyer@example.org"], sender="billing@receipts.example.com")
+        assert errors == {} and reply.startswith("2.0.0")
+        [got] = sink.received
+        assert b"X-Sendwarden-Findings:" in got.data and b"lookup.failed" in got.data
+        with pytest.raises(aiosmtplib.SMTPRecipientsRefused) as refused:
+            await send(relay, ["reader@example.org"])
+        assert refused.value.recipients[0].code == 451 and refused.value.recipients[0].message.startswith("4.3.0")
+    finally:
+        restore(name)

@@ -20,15 +20,17 @@ BRAND = Scope("brand", "shop")
 DAY = 86400.0
 
 
-def backend_url(name: str, tmp_path: Path) -> str:
-    if name == "sqlite":
+def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
         return f"sqlite:{tmp_path / 'state.sqlite3'}"
-    raise AssertionError(name)
+    if request.param == "postgresql":
+        return str(request.getfixturevalue("pg_url"))
+    raise AssertionError(request.param)
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "postgresql"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[RecipientStore]:
-    s = open_store(backend_url(request.param, tmp_path), NORMALIZE)
+    s = open_store(backend_url(request, tmp_path), NORMALIZE)
     await s.open()
     yield s
     await s.close()

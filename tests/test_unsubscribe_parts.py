@@ -125,7 +125,9 @@ def test_service_config_sections_are_validated(tmp_path: Path) -> None:
     for text, where in (
         ('[unsubscribe]\nbase_url = "http://unsub.example.com"', "unsubscribe.base_url"),
         ('[unsubscribe]\nlisten = "nowhere"', "unsubscribe.listen"),
-        ('store = "postgres://db/x"', "store"),
+        ('store = "mysql://db/x"', "store"),
+        ('store = "postgresql://db:port/x"', "store"),
+        ('store = "postgresql://db"', "store"),
         ('[complaints]\naddress = "abuse"', "complaints.address"),
         ('[addresses]\nplus_tag = "++"', "addresses.plus_tag"),
     ):

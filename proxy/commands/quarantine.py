@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 from proxy.commands.common import CliError
 from proxy.config import Config, load_config, parse_duration
-from proxy.quarantine import STATUSES, Quarantine, QuarantineError, valid_id
+from proxy.quarantine import STATUSES, Quarantine, QuarantineError, for_config, valid_id
 from proxy.review import Filters, Outcome, Reviewer, find, rules_of
 
 EXIT_INPUT, EXIT_FAILED = 1, 2
@@ -45,9 +45,9 @@ def actor(args: argparse.Namespace) -> tuple[str, str]:
 
 def open_quarantine(config: Config) -> Quarantine:
     directory = config.quarantine_dir
-    if not (directory / "index.sqlite3").exists():
+    if not config.quarantine_url and not (directory / "index.sqlite3").exists():
         raise CliError(f"no quarantine at {directory}: nothing has been held yet, or --config names another installation")
-    q = Quarantine(directory)
+    q = for_config(config)
     try:
         q.open()
     except QuarantineError as exc:

@@ -41,12 +41,37 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     config, policy = source()
     configure(config.file.audit.level, config.file.audit.format)
-    service = Service(config, policy, reload_source=source)
+    if args.worker:
+        from proxy.workers import die_with_parent
+
+        die_with_parent()
+    service = Service(config, policy, reload_source=source, worker=args.worker)
+    workers = None
+    if not args.worker and config.file.workers != 1:
+        from proxy.workers import Workers, worker_count
+
+        workers = Workers(_child_argv(args), worker_count(config.file.workers))
+        if workers.count < 2:
+            workers = None
+        else:
+            service.reuse_port = True
     try:
-        asyncio.run(service.run())
+        asyncio.run(service.run(workers=workers))
     except OSError as exc:  # typically: the address is in use
         raise CliError(f"cannot serve: {exc.strerror or exc}") from None
     return 0
+
+
+def _child_argv(args: argparse.Namespace) -> list[str]:
+    """The command line of a worker child: the same serve options as the main process."""
+    argv = ["serve"]
+    for flag, value in (("--config", args.config), ("--listen", args.listen), ("--upstream", args.upstream),
+                        ("--metrics", args.metrics)):
+        if value is not None:
+            argv += [flag, value]
+    if args.monitor:
+        argv.append("--monitor")
+    return argv
 
 
 def register(sub: Any) -> None:
@@ -56,4 +81,5 @@ def register(sub: Any) -> None:
     s.add_argument("--upstream", metavar="URL", help="smtp://HOST:PORT or maildir:PATH")
     s.add_argument("--metrics", metavar="HOST:PORT", help="address of /metrics and /healthz ('' turns them off)")
     s.add_argument("--monitor", action="store_true", help="judge and log every message, but relay them all")
+    s.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)  # set by the main process
     s.set_defaults(func=cmd_serve)

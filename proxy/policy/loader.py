@@ -113,7 +113,8 @@ class Policy:
 
     def action(self, stream: str, rule: str) -> Action:
         table = self.action_table.get(stream) or self.action_table[self.default_stream]
-        return table.get(rule) or table["*"]
+        action = table.get(rule)  # RELAY is 0: test for None, not for truth
+        return table["*"] if action is None else action
 
     def resolve_stream(self, *, listener: str = "", user: str | None = None, sender: str = "") -> Stream:
         """Pick the stream for a transaction: the first stream, in file order, that names the

@@ -137,7 +137,7 @@ class RelayHandler:
         keys = {"client_ip": ip, "sender_domain": address.rpartition("@")[2].lower()}
         if user:
             keys["auth_user"] = user
-        broken = service.rate.message(traffic_class, keys)
+        broken = await service.rate.check_message(traffic_class, keys)
         if broken is not None:
             service.metrics.rate_limited.labels(broken.name).inc()
             log.info("rate_limited", limit=broken.name, client=ip, key=broken.per)
@@ -165,7 +165,7 @@ class RelayHandler:
         if code:
             return f"553 {code.replace('5.1.7', '5.1.3')} Recipient address refused: {reason}"
         domain = address.rpartition("@")[2].lower()
-        broken = self.service.rate.recipient(tx.traffic_class, tx.rate_keys, domain, domain not in tx.domains)
+        broken = await self.service.rate.check_recipient(tx.traffic_class, tx.rate_keys, domain, domain not in tx.domains)
         if broken is not None:
             self.service.metrics.rate_limited.labels(broken.name).inc()
             self.service.metrics.rcpt_refusals.labels("rate.exceeded").inc()

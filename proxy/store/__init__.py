@@ -1,7 +1,7 @@
 """Recipient state: suppressions, consent, frequency counters and the privacy-link ledger.
 
-`open_store(url, normalize)` picks the backend from the URL (`sqlite:PATH`; PostgreSQL comes
-with the fleet work); `from_config(config)` does so for the service configuration.
+`open_store(url, normalize)` picks the backend from the URL (`sqlite:PATH` for one machine,
+`postgresql://...` for a fleet); `from_config(config)` does so for the service configuration.
 """
 
 from __future__ import annotations
@@ -25,7 +25,11 @@ def open_store(url: str, normalize: AddressNormalizer) -> RecipientStore:
         from proxy.store.sqlite import SqliteStore
 
         return SqliteStore(Path(url[len("sqlite:"):]), normalize)
-    raise StoreError(f"unsupported store URL {url!r} (expected sqlite:PATH)")
+    if url.startswith(("postgresql://", "postgres://")):
+        from proxy.store.pg import PgStore
+
+        return PgStore(url, normalize)
+    raise StoreError(f"unsupported store URL {url!r} (expected sqlite:PATH or postgresql://...)")
 
 
 def from_config(config: "Config") -> RecipientStore:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Sequence
+from typing import Any, AsyncIterator, Sequence
 
 from proxy.store.address import AddressNormalizer, InvalidAddress
 
@@ -152,6 +152,30 @@ class PrivacyLink:
     messages: int
 
 
+# The column order both backends select records in, and the records made from such rows.
+SUPPRESSION_COLS = "address, scope_kind, scope_value, reason, source, created"
+CONSENT_COLS = "id, address, scope, status, consented_at, source, proof, recorded_at, superseded_by"
+
+
+def suppression_row(row: Sequence[Any]) -> "Suppression":
+    return Suppression(row[0], Scope(row[1], row[2]), row[3], row[4], row[5])
+
+
+def consent_row(row: Sequence[Any]) -> "ConsentRecord":
+    return ConsentRecord(row[1], row[2], row[4], row[5], row[6], row[3], row[7], row[0], row[8])
+
+
+def count_sends(rows: Sequence[Sequence[Any]], windows: Sequence[tuple[Scope, float]], now: float) -> dict[tuple[Scope, float], int]:
+    """Sends per (scope, window) from a recipient's (at, brand, stream) rows: the one counting
+    rule of every backend, so that a cap means the same on one node and on a fleet."""
+    sends: dict[tuple[Scope, float], int] = {}
+    for scope, seconds in windows:
+        start = now - seconds
+        column = {"brand": 1, "stream": 2}.get(scope.kind)
+        sends[(scope, seconds)] = sum(1 for r in rows if r[0] > start and (column is None or r[column] == scope.value))
+    return sends
+
+
 class RecipientStore(abc.ABC):
     """The interface. Every method may raise StoreError; writes are atomic per call."""
 
@@ -238,5 +262,6 @@ class RecipientStore(abc.ABC):
 __all__ = [
     "CONSENT_STATUSES", "ConsentRecord", "FREQUENCY_SCOPES", "FrequencyOverride", "GLOBAL", "InvalidAddress",
     "PRIVACY_DAYS", "PrivacyLink", "Query", "REASONS", "RecipientState", "RecipientStore", "SUPPRESSION_SCOPES",
-    "Scope", "StoreError", "Suppression",
+    "CONSENT_COLS", "SUPPRESSION_COLS", "Scope", "StoreError", "Suppression", "consent_row", "count_sends",
+    "suppression_row",
 ]

@@ -20,21 +20,11 @@ from typing import Any, AsyncIterator, Callable, Sequence, TypeVar
 from proxy.store.address import AddressNormalizer
 from proxy.store.base import (
     ConsentRecord, FrequencyOverride, PrivacyLink, Query, RecipientState, RecipientStore, Scope, StoreError,
-    Suppression,
+    Suppression, CONSENT_COLS, SUPPRESSION_COLS, consent_row, count_sends, suppression_row,
 )
 from proxy.store.sqlite_schema import migrate
 
 T = TypeVar("T")
-_SUPPRESSION_COLS = "address, scope_kind, scope_value, reason, source, created"
-_CONSENT_COLS = "id, address, scope, status, consented_at, source, proof, recorded_at, superseded_by"
-
-
-def _suppression(row: Sequence[Any]) -> Suppression:
-    return Suppression(row[0], Scope(row[1], row[2]), row[3], row[4], row[5])
-
-
-def _consent(row: Sequence[Any]) -> ConsentRecord:
-    return ConsentRecord(row[1], row[2], row[4], row[5], row[6], row[3], row[7], row[0], row[8])
 
 
 def connect(path: Path, *, readonly: bool = False, busy_timeout: float = 5.0) -> sqlite3.Connection:
@@ -132,14 +122,14 @@ class SqliteStore(RecipientStore):
         """The per-RCPT lookup on a connection: a few primary-key/index probes, no scans."""
         wanted = set(query.scopes)
         sups = tuple(
-            s for s in map(_suppression, db.execute(f"SELECT {_SUPPRESSION_COLS} FROM suppression WHERE address = ?", (key,)))
+            s for s in map(suppression_row, db.execute(f"SELECT {SUPPRESSION_COLS} FROM suppression WHERE address = ?", (key,)))
             if s.scope in wanted
         )
         consent: ConsentRecord | None = None
         scopes: tuple[str, ...] = ()
         if query.consent_scope is not None:
-            current = [_consent(r) for r in db.execute(
-                f"SELECT {_CONSENT_COLS} FROM consent WHERE address = ? AND superseded_by IS NULL", (key,))]
+            current = [consent_row(r) for r in db.execute(
+                f"SELECT {CONSENT_COLS} FROM consent WHERE address = ? AND superseded_by IS NULL", (key,))]
             consent = next((c for c in current if c.scope == query.consent_scope), None)
             scopes = tuple(sorted(c.scope for c in current if c.status == "granted"))
         overrides: tuple[FrequencyOverride, ...] = ()
@@ -154,10 +144,7 @@ class SqliteStore(RecipientStore):
         if windows:
             since = now - max(w for _, w in windows)
             rows = db.execute("SELECT at, brand, stream FROM sends WHERE address = ? AND at > ?", (key, since)).fetchall()
-            for scope, seconds in windows:
-                start = now - seconds
-                column = {"brand": 1, "stream": 2}.get(scope.kind)
-                sends[(scope, seconds)] = sum(1 for r in rows if r[0] > start and (column is None or r[column] == scope.value))
+            sends = count_sends(rows, windows, now)
         return RecipientState(key, sups, consent, scopes, overrides, sends)
 
     async def suppressions_for(self, addresses: Sequence[str], scopes: Sequence[Scope]) -> dict[str, list[Suppression]]:
@@ -167,8 +154,8 @@ class SqliteStore(RecipientStore):
         def read(db: sqlite3.Connection) -> dict[str, list[Suppression]]:
             out: dict[str, list[Suppression]] = {}
             for given, key in keys.items():
-                rows = db.execute(f"SELECT {_SUPPRESSION_COLS} FROM suppression WHERE address = ?", (key,))
-                found = [s for s in map(_suppression, rows) if s.scope in wanted]
+                rows = db.execute(f"SELECT {SUPPRESSION_COLS} FROM suppression WHERE address = ?", (key,))
+                found = [s for s in map(suppression_row, rows) if s.scope in wanted]
                 if found:
                     out[given] = found
             return out
@@ -215,7 +202,7 @@ class SqliteStore(RecipientStore):
         def write(db: sqlite3.Connection) -> int:
             with _Transaction(db):
                 before = db.total_changes
-                db.executemany(f"INSERT INTO suppression ({_SUPPRESSION_COLS}) VALUES (?, ?, ?, ?, ?, ?)"
+                db.executemany(f"INSERT INTO suppression ({SUPPRESSION_COLS}) VALUES (?, ?, ?, ?, ?, ?)"
                                " ON CONFLICT DO NOTHING", rows)
                 return db.total_changes - before
 
@@ -240,8 +227,8 @@ class SqliteStore(RecipientStore):
 
     async def suppressions(self, address: str) -> list[Suppression]:
         key = self.normalize(address)
-        return await self._run("read", lambda db: [_suppression(r) for r in db.execute(
-            f"SELECT {_SUPPRESSION_COLS} FROM suppression WHERE address = ? ORDER BY scope_kind, scope_value", (key,))])
+        return await self._run("read", lambda db: [suppression_row(r) for r in db.execute(
+            f"SELECT {SUPPRESSION_COLS} FROM suppression WHERE address = ? ORDER BY scope_kind, scope_value", (key,))])
 
     async def iter_suppressions(self, batch: int = 5000, scope: Scope | None = None,
                                 reason: str | None = None) -> AsyncIterator[list[Suppression]]:
@@ -256,11 +243,11 @@ class SqliteStore(RecipientStore):
         last: tuple[str, str, str] = ("", "", "")
         while True:
             rows = await self._run("read", lambda db, after=last: db.execute(
-                f"SELECT {_SUPPRESSION_COLS} FROM suppression WHERE (address, scope_kind, scope_value) > (?, ?, ?){cond}"
+                f"SELECT {SUPPRESSION_COLS} FROM suppression WHERE (address, scope_kind, scope_value) > (?, ?, ?){cond}"
                 " ORDER BY address, scope_kind, scope_value LIMIT ?", (*after, *params, batch)).fetchall())
             if not rows:
                 return
-            yield [_suppression(r) for r in rows]
+            yield [suppression_row(r) for r in rows]
             last = (rows[-1][0], rows[-1][1], rows[-1][2])
 
     # -- consent ----------------------------------------------------------------------------------
@@ -277,15 +264,15 @@ class SqliteStore(RecipientStore):
                                   " AND source = ? AND proof = ? LIMIT 1",
                                   (key, r.scope, r.status, r.consented_at, r.source, r.proof)).fetchone():
                         continue  # the same record again: an import run twice
-                    cur = db.execute(f"SELECT {_CONSENT_COLS} FROM consent WHERE address = ? AND scope = ?"
+                    cur = db.execute(f"SELECT {CONSENT_COLS} FROM consent WHERE address = ? AND scope = ?"
                                      " AND superseded_by IS NULL", (key, r.scope)).fetchone()
-                    current = _consent(cur) if cur else None
+                    current = consent_row(cur) if cur else None
                     superseded_by = None
                     if current and r.consented_at < current.consented_at:
                         superseded_by = current.id  # an older record: history, not the current state
                     elif current:
                         db.execute("UPDATE consent SET superseded_by = ? WHERE id = ?", (next_id, current.id))
-                    db.execute(f"INSERT INTO consent ({_CONSENT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    db.execute(f"INSERT INTO consent ({CONSENT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                                (next_id, key, r.scope, r.status, r.consented_at, r.source, r.proof,
                                 r.recorded_at or now, superseded_by))
                     next_id += 1
@@ -296,18 +283,18 @@ class SqliteStore(RecipientStore):
 
     async def consent_history(self, address: str) -> list[ConsentRecord]:
         key = self.normalize(address)
-        return await self._run("read", lambda db: [_consent(r) for r in db.execute(
-            f"SELECT {_CONSENT_COLS} FROM consent WHERE address = ? ORDER BY id", (key,))])
+        return await self._run("read", lambda db: [consent_row(r) for r in db.execute(
+            f"SELECT {CONSENT_COLS} FROM consent WHERE address = ? ORDER BY id", (key,))])
 
     async def iter_consent(self, batch: int = 5000, history: bool = False) -> AsyncIterator[list[ConsentRecord]]:
         cond = "" if history else " AND superseded_by IS NULL"
         last = 0
         while True:
             rows = await self._run("read", lambda db, after=last: db.execute(
-                f"SELECT {_CONSENT_COLS} FROM consent WHERE id > ?{cond} ORDER BY id LIMIT ?", (after, batch)).fetchall())
+                f"SELECT {CONSENT_COLS} FROM consent WHERE id > ?{cond} ORDER BY id LIMIT ?", (after, batch)).fetchall())
             if not rows:
                 return
-            yield [_consent(r) for r in rows]
+            yield [consent_row(r) for r in rows]
             last = rows[-1][0]
 
     # -- frequency --------------------------------------------------------------------------------
