@@ -186,8 +186,8 @@ class PgQuarantine(Quarantine):
         return [], [r[0] for r in rows]
 
     def repair(self) -> Repair:
-        """Nothing to repair: a message's index row and bytes are written in one transaction.
-        A row without bytes (which that rules out) is reported, never silently dropped."""
+        """The start-up check: nothing to bring back in step here (bytes and row go in one
+        transaction, no local files); rows without bytes, which cannot arise, are reported."""
         return Repair(missing=self.audit()[1])
 
     # -- state transitions ------------------------------------------------------------------------

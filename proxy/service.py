@@ -349,12 +349,14 @@ class Service:
             raise ConfigError(f"{self.config.source}: store: {exc}") from None
         await asyncio.to_thread(self.quarantine.open)
         repair = await asyncio.to_thread(self.quarantine.repair)
-        if repair:
+        if repair.skipped:  # another worker (or a review command) has it open: its check, not ours
+            log.info("quarantine_check_skipped", reason="another process has the quarantine open")
+        elif repair:
             # Rows without a file were acknowledged and are gone: that needs people (error).
             (log.error if repair.missing else log.warning)(
                 "quarantine_out_of_step", files_without_index=repair.moved[:20], moved_to=LOST_AND_FOUND,
                 index_without_file=repair.missing[:20], marked="missing", partial_removed=repair.partial,
-                counts=[len(repair.moved), len(repair.missing)], skipped_other_process_open=repair.skipped,
+                counts=[len(repair.moved), len(repair.missing)],
             )
         loop = asyncio.get_running_loop()
         if front == "milter":

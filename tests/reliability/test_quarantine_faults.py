@@ -83,6 +83,18 @@ async def test_a_clean_quarantine_starts_without_a_word(start_relay) -> None:
     assert not [e for e in logs if e["event"] == "quarantine_out_of_step"]
 
 
+async def test_a_second_worker_starting_leaves_the_check_to_the_first(start_relay, tmp_path) -> None:
+    """With workers = N, the first process to open the quarantine checks it; the others find
+    it open, skip the check, and say so quietly (no false out-of-step alarm per worker)."""
+    first = Quarantine(tmp_path / "var" / "quarantine")
+    first.open()
+    with capture_logs() as logs:
+        await start_relay(policy=POLICY)
+    events = [e["event"] for e in logs]
+    assert "quarantine_check_skipped" in events and "quarantine_out_of_step" not in events
+    first.close()
+
+
 def test_repair_keeps_its_hands_off_while_another_process_has_the_quarantine_open(tmp_path) -> None:
     """A second worker may be between a file and its row right now: that file is no orphan."""
     busy = Quarantine(tmp_path / "q")
