@@ -199,3 +199,32 @@ class PostfixInstance:
         """Queue files in the hold queue (where SMFIR_QUARANTINE puts a message)."""
         hold = self.queue_dir / "hold"
         return sorted(p for p in hold.rglob("*") if p.is_file()) if hold.exists() else []
+
+
+async def transaction(port: int, data: bytes, rcpts: tuple[str, ...] = ("reader@example.org",),
+                      helo: str = "client.test", sender: str = "news@shop.example.com") -> list[str]:
+    """One SMTP transaction through the test Postfix: every reply, the last one to end of data."""
+    from tests.smtpclient import RawClient
+
+    client = await RawClient.connect(port)
+    try:
+        answers = [await client.reply(), await client.cmd(f"EHLO {helo}"), await client.cmd(f"MAIL FROM:<{sender}>")]
+        answers += [await client.cmd(f"RCPT TO:<{rcpt}>") for rcpt in rcpts]
+        data_reply = await client.cmd("DATA")
+        answers.append(data_reply)
+        if data_reply.startswith("354"):
+            await client.send(data.replace(b"\r\n.", b"\r\n..") + b".\r\n")
+            answers.append(await client.reply(timeout=30))
+        await client.cmd("QUIT")
+    finally:
+        await client.close()
+    return answers
+
+
+async def delivered(sink: "object", count: int, timeout: float = 15) -> None:
+    """Wait until the sink has received `count` messages."""
+    import asyncio
+
+    async with asyncio.timeout(timeout):
+        while len(sink.received) < count:  # type: ignore[attr-defined]
+            await asyncio.sleep(0.05)

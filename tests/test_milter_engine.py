@@ -23,9 +23,8 @@ from proxy.store.base import GLOBAL, Suppression
 from tests.conftest import ROOT, make_config
 from tests.dkimkit import key_config, make_key
 from tests.dnsserver import DnsServer
-from tests.postfix import PostfixInstance, available
+from tests.postfix import PostfixInstance, available, delivered, transaction
 from tests.sink import Sink
-from tests.smtpclient import RawClient
 
 pytestmark = pytest.mark.skipif(available() is not None, reason=str(available()))
 
@@ -41,25 +40,10 @@ class Rig:
     dns: DnsServer
 
     async def send(self, data: bytes, rcpts: tuple[str, ...] = ("reader@example.org",)) -> list[str]:
-        client = await RawClient.connect(self.postfix.port)
-        try:
-            answers = [await client.reply(), await client.cmd("EHLO app.test"),
-                       await client.cmd("MAIL FROM:<news@shop.example.com>")]
-            answers += [await client.cmd(f"RCPT TO:<{r}>") for r in rcpts]
-            data_reply = await client.cmd("DATA")
-            answers.append(data_reply)
-            if data_reply.startswith("354"):
-                await client.send(data.replace(b"\r\n.", b"\r\n..") + b".\r\n")
-                answers.append(await client.reply(timeout=30))
-            await client.cmd("QUIT")
-        finally:
-            await client.close()
-        return answers
+        return await transaction(self.postfix.port, data, rcpts, helo="app.test")
 
     async def delivered(self, count: int, timeout: float = 15) -> None:
-        async with asyncio.timeout(timeout):
-            while len(self.sink.received) < count:
-                await asyncio.sleep(0.05)
+        await delivered(self.sink, count, timeout)
 
 
 @pytest.fixture

@@ -17,9 +17,8 @@ import pytest
 
 from proxy.milter import MilterOptions, MilterServer
 from tests.milterapp import Recorder
-from tests.postfix import PostfixInstance, available
+from tests.postfix import PostfixInstance, available, delivered, transaction
 from tests.sink import Sink
-from tests.smtpclient import RawClient
 
 pytestmark = pytest.mark.skipif(available() is not None, reason=str(available()))
 
@@ -69,26 +68,10 @@ class Rig:
     async def send(self, subject: str, rcpts: tuple[str, ...] = ("reader@example.org",),
                    body_extra: bytes = b"") -> list[str]:
         """One SMTP transaction through Postfix: every reply, last the one to end of data."""
-        client = await RawClient.connect(self.postfix.port)
-        try:
-            answers = [await client.reply(), await client.cmd("EHLO client.test"),
-                       await client.cmd("MAIL FROM:<news@shop.example.com>")]
-            answers += [await client.cmd(f"RCPT TO:<{rcpt}>") for rcpt in rcpts]
-            data = await client.cmd("DATA")
-            answers.append(data)
-            if data.startswith("354"):
-                wire = message(subject, body_extra).replace(b"\r\n.", b"\r\n..")
-                await client.send(wire + b".\r\n")
-                answers.append(await client.reply(timeout=30))
-            await client.cmd("QUIT")
-        finally:
-            await client.close()
-        return answers
+        return await transaction(self.postfix.port, message(subject, body_extra), rcpts)
 
     async def delivered(self, count: int, timeout: float = 15) -> None:
-        async with asyncio.timeout(timeout):
-            while len(self.sink.received) < count:
-                await asyncio.sleep(0.05)
+        await delivered(self.sink, count, timeout)
 
 
 @pytest.fixture
