@@ -20,10 +20,13 @@ from email.parser import BytesHeaderParser, BytesParser
 from email.policy import compat32
 from email.policy import default as _default_policy
 from functools import cached_property
+from typing import Callable, Hashable, TypeVar
 
 from proxy.mimedecode import MAX_HEADER_CHARS, decode_header, decode_text, header_text, part_charset, part_names, payload_bytes
 
 __all__ = ["Attachment", "HtmlView", "Link", "Message", "decode_header"]
+
+T = TypeVar("T")
 
 # Bounds that keep one hostile message from costing unbounded time or memory.
 MAX_PARTS = 500
@@ -131,6 +134,14 @@ class Message:
     def from_bytes(cls, raw: bytes) -> "Message":
         msg, problem = _parse(raw)
         return cls(raw=raw, _msg=msg, parse_problem=problem)
+
+    def memo(self, key: Hashable, compute: Callable[[], T]) -> T:
+        """A value derived from this message by code outside it (a check's finder that the
+        relay asks again after relaying), computed once per message and key."""
+        memo = self.__dict__.setdefault("_memo", {})
+        if key not in memo:
+            memo[key] = compute()
+        return memo[key]
 
     # -- headers -----------------------------------------------------------------------------
 

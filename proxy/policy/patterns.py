@@ -261,7 +261,10 @@ class LinkWords:
     """Which links name something (an unsubscribe page, a privacy policy): by the words a
     reader sees with the link, or by words in its URL. Compiled once, from policy options."""
 
-    __slots__ = ("words", "url_words")
+    __slots__ = ("words", "url_words", "_texts")
+    # Newsletters repeat their link texts ("Read more") message after message: what a text
+    # says is remembered, up to this many texts (then forgotten all at once).
+    MAX_TEXTS = 4096
 
     def __init__(self, label: str, words: Iterable[str], url_words: Iterable[str]) -> None:
         try:
@@ -269,6 +272,14 @@ class LinkWords:
         except TermError as exc:
             raise ValueError(f"words: {exc}") from None  # options validators report ValueError
         self.url_words = re.compile("|".join(re.escape(w.lower()) for w in url_words) or r"(?!x)x")
+        self._texts: dict[str, bool] = {}
 
     def names(self, href: str, text: str) -> bool:
-        return bool(self.url_words.search(href.lower())) or self.words.search(normalise(text))
+        if self.url_words.search(href.lower()):
+            return True
+        hit = self._texts.get(text)
+        if hit is None:
+            if len(self._texts) >= self.MAX_TEXTS:
+                self._texts.clear()
+            hit = self._texts[text] = bool(self.words.search(normalise(text)))
+        return hit

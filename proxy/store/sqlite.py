@@ -4,7 +4,10 @@ Two single-thread executors, each with its own connection: one writer (SQLite al
 writer at a time anyway, and one thread keeps writes in order) and one reader, so that RCPT
 lookups are not queued behind a write. WAL lets the reader, the writer and other processes
 (the CLI importing a list) work at once. synchronous=FULL: an unsubscribe that was confirmed
-survives a power cut.
+survives a power cut. The relay's own bookkeeping after each message (send counts, privacy
+links) commits with synchronous=NORMAL instead: no fsync on the relay path (in WAL mode such a
+commit survives a crash of the process, and the next FULL commit or checkpoint makes it
+durable; a power cut can lose the last moments' counts, never a suppression).
 """
 
 from __future__ import annotations
@@ -37,17 +40,25 @@ def connect(path: Path, *, readonly: bool = False, busy_timeout: float = 5.0) ->
 
 
 class _Transaction:
-    """`with _Transaction(db):` → BEGIN IMMEDIATE … COMMIT, or ROLLBACK on any error."""
+    """`with _Transaction(db):` → BEGIN IMMEDIATE … COMMIT, or ROLLBACK on any error.
+    `durable=False`: commit without waiting for the disk (bookkeeping on the relay path)."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: sqlite3.Connection, durable: bool = True) -> None:
         self.db = db
+        self.durable = durable
 
     def __enter__(self) -> sqlite3.Connection:
+        if not self.durable:
+            self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("BEGIN IMMEDIATE")
         return self.db
 
     def __exit__(self, kind: Any, *_: Any) -> None:
-        self.db.execute("COMMIT" if kind is None else "ROLLBACK")
+        try:
+            self.db.execute("COMMIT" if kind is None else "ROLLBACK")
+        finally:
+            if not self.durable:
+                self.db.execute("PRAGMA synchronous=FULL")
 
 
 class SqliteStore(RecipientStore):
@@ -166,7 +177,7 @@ class SqliteStore(RecipientStore):
         rows = [(self.normalize(a), at, brand, stream) for a in addresses]
 
         def write(db: sqlite3.Connection) -> None:
-            with _Transaction(db):
+            with _Transaction(db, durable=False):
                 db.executemany("INSERT INTO sends (address, at, brand, stream) VALUES (?, ?, ?, ?)", rows)
 
         await self._run("write", write)
@@ -175,7 +186,7 @@ class SqliteStore(RecipientStore):
         rows = [(sender_domain.lower(), url, at, at) for url in dict.fromkeys(urls)]
 
         def write(db: sqlite3.Connection) -> None:
-            with _Transaction(db):
+            with _Transaction(db, durable=False):
                 db.executemany(
                     "INSERT INTO privacy_link (sender_domain, url, first_sent, last_sent, messages) VALUES (?, ?, ?, ?, 1)"
                     " ON CONFLICT (sender_domain, url) DO UPDATE SET messages = messages + 1,"

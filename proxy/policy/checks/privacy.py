@@ -100,6 +100,12 @@ def privacy_urls(msg: Message, opts: PrivacyOptions | None = None) -> tuple[str,
     Pure. The relay records these, with the send time, for each relayed marketing message:
     `privacy_urls(message, policy.options["privacy"])` finds them as the check did."""
     opts = opts or _default_options()
+    # The check and the relay's bookkeeping both ask: found once per message (and options).
+    kept, urls = msg.memo(("privacy_urls", id(opts)), lambda: (opts, _find(msg, opts)))
+    return urls if kept is opts else _find(msg, opts)
+
+
+def _find(msg: Message, opts: PrivacyOptions) -> tuple[str, ...]:
     found: list[str] = []
     names = opts._links.names  # private attributes are slow to reach: once per message
     for link in dict.fromkeys(msg.links):
