@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-import aiosmtplib
 import structlog
 
 from proxy.config import Config, parse_hostport
 from proxy.policy.verdict import Replies, Reply
+from proxy.smtp.client import ClientError, Connection, Stale, open_connection
 
 log = structlog.get_logger("sendwarden.relay")
 _ENHANCED = re.compile(r"^([245]\.\d{1,3}\.\d{1,3})\s+(.*)$", re.S)
@@ -43,7 +43,7 @@ class Recipient:
 
 @dataclass(frozen=True, slots=True)
 class Outgoing:
-    """One message to relay: the envelope and the exact bytes (unstuffed, CRLF lines)."""
+    """One message to relay: the envelope and the exact bytes (not dot-stuffed, CRLF lines)."""
 
     mail_from: str
     recipients: tuple[Recipient, ...]
@@ -88,7 +88,8 @@ def map_refusal(code: int, message: str) -> Reply:
 
 
 class SmtpUpstream:
-    """An MTA reached over SMTP, with a small pool of reused connections."""
+    """An MTA reached over SMTP, with a small pool of reused connections (proxy/smtp/client.py:
+    pipelined transactions, the message written as it will go on the wire)."""
 
     def __init__(
         self,
@@ -110,7 +111,7 @@ class SmtpUpstream:
         self.connect_timeout = connect_timeout
         self.command_timeout = command_timeout
         self.data_timeout = data_timeout
-        self._idle: list[tuple[aiosmtplib.SMTP, float]] = []
+        self._idle: list[tuple[Connection, float]] = []
         self._tls = ssl.create_default_context()
         if not verify:
             self._tls.check_hostname = False
@@ -119,100 +120,109 @@ class SmtpUpstream:
     def __repr__(self) -> str:
         return f"smtp://{self.host}:{self.port}"
 
-    async def _connect(self) -> aiosmtplib.SMTP:
-        conn = aiosmtplib.SMTP(
-            hostname=self.host,
-            port=self.port,
-            local_hostname=self.helo,
-            timeout=self.command_timeout,
-            start_tls=False,
-            validate_certs=self.verify,
-            tls_context=self._tls,
-        )
-        await asyncio.wait_for(conn.connect(), self.connect_timeout)
+    async def _connect(self) -> Connection:
+        conn = await open_connection(self.host, self.port, helo=self.helo, connect_timeout=self.connect_timeout,
+                                     command_timeout=self.command_timeout)
         try:
-            await conn.ehlo()
-            if self.starttls != "off" and conn.supports_extension("starttls"):
-                await conn.starttls(tls_context=self._tls)
+            if self.starttls != "off" and conn.supports("STARTTLS"):
+                await conn.starttls(self._tls, self.host, self.connect_timeout)
+                await conn.hello(self.helo)
             elif self.starttls == "required":
-                raise aiosmtplib.SMTPException("upstream does not offer STARTTLS, and the config requires it")
+                raise ClientError("upstream does not offer STARTTLS, and the config requires it")
         except BaseException:
             conn.close()
             raise
         return conn
 
-    async def _acquire(self) -> tuple[aiosmtplib.SMTP, bool]:
-        """A connection ready for MAIL FROM: a pooled one that answers RSET, else a new one."""
+    async def _acquire(self) -> Connection:
+        """A connection ready for a transaction: a pooled one that is still open (it may turn
+        out dead on first use: the caller retries once, see `send`), else a new one."""
         now = time.monotonic()
         while self._idle:
             conn, since = self._idle.pop()
-            if not conn.is_connected or now - since > IDLE_MAX:
-                conn.close()
-                continue
-            try:
-                await conn.rset(timeout=min(self.command_timeout, 5))
-                return conn, True
-            except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError):
-                conn.close()
-        return await self._connect(), False
+            if conn.is_open and now - since <= IDLE_MAX:
+                return conn
+            conn.close()
+        return await self._connect()
 
-    def _release(self, conn: aiosmtplib.SMTP, reusable: bool) -> None:
-        if reusable and conn.is_connected and len(self._idle) < self.pool_size:
+    def _release(self, conn: Connection, reusable: bool) -> None:
+        if reusable and conn.is_open and len(self._idle) < self.pool_size:
             self._idle.append((conn, time.monotonic()))
         else:
             conn.close()
 
-    def _mail_options(self, conn: aiosmtplib.SMTP, msg: Outgoing) -> list[str]:
+    def _envelope(self, conn: Connection, msg: Outgoing) -> tuple[str, list[tuple[str, str]]]:
         opts = []
-        if conn.supports_extension("size"):
+        if conn.supports("SIZE"):
             opts.append(f"SIZE={len(msg.data)}")
-        if msg.body_8bit and conn.supports_extension("8bitmime"):
+        if msg.body_8bit and conn.supports("8BITMIME"):
             opts.append("BODY=8BITMIME")
         if msg.smtputf8:
             opts.append("SMTPUTF8")
-        if msg.dsn and conn.supports_extension("dsn"):
+        dsn = conn.supports("DSN")
+        if msg.dsn and dsn:
             opts.extend(f"{k}={v}" for k, v in msg.dsn.items())
-        return opts
+        sender = "" if msg.mail_from == "<>" else msg.mail_from
+        rcpts = []
+        for rcpt in msg.recipients:
+            params = "".join(f" {k}={v}" for k, v in rcpt.dsn.items()) if dsn else ""
+            rcpts.append((f"<{rcpt.address}>{params}", rcpt.address))
+        return " ".join([f"<{sender}>", *opts]), rcpts
 
     async def send(self, msg: Outgoing, queue_id: str) -> Result:
-        try:
-            conn, reused = await self._acquire()
-        except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
-            reason = str(exc) or type(exc).__name__
-            log.warning("upstream_unavailable", queue_id=queue_id, upstream=repr(self), error=reason)
-            return Result(Replies.upstream_unavailable(reason), False, reason)
-        reusable = False
-        try:
-            if msg.smtputf8 and not conn.supports_extension("smtputf8"):
+        for attempt in (1, 2):
+            try:
+                conn = await self._acquire()
+            except (ClientError, OSError, TimeoutError, ssl.SSLError) as exc:
+                reason = str(exc) or type(exc).__name__
+                log.warning("upstream_unavailable", queue_id=queue_id, upstream=repr(self), error=reason)
+                return Result(Replies.upstream_unavailable(reason), False, reason)
+            reusable = False
+            try:
+                if msg.smtputf8 and not conn.supports("SMTPUTF8"):
+                    reusable = True
+                    return Result(Reply(550, "5.6.7", "upstream does not support SMTPUTF8"), False, "no SMTPUTF8", 550)
+                mail, rcpts = self._envelope(conn, msg)
+                outcome = await conn.transaction(mail, rcpts, msg.data, self.data_timeout)
+                reusable = conn.is_open
+                text = f"{outcome.code} {' '.join(outcome.text.split())}"
+                if outcome.delivered:
+                    return Result(Replies.relayed(queue_id, text), True, text, outcome.code)
+                log.info("upstream_refused", queue_id=queue_id, code=outcome.code, text=outcome.text, stage=outcome.stage)
+                return Result(map_refusal(outcome.code, outcome.text), False, text, outcome.code)
+            except Stale as exc:
+                if attempt == 1:
+                    log.info("upstream_stale_connection", queue_id=queue_id, upstream=repr(self), error=str(exc))
+                    continue  # nothing was sent: a fresh connection is safe
+                reason = str(exc)
+            except ValueError as exc:  # an envelope that cannot be put on the wire
                 reusable = True
-                return Result(Reply(550, "5.6.7", "upstream does not support SMTPUTF8"), False, "no SMTPUTF8", 550)
-            encoding = "utf-8" if msg.smtputf8 else "ascii"
-            sender = "" if msg.mail_from == "<>" else msg.mail_from
-            await conn.mail(sender, options=self._mail_options(conn, msg), encoding=encoding)
-            dsn = conn.supports_extension("dsn")
-            for rcpt in msg.recipients:
-                options = [f"{k}={v}" for k, v in rcpt.dsn.items()] if dsn else []
-                await conn.rcpt(rcpt.address, options=options, encoding=encoding)
-            resp = await conn.data(msg.data, timeout=self.data_timeout)
-            reusable = True
-            text = f"{resp.code} {' '.join(resp.message.split())}"
-            return Result(Replies.relayed(queue_id, text), True, text, resp.code)
-        except aiosmtplib.SMTPResponseException as exc:
-            # A refusal: the session is still in step, so RSET at next use makes it reusable.
-            reusable = not isinstance(exc, aiosmtplib.SMTPServerDisconnected)
-            log.info("upstream_refused", queue_id=queue_id, code=exc.code, text=exc.message)
-            return Result(map_refusal(exc.code, exc.message), False, f"{exc.code} {exc.message}", exc.code)
-        except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
-            reason = str(exc) or type(exc).__name__
-            log.warning("upstream_failed", queue_id=queue_id, upstream=repr(self), error=reason, reused=reused)
+                return Result(Reply(553, "5.1.7", f"upstream: {exc}"), False, str(exc), 553)
+            except (ClientError, OSError, TimeoutError) as exc:
+                reason = str(exc) or type(exc).__name__
+            finally:
+                self._release(conn, reusable)
+            log.warning("upstream_failed", queue_id=queue_id, upstream=repr(self), error=reason)
             return Result(Replies.upstream_unavailable(reason), False, reason)
-        finally:
-            self._release(conn, reusable)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def probe(self) -> bool:
+        """Whether the upstream answers now: NOOP on a pooled connection, else a new one."""
         try:
-            conn, _ = await self._acquire()
-        except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError):
+            conn = await self._acquire()
+        except (ClientError, OSError, TimeoutError):
+            return False
+        try:
+            ok = (await conn.command("NOOP", timeout=min(self.command_timeout, 5)))[0] == 250
+        except (ClientError, OSError, TimeoutError):
+            ok = False
+        self._release(conn, ok)
+        return ok or await self._fresh_probe()
+
+    async def _fresh_probe(self) -> bool:
+        try:
+            conn = await self._connect()
+        except (ClientError, OSError, TimeoutError):
             return False
         self._release(conn, True)
         return True
@@ -220,10 +230,7 @@ class SmtpUpstream:
     async def close(self) -> None:
         while self._idle:
             conn, _ = self._idle.pop()
-            try:
-                await asyncio.wait_for(conn.quit(), 2)
-            except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError):
-                conn.close()
+            await conn.quit()
 
 
 class MaildirUpstream:

@@ -144,8 +144,12 @@ async def test_a_released_message_is_signed_like_a_relayed_one(tmp_path: Path, d
     _, text = await client.sendmail("news@shop.example.com", ["reader@example.org"], plain)
     await client.quit()
     hold_id = text.rsplit("id=", 1)[1].split()[0]
-    reviewer = Reviewer(relay.quarantine, relay.config, "tester", "root", upstream=upstream_for(relay.config))
-    outcome = await reviewer.release(hold_id, "checked by hand")
+    upstream = upstream_for(relay.config)
+    reviewer = Reviewer(relay.quarantine, relay.config, "tester", "root", upstream=upstream)
+    try:
+        outcome = await reviewer.release(hold_id, "checked by hand")
+    finally:
+        await upstream.close()
     assert outcome.ok, outcome
     [got] = sink.received
     assert got.data.startswith(b"DKIM-Signature: ") and got.data.endswith(plain)

@@ -88,15 +88,38 @@ async def test_upstream_dropping_after_data_gives_451(start_relay, sink) -> None
     assert code == 451 and text.startswith("4.4.1")
 
 
-async def test_pooled_connection_is_reused_with_rset(start_relay, sink) -> None:
+async def test_pooled_connection_is_reused_without_a_round_trip(start_relay, sink) -> None:
     relay = await start_relay()
     for _ in range(3):
         code, _ = await send(relay.port)
         assert code == 250
     assert len(sink.received) == 3
-    # One connection, opened by the start-up probe; every message reused it after an RSET.
+    # One connection, opened by the start-up probe; a transaction that ended cleanly leaves
+    # nothing to reset, so every message went straight to MAIL FROM.
     assert sink.connections == 1
-    assert sink.commands.count("RSET") == 3
+    assert "RSET" not in sink.commands
+
+
+async def test_a_refused_transaction_is_reset_before_the_next(start_relay, sink) -> None:
+    sink.behaviour.rcpt_by_address["reader@example.org"] = "452 4.2.2 mailbox full"
+    relay = await start_relay()
+    code, _ = await send(relay.port)
+    assert code == 451
+    del sink.behaviour.rcpt_by_address["reader@example.org"]
+    code, _ = await send(relay.port)
+    assert code == 250 and len(sink.received) == 1
+    assert sink.connections == 1
+    # RSET went first, pipelined with the next transaction's commands
+    assert sink.commands[sink.commands.index("RSET") + 1].startswith("MAIL FROM:")
+
+
+async def test_message_goes_dot_stuffed(start_relay, sink) -> None:
+    relay = await start_relay()
+    dotted = COMPLIANT.replace(b"Hello,\r\n", b".Hello, a line that starts with a dot\r\n..and two\r\n", 1)
+    assert (await send(relay.port, message=dotted))[0] == 250
+    [got] = sink.received
+    assert b"\r\n..Hello, a line that starts with a dot\r\n...and two\r\n" in got.wire
+    assert got.data.endswith(dotted)
 
 
 async def test_pool_recovers_when_the_upstream_closed_an_idle_connection(start_relay, sink) -> None:

@@ -55,6 +55,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             workers = None
         else:
             service.reuse_port = True
+    import os
+    if os.environ.get("SW_UVLOOP"):
+        import uvloop
+        uvloop.install()
     try:
         asyncio.run(service.run(workers=workers))
     except OSError as exc:  # typically: the address is in use
