@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from proxy import domains
 from proxy.domains import org_domain
 
-__all__ = ["host_of", "idna_host", "ip_host", "known_suffix", "registrable", "scheme_of"]
+__all__ = ["host_of", "idna_host", "ip_host", "known_suffix", "registrable", "scheme_and_host", "scheme_of"]
 
 _SCHEME = re.compile(r"^\s*([a-zA-Z][a-zA-Z0-9+.\-]*)\s*:")
 # Characters browsers drop from a URL before reading it (WHATWG URL: tab, newline; plus the
@@ -43,6 +43,22 @@ def idna_host(host: str) -> str:
         except UnicodeError:
             labels.append(label)
     return ".".join(labels)
+
+
+# The shape of nearly every link in a newsletter: http(s), a plain ASCII host name, maybe a
+# port, then a path, query, fragment or nothing. Read directly; anything else (credentials,
+# backslashes, invisible characters, IDNs, whitespace) goes the long way.
+_PLAIN_HTTP = re.compile(r"(https?)://([A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)\.?(?::[0-9]{1,5})?(?:[/?#]|\Z)", re.I)
+
+
+def scheme_and_host(url: str) -> tuple[str, str]:
+    """(scheme_of(url), host_of(url) for http(s) links or ""): what a link check needs first,
+    for the common plain link without parsing it."""
+    m = _PLAIN_HTTP.match(url)
+    if m is not None:
+        return m.group(1).lower(), m.group(2).lower()
+    scheme = scheme_of(url)
+    return scheme, host_of(url) if scheme in ("http", "https") else ""
 
 
 @lru_cache(maxsize=4096)

@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 import aiosmtplib
+import pytest
 
 from tests.conftest import ROOT, SENDWARDEN
 from tests.sink import Sink
@@ -27,10 +28,11 @@ def free_port() -> int:
     return port
 
 
-async def start_serve(tmp_path: Path, upstream: str, env: dict[str, str], *extra: str) -> tuple[asyncio.subprocess.Process, int]:
+async def start_serve(tmp_path: Path, upstream: str, env: dict[str, str], *extra: str,
+                      top: str = "") -> tuple[asyncio.subprocess.Process, int]:
     port = free_port()
     config = tmp_path / "sendwarden.toml"
-    config.write_text(f'state_dir = "{tmp_path / "var"}"\n[upstream]\nurl = "{upstream}"\n[timeouts]\nshutdown = 10\n')
+    config.write_text(f'{top}state_dir = "{tmp_path / "var"}"\n[upstream]\nurl = "{upstream}"\n[timeouts]\nshutdown = 10\n')
     proc = await asyncio.create_subprocess_exec(
         *SENDWARDEN, "serve", "--config", str(config), "--listen", f"127.0.0.1:{port}", *extra,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env,
@@ -119,6 +121,23 @@ async def test_serve_monitor_flag_relays_everything(tmp_path, sink: Sink, cli_en
         await client.quit()
         assert text.startswith("2.0.0 Ok: relayed")
         assert b"X-Sendwarden-Findings: monitor would reject; unsubscribe.header_missing" in sink.received[0].data
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 15) == 0
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+async def test_both_event_loops_relay_over_starttls(tmp_path, sink: Sink, cli_env, loop: str) -> None:
+    """uvloop is the default loop; aiosmtpd's STARTTLS swaps the transport's protocol, which
+    must work on both loops."""
+    proc, port = await start_serve(tmp_path, sink.url, cli_env, top=f'event_loop = "{loop}"\n')
+    try:
+        client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=True, validate_certs=False)
+        await client.connect()
+        _, text = await client.sendmail("news@shop.example.com", ["reader@example.org"], COMPLIANT)
+        await client.quit()
+        assert text.startswith("2.0.0 Ok: relayed")
+        assert b"with ESMTPS id" in sink.received[0].data
     finally:
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 15) == 0

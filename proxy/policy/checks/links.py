@@ -16,7 +16,7 @@ from typing import Iterator
 
 from pydantic import Field, PrivateAttr, model_validator
 
-from proxy.urls import host_of, idna_host, ip_host, known_suffix, registrable, scheme_of
+from proxy.urls import idna_host, ip_host, known_suffix, registrable, scheme_and_host
 from proxy.message import Link, Message
 from proxy.policy.registry import Context, Options, check, options
 from proxy.policy.verdict import Finding
@@ -104,12 +104,11 @@ def text_domain(text: str) -> str:
 def link_problem(link: Link, opts: LinkRules) -> str:
     """Why a link is deceptive, or "" when it is not."""
     href = link.href
-    scheme = scheme_of(href)
+    scheme, host = scheme_and_host(href)
     if scheme in opts.blocked_schemes:
         return f"a link to a {scheme}: URI ({href[:60]!r})"
     if scheme not in ("http", "https", ""):
         return ""
-    host = host_of(href) if scheme else ""
     if host:
         ip = ip_host(host)
         if ip and opts.flag_ip_links:
