@@ -450,9 +450,6 @@ class ConfigFile(_Strict):
     # per CPU. Rate limits and the /metrics counts are per process (the first one serves
     # /metrics), so the default stays 1; see docs/fleet.md for sharing them.
     workers: int = Field(default=1, ge=0, le=64)
-    # The asyncio event loop: "uvloop" (libuv: less per-message overhead on the relay path),
-    # "asyncio" (the standard library's), or "auto": uvloop when it is installed.
-    event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
     policy: str = "builtin:default"
     state_dir: str = "var"
     # Recipient state (suppressions, consent, frequency, privacy links): sqlite:PATH, or

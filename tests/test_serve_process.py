@@ -12,7 +12,6 @@ import subprocess
 from pathlib import Path
 
 import aiosmtplib
-import pytest
 
 from tests.conftest import ROOT, SENDWARDEN
 from tests.sink import Sink
@@ -125,19 +124,3 @@ async def test_serve_monitor_flag_relays_everything(tmp_path, sink: Sink, cli_en
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 15) == 0
 
-
-@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
-async def test_both_event_loops_relay_over_starttls(tmp_path, sink: Sink, cli_env, loop: str) -> None:
-    """uvloop is the default loop; aiosmtpd's STARTTLS swaps the transport's protocol, which
-    must work on both loops."""
-    proc, port = await start_serve(tmp_path, sink.url, cli_env, top=f'event_loop = "{loop}"\n')
-    try:
-        client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=True, validate_certs=False)
-        await client.connect()
-        _, text = await client.sendmail("news@shop.example.com", ["reader@example.org"], COMPLIANT)
-        await client.quit()
-        assert text.startswith("2.0.0 Ok: relayed")
-        assert b"with ESMTPS id" in sink.received[0].data
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(proc.wait(), 15) == 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from typing import Any, Callable, Coroutine
+from typing import Any
 
 from proxy.commands.common import CliError, load
 from proxy.config import Config, parse_hostport
@@ -56,23 +56,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         else:
             service.reuse_port = True
     try:
-        event_loop_runner(config.file.event_loop)(service.run(workers=workers))
+        asyncio.run(service.run(workers=workers))
     except OSError as exc:  # typically: the address is in use
         raise CliError(f"cannot serve: {exc.strerror or exc}") from None
     return 0
-
-
-def event_loop_runner(kind: str) -> Callable[[Coroutine[Any, Any, None]], None]:
-    """asyncio.run on the configured event loop (uvloop's libuv loop unless told otherwise)."""
-    if kind != "asyncio":
-        try:
-            import uvloop
-        except ImportError:
-            if kind == "uvloop":
-                raise CliError("event_loop = \"uvloop\" but uvloop is not installed") from None
-        else:
-            return uvloop.run
-    return asyncio.run
 
 
 def _child_argv(args: argparse.Namespace) -> list[str]:
