@@ -11,6 +11,9 @@ policy (so every check and the relay run) and a ~2 KB message:
 Load generator and sink are pinned to core 0 and the relay to core 1 (taskset), which steadies
 the figures on a 2-core machine. Each case runs --reps times; the median is reported. A run is
 valid only when the sink counted exactly the messages sent.
+Then, per size: whole-transaction latency (connect..QUIT) of one Python client at half the
+relay's maximum rate, through sendwarden and straight to the sink (the difference is what
+sendwarden adds); and once: the relay's RSS with 10 and with 1,000 idle connections.
 
     .venv/bin/python bench/smtp_bench.py                 # the full run (several minutes)
     .venv/bin/python bench/smtp_bench.py --quick         # seconds: proves the script works
@@ -143,7 +146,7 @@ def sink_count(out: Path) -> int:
     return 0
 
 
-def start_relay(case: str, port: int, sink_port: int, state: Path) -> subprocess.Popen:
+def start_relay(case: str, port: int, sink_port: int, state: Path, extra: str = "") -> subprocess.Popen:
     if case == "proxy":
         # aiosmtpd's command line cannot pass the Proxy handler its upstream; start it directly.
         code = ("import asyncio; from aiosmtpd.smtp import SMTP; from aiosmtpd.handlers import Proxy\n"
@@ -157,7 +160,7 @@ def start_relay(case: str, port: int, sink_port: int, state: Path) -> subprocess
         config = state / "bench.toml"
         workers = "workers = 2\n" if case == "workers2" else ""
         config.write_text(f'{workers}state_dir = "{state}"\n[upstream]\nurl = "smtp://127.0.0.1:{sink_port}"\npool_size = 16\n'
-                          f'[metrics]\naddress = ""\n[audit]\nformat = "json"\nlevel = "warning"\n')
+                          f'[metrics]\naddress = ""\n[audit]\nformat = "json"\nlevel = "warning"\n{extra}')
         cmd = [PY, "-m", "proxy.cli", "serve", "--config", str(config), "--listen", f"127.0.0.1:{port}"]
         if case == "monitor":
             cmd.append("--monitor")
@@ -209,9 +212,11 @@ async def latency(case: str, msg: bytes, rate: float, seconds: float, state: Pat
 
     sink_port = free_port()
     sink, out = start_sink(sink_port)
-    port = free_port()
-    state.mkdir(exist_ok=True)
-    relay = start_relay(case, port, sink_port, state)
+    port, relay = sink_port, None
+    if case != "direct":
+        port = free_port()
+        state.mkdir(exist_ok=True)
+        relay = start_relay(case, port, sink_port, state)
     times: list[float] = []
     try:
         async def one() -> None:
@@ -231,13 +236,59 @@ async def latency(case: str, msg: bytes, rate: float, seconds: float, state: Pat
             await asyncio.sleep(max(0.0, start + k / rate - time.perf_counter()))
         await asyncio.gather(*tasks)
     finally:
-        relay.send_signal(signal.SIGTERM)
-        relay.wait(20)
+        if relay is not None:
+            relay.send_signal(signal.SIGTERM)
+            relay.wait(20)
         sink.send_signal(signal.SIGTERM)
         sink.wait(10)
         out.unlink(missing_ok=True)
     times.sort()
     return statistics.median(times), times[min(len(times) - 1, int(len(times) * 0.99))], len(times)
+
+
+async def idle_memory(state: Path, counts: tuple[int, ...] = (10, 1000)) -> list[tuple[int, float]]:
+    """RSS of the relay (MB) with n idle connections open (greeted, then silent), for each n."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = max(counts) + 256
+    if soft != resource.RLIM_INFINITY and soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want if hard == resource.RLIM_INFINITY else min(want, hard), hard))
+    sink_port, port = free_port(), free_port()
+    sink, out = start_sink(sink_port)
+    state.mkdir(exist_ok=True)
+    (state / "limits.toml").write_text(f"[limits]\nmax_connections = {max(counts) + 10}\n"
+                                       f"max_connections_per_client = {max(counts) + 10}\n")
+    relay = start_relay("sendwarden", port, sink_port, state, extra=(state / "limits.toml").read_text())
+    conns: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    figures = []
+    try:
+        # one message first, so that what is loaded on first use is not counted as growth
+        import aiosmtplib
+
+        client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False, timeout=30)
+        await client.connect()
+        msg = (ROOT / "examples" / "compliant.eml").read_bytes().replace(b"\n", b"\r\n")
+        await client.sendmail(SENDER, [RCPT], msg)
+        await client.quit()
+        for n in counts:
+            while len(conns) < n:
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                await reader.readline()
+                conns.append((reader, writer))
+            await asyncio.sleep(1.0)
+            rss = next(int(line.split()[1]) for line in Path(f"/proc/{relay.pid}/status").read_text().splitlines()
+                       if line.startswith("VmRSS:"))
+            figures.append((n, rss / 1024))
+    finally:
+        for _, writer in conns:
+            writer.close()
+        relay.send_signal(signal.SIGTERM)
+        relay.wait(20)
+        sink.send_signal(signal.SIGTERM)
+        sink.wait(10)
+        out.unlink(missing_ok=True)
+    return figures
 
 
 def check_tools() -> None:
@@ -296,9 +347,17 @@ def main() -> int:
             print(f"  {case:<11} {r.rate:8.1f} {ratio} {vs_proxy} {cpu} {rss}  {valid}")
         if "sendwarden" in medians:
             rate = medians["sendwarden"].rate / 2
-            p50, p99, count = asyncio.run(latency("sendwarden", path.read_text().replace("\n", "\r\n").encode(), rate,
-                                                  args.latency_seconds, work / f"lat-{size}"))
-            print(f"  latency at {rate:.0f} msg/s (half the maximum), {count} transactions: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+            data = path.read_text().replace("\n", "\r\n").encode()
+            p50, p99, count = asyncio.run(latency("sendwarden", data, rate, args.latency_seconds, work / f"lat-{size}"))
+            d50, d99, _ = asyncio.run(latency("direct", data, rate, args.latency_seconds, work / f"lat-direct-{size}"))
+            print(f"  latency at {rate:.0f} msg/s (half the maximum), {count} transactions of one Python client"
+                  f" (connect..QUIT): p50 {p50:.2f} ms, p99 {p99:.2f} ms; straight to the sink p50 {d50:.2f} ms,"
+                  f" p99 {d99:.2f} ms; added by sendwarden p50 {p50 - d50:.2f} ms, p99 {p99 - d99:.2f} ms")
+    if "sendwarden" in cases:
+        counts = (4, 40) if args.quick else (10, 1000)
+        (a, rss_a), (b, rss_b) = asyncio.run(idle_memory(work / "idle", counts))
+        print(f"\nmemory: relay RSS {rss_a:.1f} MB with {a} idle connections, {rss_b:.1f} MB with {b}"
+              f" ({(rss_b - rss_a) / rss_a * 100:+.1f} %, {(rss_b - rss_a) * 1024 / (b - a):.1f} KB per connection)")
     if args.json:
         print(json.dumps([r.__dict__ | {"rate": r.rate} for r in runs]))
     shutil.rmtree(work, ignore_errors=True)
