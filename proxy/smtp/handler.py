@@ -18,6 +18,7 @@ from proxy.pipeline import Transaction, findings_header, new_queue_id
 from proxy.policy.verdict import Action, Replies, Reply, Verdict
 from proxy.relay import Outgoing, Recipient, Result
 from proxy.smtp.datareader import DataResult
+from proxy.smtp.server import protocol_names
 from proxy.unsubscribe.intake import Refused
 
 if TYPE_CHECKING:
@@ -69,6 +70,10 @@ def received_header(hostname: str, session: Session, queue_id: str, rcpts: list[
 
 class RelayHandler:
     """One per listener; the shared state lives in the `Service`."""
+
+    def __dir__(self) -> list[str]:
+        # What aiosmtpd looks up on a handler for every connection (see RelaySMTP.__dir__).
+        return protocol_names(type(self), ("handle_", "auth_"))
 
     def __init__(self, service: "Service", listener: str) -> None:
         self.service = service

@@ -92,8 +92,26 @@ def _split_dsn(params: str, allowed: set[str]) -> tuple[dict[str, str], str] | s
     return dsn, " ".join(rest)
 
 
+def protocol_names(cls: type, prefixes: tuple[str, ...]) -> list[str]:
+    """The names aiosmtpd looks for on a protocol or handler object (its smtp_* commands,
+    auth_* mechanisms, handle_* hooks), found once per class."""
+    names = _NAMES.get(cls)
+    if names is None:
+        names = _NAMES[cls] = sorted(n for n in dir(cls) if n.startswith(prefixes))
+    return names
+
+
+_NAMES: dict[type, list[str]] = {}
+
+
 class RelaySMTP(SMTP):
     """One client connection."""
+
+    def __dir__(self) -> list[str]:
+        # aiosmtpd's constructor discovers the smtp_* and auth_* methods with dir() and
+        # inspect.getmembers() for every connection: with every attribute of the class that
+        # is ~0.4 ms a connection; these are the only names it looks for.
+        return protocol_names(type(self), ("smtp_", "auth_"))
 
     # The reader's buffer limit. DATA is read in chunks of up to this size; command lines are
     # still held to RFC 5321's 512 octets by aiosmtpd's command_size_limit check.
