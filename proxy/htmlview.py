@@ -40,11 +40,10 @@ _OVERFLOW_HIDDEN = re.compile(r"overflow\s*:\s*hidden", re.I)
 _URL_IN_TEXT = re.compile(r"""(?:https?|mailto):[^\s<>"'\]\)]+""", re.I)
 # The HTML goes to libxml2 as UTF-8 bytes (its own encoding declarations ignored). Removed
 # first: C0 controls other than tab, newline and carriage return, which a reader never sees
-# (`via\x01gra` reads "viagra"), and the private-use characters the text pass marks links
-# with (U+E000..U+E004), also when written as character references.
-_CONTROLS = bytes(c for c in range(32) if c not in (9, 10, 13))
-_MARKERS = re.compile(rb"\xee\x80[\x80-\x84]")
-_MARKER_REFS = re.compile(rb"&#(?:[xX]0*[eE]00[0-4]|0*5734[4-8])(?![0-9a-fA-F]);?")
+# (`via\x01gra` reads "viagra"), and DEL, which the text pass marks links with (also when
+# written as a character reference).
+_CONTROLS = bytes(c for c in range(32) if c not in (9, 10, 13)) + b"\x7f"
+_MARKER_REFS = re.compile(rb"&#(?:[xX]0*7[fF]|0*127)(?![0-9a-fA-F]);?")
 _EMPTY = HtmlView(anchors=(), visible_text="", password_inputs=0, forms=0)
 _LOCAL = threading.local()  # an lxml parser must not be shared between threads
 
@@ -77,8 +76,6 @@ def _hidden(el: etree._Element) -> bool:
 
 def _parse(html: str) -> tuple[etree._Element | None, str]:
     data = html.encode("utf-8", "replace").translate(None, _CONTROLS)
-    if b"\xee\x80" in data:
-        data = _MARKERS.sub(b"", data)
     if b"&#" in data:
         data = _MARKER_REFS.sub(b"", data)
     parser = _parser()
@@ -102,10 +99,11 @@ def _input_label(el: etree._Element) -> str:
 
 # The text is read out by an XSLT stylesheet: libxslt walks the tree in C, where a walk in
 # Python costs about 5 us an element (the largest cost of judging a 30 KB newsletter). It
-# writes the visible text, and marks each link as HREF_START href TEXT_START text ... END,
-# with the alt text of the link's images as ALT_START alt ALT_END inside it. The markers are
-# private-use characters that `_parse` removes from the input, so no message can fake one.
-_HREF, _TEXT, _END, _ALT, _ALT_END = "\ue000", "\ue001", "\ue002", "\ue003", "\ue004"
+# writes the visible text, and marks each link as HREF href TEXT text ... END, with the alt
+# text of the link's images as ALT alt ALT_END inside it. The markers are DEL (allowed in XML,
+# unlike the other controls) and a letter; `_parse` removes DEL from the input, so no message
+# can fake one, and the output of an ASCII newsletter stays an ASCII string (fast to split).
+_HREF, _TEXT, _END, _ALT, _ALT_END = "\x7fH", "\x7fT", "\x7fE", "\x7fA", "\x7fB"
 _SPACE = "<xsl:text> </xsl:text>"
 
 
@@ -135,8 +133,8 @@ def _stylesheet_source() -> str:
 
 
 _STYLESHEET = etree.fromstring(_stylesheet_source().encode())
-_LINK = re.compile(f"{_HREF}([^{_TEXT}]*){_TEXT}([^{_END}]*){_END}")
-_ALT_TEXT = re.compile(f"{_ALT}([^{_ALT_END}]*){_ALT_END}")
+_LINK = re.compile("\x7fH([^\x7f]*)\x7fT(.*?)\x7fE", re.S)
+_ALT_TEXT = re.compile("\x7fA([^\x7f]*)\x7fB")
 _HIDING_ATTRIBUTES = etree.XPath("//@style | //@hidden")
 _FORM_TAGS = ("form", "input", "button")
 

@@ -60,12 +60,12 @@ def test_forms_and_fields_a_reader_can_see() -> None:
 
 
 def test_controls_and_marker_characters_cannot_fool_the_reader() -> None:
-    # C0 controls are not seen; the private-use characters the text pass marks links with
-    # are taken out of the input, raw or as character references, so no link can be faked
-    # and no text hidden from the word lists
-    view = extract("via\x01gra &#xE000;https://evil.example/&#57345;fake&#xe002; <a href='https://x.example/\ue002'>real</a> end")
-    assert view.visible_text == "viagra https://evil.example/fake real end"
-    assert view.anchors == (Link("https://x.example/", "real", "html"),)
+    # C0 controls are not seen; DEL, which the text pass marks links with, is taken out of the
+    # input, raw or as a character reference, so no link can be faked and no text hidden
+    # from the word lists
+    view = extract("via\x01gra &#x7f;Hhttps://evil.example/&#127;Tfake&#X7F;E <a href='https://x.example/\x7fE'>real</a> end")
+    assert view.visible_text == "viagra Hhttps://evil.example/TfakeE real end"
+    assert view.anchors == (Link("https://x.example/E", "real", "html"),)
 
 
 def test_too_many_links_is_a_partial_view() -> None:
