@@ -8,6 +8,8 @@ policy (so every check and the relay run) and a ~2 KB message:
   (c) monitor      the same with --monitor
   (d) proxy        aiosmtpd's bundled Proxy handler, the naive relay that checks nothing
   (e) workers2     sendwarden with `workers = 2`, unpinned (both cores; compare with Postfix as a relay)
+  (f) postfix      Postfix itself as the relay (throw-away instance, unpinned), done when the sink
+                   has every message (Postfix queues first)
 Load generator and sink are pinned to core 0 and the relay to core 1 (taskset), which steadies
 the figures on a 2-core machine. Each case runs --reps times; the median is reported. A run is
 valid only when the sink counted exactly the messages sent.
@@ -173,25 +175,53 @@ def start_relay(case: str, port: int, sink_port: int, state: Path, extra: str = 
     return proc
 
 
+def start_postfix(sink_port: int):  # -> tests.postfix.PostfixInstance
+    """Postfix itself as the relay (unpinned: it is several processes), from Debian's package,
+    in a throw-away instance directory (tests/postfix.py), relaying to the sink."""
+    sys.path.insert(0, str(ROOT))
+    from tests.postfix import PostfixInstance
+
+    return PostfixInstance(sink_port, {"default_process_limit": "200", "smtp_destination_concurrency_limit": "20",
+                                       "in_flow_delay": "0"}).start()
+
+
+def postfix_available() -> bool:
+    sys.path.insert(0, str(ROOT))
+    from tests.postfix import available
+
+    return available() is None
+
+
 def run_case(case: str, size: str, msgfile: Path, n: int, sessions: int, state: Path) -> Run:
     sink_port = free_port()
     sink, sink_out = start_sink(sink_port)
-    relay = None
+    relay = postfix = None
     try:
         port = sink_port
-        if case != "direct":
+        if case == "postfix":
+            postfix = start_postfix(sink_port)
+            port = postfix.port
+            master = int((postfix.queue_dir / "pid" / "master.pid").read_text().split()[0])
+            cpu0 = proc_cpu_seconds(master)
+        elif case != "direct":
             port = free_port()
             relay = start_relay(case, port, sink_port, state)
             cpu0 = proc_cpu_seconds(relay.pid)
         t0 = time.perf_counter()
-        subprocess.run([*pin(0), "smtp-source", "-s", str(sessions), "-m", str(n), "-F", str(msgfile),
+        subprocess.run([*([] if postfix else pin(0)), "smtp-source", "-s", str(sessions), "-m", str(n), "-F", str(msgfile),
                         "-f", SENDER, "-t", RCPT, f"127.0.0.1:{port}"], check=True, timeout=600,
                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        if postfix is not None:  # Postfix queues first: done when the sink has every message
+            deadline = time.monotonic() + 600
+            while sink_count(sink_out) < n and time.monotonic() < deadline:
+                time.sleep(0.02)
         seconds = time.perf_counter() - t0
         cpu = rss = None
         if relay is not None:
             cpu = (proc_cpu_seconds(relay.pid) - cpu0) * 1000 / n
             rss = peak_rss_kb(relay.pid)
+        elif postfix is not None:
+            cpu = (proc_cpu_seconds(master) - cpu0) * 1000 / n
         time.sleep(0.3)
         return Run(case, size, seconds, n, sink_count(sink_out), cpu, rss)
     finally:
@@ -201,6 +231,8 @@ def run_case(case: str, size: str, msgfile: Path, n: int, sessions: int, state: 
                 relay.wait(20)
             except subprocess.TimeoutExpired:
                 relay.kill()
+        if postfix is not None:
+            postfix.stop()
         sink.send_signal(signal.SIGTERM)
         sink.wait(10)
         sink_out.unlink(missing_ok=True)
@@ -303,7 +335,7 @@ def main() -> int:
     ap.add_argument("--sessions", type=int, default=10)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--latency-seconds", type=float, default=10)
-    ap.add_argument("--cases", default="direct,sendwarden,monitor,proxy,workers2")
+    ap.add_argument("--cases", default="direct,sendwarden,monitor,proxy,workers2,postfix")
     ap.add_argument("--sizes", default="30k,2k")
     ap.add_argument("--quick", action="store_true", help="tiny counts: proves the script works, figures mean little")
     ap.add_argument("--json", action="store_true", help="also print the raw runs as JSON")
@@ -312,6 +344,9 @@ def main() -> int:
         args.messages, args.reps, args.latency_seconds, args.sessions = 40, 1, 1.0, 4
     check_tools()
     cases = args.cases.split(",")
+    if "postfix" in cases and not postfix_available():
+        print("bench: Postfix as a relay needs root and Debian's postfix package: case skipped")
+        cases.remove("postfix")
     work = Path(tempfile.mkdtemp(prefix="sendwarden-bench-"))
     files = {}
     for size in args.sizes.split(","):
