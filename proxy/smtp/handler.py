@@ -78,6 +78,7 @@ class RelayHandler:
     def __init__(self, service: "Service", listener: str) -> None:
         self.service = service
         self.listener = listener
+        self.hook_table: dict[str, Any] | None = None  # aiosmtpd's handle_* table, one for all connections
 
     @property
     def settings(self) -> Any:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, syntax
@@ -104,6 +105,31 @@ def protocol_names(cls: type, prefixes: tuple[str, ...]) -> list[str]:
 _NAMES: dict[type, list[str]] = {}
 
 
+class BoundMethods(Mapping[str, Any]):
+    """Command name -> bound smtp_* method of one connection, looked up when asked. aiosmtpd
+    keeps a dict of every such method for every connection (~2 KB each, a fifth of an idle
+    connection's memory); this answers the same questions (get, in, items) from one table
+    per class."""
+
+    __slots__ = ("_obj", "_names")
+
+    def __init__(self, obj: object, names: dict[str, str]) -> None:
+        self._obj = obj
+        self._names = names
+
+    def __getitem__(self, key: str) -> Any:
+        return getattr(self._obj, self._names[key])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
+_COMMANDS: dict[type, dict[str, str]] = {}
+
+
 class RelaySMTP(SMTP):
     """One client connection."""
 
@@ -119,6 +145,15 @@ class RelaySMTP(SMTP):
 
     def __init__(self, handler: "RelayHandler", **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
+        # Per-connection tables aiosmtpd built: replaced by shared ones (memory per idle
+        # connection; tests/test_smtp_discovery.py checks they answer the same).
+        commands = _COMMANDS.get(type(self))
+        if commands is None:
+            commands = _COMMANDS[type(self)] = {name: f"smtp_{name}" for name in self._smtp_methods}
+        self._smtp_methods = BoundMethods(self, commands)
+        if handler.hook_table is None:
+            handler.hook_table = self._handle_hooks  # bound to the handler, shared by its connections
+        self._handle_hooks = handler.hook_table
         self.relay_handler = handler
         self.refused = False
         self.in_transaction = False
