@@ -82,6 +82,10 @@ def decode_text(raw: bytes, charset: str, limit: int) -> str:
 
 
 def part_names(part: EmailMessage) -> tuple[str, ...]:
+    """Every name a part gives itself (Content-Disposition filename, Content-Type name)."""
+    headers = [str(v) for v in (part.get("Content-Disposition"), part.get("Content-Type")) if v is not None]
+    if not any("name" in h.lower() for h in headers):
+        return ()  # most parts name nothing: no parameter parsing (filename*0*, NAME: all say "name")
     found: list[str] = []
     if any(isinstance(part.get(h), email.header.Header) for h in ("Content-Disposition", "Content-Type")):
         # Raw 8-bit (UTF-8) parameters: compat32 would render them as U+FFFD, hiding e.g. a

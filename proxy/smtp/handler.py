@@ -6,6 +6,7 @@ reject or defer.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import re
 import time
 from typing import TYPE_CHECKING, Any
@@ -283,6 +284,11 @@ class RelayHandler:
         record["upstream"] = result.upstream
         record["upstream_code"] = result.code
         return result.reply
+
+
+# aiosmtpd inspects the signature of handle_EHLO for every connection (to tell its old 4-argument
+# form from the current one): computed once here, inspect.signature then just reads it.
+RelayHandler.handle_EHLO.__signature__ = inspect.signature(RelayHandler.handle_EHLO)  # type: ignore[attr-defined]
 
 
 def _auth_user(session: Session) -> str | None:
