@@ -318,7 +318,10 @@ class Message:
         lists (proxy.policy.patterns) scan, computed once for all of them."""
         from proxy.policy.patterns import normalise
 
-        return normalise(self.subject + "\n" + self.visible_text)
+        # The HTML's visible text has its whitespace collapsed already (single spaces, none
+        # at the ends): only lower-cased here, not split and joined again (the longest text).
+        html = self.html_view.visible_text.lower()
+        return " ".join(t for t in (normalise(self.subject + "\n" + self.text), html) if t)
 
     @cached_property
     def folded_words(self) -> frozenset[str]:
