@@ -153,13 +153,13 @@ async def after_relay(service: "Service", p: Plan, stream: str, marketing: bool,
     turned into a failure for a message already delivered."""
     now = time.time()
     try:
-        if marketing and p.frequency:
-            await service.pending_writes.run("sends", lambda: service.store.record_sends(rcpts, p.brand, stream, now))
+        counted = rcpts if marketing and p.frequency else []
         # The privacy check's own finder, with the policy's words: what it found is recorded.
-        urls = privacy_urls(message, privacy_options) if marketing else []
-        if urls:
-            domain = sender_domain(message, mail_from)
-            await service.pending_writes.run("privacy_links", lambda: service.store.record_privacy_links(domain, urls, now))
+        urls = privacy_urls(message, privacy_options) if marketing else ()
+        if counted or urls:
+            domain = sender_domain(message, mail_from) if urls else ""
+            await service.pending_writes.run("delivery", lambda: service.store.record_delivery(
+                now, counted, p.brand, stream, sender_domain=domain, urls=urls))
     except ValueError as exc:
         log.error("store_write_failed", during="after_relay", error=str(exc) or type(exc).__name__)
 

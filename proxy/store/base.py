@@ -207,6 +207,15 @@ class RecipientStore(abc.ABC):
     async def record_privacy_links(self, sender_domain: str, urls: Sequence[str], at: float) -> None:
         """Note that a message with these privacy-policy URLs went out at `at`."""
 
+    async def record_delivery(self, at: float, addresses: Sequence[str] = (), brand: str = "", stream: str = "",
+                              sender_domain: str = "", urls: Sequence[str] = ()) -> None:
+        """Both after-relay writes of one message (send counts when `addresses`, privacy links
+        when `urls`); a backend may do them in one round trip."""
+        if addresses:
+            await self.record_sends(addresses, brand, stream, at)
+        if urls:
+            await self.record_privacy_links(sender_domain, urls, at)
+
     @abc.abstractmethod
     async def privacy_links_within(self, now: float, days: int = PRIVACY_DAYS) -> list[PrivacyLink]:
         """Privacy URLs last sent within `days` of `now`: the ones that must still work."""

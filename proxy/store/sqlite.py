@@ -194,28 +194,33 @@ class SqliteStore(RecipientStore):
         return await self._run("read", read)
 
     async def record_sends(self, addresses: Sequence[str], brand: str, stream: str, at: float) -> None:
-        rows = [(self.normalize(a), at, brand, stream) for a in addresses]
-
-        def write(db: sqlite3.Connection) -> None:
-            with _Transaction(db, durable=False):
-                db.executemany("INSERT INTO sends (address, at, brand, stream) VALUES (?, ?, ?, ?)", rows)
-
-        await self._run("write", write)
+        await self.record_delivery(at, addresses, brand, stream)
 
     async def record_privacy_links(self, sender_domain: str, urls: Sequence[str], at: float) -> None:
-        rows = [(sender_domain.lower(), url, at, at) for url in dict.fromkeys(urls)]
+        await self.record_delivery(at, sender_domain=sender_domain, urls=urls)
+
+    async def record_delivery(self, at: float, addresses: Sequence[str] = (), brand: str = "", stream: str = "",
+                              sender_domain: str = "", urls: Sequence[str] = ()) -> None:
+        """Send counts and privacy links of one message: one hop to the writer thread, one
+        transaction, no fsync (see the module docstring)."""
+        sends = [(self.normalize(a), at, brand, stream) for a in addresses]
+        links = [(sender_domain.lower(), url, at, at) for url in dict.fromkeys(urls)]
+        if not sends and not links:
+            return
 
         def write(db: sqlite3.Connection) -> None:
             with _Transaction(db, durable=False):
-                db.executemany(
-                    "INSERT INTO privacy_link (sender_domain, url, first_sent, last_sent, messages) VALUES (?, ?, ?, ?, 1)"
-                    " ON CONFLICT (sender_domain, url) DO UPDATE SET messages = messages + 1,"
-                    " first_sent = min(first_sent, excluded.first_sent), last_sent = max(last_sent, excluded.last_sent)",
-                    rows,
-                )
+                if sends:
+                    db.executemany("INSERT INTO sends (address, at, brand, stream) VALUES (?, ?, ?, ?)", sends)
+                if links:
+                    db.executemany(
+                        "INSERT INTO privacy_link (sender_domain, url, first_sent, last_sent, messages) VALUES (?, ?, ?, ?, 1)"
+                        " ON CONFLICT (sender_domain, url) DO UPDATE SET messages = messages + 1,"
+                        " first_sent = min(first_sent, excluded.first_sent), last_sent = max(last_sent, excluded.last_sent)",
+                        links,
+                    )
 
-        if rows:
-            await self._run("write", write)
+        await self._run("write", write)
 
     async def privacy_links_within(self, now: float, days: int = 30) -> list[PrivacyLink]:
         def read(db: sqlite3.Connection) -> list[PrivacyLink]:
