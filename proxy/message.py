@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 
 from dataclasses import dataclass, field
+from email import feedparser as _feedparser
 from email.message import Message as EmailMessage
 from email.parser import BytesHeaderParser, BytesParser
 from email.policy import compat32
@@ -98,6 +99,33 @@ class HtmlView:
     form_actions: tuple[str, ...] = ()
     # Why the view is partial (tree too deep, too many links, unparseable), or "" when whole.
     problem: str = ""
+
+
+class _TrailingNewline:
+    """The stdlib parser's NLCRE_eol, `(\\r\\n|\\r|\\n)\\Z`, answered by looking at the end of the
+    text: the regex is searched from the start, so every MIME part's whole payload was scanned
+    to find the newline that ends it (4 % of the relay's time on a 30 KB newsletter)."""
+
+    class _Match:
+        __slots__ = ("_eol",)
+
+        def __init__(self, eol: str) -> None:
+            self._eol = eol
+
+        def group(self, index: int = 0) -> str:
+            return self._eol
+
+    pattern = _feedparser.NLCRE_eol.pattern
+    _CRLF, _CR, _LF = _Match("\r\n"), _Match("\r"), _Match("\n")
+
+    def search(self, text: str) -> "_TrailingNewline._Match | None":
+        if text.endswith("\n"):
+            return self._CRLF if text.endswith("\r\n") else self._LF
+        return self._CR if text.endswith("\r") else None
+
+
+if _feedparser.NLCRE_eol.pattern == r"(\r\n|\r|\n)\Z":  # the stdlib as we know it (3.11-3.13)
+    _feedparser.NLCRE_eol = _TrailingNewline()  # type: ignore[assignment]
 
 
 def _parse(raw: bytes) -> tuple[EmailMessage, str]:

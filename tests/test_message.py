@@ -93,3 +93,19 @@ def test_visible_text_of_an_ordinary_newsletter() -> None:
                  b"<span style='display:none'>preheader</span><p>Hello <b>wor</b>ld</p><table><tr><td>a</td><td>b</td></tr></table>"
                  b"<script>x()</script></body></html>")
     assert Message.from_bytes(raw).visible_text == "Hello world a b"
+
+
+def test_the_parsers_trailing_newline_search_answers_as_its_regex() -> None:
+    """proxy.message swaps the stdlib feedparser's end-of-payload regex for a look at the end
+    of the text (the regex scanned every payload whole); the answers must be the regex's."""
+    import itertools
+    import re
+    from email import feedparser
+
+    regex = re.compile(r"(\r\n|\r|\n)\Z")
+    assert not isinstance(feedparser.NLCRE_eol, re.Pattern)
+    for parts in itertools.product(["", "a", "\r", "\n", "\r\n", "x\r", "\n\r", "é"], repeat=3):
+        text = "".join(parts)
+        want, got = regex.search(text), feedparser.NLCRE_eol.search(text)
+        assert (want is None) == (got is None), repr(text)
+        assert want is None or want.group(0) == got.group(0), repr(text)
