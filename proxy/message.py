@@ -131,7 +131,10 @@ if _feedparser.NLCRE_eol.pattern == r"(\r\n|\r|\n)\Z":  # the stdlib as we know 
 def _parse(raw: bytes) -> tuple[EmailMessage, str]:
     """Parse the whole message; when the body defeats the parser (absurd nesting blows the
     recursion limit), fall back to the headers alone and say why."""
-    containers = raw.lower().count(b"multipart/")
+    # Every multipart container but the outermost begins after a boundary line ("--..."), so
+    # a message with few of those cannot nest deeply: the full count (a lower-cased copy of
+    # the whole message) is only taken when there are many.
+    containers = 0 if raw.count(b"\n--") < MAX_MULTIPARTS else raw.lower().count(b"multipart/")
     if containers > MAX_MULTIPARTS:
         problem = f"more than {MAX_MULTIPARTS} multipart containers ({containers})"
         try:
