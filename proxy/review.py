@@ -27,6 +27,7 @@ from proxy.policy.registry import Context
 from proxy.policy.verdict import Action, Verdict
 from proxy.quarantine import Quarantine, QuarantineError
 from proxy.relay import Outgoing, Recipient, Result, Upstream
+from proxy.smtp.datareader import has_bare_line_ends, normalize_line_endings
 
 log = structlog.get_logger("sendwarden.review")
 
@@ -152,6 +153,8 @@ class Reviewer:
         sending = False
         try:
             raw = await asyncio.to_thread(self.q.raw, hold_id)
+            if has_bare_line_ends(raw):  # held as received, so CRLF; a file edited on disk may not be
+                raw = normalize_line_endings(raw)
             head = self._trace(row)
             if policy is not None:
                 verdict = await self._recheck(policy, row, raw)

@@ -45,6 +45,12 @@ def unstuff(data: bytes) -> bytes:
     return data.replace(b"\r\n..", b"\r\n.")
 
 
+def has_bare_line_ends(data: bytes) -> bool:
+    """Whether any CR or LF stands outside a CRLF pair (three C-level counts, no copy)."""
+    crlf = data.count(b"\r\n")
+    return data.count(b"\r") != crlf or data.count(b"\n") != crlf
+
+
 def normalize_line_endings(data: bytes) -> bytes:
     """Rewrite bare CR and bare LF to CRLF."""
     return _BARE.sub(b"\r\n", data)
@@ -100,8 +106,7 @@ async def read_data(
     if too_large:
         return DataResult(None, size, "too_large")
     data = b"".join(chunks)
-    crlf = data.count(b"\r\n")
-    if data.count(b"\r") != crlf or data.count(b"\n") != crlf:
+    if has_bare_line_ends(data):
         if not normalize:
             return DataResult(None, len(data), "bare_eol")
         data = normalize_line_endings(unstuff(data))
