@@ -183,6 +183,10 @@ class _Inspection:
                 try:
                     with zf.open(info) as f:
                         problems.extend(self.member(f, name, depth))
+                # What zipfile raises on members it cannot read: a corrupt stream (BadZipFile,
+                # zlib.error, EOFError, OSError), a compression method it does not implement such
+                # as Deflate64 or PPMd (NotImplementedError), a password it was not given
+                # (RuntimeError), a malformed header (ValueError). Each is an opaque member.
                 except (zipfile.BadZipFile, NotImplementedError, RuntimeError, ValueError, EOFError, OSError, zlib.error):
                     problems.extend(self.opaque(f"{name} cannot be decompressed"))
         return problems
