@@ -126,10 +126,17 @@ async def test_accepted_message_arrives_with_the_added_headers(rig: Rig) -> None
     assert "helo" not in rig.recorder.names()  # negotiated away
 
 
+async def logged(rig: Rig, text: str) -> None:
+    """Wait for a line in Postfix's log: postlogd writes it a moment after the SMTP reply."""
+    async with asyncio.timeout(10):
+        while text not in rig.postfix.log():
+            await asyncio.sleep(0.05)
+
+
 async def test_rejected_message_gets_our_reply_text(rig: Rig) -> None:
     answers = await rig.send("reject")
     assert answers[-1] == "550 5.7.1 Message refused by policy [demo.subject]: the demo milter refuses this subject"
-    assert "milter-reject: END-OF-MESSAGE" in rig.postfix.log()
+    await logged(rig, "milter-reject: END-OF-MESSAGE")
     assert rig.sink.received == []
 
 
@@ -162,7 +169,7 @@ async def test_quarantined_message_goes_to_the_hold_queue(rig: Rig) -> None:
     async with asyncio.timeout(10):
         while not rig.postfix.held():
             await asyncio.sleep(0.05)
-    assert "milter triggers HOLD action" in rig.postfix.log()
+    await logged(rig, "milter triggers HOLD action")
     await asyncio.sleep(0.5)
     assert rig.sink.received == []
 
