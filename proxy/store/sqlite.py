@@ -12,10 +12,8 @@ durable; a power cut can lose the last moments' counts, never a suppression).
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sqlite3
-from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Sequence, TypeVar
@@ -26,6 +24,7 @@ from proxy.store.base import (
     Suppression, CONSENT_COLS, SUPPRESSION_COLS, consent_row, count_sends, suppression_row,
 )
 from proxy.store.sqlite_schema import migrate
+from proxy.store.thread import DbThread
 
 T = TypeVar("T")
 
@@ -80,7 +79,7 @@ class SqliteStore(RecipientStore):
         super().__init__(normalize)
         self.path = path
         self.busy_timeout = busy_timeout
-        self._pools: dict[str, ThreadPoolExecutor] = {}
+        self._threads: dict[str, DbThread] = {}
         self._dbs: dict[str, sqlite3.Connection] = {}
 
     def __repr__(self) -> str:
@@ -89,8 +88,8 @@ class SqliteStore(RecipientStore):
     # -- threads ----------------------------------------------------------------------------------
 
     async def _run(self, role: str, fn: Callable[..., T], *args: Any) -> T:
-        pool = self._pools.get(role)
-        if pool is None:
+        thread = self._threads.get(role)
+        if thread is None:
             raise StoreError("the store is not open")
 
         def call() -> T:
@@ -99,10 +98,10 @@ class SqliteStore(RecipientStore):
             except sqlite3.Error as exc:
                 raise StoreError(f"{self}: {exc}") from exc
 
-        return await asyncio.get_running_loop().run_in_executor(pool, call)
+        return await thread.call(call)
 
     async def open(self) -> None:
-        if self._pools:
+        if self._threads:
             return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -116,10 +115,10 @@ class SqliteStore(RecipientStore):
         except OSError as exc:
             raise StoreError(f"{self}: cannot create {self.path}: {exc.strerror or exc}") from exc
         for role in ("write", "read"):
-            self._pools[role] = ThreadPoolExecutor(1, thread_name_prefix=f"store-{role}")
+            # One connection per role, opened and used only on its own thread.
+            thread = self._threads[role] = DbThread(f"store-{role}")
             try:
-                self._dbs[role] = await asyncio.get_running_loop().run_in_executor(
-                    self._pools[role], partial(connect, self.path, readonly=role == "read", busy_timeout=self.busy_timeout))
+                self._dbs[role] = await thread.call(partial(connect, self.path, readonly=role == "read", busy_timeout=self.busy_timeout))
             except sqlite3.Error as exc:
                 await self.close()
                 raise StoreError(f"{self}: {exc}") from exc
@@ -131,12 +130,12 @@ class SqliteStore(RecipientStore):
                     raise
 
     async def close(self) -> None:
-        for role, pool in list(self._pools.items()):
+        for role, thread in list(self._threads.items()):
             db = self._dbs.pop(role, None)
             if db is not None:
-                await asyncio.get_running_loop().run_in_executor(pool, db.close)
-            pool.shutdown(wait=True)
-        self._pools.clear()
+                await thread.call(db.close)
+            thread.stop()
+        self._threads.clear()
 
     # -- the relay's questions --------------------------------------------------------------------
 
