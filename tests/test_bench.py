@@ -25,3 +25,12 @@ def test_pg_store_bench_quick_run() -> None:
     print(out.stdout)
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.count("median") == 7 and "record_sends x5" in out.stdout
+
+
+def test_store_lookup_bench_quick_run(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "store_lookup.py"), "--rows", "3000", "--lookups", "400",
+                          "--db", str(tmp_path / "store.sqlite3")], capture_output=True, text=True, timeout=300)
+    print(out.stdout)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.count("SQL on the connection") == 3
+    assert out.stdout.count("(reader thread, one core)") == 3 and out.stdout.count("(reader thread, any core)") == 3
