@@ -375,3 +375,8 @@ class Message:
         from proxy.htmlview import text_links
 
         return self.html_view.anchors + text_links(self.text)
+
+    @cached_property
+    def distinct_links(self) -> tuple[Link, ...]:
+        """`links` with each (href, text, source) once, in order: what the link checks go through."""
+        return tuple(dict.fromkeys(self.links))

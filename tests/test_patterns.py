@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from proxy.policy.patterns import TermError, TermSet, compile_terms, normalise, word_set
+from proxy.policy.patterns import LinkWords, TermError, TermSet, compile_terms, normalise, word_set
 
 
 def both(ts: TermSet, text: str) -> list[tuple[str, str]]:
@@ -77,3 +79,26 @@ def test_common_first_words_count_only_with_their_second_words() -> None:
     assert both(ts, "Grow your downline with free spins and sexcams, sex cams") == [
         ("x", "your downline"), ("x", "free spins"), ("x", "sex cams")]
     assert both(ts, "a free-for-all fraud") == [("x", "free-for-all fraud")]
+
+
+PRIVACY = LinkWords("privacy", ["privacy policy", "privacybeleid"], ["privacy", "/legal/data", "İ"])
+
+
+def test_links_named_all_at_once_as_one_by_one() -> None:
+    hrefs = ["https://shop.example.com/coats?c=1", "https://shop.example.com/PRIVACY", "https://x.example/legal/",
+             "data", "https://x.example/legal/data?x", "https://x.example/\x00privacy", "https://x.example/İ"]
+    texts = ["See the coats", "here", "Privacy  Policy", "", "Data", "nul", "dotted"]
+    assert PRIVACY.named(hrefs, texts) == [False, True, True, False, True, True, True]
+    assert PRIVACY.named(hrefs, texts) == [PRIVACY.names(h, t) for h, t in zip(hrefs, texts)]
+    assert PRIVACY.named([], []) == []
+
+
+# Hrefs made of the words' pieces, so that words straddle the joins between two hrefs.
+_PIECES = st.sampled_from(["priv", "acy", "/legal", "/data", "x", "İ", "\x00", "https://a.example/", "PRIVACY"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.lists(_PIECES, max_size=4).map("".join), st.sampled_from(["", "Privacy policy", "more"])), max_size=8))
+def test_named_agrees_with_names(links: list[tuple[str, str]]) -> None:
+    hrefs, texts = [h for h, _ in links], [t for _, t in links]
+    assert PRIVACY.named(hrefs, texts) == [PRIVACY.names(h, t) for h, t in links]

@@ -11,7 +11,8 @@ bare IP addresses (including the decimal and hex forms browsers accept); `javasc
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Iterator
 
 from pydantic import Field, PrivateAttr, model_validator
@@ -78,17 +79,34 @@ class LinkRules:
     shorteners: frozenset[str]
     trusted: frozenset[str]
     credential: re.Pattern[str]
+    # What each host is (a bare IP address, a shortener or neither), as host_kind found it:
+    # a newsletter's links go to a handful of hosts, message after message.
+    _hosts: dict[str, tuple[str, str]] = field(default_factory=dict, compare=False, repr=False)
+    MAX_HOSTS = 4096
+
+    def host_kind(self, host: str) -> tuple[str, str]:
+        """("ip", the address) for a bare IP address (when those are flagged), ("shortener", "")
+        for a shortener's domain or one of its subdomains, else ("", "")."""
+        kind = self._hosts.get(host)
+        if kind is None:
+            if len(self._hosts) >= self.MAX_HOSTS:
+                self._hosts.clear()
+            kind = self._hosts[host] = self._kind(host)
+        return kind
+
+    def _kind(self, host: str) -> tuple[str, str]:
+        ip = ip_host(host)
+        if ip:
+            return ("ip", ip) if self.flag_ip_links else ("", "")
+        name = host
+        while name:
+            if name in self.shorteners:
+                return "shortener", ""
+            name = name.partition(".")[2]
+        return "", ""
 
 
-def _shortener(host: str, shorteners: frozenset[str]) -> bool:
-    """Whether the host is a shortener's domain or one of its subdomains."""
-    while host:
-        if host in shorteners:
-            return True
-        host = host.partition(".")[2]
-    return False
-
-
+@lru_cache(maxsize=4096)
 def text_domain(text: str) -> str:
     """The host an anchor's text shows, when the text is a URL or a domain (of a real TLD)."""
     text = text.strip().strip("<>()[]\"'").strip()
@@ -110,10 +128,10 @@ def link_problem(link: Link, opts: LinkRules) -> str:
     if scheme not in ("http", "https", ""):
         return ""
     if host:
-        ip = ip_host(host)
-        if ip and opts.flag_ip_links:
+        kind, ip = opts.host_kind(host)
+        if kind == "ip":
             return f"a link to the bare IP address {ip} ({href[:80]})"
-        if _shortener(host, opts.shorteners):
+        if kind == "shortener":
             return f"a link through the URL shortener {host}, which hides its target ({href[:80]})"
     if link.source != "html":
         return ""
@@ -133,7 +151,7 @@ def link_problem(link: Link, opts: LinkRules) -> str:
 def deceptive_link(msg: Message, ctx: Context, opts: LinkOptions) -> Iterator[Finding]:
     problems: list[str] = []
     rules = opts.rules
-    for link in dict.fromkeys(msg.links):  # each distinct link once
+    for link in msg.distinct_links:
         problem = link_problem(link, rules)
         if problem and problem not in problems:
             problems.append(problem)

@@ -106,13 +106,9 @@ def privacy_urls(msg: Message, opts: PrivacyOptions | None = None) -> tuple[str,
 
 
 def _find(msg: Message, opts: PrivacyOptions) -> tuple[str, ...]:
-    found: list[str] = []
-    names = opts._links.names  # private attributes are slow to reach: once per message
-    for link in dict.fromkeys(msg.links):
-        href = link.href
-        if href.lower().startswith(("https://", "http://")) and href not in found and names(href, link.text):
-            found.append(href)
-    return tuple(found)
+    web = [link for link in msg.distinct_links if link.href[:8].lower().startswith(("https://", "http://"))]
+    named = opts._links.named([link.href for link in web], [link.text for link in web])
+    return tuple(dict.fromkeys(link.href for link, hit in zip(web, named) if hit))
 
 
 @check("privacy", rules=("privacy.link_missing", "privacy.link_unapproved"), marketing_only=True)

@@ -158,7 +158,7 @@ def body_link(msg: Message, ctx: Context, opts: UnsubscribeOptions) -> Iterator[
         return
     header_uris = set(parse_list_unsubscribe(msg.raw_headers("List-Unsubscribe"), True).uris)
     names = opts._links.names  # private attributes are slow to reach: once per message
-    for link in dict.fromkeys(msg.links):
+    for link in msg.distinct_links:
         href = link.href
         scheme = href.partition(":")[0].lower()
         if scheme not in ("https", "http", "mailto"):
