@@ -202,14 +202,16 @@ def _forms(root: etree._Element) -> tuple[int, int, list[tuple[str, str]], list[
     return password_inputs, forms, inputs, actions
 
 
-def _visible(out: str) -> str:
-    """The text pass's output without the markup: hrefs and alt texts are not seen as text
-    (str.split and replace: a regex or str.translate over the whole text costs ten times more)."""
+def _visible(out: str) -> tuple[str, frozenset[str]]:
+    """The text pass's output without the markup, whitespace collapsed, and its distinct
+    tokens: hrefs and alt texts are not seen as text (str.split and replace: a regex or
+    str.translate over the whole text costs ten times more)."""
     first, *links = out.split(_HREF)
     text = first + "".join(link.partition(_TEXT)[2] for link in links)
     if _ALT in text:
         text = _ALT_TEXT.sub("", text)
-    return " ".join(text.replace(_END, "").split())
+    tokens = text.replace(_END, "").split()
+    return " ".join(tokens), frozenset(tokens)
 
 
 def extract(html: str) -> HtmlView:
@@ -239,9 +241,11 @@ def extract(html: str) -> HtmlView:
             body = _ALT_TEXT.sub("", body) + "".join(" " + alt for alt in _ALT_TEXT.findall(body))
         anchors.append(Link(href.strip(), " ".join(body.split())[:500], "html"))
     password_inputs, forms, inputs, actions = _forms(root)
+    visible, tokens = _visible(out)
     return HtmlView(
         anchors=tuple(anchors),
-        visible_text=_visible(out),
+        visible_text=visible,
+        tokens=tokens,
         password_inputs=password_inputs,
         forms=forms,
         inputs=tuple(inputs),

@@ -99,6 +99,9 @@ class HtmlView:
     form_actions: tuple[str, ...] = ()
     # Why the view is partial (tree too deep, too many links, unparseable), or "" when whole.
     problem: str = ""
+    # The distinct whitespace-separated tokens of visible_text (found while collapsing its
+    # whitespace): the word lists' prefilter starts from them instead of splitting it again.
+    tokens: frozenset[str] = frozenset()
 
 
 class _TrailingNewline:
@@ -347,19 +350,26 @@ class Message:
     def folded_text(self) -> str:
         """Subject and visible text in lower case with whitespace collapsed: what the word
         lists (proxy.policy.patterns) scan, computed once for all of them."""
-        from proxy.policy.patterns import normalise
-
-        # The HTML's visible text has its whitespace collapsed already (single spaces, none
-        # at the ends): only lower-cased here, not split and joined again (the longest text).
-        html = self.html_view.visible_text.lower()
-        return " ".join(t for t in (normalise(self.subject + "\n" + self.text), html) if t)
+        return self._folded[0]
 
     @cached_property
     def folded_words(self) -> frozenset[str]:
         """The distinct words of `folded_text`: the word lists' literal prefilter."""
-        from proxy.policy.patterns import word_set
+        return self._folded[1]
 
-        return word_set(self.folded_text)
+    @cached_property
+    def _folded(self) -> tuple[str, frozenset[str]]:
+        from proxy.policy.patterns import words_of
+
+        # The HTML's visible text has its whitespace collapsed already (single spaces, none
+        # at the ends) and its distinct tokens known: lower-cased here, not split again (the
+        # longest text). Lower-casing token by token gives the tokens of the lower-cased text:
+        # str.lower never makes or takes whitespace, and its one context rule (final sigma)
+        # does not look past whitespace.
+        plain = (self.subject + "\n" + self.text).lower().split()
+        view = self.html_view
+        text = " ".join(t for t in (" ".join(plain), view.visible_text.lower()) if t)
+        return text, words_of({*plain, *(t.lower() for t in view.tokens)})
 
     @cached_property
     def attachments(self) -> tuple[Attachment, ...]:

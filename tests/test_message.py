@@ -109,3 +109,20 @@ def test_the_parsers_trailing_newline_search_answers_as_its_regex() -> None:
         want, got = regex.search(text), feedparser.NLCRE_eol.search(text)
         assert (want is None) == (got is None), repr(text)
         assert want is None or want.group(0) == got.group(0), repr(text)
+
+
+def test_folded_words_are_the_words_of_the_folded_text() -> None:
+    """The word set is built from the HTML view's tokens, lower-cased one by one: it must be
+    what splitting the folded text would give (Turkish dotted I, final sigma, punctuation)."""
+    from proxy.policy.patterns import word_set
+
+    html = ("<p>İSTANBUL <b>ΟΔΟΣ</b>ΣΑΣ get-rich_quick!! V<span>iagra</span></p><div>Crème\u00a0BRÛLÉE</div>"
+            "<p>(ΣΑΣ) e-mail&nbsp;NOW</p>")
+    raw = (b"From: a@shop.example.com\r\nTo: b@example.org\r\nSubject: Hello \xc3\x8eSTANBUL\r\n"
+           b"MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=b\r\n\r\n"
+           b"--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nPlain \xce\xa3\xce\x91\xce\xa3 words, MORE_words\r\n"
+           b"--b\r\nContent-Type: text/html; charset=utf-8\r\n\r\n" + html.encode() + b"\r\n--b--\r\n")
+    msg = Message.from_bytes(raw)
+    assert msg.folded_words == word_set(msg.folded_text)
+    assert {"viagra", "i", "stanbul", "brûlée", "more_words", "οδοσσας", "σας", "rich_quick"} <= msg.folded_words
+    assert msg.folded_text == msg.folded_text.lower() and "  " not in msg.folded_text

@@ -45,7 +45,11 @@ def word_set(normalised: str) -> frozenset[str]:
     """The set of words (\\w+ runs) of a text, as term sets look them up. Whitespace-split
     tokens that are all letters and digits are words already (isalnum() is \\w without "_");
     only the others go through the regex."""
-    tokens = set(normalised.split())
+    return words_of(set(normalised.split()))
+
+
+def words_of(tokens: set[str]) -> frozenset[str]:
+    """The words (\\w+ runs) of a set of whitespace-free tokens: `word_set` once the text is split."""
     found = {t for t in tokens if t.isalnum()}
     found.update(_WORD.findall(" ".join(tokens - found)))
     return frozenset(found)
