@@ -21,7 +21,7 @@ from email.parser import BytesHeaderParser, BytesParser
 from email.policy import compat32
 from email.policy import default as _default_policy
 from functools import cached_property
-from typing import Callable, Hashable, TypeVar
+from typing import Callable, Hashable, NamedTuple, TypeVar
 
 from proxy.mimedecode import MAX_HEADER_CHARS, decode_header, decode_text, header_text, part_charset, part_names, payload_bytes
 
@@ -59,10 +59,10 @@ _STRUCTURAL_DEFECTS = frozenset({
 })
 
 
-@dataclass(frozen=True, slots=True)
-class Link:
+class Link(NamedTuple):
     """One hyperlink: where it goes and what the reader sees (for a URL in plain text, the
-    words on its line)."""
+    words on its line). A named tuple: a newsletter has a hundred links, each made, hashed
+    and compared in C."""
 
     href: str
     text: str
