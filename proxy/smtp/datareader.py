@@ -30,12 +30,21 @@ class DataResult:
 
 
 def has_long_line(data: bytes, limit: int) -> bool:
-    """Whether any CRLF-delimited line is longer than `limit` octets.
+    """Whether any CRLF-delimited line is longer than `limit` octets (`data` has no bare CR or
+    LF: the caller checked).
 
-    split + map(len) runs in C (about 15 µs for a 30 KB message); a `[^\r\n]{999}` regex
-    search costs ~50 ms on the same message, since it retries at every position.
+    From the start of a line, the last LF within limit + 2 octets ends every line before it
+    within the limit; none there means the line is too long. About one C-level rfind per
+    `limit` octets: 5 us for a 30 KB message, where split + map(len) took 28 us and a
+    `[^\r\n]{999}` regex search ~50 ms (it retries at every position).
     """
-    return len(data) > limit and max(map(len, data.split(b"\r\n"))) > limit
+    end, start = len(data), 0
+    while end - start > limit:
+        lf = data.rfind(b"\n", start, start + limit + 2)
+        if lf < 0:
+            return True
+        start = lf + 1
+    return False
 
 
 def unstuff(data: bytes) -> bytes:

@@ -20,7 +20,7 @@ from proxy.message import Message
 from proxy.policy.engine import judge
 from proxy.policy.loader import BUILTIN_DEFAULT, load_policy
 from proxy.policy.registry import Context
-from proxy.smtp.datareader import END, normalize_line_endings, read_data, unstuff
+from proxy.smtp.datareader import END, has_long_line, normalize_line_endings, read_data, unstuff
 from proxy.smtp.server import _DSN_MAIL, _DSN_RCPT, _XTEXT, _split_dsn, with_enhanced
 
 # CI: a bounded run. SENDWARDEN_FUZZ=long: 20,000 examples per target; SENDWARDEN_FUZZ=N: N.
@@ -173,6 +173,14 @@ def test_fuzz_data_reader_against_a_reference(stream: bytes, cuts: list[int], li
     assert (error, content) == (want_error, want_content)
     if error != "eof":
         assert rest == want_rest
+
+
+@given(st.lists(st.integers(0, 40), max_size=12), st.booleans(), st.integers(0, 42))
+@example([10, 11], False, 10)  # the second line is one octet over
+@example([10], False, 10)  # a last line without CRLF, exactly at the limit
+def test_fuzz_long_line_against_split(lengths: list[int], last_crlf: bool, limit: int) -> None:
+    data = b"\r\n".join(b"x" * n for n in lengths) + (b"\r\n" if last_crlf and lengths else b"")
+    assert has_long_line(data, limit) == (bool(data) and max(map(len, data.split(b"\r\n"))) > limit)
 
 
 # -- DSN parameters and enhanced codes --------------------------------------------------------------
