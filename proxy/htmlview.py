@@ -18,6 +18,8 @@ import threading
 
 from lxml import etree
 
+from proxy import inlinestyle
+
 from proxy.message import HtmlView, Link
 
 MAX_ANCHORS = 5000
@@ -30,13 +32,6 @@ _INLINE_TAGS = frozenset({
     "ins", "kbd", "label", "mark", "q", "s", "samp", "small", "span", "strike", "strong", "sub",
     "sup", "time", "tt", "u", "var", "wbr",
 })
-_HIDDEN_STYLE = re.compile(
-    r"display\s*:\s*none|visibility\s*:\s*hidden|opacity\s*:\s*0(?:\.0*)?\s*(?:;|!|$)"
-    r"|font-size\s*:\s*0(?:px|pt|em|rem|%)?\s*(?:;|!|$)",
-    re.I,
-)
-_ZERO_BOX = re.compile(r"max-height\s*:\s*0(?:px)?\s*(?:;|!|$)", re.I)
-_OVERFLOW_HIDDEN = re.compile(r"overflow\s*:\s*hidden", re.I)
 _URL_IN_TEXT = re.compile(r"""(?:https?|mailto):[^\s<>"'\]\)]+""", re.I)
 # The HTML goes to libxml2 as UTF-8 bytes (its own encoding declarations ignored). Removed
 # first: C0 controls other than tab, newline and carriage return, which a reader never sees
@@ -57,21 +52,11 @@ def _parser() -> etree.HTMLParser:
     return parser
 
 
-# Cheap substring tests first (on the style with spaces removed); the regexes then confirm
-# (opacity:0.9 and font-size:0.8em hide nothing).
-_HIDING_HINTS = ("display:none", "visibility:hidden", "opacity:0", "font-size:0", "max-height:0")
-
-
 def _hidden(el: etree._Element) -> bool:
     if el.get("hidden") is not None:
         return True
     style = el.get("style")
-    if not style:
-        return False
-    compact = style.replace(" ", "").lower()
-    if not any(h in compact for h in _HIDING_HINTS):  # most inline styles hide nothing
-        return False
-    return bool(_HIDDEN_STYLE.search(style) or (_ZERO_BOX.search(style) and _OVERFLOW_HIDDEN.search(style)))
+    return bool(style) and inlinestyle.may_hide(style) and inlinestyle.hides(style)
 
 
 def _parse(html: str) -> tuple[etree._Element | None, str]:
@@ -162,21 +147,15 @@ def _drop(el: etree._Element) -> None:
     parent.remove(el)
 
 
-def _hidden_elements(html: str, root: etree._Element) -> list[etree._Element]:
-    """The elements a reader does not see, in document order. Most newsletters hide nothing
-    but a preheader: one look at the whole text first tells whether any element can."""
-    compact = html.replace(" ", "").lower()
-    if "hidden" not in compact and not any(h in compact for h in _HIDING_HINTS):
-        return []
-    found = []
-    for value in _HIDING_ATTRIBUTES(root):
-        if value.attrname == "style":
-            compact = value.replace(" ", "").lower()
-            if not any(h in compact for h in _HIDING_HINTS):
-                continue
-        el = value.getparent()
-        if (value.attrname == "hidden" or _hidden(el)) and (not found or found[-1] is not el):
-            found.append(el)
+def _hidden_elements(root: etree._Element) -> list[etree._Element]:
+    """The elements a reader does not see: those with the hidden attribute, and those whose
+    inline style hides them (proxy/inlinestyle.py: most newsletters hide nothing but a
+    preheader, so all styles are looked at together first). An element may be listed twice;
+    `_drop` takes it out once."""
+    values = _HIDING_ATTRIBUTES(root)
+    styles = [v for v in values if v.attrname == "style"]
+    found = [v.getparent() for v in values if v.attrname == "hidden"]
+    found += [styles[i].getparent() for i in inlinestyle.suspects(styles) if inlinestyle.hides(styles[i])]
     return found
 
 
@@ -224,7 +203,7 @@ def extract(html: str) -> HtmlView:
         return HtmlView((), "", 0, 0, problem=problem) if problem else _EMPTY
     if html.count("<") > MAX_ELEMENTS and int(root.xpath("count(//*)")) > MAX_ELEMENTS:
         problem = problem or f"more than {MAX_ELEMENTS} HTML elements"
-    for el in _hidden_elements(html, root):
+    for el in _hidden_elements(root):
         _drop(el)
     if root.get("hidden") is not None or _hidden(root):
         return HtmlView((), "", 0, 0, problem=problem)
