@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import struct
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Awaitable
 
 from proxy.facts import provider
 from proxy.message import Message
@@ -100,11 +100,12 @@ def parse_reply(text: str, address: str = "clamd") -> ScanResult:
 
 
 @provider("clamav", "attachment")
-async def scan_fact(service: "Service", message: Message, ctx: Context, opts: Any) -> ScanResult | None:
-    """The `clamav` fact: None when clamd is not configured."""
+def scan_fact(service: "Service", message: Message, ctx: Context, opts: Any) -> ScanResult | None | Awaitable[ScanResult]:
+    """The `clamav` fact: None when clamd is not configured, at once when there is nothing to
+    scan, else the scan to await."""
     cfg = opts.clamav
     if not cfg.address:
         return None
     if cfg.scan == "attachments" and not message.attachments:
         return ScanResult(scanned=False)
-    return await instream(cfg.address, message.raw, cfg.timeout)
+    return instream(cfg.address, message.raw, cfg.timeout)

@@ -2,15 +2,19 @@
 state), looked up by the shell before the pure checks run, and handed to them in
 `Context.facts`.
 
-A provider is an async function registered for a check family; it runs only when that family is
-enabled for the transaction's stream. All providers of one message run concurrently under the
-policy time budget. A provider that fails or runs out of time yields a `LookupFailed` fact, which
-the check turns into a finding (STYLE.md: a fact that could not be fetched is itself a fact).
+A provider is a function registered for a check family; it runs only when that family is
+enabled for the transaction's stream. It answers at once when it can (unsigned mail needs no
+DKIM lookup, a message without attachments no scan) or hands back an awaitable: the lookups of
+one message then run concurrently under the policy time budget. Answering at once spares each
+message a task per provider (~20 us each) when there is nothing to look up, the common case. A
+provider that fails or runs out of time yields a `LookupFailed` fact, which the check turns
+into a finding (STYLE.md: a fact that could not be fetched is itself a fact).
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
@@ -34,7 +38,8 @@ class LookupFailed:
     temporary: bool = True
 
 
-ProviderFn = Callable[["Service", Message, Context, Any], Awaitable[Any]]
+# provider(service, message, context, family options) -> the fact, or an awaitable of it
+ProviderFn = Callable[["Service", Message, Context, Any], Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,25 +62,42 @@ def provider(name: str, family: str) -> Callable[[ProviderFn], ProviderFn]:
     return register
 
 
+def _failed(p: Provider, exc: Exception) -> LookupFailed:
+    log.warning("fact_failed", fact=p.name, error=repr(exc))
+    return LookupFailed(f"{p.name}: {type(exc).__name__}: {exc}")
+
+
 async def gather(service: "Service", policy: Policy, message: Message, ctx: Context, timeout: float) -> dict[str, Any]:
-    """Run every provider whose family is enabled on the stream, concurrently, within `timeout`."""
+    """Every provider whose family is enabled on the stream: the answers given at once, and
+    the lookups awaited concurrently within `timeout`."""
     enabled = {chk.family for chk, _ in policy.checks.get(ctx.stream, ())}
-    wanted = [p for p in PROVIDERS.values() if p.family in enabled]
-    if not wanted:
-        return {}
-
-    async def one(p: Provider) -> Any:
+    facts: dict[str, Any] = {}
+    lookups: dict[str, Awaitable[Any]] = {}
+    for p in PROVIDERS.values():
+        if p.family not in enabled:
+            continue
         try:
-            return await p.fn(service, message, ctx, policy.options[p.family])
+            answer = p.fn(service, message, ctx, policy.options[p.family])
         except Exception as exc:
-            log.warning("fact_failed", fact=p.name, error=repr(exc))
-            return LookupFailed(f"{p.name}: {type(exc).__name__}: {exc}")
+            facts[p.name] = _failed(p, exc)
+            continue
+        if inspect.isawaitable(answer):
+            lookups[p.name] = answer
+        else:
+            facts[p.name] = answer
+    if not lookups:
+        return facts
 
-    tasks = {p.name: asyncio.ensure_future(one(p)) for p in wanted}
+    async def one(p: Provider, lookup: Awaitable[Any]) -> Any:
+        try:
+            return await lookup
+        except Exception as exc:
+            return _failed(p, exc)
+
+    tasks = {name: asyncio.ensure_future(one(PROVIDERS[name], lookup)) for name, lookup in lookups.items()}
     done, pending = await asyncio.wait(tasks.values(), timeout=timeout)
     for task in pending:
         task.cancel()
-    facts: dict[str, Any] = {}
     for name, task in tasks.items():
         facts[name] = task.result() if task in done else LookupFailed(f"{name}: no answer within {timeout:g}s")
     return facts

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Awaitable
 
 import structlog
 
@@ -165,10 +165,11 @@ async def after_relay(service: "Service", p: Plan, stream: str, marketing: bool,
 
 
 @provider(optout.LATE_FACT, "optout")
-async def suppressions_after_data(service: "Service", message: Message, ctx: Context,
-                                  opts: optout.OptoutOptions) -> dict[str, list[Suppression]] | None:
-    """Suppressions in the scopes only the headers revealed (see optout.late_scopes)."""
+def suppressions_after_data(service: "Service", message: Message, ctx: Context,
+                            opts: optout.OptoutOptions) -> dict[str, list[Suppression]] | None | Awaitable[dict[str, list[Suppression]]]:
+    """Suppressions in the scopes only the headers revealed (see optout.late_scopes): None at
+    once when there are none, else the store lookup to await."""
     scopes = optout.late_scopes(opts, message, ctx)
     if not scopes or not ctx.rcpts:
         return None
-    return await service.store.suppressions_for(list(ctx.rcpts), scopes)
+    return service.store.suppressions_for(list(ctx.rcpts), scopes)
