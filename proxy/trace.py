@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime
 import email.utils
 import re
+import time
+from functools import lru_cache
 from typing import Sequence
 
 _UNPRINTABLE = re.compile(r"[^\x21-\x7e]")
@@ -31,11 +33,18 @@ def received(hostname: str, *, helo: str, ip: str, proto: str, queue_id: str, rc
         clean = "".join(ch for ch in comment if ch not in "()\\\r\n")[:200]
         note = f"\r\n\t({clean})"
     rcpt = f"\r\n\tfor <{rcpts[0]}>" if len(rcpts) == 1 else ""
-    stamp = None if when is None else datetime.datetime.fromtimestamp(when, datetime.timezone.utc)
-    date = email.utils.format_datetime(email.utils.localtime(stamp))
+    date = _date(int(time.time() if when is None else when))
     text = (f"Received: from {helo} ([{literal}])\r\n\tby {hostname} (sendwarden) with {proto or 'ESMTP'} id {queue_id}"
             f"{note}{rcpt};\r\n\t{date}\r\n")
     return text.encode("utf-8", "surrogateescape")
+
+
+@lru_cache(maxsize=8)
+def _date(second: int) -> str:
+    """The RFC 5322 date of a second, in local time: made once a second, not once a message
+    (email.utils.localtime costs more than the rest of the header)."""
+    stamp = datetime.datetime.fromtimestamp(second, datetime.timezone.utc)
+    return email.utils.format_datetime(email.utils.localtime(stamp))
 
 
 __all__ = ["received"]
