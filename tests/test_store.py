@@ -164,3 +164,33 @@ async def test_unwritable_store_is_a_store_error(tmp_path: Path) -> None:
     blocker.write_text("x")
     with pytest.raises(StoreError):
         await open_store(f"sqlite:{blocker / 'sub' / 's.sqlite3'}", NORMALIZE).open()
+
+
+async def test_sqlite_checkpoints_in_the_background_not_in_a_commit(tmp_path: Path) -> None:
+    """The writer never checkpoints (a commit that did would fsync on the relay's path); the
+    checkpointer does, so the WAL is reused instead of growing."""
+    import asyncio
+
+    from proxy.store.sqlite import SqliteStore
+
+    path = tmp_path / "state.sqlite3"
+    store = SqliteStore(path, NORMALIZE, checkpoint_every=0.05)
+    await store.open()
+    try:
+        assert await store._run("write", lambda db: db.execute("PRAGMA wal_autocheckpoint").fetchone()[0]) == 0
+        wal = Path(f"{path}-wal")
+        sizes = []
+        for round_ in range(6):
+            for i in range(300):
+                await store.record_delivery(1e9 + i, [f"r{round_}-{i}@example.org"], "shop", "news",
+                                            sender_domain="shop.example.com", urls=[f"https://shop.example.com/p{i}"])
+            await asyncio.sleep(0.2)  # a few checkpoint rounds
+            sizes.append(wal.stat().st_size)
+        assert store.checkpoints >= 3
+        # 1,800 commits of a few pages each would be tens of MB of WAL without checkpoints:
+        # with them the WAL is written over from its start again and stays at one round's size.
+        assert max(sizes) < 8 * 2**20 and sizes[-1] <= 2 * sizes[0] + 2**20, sizes
+        assert (await store.counts())["sends"] == 1800
+    finally:
+        await store.close()
+    assert not store._checkpointer
