@@ -43,6 +43,7 @@ from proxy.unsubscribe.headers import Endpoints
 from proxy.unsubscribe.intake import Intake
 from proxy.unsubscribe.token import TokenKeys
 from proxy.unsubscribe.web import UnsubscribeEndpoint
+from proxy.warmup import warm_up
 
 log = structlog.get_logger("sendwarden.service")
 PROXY_HEADER_TIMEOUT = 10.0
@@ -382,8 +383,9 @@ class Service:
         await self.probe_upstream()
         self._tasks.append(loop.create_task(self._probe_loop()))
         self._tasks.append(loop.create_task(self._prune_loop()))
+        warmed = warm_up(self.policy)  # the first client's message does not pay for first use
         log.info("ready", upstream=repr(self.upstream), policy=self.policy.source, monitor=self.policy.monitor,
-                 worker=self.worker)
+                 worker=self.worker, warm_up_ms=round(warmed * 1000, 1))
         if self.worker == 0:
             self.systemd.ready(self.summary())
             self.systemd.start_watchdog(self.summary)
@@ -450,6 +452,7 @@ class Service:
             log.warning("reload_needs_restart", reason="store, addresses, unsubscribe or complaints changed")
         old_upstream = self.upstream
         self._install(parts)
+        warm_up(policy)
         freeze_heap()  # the old policy's objects can go now; the new one's are frozen
         if old_upstream is not self.upstream:
             # Transactions in flight may still hold its connections: close it once they are done.
