@@ -30,13 +30,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from smtp_bench import PY, RCPT, ROOT, SENDER, free_port, newsletter, start_sink, wait_port  # noqa: E402
 
-PROXY = """import asyncio
+PROXY = """import asyncio, signal
 from aiosmtpd.smtp import SMTP
 from aiosmtpd.handlers import Proxy
 async def main():
-    server = await asyncio.get_running_loop().create_server(
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGINT, stop.set)  # a clean exit, so callgrind writes its totals
+    server = await loop.create_server(
         lambda: SMTP(Proxy('127.0.0.1', {sink}), hostname='localhost'), '127.0.0.1', {port})
-    await server.serve_forever()
+    await stop.wait()
+    server.close()
 asyncio.run(main())
 """
 
