@@ -52,11 +52,12 @@ def _parser() -> etree.HTMLParser:
     return parser
 
 
-def _hidden(el: etree._Element) -> bool:
+def _hides_all(el: etree._Element) -> bool:
+    """Whether nothing in the element can be seen (hidden attribute, display:none, ...)."""
     if el.get("hidden") is not None:
         return True
     style = el.get("style")
-    return bool(style) and inlinestyle.may_hide(style) and inlinestyle.hides(style)
+    return bool(style) and inlinestyle.may_hide(style) and inlinestyle.effect(style).subtree
 
 
 def _parse(html: str) -> tuple[etree._Element | None, str]:
@@ -147,16 +148,65 @@ def _drop(el: etree._Element) -> None:
     parent.remove(el)
 
 
-def _hidden_elements(root: etree._Element) -> list[etree._Element]:
-    """The elements a reader does not see: those with the hidden attribute, and those whose
-    inline style hides them (proxy/inlinestyle.py: most newsletters hide nothing but a
-    preheader, so all styles are looked at together first). An element may be listed twice;
-    `_drop` takes it out once."""
+def _take_out_hidden(root: etree._Element) -> None:
+    """Take out of the tree what a reader does not see (proxy/inlinestyle.py says which styles
+    hide; most newsletters hide nothing but a preheader, so all styles are looked at together
+    first). Elements with the hidden attribute, display:none and the like go whole; text in a
+    zero font size or hidden visibility is blanked, except where an element inside sets a size
+    or visibility of its own (see inlinestyle.Effect)."""
     values = _HIDING_ATTRIBUTES(root)
     styles = [v for v in values if v.attrname == "style"]
-    found = [v.getparent() for v in values if v.attrname == "hidden"]
-    found += [styles[i].getparent() for i in inlinestyle.suspects(styles) if inlinestyle.hides(styles[i])]
-    return found
+    gone = [v.getparent() for v in values if v.attrname == "hidden"]
+    faint: list[tuple[etree._Element, inlinestyle.Effect]] = []
+    for i in inlinestyle.suspects(styles):
+        effect = inlinestyle.effect(styles[i])
+        if effect.subtree:
+            gone.append(styles[i].getparent())
+        elif effect.text_zero or effect.visible is False:
+            faint.append((styles[i].getparent(), effect))
+    for el in gone:
+        _drop(el)
+    walked: set[etree._Element] = set()
+    for el, effect in faint:
+        if el not in walked and _in_tree(el, root):
+            _blank(el, bool(effect.text_zero), effect.visible is False, walked)
+
+
+def _in_tree(el: etree._Element, root: etree._Element) -> bool:
+    """Whether el is still in the document (not inside an element taken out)."""
+    top = el
+    while (parent := top.getparent()) is not None:
+        top = parent
+    return top is root
+
+
+def _blank(start: etree._Element, zero: bool, invisible: bool, walked: set[etree._Element]) -> None:
+    """Blank the text that inherits a zero font size or hidden visibility from `start`; an
+    element that sets them back is left as it is, with all inside it. A link left with nothing
+    to see (no text; no image, or an invisible one) is taken out."""
+    links: list[tuple[etree._Element, bool]] = []
+    stack = [(start, zero, invisible)]
+    while stack:
+        el, zero, invisible = stack.pop()
+        walked.add(el)
+        el.text = None
+        if el.tag == "a" and el.get("href") is not None:
+            links.append((el, invisible))
+        for child in el:
+            child.tail = None  # the tail is the parent's text
+            child_zero, child_invisible = zero, invisible
+            style = child.get("style")
+            if style and inlinestyle.may_restore(style):
+                effect = inlinestyle.effect(style)
+                if effect.text_zero is not None:
+                    child_zero = effect.text_zero
+                if effect.visible is not None:
+                    child_invisible = not effect.visible
+            if child_zero or child_invisible:
+                stack.append((child, child_zero, child_invisible))
+    for link, invisible in links:
+        if not "".join(link.itertext()).strip() and (invisible or link.find(".//img") is None):
+            _drop(link)
 
 
 def _forms(root: etree._Element) -> tuple[int, int, list[tuple[str, str]], list[str]]:
@@ -203,9 +253,8 @@ def extract(html: str) -> HtmlView:
         return HtmlView((), "", 0, 0, problem=problem) if problem else _EMPTY
     if html.count("<") > MAX_ELEMENTS and int(root.xpath("count(//*)")) > MAX_ELEMENTS:
         problem = problem or f"more than {MAX_ELEMENTS} HTML elements"
-    for el in _hidden_elements(root):
-        _drop(el)
-    if root.get("hidden") is not None or _hidden(root):
+    _take_out_hidden(root)
+    if _hides_all(root):
         return HtmlView((), "", 0, 0, problem=problem)
     try:
         out = str(_transform()(root))

@@ -50,3 +50,53 @@ def test_suspects_of_many_styles_are_each_styles_own_test(styles: list[str]) -> 
     that hides is missed by the cheap test."""
     assert suspects(styles) == [i for i, s in enumerate(styles) if may_hide(s)]
     assert all(may_hide(s) for s in styles if hides(s))
+
+
+# -- inherited hiding: font size and visibility ------------------------------------------------
+
+MJML = ('<body><div style="margin:0px auto;max-width:600px;"><table><tr>'
+        '<td style="direction:ltr;font-size:0px;padding:20px 0;text-align:center;">'
+        '<div class="mj-column-per-100" style="font-size:0px;text-align:left;display:inline-block;width:100%;">'
+        '<table><tr><td style="font-size:0px;padding:10px 25px;">'
+        '<div style="font-family:Ubuntu, Helvetica, Arial, sans-serif;font-size:13px;line-height:1;color:#000000;">'
+        'Hello reader. <a href="https://shop.example.com/unsubscribe">Unsubscribe</a></div>'
+        '</td></tr></table></div></td></tr></table></div></body>')
+
+
+def test_a_zero_font_wrapper_does_not_hide_content_that_sets_its_own_size() -> None:
+    """MJML and most responsive templates put font-size:0 on column wrappers (it closes the
+    gaps between inline blocks); the content inside sets its own size and is read."""
+    view = extract(MJML)
+    assert view.visible_text == "Hello reader. Unsubscribe"
+    assert [(a.href, a.text) for a in view.anchors] == [("https://shop.example.com/unsubscribe", "Unsubscribe")]
+
+
+@pytest.mark.parametrize(("html", "text", "links"), [
+    # the wrapper's own text and the tails in it are hidden; a child with a size of its own is not
+    ('<p style="font-size:0">gap <span style="font-size:12px">shown</span> gap</p>', "shown", []),
+    # a relative size of zero is zero; an absolute one (or a keyword) is a size
+    ('<div style="font-size:0">a <span style="font-size:2em">b</span> <i style="font-size:150%">c</i></div>', "", []),
+    ('<div style="font-size:0">a <span style="font-size:medium">b</span></div>', "b", []),
+    ('<div style="font:0/0 a">x <span style="font: bold 14px Arial">y</span></div>', "y", []),
+    ('<div style="font: 700 0/0 a">x</div>', "", []),
+    # zero again inside a restored part
+    ('<div style="font-size:0">a<div style="font-size:14px">b<span style="font-size:0">c</span>d</div></div>', "bd", []),
+    # visibility is inherited and can be set back
+    ('<p style="visibility:hidden">x <b style="visibility:visible">back</b> y</p>', "back", []),
+    ('<p style="font-size:0">x <b style="visibility:visible">still zero</b></p>', "", []),
+    # a link with nothing to see is not a link; an image in a zero font size is seen
+    ('<p style="font-size:0"><a href="https://x.example/u">Unsubscribe</a></p>', "", []),
+    ('<p style="font-size:0"><a href="https://x.example/c"><img src="c.png" alt="Coat"></a></p>', "", [("https://x.example/c", "Coat")]),
+    ('<p style="visibility:hidden"><a href="https://x.example/c"><img src="c.png" alt="Coat"></a></p>', "", []),
+    ('<p style="font-size:0"><a href="https://x.example/u"><span style="font-size:11px">Unsubscribe</span></a></p>',
+     "Unsubscribe", [("https://x.example/u", "Unsubscribe")]),
+    # display:none hides whatever is inside, sizes or not
+    ('<div style="display:none"><span style="font-size:14px">x</span></div>ok', "ok", []),
+    # the document itself in a zero font size, its body in a real one
+    ('<html style="font-size:0"><body style="font-size:16px">read <a href="https://x.example/p">Privacy</a></body></html>',
+     "read Privacy", [("https://x.example/p", "Privacy")]),
+])
+def test_inherited_hiding(html: str, text: str, links: list[tuple[str, str]]) -> None:
+    view = extract(html)
+    assert view.visible_text == text
+    assert [(a.href, a.text) for a in view.anchors] == links
