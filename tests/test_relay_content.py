@@ -33,6 +33,7 @@ async def send(port: int, name: str) -> tuple[int, str]:
 @pytest.mark.parametrize("name, code, expect", [
     ("newsletter_en.eml", 250, "2.0.0 Ok: relayed"),
     ("newsletter_nl.eml", 250, "2.0.0 Ok: relayed"),
+    ("newsletter_mjml.eml", 250, "2.0.0 Ok: relayed"),
     ("content_prohibited_en.eml", 550, "5.7.1 Message refused by policy [content.prohibited]"),
     ("deceptive_link.eml", 550, "[content.deceptive_link]"),
     ("attachment_zip_script.eml", 550, "[attachment.dangerous]"),

@@ -12,7 +12,8 @@ from proxy.policy.verdict import Action
 from tests.checks.judging import CORPUS, DEFAULT, policy, rules
 from tests.conftest import ROOT, SENDWARDEN
 
-COMPLIANT = ["newsletter_en.eml", "newsletter_nl.eml"]
+# newsletter_mjml.eml: the markup MJML writes (font-size:0 on every column wrapper), HTML only
+COMPLIANT = ["newsletter_en.eml", "newsletter_nl.eml", "newsletter_mjml.eml"]
 
 VIOLATIONS = {
     "unsubscribe_header_missing.eml": ["unsubscribe.header_missing"],
