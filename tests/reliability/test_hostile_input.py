@@ -297,6 +297,23 @@ async def test_an_outsider_pipelining_a_whole_transaction_gets_nothing_through(s
     assert sink.received == [] and not any(c.upper().startswith("MAIL") for c in sink.commands)
 
 
+async def test_each_command_moves_the_idle_deadline(start_relay, sink: Sink) -> None:
+    """Each command restarts the idle timeout: a client that sends a command every 0.4 s
+    outlives several 1 s timeouts; once it stops, the relay closes the connection one timeout
+    after its last command, not before and not much later."""
+    relay = await start_relay({"timeouts": {"command": 1}}, policy=POLICY)
+    c = await session(relay.port)
+    for _ in range(8):  # 3.2 s in all
+        await asyncio.sleep(0.4)
+        assert (await c.cmd("NOOP")).startswith("250")
+    last = time.monotonic()
+    rest = await asyncio.wait_for(c.reader.read(), 10)
+    closed_after = time.monotonic() - last
+    assert rest.startswith(b"421") or rest == b"", rest
+    assert 0.9 <= closed_after <= 2.5, closed_after
+    await c.close()
+
+
 async def test_slow_drip_client_loses_to_the_timeout(start_relay, sink: Sink) -> None:
     """One byte a second: the command timeout (1 s here) counts from the last complete command,
     so a dripped command never resets it; during DATA the data timeout (2 s here) bounds the
