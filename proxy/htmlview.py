@@ -121,7 +121,9 @@ def _stylesheet_source() -> str:
 _STYLESHEET = etree.fromstring(_stylesheet_source().encode())
 _LINK = re.compile("\x7fH([^\x7f]*)\x7fT(.*?)\x7fE", re.S)
 _ALT_TEXT = re.compile("\x7fA([^\x7f]*)\x7fB")
-_HIDING_ATTRIBUTES = etree.XPath("//@style | //@hidden")
+# Two paths, not one union: the union's document-order sort cost as much as both walks.
+_STYLES = etree.XPath("/descendant::*/@style")
+_HIDDEN_ATTRIBUTES = etree.XPath("/descendant::*/@hidden")
 _FORM_TAGS = ("form", "input", "button")
 
 
@@ -154,9 +156,8 @@ def _take_out_hidden(root: etree._Element) -> None:
     first). Elements with the hidden attribute, display:none and the like go whole; text in a
     zero font size or hidden visibility is blanked, except where an element inside sets a size
     or visibility of its own (see inlinestyle.Effect)."""
-    values = _HIDING_ATTRIBUTES(root)
-    styles = [v for v in values if v.attrname == "style"]
-    gone = [v.getparent() for v in values if v.attrname == "hidden"]
+    styles = _STYLES(root)
+    gone = [v.getparent() for v in _HIDDEN_ATTRIBUTES(root)]
     faint: list[tuple[etree._Element, inlinestyle.Effect]] = []
     for i in inlinestyle.suspects(styles):
         effect = inlinestyle.effect(styles[i])
