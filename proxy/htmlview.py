@@ -163,7 +163,7 @@ def _take_out_hidden(root: etree._Element) -> None:
         effect = inlinestyle.effect(styles[i])
         if effect.subtree:
             gone.append(styles[i].getparent())
-        elif effect.text_zero or effect.visible is False:
+        elif effect.blanks_text:
             faint.append((styles[i].getparent(), effect))
     for el in gone:
         _drop(el)

@@ -141,8 +141,10 @@ class Effect:
     text_zero: bool | None = None
     visible: bool | None = None
 
-
-NO_EFFECT = Effect()
+    @property
+    def blanks_text(self) -> bool:
+        """A zero font size or hidden visibility: the text that inherits it is not seen."""
+        return self.text_zero is True or self.visible is False
 
 
 @lru_cache(maxsize=4096)
@@ -166,7 +168,7 @@ def hides(style: str) -> bool:
     """Whether an inline style hides its element's own text (and, but for descendants that set
     a size or visibility of their own, everything in it)."""
     e = effect(style)
-    return e.subtree or e.text_zero is True or e.visible is False
+    return e.subtree or e.blanks_text
 
 
 def may_restore(style: str) -> bool:
