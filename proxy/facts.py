@@ -72,7 +72,7 @@ async def gather(service: "Service", policy: Policy, message: Message, ctx: Cont
     the lookups awaited concurrently within `timeout`."""
     enabled = {chk.family for chk, _ in policy.checks.get(ctx.stream, ())}
     facts: dict[str, Any] = {}
-    lookups: dict[str, Awaitable[Any]] = {}
+    lookups: dict[str, tuple[Provider, Awaitable[Any]]] = {}
     for p in PROVIDERS.values():
         if p.family not in enabled:
             continue
@@ -82,7 +82,7 @@ async def gather(service: "Service", policy: Policy, message: Message, ctx: Cont
             facts[p.name] = _failed(p, exc)
             continue
         if inspect.isawaitable(answer):
-            lookups[p.name] = answer
+            lookups[p.name] = (p, answer)
         else:
             facts[p.name] = answer
     if not lookups:
@@ -94,7 +94,7 @@ async def gather(service: "Service", policy: Policy, message: Message, ctx: Cont
         except Exception as exc:
             return _failed(p, exc)
 
-    tasks = {name: asyncio.ensure_future(one(PROVIDERS[name], lookup)) for name, lookup in lookups.items()}
+    tasks = {name: asyncio.ensure_future(one(p, lookup)) for name, (p, lookup) in lookups.items()}
     done, pending = await asyncio.wait(tasks.values(), timeout=timeout)
     for task in pending:
         task.cancel()

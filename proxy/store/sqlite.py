@@ -4,14 +4,16 @@ Threads of its own (proxy/store/thread.py), each with its own connection: one wr
 allows one writer at a time anyway, and one thread keeps writes in order), one reader, so that
 RCPT lookups are not queued behind a write, and one checkpointer. SQLite's automatic checkpoint
 runs inside the commit that fills the WAL past 1,000 pages and fsyncs the database there: a
-4 ms stall of the relay's bookkeeping (the reply to the client waits for it) every ~200
-messages. The writer's is turned off; the checkpointer copies the WAL back every second when
-there were writes (PASSIVE: it never blocks the writer or the readers). WAL lets the reader, the writer and other processes
-(the CLI importing a list) work at once. synchronous=FULL: an unsubscribe that was confirmed
-survives a power cut. The relay's own bookkeeping after each message (send counts, privacy
-links) commits with synchronous=NORMAL instead: no fsync on the relay path (in WAL mode such a
-commit survives a crash of the process, and the next FULL commit or checkpoint makes it
-durable; a power cut can lose the last moments' counts, never a suppression).
+stall of up to ~4 ms of the relay's bookkeeping (the reply to the client waits for it) every
+~200 messages. The writer's is turned off; the checkpointer copies the WAL back every second
+when there were writes (PASSIVE: it takes no lock the writer or the readers wait on). WAL lets
+the reader, the writer and other processes (the CLI importing a list) work at once.
+
+synchronous=FULL: an unsubscribe that was confirmed survives a power cut. The relay's own
+bookkeeping after each message (send counts, privacy links) commits with synchronous=NORMAL
+instead: no fsync on the relay path (in WAL mode such a commit survives a crash of the
+process, and the next FULL commit or checkpoint makes it durable; a power cut can lose the
+last moments' counts, never a suppression).
 """
 
 from __future__ import annotations
