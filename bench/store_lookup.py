@@ -7,7 +7,8 @@ The table gets `--rows` suppressions (a third brand-scoped), as many consent rec
 send history for one recipient in ten; lookups then ask what the relay asks at RCPT time with
 suppression, consent and a frequency cap all on: for hits and misses, straight on the
 connection (the SQL cost) and through the store's async interface (what the relay pays,
-including the hop to the reader thread, with the process on one core and on all of them).
+including the hop to the reader thread, with the process on one core (cpu_affinity) and on all
+of them).
 """
 
 from __future__ import annotations
@@ -88,9 +89,10 @@ async def measure(path: Path, rows: int, lookups: int) -> None:
     # The hop to the reader thread and back is two thread wake-ups. With the relay on one
     # core (as bench/smtp_bench.py runs it) they are context switches; with the reader
     # thread free to run on the other core, each is a cross-core wake-up, which on this
-    # VM costs several times the SQL. Both are printed.
+    # VM costs several times the SQL. Both are printed; a relay with cpu_affinity = "auto"
+    # (or a list) binds each worker and its threads to one CPU: the first case.
     everywhere = os.sched_getaffinity(0)
-    for where, cpus in (("one core", {min(everywhere)}), ("any core", everywhere)):
+    for where, cpus in (("one core, as cpu_affinity binds it", {min(everywhere)}), ("any core", everywhere)):
         os.sched_setaffinity(0, cpus)  # before open: the store's threads inherit it
         store = open_store(f"sqlite:{path}", AddressNormalizer())
         assert isinstance(store, SqliteStore)

@@ -40,17 +40,21 @@ def worker_count(configured: int) -> int:
 class Workers:
     """The children of the main process."""
 
-    def __init__(self, argv: Sequence[str], count: int) -> None:
+    def __init__(self, argv: Sequence[str], count: int, cpus: Sequence[int | None] = ()) -> None:
         self.argv = list(argv)
         self.count = count
+        self.cpus = list(cpus) or [None] * count
         self.procs: dict[int, asyncio.subprocess.Process] = {}
         self.stopping = False
         self._watchers: list[asyncio.Task[None]] = []
 
     async def _spawn(self, index: int) -> None:
         cmd = [sys.executable, "-m", "proxy.cli", *self.argv, "--worker", str(index)]
+        cpu = self.cpus[index]
+        if cpu is not None:
+            cmd += ["--cpu", str(cpu)]
         self.procs[index] = await asyncio.create_subprocess_exec(*cmd)
-        log.info("worker_started", worker=index, pid=self.procs[index].pid)
+        log.info("worker_started", worker=index, pid=self.procs[index].pid, cpu=cpu)
 
     async def _watch(self, index: int) -> None:
         while not self.stopping:
@@ -83,3 +87,35 @@ class Workers:
                 await proc.wait()
         for w in self._watchers:
             w.cancel()
+
+
+
+def pick_cpu(setting: str | Sequence[int], index: int, allowed: set[int]) -> int | None:
+    """The CPU worker `index` should run on (None: leave it to the kernel). `allowed` is the
+    set this service was started with (taskset, systemd's CPUAffinity=, a cgroup): "auto"
+    deals those out in order; a list names CPUs, which must be among them."""
+    if setting == "none":
+        return None
+    cpus = sorted(allowed) if setting == "auto" else list(setting)
+    cpu = cpus[index % len(cpus)]
+    if cpu not in allowed:
+        raise ValueError(f"cpu_affinity: CPU {cpu} is not one this process may use "
+                         f"({','.join(str(c) for c in sorted(allowed))})")
+    return cpu
+
+
+def plan_cpus(setting: str | Sequence[int], count: int) -> list[int | None]:
+    """The CPU of each worker (index 0: the main process), decided once by the main process
+    from the CPUs it was started with: a child started after the main process bound itself
+    would otherwise see only the main process's one CPU."""
+    if setting == "none" or not hasattr(os, "sched_getaffinity"):
+        return [None] * count
+    allowed = os.sched_getaffinity(0)
+    return [pick_cpu(setting, i, allowed) for i in range(count)]
+
+
+def pin(cpu: int | None) -> None:
+    """Bind this process to `cpu` before it starts any thread: threads inherit the binding, so
+    the store's threads share the event loop's core."""
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})

@@ -33,4 +33,4 @@ def test_store_lookup_bench_quick_run(tmp_path) -> None:  # type: ignore[no-unty
     print(out.stdout)
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.count("SQL on the connection") == 3
-    assert out.stdout.count("(reader thread, one core)") == 3 and out.stdout.count("(reader thread, any core)") == 3
+    assert out.stdout.count("(reader thread, one core, as cpu_affinity binds it)") == 3 and out.stdout.count("(reader thread, any core)") == 3

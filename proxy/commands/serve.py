@@ -6,9 +6,13 @@ import argparse
 import asyncio
 from typing import Any
 
+import structlog
+
 from proxy.commands.common import CliError, load
 from proxy.config import Config, parse_hostport
 from proxy.policy.loader import Policy
+
+log = structlog.get_logger("sendwarden.serve")
 
 
 def _overrides(args: argparse.Namespace, config: Config) -> Config:
@@ -41,20 +45,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     config, policy = source()
     configure(config.file.audit.level, config.file.audit.format)
-    if args.worker:
-        from proxy.workers import die_with_parent
+    from proxy.workers import Workers, die_with_parent, pin, plan_cpus, worker_count
 
+    if args.worker:
         die_with_parent()
+        cpus = [args.cpu]  # the main process chose it
+        count = 1
+    else:
+        count = worker_count(config.file.workers)
+        try:
+            cpus = plan_cpus(config.file.cpu_affinity, count)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+    try:
+        pin(cpus[0])  # before the service starts its threads: they inherit the CPU
+    except OSError as exc:
+        raise CliError(f"cpu_affinity: cannot run on CPU {cpus[0]}: {exc.strerror or exc}") from None
+    if cpus[0] is not None:
+        log.info("cpu_affinity", worker=args.worker, cpu=cpus[0])
     service = Service(config, policy, reload_source=source, worker=args.worker)
     workers = None
-    if not args.worker and config.file.workers != 1:
-        from proxy.workers import Workers, worker_count
-
-        workers = Workers(_child_argv(args), worker_count(config.file.workers))
-        if workers.count < 2:
-            workers = None
-        else:
-            service.reuse_port = True
+    if count > 1:
+        workers = Workers(_child_argv(args), count, cpus)
+        service.reuse_port = True
     try:
         asyncio.run(service.run(workers=workers))
     except OSError as exc:  # typically: the address is in use
@@ -82,4 +95,5 @@ def register(sub: Any) -> None:
     s.add_argument("--metrics", metavar="HOST:PORT", help="address of /metrics and /healthz ('' turns them off)")
     s.add_argument("--monitor", action="store_true", help="judge and log every message, but relay them all")
     s.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)  # set by the main process
+    s.add_argument("--cpu", type=int, default=None, help=argparse.SUPPRESS)  # likewise (cpu_affinity)
     s.set_defaults(func=cmd_serve)
