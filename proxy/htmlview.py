@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import threading
+from functools import lru_cache
 
 from lxml import etree
 
@@ -121,9 +122,33 @@ def _stylesheet_source() -> str:
 _STYLESHEET = etree.fromstring(_stylesheet_source().encode())
 _LINK = re.compile("\x7fH([^\x7f]*)\x7fT(.*?)\x7fE", re.S)
 _ALT_TEXT = re.compile("\x7fA([^\x7f]*)\x7fB")
-# Two paths, not one union: the union's document-order sort cost as much as both walks.
-_STYLES = etree.XPath("/descendant::*/@style")
+# What is not text in the text pass's output: a link's href with its markers, a link's end,
+# an image's alt text with its markers. One pass (sre finds the DEL that starts each):
+# splitting at the hrefs, joining, then replacing took twice as long.
+_NOT_TEXT = re.compile("\x7f(?:H[^\x7f]*\x7fT|E|A[^\x7f]*\x7fB)")
+# Two paths, not one union: the union's document-order sort cost as much as both walks. The
+# styles come as plain strings (lxml's "smart" strings, which know their element, cost twice
+# as much to make); the few elements whose style may hide are found by a second path.
+_STYLES = etree.XPath("/descendant::*/@style", smart_strings=False)
 _HIDDEN_ATTRIBUTES = etree.XPath("/descendant::*/@hidden")
+_STYLE_ATTRIBUTES = etree.XPath("/descendant::*/@style")
+# More distinct suspect styles than this (hostile markup) are matched to their elements by one
+# walk over all styles instead of one path with as many comparisons.
+_FEW_STYLES = 16
+
+
+@lru_cache(maxsize=_FEW_STYLES)
+def _styled(count: int) -> etree.XPath:
+    """The elements, in document order, whose style is one of `count` strings $s0, $s1..."""
+    return etree.XPath("/descendant::*[" + " or ".join(f"@style=$s{i}" for i in range(count)) + "]")
+
+
+def _with_styles(root: etree._Element, styles: set[str]) -> list[tuple[etree._Element, str]]:
+    """The elements whose style is one of `styles`, with it, in document order."""
+    if len(styles) <= _FEW_STYLES:
+        found = _styled(len(styles))(root, **{f"s{i}": s for i, s in enumerate(styles)})
+        return [(el, el.get("style")) for el in found]
+    return [(v.getparent(), str(v)) for v in _STYLE_ATTRIBUTES(root) if v in styles]
 _FORM_TAGS = ("form", "input", "button")
 
 
@@ -159,12 +184,17 @@ def _take_out_hidden(root: etree._Element) -> None:
     styles = _STYLES(root)
     gone = [v.getparent() for v in _HIDDEN_ATTRIBUTES(root)]
     faint: list[tuple[etree._Element, inlinestyle.Effect]] = []
+    hiding: set[str] = set()
     for i in inlinestyle.suspects(styles):
         effect = inlinestyle.effect(styles[i])
+        if effect.subtree or effect.blanks_text:
+            hiding.add(styles[i])
+    for el, style in _with_styles(root, hiding) if hiding else ():
+        effect = inlinestyle.effect(style)
         if effect.subtree:
-            gone.append(styles[i].getparent())
-        elif effect.blanks_text:
-            faint.append((styles[i].getparent(), effect))
+            gone.append(el)
+        else:
+            faint.append((el, effect))
     for el in gone:
         _drop(el)
     walked: set[etree._Element] = set()
@@ -234,14 +264,18 @@ def _forms(root: etree._Element) -> tuple[int, int, list[tuple[str, str]], list[
 
 def _visible(out: str) -> tuple[str, frozenset[str]]:
     """The text pass's output without the markup, whitespace collapsed, and its distinct
-    tokens: hrefs and alt texts are not seen as text (str.split and replace: a regex or
-    str.translate over the whole text costs ten times more)."""
-    first, *links = out.split(_HREF)
-    text = first + "".join(link.partition(_TEXT)[2] for link in links)
-    if _ALT in text:
-        text = _ALT_TEXT.sub("", text)
-    tokens = text.replace(_END, "").split()
+    tokens: hrefs and alt texts are not seen as text (str.split and join: a regex or
+    str.translate collapsing the whitespace costs ten times more)."""
+    tokens = _NOT_TEXT.sub("", out).split()
     return " ".join(tokens), frozenset(tokens)
+
+
+_new = tuple.__new__
+
+
+def _with_alt(body: str) -> str:
+    """A link's text with what its images say after it (the alt texts marked by the text pass)."""
+    return _ALT_TEXT.sub("", body) + "".join(" " + alt for alt in _ALT_TEXT.findall(body))
 
 
 def extract(html: str) -> HtmlView:
@@ -252,7 +286,8 @@ def extract(html: str) -> HtmlView:
     root, problem = _parse(html)
     if root is None:
         return HtmlView((), "", 0, 0, problem=problem) if problem else _EMPTY
-    if html.count("<") > MAX_ELEMENTS and int(root.xpath("count(//*)")) > MAX_ELEMENTS:
+    # An element takes at least three characters ("<b>"); only then are the "<" worth counting.
+    if len(html) > 3 * MAX_ELEMENTS and html.count("<") > MAX_ELEMENTS and int(root.xpath("count(//*)")) > MAX_ELEMENTS:
         problem = problem or f"more than {MAX_ELEMENTS} HTML elements"
     _take_out_hidden(root)
     if _hides_all(root):
@@ -261,14 +296,14 @@ def extract(html: str) -> HtmlView:
         out = str(_transform()(root))
     except etree.XSLTError as exc:
         return HtmlView((), "", 0, 0, problem=f"HTML body could not be read ({exc})")
-    anchors: list[Link] = []
-    for href, body in _LINK.findall(out):
-        if len(anchors) >= MAX_ANCHORS:
-            problem = problem or f"more than {MAX_ANCHORS} links in the HTML body"
-            break
-        if _ALT in body:  # what the link's images say comes after its text
-            body = _ALT_TEXT.sub("", body) + "".join(" " + alt for alt in _ALT_TEXT.findall(body))
-        anchors.append(Link(href.strip(), " ".join(body.split())[:500], "html"))
+    found = _LINK.findall(out)
+    if len(found) > MAX_ANCHORS:
+        problem = problem or f"more than {MAX_ANCHORS} links in the HTML body"
+        del found[MAX_ANCHORS:]
+    # tuple.__new__ makes the Link without NamedTuple's __new__, a Python function (a fifth of
+    # this loop's time for a hundred links).
+    anchors = [_new(Link, (href.strip(), " ".join((_with_alt(body) if _ALT in body else body).split())[:500], "html"))
+               for href, body in found]
     password_inputs, forms, inputs, actions = _forms(root)
     visible, tokens = _visible(out)
     return HtmlView(

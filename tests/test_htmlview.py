@@ -79,3 +79,19 @@ def test_a_hidden_document_shows_nothing() -> None:
 
 def test_non_ascii_text_survives() -> None:
     assert extract("<p>Café — €5 <b>korting</b>, 日本</p>").visible_text == "Café — €5 korting, 日本"
+
+
+@pytest.mark.parametrize("distinct", [1, 3, 8, 9, 40])  # 2 x distinct hiding styles
+def test_every_element_with_a_hiding_style_is_found_however_many_styles_differ(distinct: int) -> None:
+    # The elements of the few distinct hiding styles are found by one path that compares
+    # them; past 16 distinct styles (_FEW_STYLES) by a walk over every style. Both find them all, also
+    # where several elements share a style, in document order (nested ones included).
+    hidden = "".join(
+        f"<div style='display:none; padding:{i % distinct}px'>gone{i}<span style='display:none; padding:{i % distinct}px'>in{i}</span></div>"
+        f"<p style='font-size:0; margin:{i % distinct}px'>zero{i}<b style='font-size:14px'>shown{i}</b></p>"
+        f"<p style='color:red; margin:{i}px'>seen{i}</p>"
+        for i in range(2 * distinct)
+    )
+    view = extract(f"<body>start {hidden} end</body>")
+    expected = ["start"] + [w for i in range(2 * distinct) for w in (f"shown{i}", f"seen{i}")] + ["end"]
+    assert view.visible_text.split() == expected
