@@ -8,6 +8,8 @@ policy (so every check and the relay run) and a ~2 KB message:
   (c) monitor      the same with --monitor
   (d) proxy        aiosmtpd's bundled Proxy handler, the naive relay that checks nothing
   (e) workers2     sendwarden with `workers = 2`, unpinned (both cores; compare with Postfix as a relay)
+  (e') workers2bound the same with `cpu_affinity = "auto"`: each worker bound to its own core
+                   (worker 0 shares core 0 with the load generator and the sink)
   (f) postfix      Postfix itself as the relay (throw-away instance, unpinned), done when the sink
                    has every message (Postfix queues first)
 Load generator and sink are pinned to core 0 and the relay to core 1 (taskset), which steadies
@@ -160,7 +162,7 @@ def start_relay(case: str, port: int, sink_port: int, state: Path, extra: str = 
         cmd = [PY, "-c", code]
     else:
         config = state / "bench.toml"
-        workers = "workers = 2\n" if case == "workers2" else ""
+        workers = {"workers2": "workers = 2\n", "workers2bound": 'workers = 2\ncpu_affinity = "auto"\n'}.get(case, "")
         config.write_text(f'{workers}state_dir = "{state}"\n[upstream]\nurl = "smtp://127.0.0.1:{sink_port}"\npool_size = 16\n'
                           f'[metrics]\naddress = ""\n[audit]\nformat = "json"\nlevel = "warning"\n'
                           # one client address opens every connection: the per-client limit is not under test
@@ -169,10 +171,10 @@ def start_relay(case: str, port: int, sink_port: int, state: Path, extra: str = 
         if case == "monitor":
             cmd.append("--monitor")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    pinning = [] if case == "workers2" else pin(1)
+    pinning = [] if case.startswith("workers2") else pin(1)
     proc = subprocess.Popen([*pinning, *cmd], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     wait_port(port, proc=proc)
-    if case == "workers2":
+    if case.startswith("workers2"):
         time.sleep(3)  # the second worker binds the same port a moment later
     return proc
 
@@ -356,7 +358,7 @@ def main() -> int:
     ap.add_argument("--sessions", type=int, default=10)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--latency-seconds", type=float, default=10)
-    ap.add_argument("--cases", default="direct,sendwarden,monitor,proxy,workers2,postfix")
+    ap.add_argument("--cases", default="direct,sendwarden,monitor,proxy,workers2,workers2bound,postfix")
     ap.add_argument("--sizes", default="30k,2k")
     ap.add_argument("--quick", action="store_true", help="tiny counts: proves the script works, figures mean little")
     ap.add_argument("--json", action="store_true", help="also print the raw runs as JSON")
@@ -384,7 +386,7 @@ def main() -> int:
     runs: list[Run] = []
     for size, path in files.items():
         print(f"\n{size} message ({path.stat().st_size} bytes)")
-        print(f"  {'case':<11} {'msg/s':>8} {'x direct':>9} {'x proxy':>8} {'CPU ms/msg':>11} {'peak RSS':>9}  valid")
+        print(f"  {'case':<13} {'msg/s':>8} {'x direct':>9} {'x proxy':>8} {'CPU ms/msg':>11} {'peak RSS':>9}  valid")
         medians: dict[str, Run] = {}
         for case in cases:
             state = work / f"state-{case}-{size}"
@@ -400,7 +402,7 @@ def main() -> int:
             cpu = f"{r.cpu_ms_per_msg:11.2f}" if r.cpu_ms_per_msg is not None else f"{'-':>11}"
             rss = f"{r.peak_rss_kb / 1024:7.1f}MB" if r.peak_rss_kb else f"{'-':>9}"
             valid = "yes" if r.counted == r.sent else f"NO (sink counted {r.counted})"
-            print(f"  {case:<11} {r.rate:8.1f} {ratio} {vs_proxy} {cpu} {rss}  {valid}")
+            print(f"  {case:<13} {r.rate:8.1f} {ratio} {vs_proxy} {cpu} {rss}  {valid}")
         if "sendwarden" in medians:
             rate = medians["sendwarden"].rate / 2
             data = path.read_text().replace("\n", "\r\n").encode()

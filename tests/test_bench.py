@@ -10,11 +10,12 @@ from tests.conftest import ROOT
 
 def test_smtp_bench_quick_run() -> None:
     out = subprocess.run([sys.executable, str(ROOT / "bench" / "smtp_bench.py"), "--quick", "--sizes", "2k",
-                          "--cases", "direct,sendwarden,proxy"], capture_output=True, text=True, timeout=300)
+                          "--cases", "direct,sendwarden,proxy,workers2bound"], capture_output=True, text=True, timeout=300)
     print(out.stdout)
     assert out.returncode == 0, out.stdout + out.stderr
-    rows = {line.split()[0]: line for line in out.stdout.splitlines() if line.startswith("  ") and line.split()[0] in ("direct", "sendwarden", "proxy")}
-    assert set(rows) == {"direct", "sendwarden", "proxy"}
+    cases = {"direct", "sendwarden", "proxy", "workers2bound"}
+    rows = {line.split()[0]: line for line in out.stdout.splitlines() if line.startswith("  ") and line.split()[0] in cases}
+    assert set(rows) == cases
     assert all(row.rstrip().endswith("yes") for row in rows.values()), rows
     assert "latency at" in out.stdout and "p99" in out.stdout
 
