@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 from typing import Any
 
 import structlog
@@ -60,7 +61,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         pin(cpus[0])  # before the service starts its threads: they inherit the CPU
     except OSError as exc:
-        raise CliError(f"cpu_affinity: cannot run on CPU {cpus[0]}: {exc.strerror or exc}") from None
+        hint = ""
+        if exc.errno == errno.EPERM:  # a seccomp filter: the shipped systemd unit denies @resources
+            hint = " (under systemd's SystemCallFilter, allow it with SystemCallFilter=sched_setaffinity)"
+        raise CliError(f"cpu_affinity: cannot run on CPU {cpus[0]}: {exc.strerror or exc}{hint}") from None
     if cpus[0] is not None:
         log.info("cpu_affinity", worker=args.worker, cpu=cpus[0])
     service = Service(config, policy, reload_source=source, worker=args.worker)
