@@ -411,7 +411,7 @@ def main() -> int:
             ours, direct = [], []
             # The Python client runs where the load generator did (core 0): left free, the
             # scheduler also runs it on the relay's core, and the figure then includes the relay
-            # waiting for the client (2 KB on this VM: added p50 18.6 ms unpinned, 3.8 pinned).
+            # waiting for the client (2 KB on this VM: added p50 18.6 ms unpinned, 3.8-4.7 pinned).
             everywhere = os.sched_getaffinity(0)
             if pin(0):
                 os.sched_setaffinity(0, {0})
