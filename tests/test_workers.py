@@ -22,11 +22,7 @@ async def test_two_workers_share_the_port_and_stop_together(tmp_path, sink, cli_
     try:
         started = await s.wait_for("worker_started")
         child = started["pid"]
-        # The child is ready when its own "ready" line arrives.
-        deadline = asyncio.get_running_loop().time() + 30
-        while sum(1 for e in s.events if e.get("event") == "ready") < 2:
-            assert asyncio.get_running_loop().time() < deadline, s.events[-5:]
-            await asyncio.sleep(0.1)
+        await _ready_workers(s, 2)
         for _ in range(40):
             client = aiosmtplib.SMTP(hostname="127.0.0.1", port=s.port, start_tls=False)
             await client.connect()
@@ -60,6 +56,7 @@ def _cpus_of_every_thread(pid: int) -> set[str]:
 
 
 async def _ready_workers(s, n: int) -> None:
+    """Wait for `n` "ready" lines: a child is ready when its own arrives."""
     deadline = asyncio.get_running_loop().time() + 30
     while sum(1 for e in s.events if e.get("event") == "ready") < n:
         assert asyncio.get_running_loop().time() < deadline, s.events[-5:]
