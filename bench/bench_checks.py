@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from proxy.message import Message  # noqa: E402
+from proxy.message.mime import Message  # noqa: E402
 from proxy.policy.engine import findings, judge  # noqa: E402
 from proxy.policy.loader import BUILTIN_DEFAULT, load_policy  # noqa: E402
 from proxy.policy.registry import Context  # noqa: E402

@@ -22,13 +22,13 @@ sys.path.insert(0, str(ROOT))
 import dkim  # noqa: E402
 
 from proxy.config import OVERSIGNED_HEADERS, SIGNED_HEADERS  # noqa: E402
-from proxy.dkim import DkimVerification, Signer, verify  # noqa: E402
+from proxy.outbound.dkim import DkimVerification, Signer, verify  # noqa: E402
 from proxy.dns import Resolver  # noqa: E402
-from proxy.message import Message  # noqa: E402
+from proxy.message.mime import Message  # noqa: E402
 from proxy.policy.loader import BUILTIN_DEFAULT, load_policy  # noqa: E402
 from proxy.policy.registry import Context  # noqa: E402
-from tests.dkimkit import make_key  # noqa: E402
-from tests.dnsserver import DnsServer  # noqa: E402
+from tests.support.dkimkit import make_key  # noqa: E402
+from tests.support.dnsserver import DnsServer  # noqa: E402
 
 
 def newsletter(size: int) -> bytes:

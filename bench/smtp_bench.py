@@ -179,11 +179,11 @@ def start_relay(case: str, port: int, sink_port: int, state: Path, extra: str = 
     return proc
 
 
-def start_postfix(sink_port: int):  # -> tests.postfix.PostfixInstance
+def start_postfix(sink_port: int):  # -> tests.support.postfix.PostfixInstance
     """Postfix itself as the relay (unpinned: it is several processes), from Debian's package,
-    in a throw-away instance directory (tests/postfix.py), relaying to the sink."""
+    in a throw-away instance directory (tests/support/postfix.py), relaying to the sink."""
     sys.path.insert(0, str(ROOT))
-    from tests.postfix import PostfixInstance
+    from tests.support.postfix import PostfixInstance
 
     return PostfixInstance(sink_port, {"default_process_limit": "200", "smtp_destination_concurrency_limit": "20",
                                        "in_flow_delay": "0"}).start()
@@ -191,7 +191,7 @@ def start_postfix(sink_port: int):  # -> tests.postfix.PostfixInstance
 
 def postfix_available() -> bool:
     sys.path.insert(0, str(ROOT))
-    from tests.postfix import available
+    from tests.support.postfix import available
 
     return available() is None
 

@@ -403,7 +403,7 @@ class DkimKey(_Strict):
     @field_validator("domain")
     @classmethod
     def _domain(cls, v: str) -> str:
-        from proxy.domains import to_alabel
+        from proxy.message.domains import to_alabel
 
         a = to_alabel(v)
         if a is None or "." not in a:
@@ -413,7 +413,7 @@ class DkimKey(_Strict):
     @field_validator("selector")
     @classmethod
     def _selector(cls, v: str) -> str:
-        from proxy.domains import to_alabel
+        from proxy.message.domains import to_alabel
 
         if to_alabel(v) != v.lower():
             raise ValueError(f"{v!r}: a selector is one or more DNS labels (letters, digits, '-', '.')")

@@ -13,10 +13,10 @@ import pytest
 
 from proxy.config import Config, ConfigFile
 from proxy.policy.loader import BUILTIN_DEFAULT, Policy, load_policy
-from proxy.service import Service
-from tests.sink import Sink
-from tests.dnsserver import dns_server  # noqa: F401  (a loopback DNS server fixture for every test)
-from tests.pgdb import pg_url  # noqa: F401  (a throwaway PostgreSQL database per test that asks)
+from proxy.runtime.service import Service
+from tests.support.sink import Sink
+from tests.support.dnsserver import dns_server  # noqa: F401  (a loopback DNS server fixture for every test)
+from tests.support.pgdb import pg_url  # noqa: F401  (a throwaway PostgreSQL database per test that asks)
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from proxy.dns import DnsFailure, Resolver, parse_nameserver
-from tests.dnsserver import DnsServer
+from tests.support.dnsserver import DnsServer
 
 LONG = "v=DKIM1; k=rsa; p=" + "A" * 700  # more than one 255-byte string, more than 512 bytes
 

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from proxy.commands.common import CliError
-from proxy.dkimkeys import generate_key, load_key, write_key
-from proxy.domains import to_alabel
+from proxy.outbound.dkimkeys import generate_key, load_key, write_key
+from proxy.message.domains import to_alabel
 
 
 def zone_record(name: str, text: str) -> str:

@@ -15,9 +15,9 @@ from typing import Any
 
 from proxy.commands.common import CliError
 from proxy.config import load_config
-from proxy.dkimkeys import KeyFileError, SigningKey, load_key
+from proxy.outbound.dkimkeys import KeyFileError, SigningKey, load_key
 from proxy.dns import Resolver, parse_nameserver
-from proxy.domains import to_alabel
+from proxy.message.domains import to_alabel
 
 EXIT_UNMET = 2
 
@@ -58,7 +58,7 @@ def render(domain: str, items: list[dict[str, Any]], nameservers: list[str]) -> 
 
 
 def cmd_dns_check(args: argparse.Namespace) -> int:
-    from proxy import preflight
+    from proxy.outbound import preflight
 
     domain = to_alabel(args.domain)
     if domain is None or "." not in domain:

@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from proxy.commands.storecli import add_common, run
-from proxy.linkprobe import probe_links
+from proxy.outbound.linkprobe import probe_links
 from proxy.store.base import PrivacyLink, RecipientStore
 
 EXIT_DEAD = 2

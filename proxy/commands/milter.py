@@ -13,7 +13,7 @@ from proxy.policy.loader import Policy
 
 def cmd_milter(args: argparse.Namespace) -> int:
     from proxy.audit import configure
-    from proxy.service import Service
+    from proxy.runtime.service import Service
 
     def source() -> tuple[Config, Policy]:
         config, policy = load(args.config, monitor=args.monitor)

@@ -12,7 +12,7 @@ from proxy.commands.common import CliError
 
 
 def cmd_passwd(args: argparse.Namespace) -> int:
-    from proxy.auth import hash_password
+    from proxy.smtp.auth import hash_password
 
     if sys.stdin.isatty():
         pw = getpass.getpass(f"password for {args.user}: ")

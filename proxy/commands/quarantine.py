@@ -3,7 +3,7 @@
 Exit status: 0 when every message ended as asked; 1 for bad input (an ID that is malformed or not
 in the quarantine, a bad option); 2 when an action did not happen (the upstream refused a
 release, another reviewer is releasing it, a recheck still finds problems). The operations live
-in proxy/review.py; this module only reads options and prints.
+in proxy/transaction/release.py; this module only reads options and prints.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from typing import Any, Callable
 
 from proxy.commands.common import CliError
 from proxy.config import Config, load_config, parse_duration
-from proxy.quarantine import STATUSES, Quarantine, QuarantineError, for_config, valid_id
-from proxy.review import Filters, Outcome, Reviewer, find, rules_of
+from proxy.quarantine.files import STATUSES, Quarantine, QuarantineError, for_config, valid_id
+from proxy.transaction.release import Filters, Outcome, Reviewer, find, rules_of
 
 EXIT_INPUT, EXIT_FAILED = 1, 2
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
@@ -128,7 +128,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 # -- show -----------------------------------------------------------------------------------------
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from proxy.readable import Masker, readable
+    from proxy.quarantine.render import Masker, readable
 
     check_ids([args.id])
     _, q, reviewer = setup(args)
@@ -218,7 +218,7 @@ def report(outcomes: list[Outcome], done_word: str) -> int:
 
 def cmd_release(args: argparse.Namespace) -> int:
     from proxy.policy.loader import load_policy
-    from proxy.relay import upstream_for
+    from proxy.outbound.upstream import upstream_for
 
     check_ids(args.ids)
     config, q, reviewer = setup(args)

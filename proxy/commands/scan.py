@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from proxy.commands.common import CliError, load
-from proxy.message import Message
+from proxy.message.mime import Message
 from proxy.policy.engine import judge
 from proxy.policy.registry import Context
 from proxy.policy.verdict import Action, Replies, Reply, Verdict

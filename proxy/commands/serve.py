@@ -38,7 +38,7 @@ def _overrides(args: argparse.Namespace, config: Config) -> Config:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from proxy.audit import configure
-    from proxy.service import Service
+    from proxy.runtime.service import Service
 
     def source() -> tuple[Config, Policy]:
         config, policy = load(args.config, monitor=args.monitor)
@@ -46,7 +46,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     config, policy = source()
     configure(config.file.audit.level, config.file.audit.format)
-    from proxy.workers import Workers, die_with_parent, pin, plan_cpus, worker_count
+    from proxy.runtime.workers import Workers, die_with_parent, pin, plan_cpus, worker_count
 
     if args.worker:
         die_with_parent()

@@ -1,5 +1,5 @@
 """The policy engine behind the milter: the same streams, recipient state, checks, quarantine,
-DKIM signing, audit log and metrics as the SMTP relay, through proxy/pipeline.py.
+DKIM signing, audit log and metrics as the SMTP relay, through proxy/transaction/pipeline.py.
 
 In milter mode the MTA owns the SMTP session and the queue; sendwarden answers per recipient at
 RCPT and once at end of message:
@@ -20,16 +20,16 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from proxy import pipeline, recipients
+from proxy.transaction import pipeline, recipients
 from proxy.milter.application import AddHeader, Decision, InsertHeader, Macros, MilterApplication
 from proxy.milter.application import Transaction as MilterTransaction
 from proxy.milter.wire import Family
-from proxy.pipeline import Transaction, findings_header, new_queue_id
+from proxy.transaction.pipeline import Transaction, findings_header, new_queue_id
 from proxy.policy.verdict import Action, Replies, Reply
-from proxy.relay import Recipient
+from proxy.outbound.upstream import Recipient
 
 if TYPE_CHECKING:
-    from proxy.service import Service
+    from proxy.runtime.service import Service
 
 log = structlog.get_logger("sendwarden.milter")
 

@@ -4,7 +4,7 @@ when the policy loads.
 A list file (see policies/content/en.toml):
     language = "en"
     [categories.adult]
-    terms = ["porn*", "xxx", ...]      # see proxy.policy.patterns for the term syntax
+    terms = ["porn*", "xxx", ...]      # see proxy.message.patterns for the term syntax
     [allow]
     terms = ["drug store", ...]        # phrases that never count, whatever they contain
 Lists are named in the policy as "builtin:en" (shipped inside the package) or as a path,
@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from proxy.policy.patterns import ALLOW, TermError, TermSet, check_term, compile_terms
+from proxy.message.patterns import ALLOW, TermError, TermSet, check_term, compile_terms
 from proxy.tomlfile import ConfigError, read_toml, validation_message
 
 BUILTIN = "builtin:"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import structlog
 
-from proxy.message import Message
+from proxy.message.mime import Message
 from proxy.policy.loader import Policy
 from proxy.policy.registry import Context
 from proxy.policy.verdict import Action, Finding, Judged, Verdict

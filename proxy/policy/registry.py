@@ -9,7 +9,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from pydantic import BaseModel, ConfigDict
 
-from proxy.message import Message
+from proxy.message.mime import Message
 from proxy.policy.rules import RULES
 from proxy.policy.verdict import Finding
 

@@ -1,5 +1,5 @@
 """The aiosmtpd handler: decides who may relay, collects the envelope, and for each message runs
-the pipeline (proxy/pipeline.py) and acts on the verdict in SMTP: relay upstream, quarantine,
+the pipeline (proxy/transaction/pipeline.py) and acts on the verdict in SMTP: relay upstream, quarantine,
 reject or defer.
 """
 
@@ -14,16 +14,17 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from aiosmtpd.smtp import Envelope, Session
 
-from proxy import pipeline, recipients, trace
-from proxy.pipeline import Transaction, findings_header, new_queue_id
+from proxy.outbound import received as trace
+from proxy.transaction import pipeline, recipients
+from proxy.transaction.pipeline import Transaction, findings_header, new_queue_id
 from proxy.policy.verdict import Action, Replies, Reply, Verdict
-from proxy.relay import Outgoing, Recipient, Result
+from proxy.outbound.upstream import Outgoing, Recipient, Result
 from proxy.smtp.datareader import DataResult
 from proxy.smtp.server import protocol_names
 from proxy.unsubscribe.intake import Refused
 
 if TYPE_CHECKING:
-    from proxy.service import Service
+    from proxy.runtime.service import Service
     from proxy.smtp.server import RelaySMTP
 
 log = structlog.get_logger("sendwarden.smtp")

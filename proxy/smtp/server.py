@@ -146,7 +146,7 @@ class RelaySMTP(SMTP):
     def __init__(self, handler: "RelayHandler", **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
         # Per-connection tables aiosmtpd built: replaced by shared ones (memory per idle
-        # connection; tests/test_smtp_discovery.py checks they answer the same).
+        # connection; tests/outbound/test_discovery.py checks they answer the same).
         commands = _COMMANDS.get(type(self))
         if commands is None:
             commands = _COMMANDS[type(self)] = {name: f"smtp_{name}" for name in self._smtp_methods}

@@ -97,7 +97,7 @@ STORE: tuple[str, ...] = (
     );
     CREATE INDEX privacy_link_last ON privacy_link (last_sent);
     """,
-    # 2: rate-limit token buckets shared by the fleet (proxy/ratelimit_pg.py); key is
+    # 2: rate-limit token buckets shared by the fleet (proxy/smtp/ratelimit_pg.py); key is
     # limit, kind, traffic class and key joined by U+001F.
     """
     CREATE TABLE rate_bucket (
@@ -109,8 +109,8 @@ STORE: tuple[str, ...] = (
 )
 
 QUARANTINE: tuple[str, ...] = (
-    # 1: the shared quarantine (proxy/quarantine_pg.py): the columns of the local index
-    # (proxy/quarantine_schema.py, version 2), the bytes beside them, and the history.
+    # 1: the shared quarantine (proxy/quarantine/pg.py): the columns of the local index
+    # (proxy/quarantine/schema.py, version 2), the bytes beside them, and the history.
     """
     CREATE TABLE quarantine_held (
         id text PRIMARY KEY,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from proxy.message import Message
+from proxy.message.mime import Message
 from proxy.store.base import GLOBAL, Scope
 from proxy.unsubscribe.token import TokenKeys
 

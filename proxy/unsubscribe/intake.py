@@ -21,7 +21,7 @@ import structlog
 
 from proxy.audit import AddressMasker
 from proxy.policy.verdict import Replies, Reply
-from proxy.relay import MaildirUpstream, Outgoing, Recipient
+from proxy.outbound.upstream import MaildirUpstream, Outgoing, Recipient
 from proxy.store.address import a_label
 from proxy.store.base import GLOBAL, RecipientStore, StoreError, Suppression
 from proxy.unsubscribe import arf

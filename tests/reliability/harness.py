@@ -26,7 +26,7 @@ from pathlib import Path
 
 import aiosmtplib
 
-from tests.sink import Sink
+from tests.support.sink import Sink
 
 SENDER = "notify@shop.example.com"
 MESSAGE_ID = re.compile(rb"^Message-I[dD]:\s*(<[^>\r\n]+>)", re.M | re.I)

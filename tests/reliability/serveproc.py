@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from tests.conftest import SENDWARDEN, merge
-from tests.test_serve_process import free_port
+from tests.runtime.test_serve_process import free_port
 
 
 def to_toml(data: dict[str, Any]) -> str:

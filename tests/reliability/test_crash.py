@@ -11,11 +11,11 @@ import random
 
 import pytest
 
-from proxy.quarantine import Quarantine
+from proxy.quarantine.files import Quarantine
 from tests.reliability.conftest import record, scaled
 from tests.reliability.harness import POLICY, Ledger, reconcile, send_all
 from tests.reliability.test_upstream_faults import mixed
-from tests.sink import Sink
+from tests.support.sink import Sink
 
 
 @pytest.mark.parametrize("signal", ["SIGKILL", "SIGTERM"])

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from proxy.message import Message
+from proxy.message.mime import Message
 from proxy.policy.engine import judge
 from proxy.policy.loader import BUILTIN_DEFAULT, load_policy
 from proxy.policy.registry import Context
@@ -225,9 +225,9 @@ def test_fuzz_enhanced_status_codes(code: int, sep: str, text: str) -> None:
 def relay_in_a_thread(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     """A relay and its sink on their own event loop in a thread, so that hypothesis can drive
     plain blocking sockets at it, one dialogue per example."""
-    from proxy.service import Service
+    from proxy.runtime.service import Service
     from tests.conftest import make_config
-    from tests.sink import Sink
+    from tests.support.sink import Sink
 
     tmp = tmp_path_factory.mktemp("fuzz-relay")
     loop = asyncio.new_event_loop()

@@ -12,8 +12,8 @@ import pytest
 
 from tests.reliability.conftest import record
 from tests.reliability.harness import POLICY
-from tests.sink import Sink
-from tests.smtpclient import RawClient
+from tests.support.sink import Sink
+from tests.support.smtpclient import RawClient
 
 HEAD = (b"From: news@shop.example.com\r\nTo: a@example.org\r\nSubject: hello\r\n"
         b"Date: Sun, 29 Nov 2026 09:00:00 +0000\r\nMessage-ID: <hostile@shop.example.com>\r\n\r\n")
@@ -355,7 +355,7 @@ PROBES = [b"\n.\n", b"\n.\r\n", b"\r.\n", b"\r.\r\n", b"\r\n.\r", b"\r\n.\n"]
 
 @pytest.mark.parametrize("probe", PROBES, ids=[p.decode().encode("unicode_escape").decode() for p in PROBES])
 async def test_smuggling_probes_split_across_writes(start_relay, sink: Sink, probe) -> None:
-    """tests/test_smuggling.py sends each published probe in one write; here the bytes around
+    """tests/smtp/test_smuggling.py sends each published probe in one write; here the bytes around
     it arrive one TCP write at a time, so that every chunk boundary the DATA reader can see falls
     inside the sequence. Still refused, still no second message."""
     relay = await start_relay(policy=POLICY)

@@ -12,8 +12,8 @@ import pytest
 
 from tests.reliability.conftest import record
 from tests.reliability.harness import POLICY, SENDER, make_message
-from tests.sink import Sink
-from tests.smtpclient import RawClient
+from tests.support.sink import Sink
+from tests.support.smtpclient import RawClient
 
 MB = 1024 * 1024
 IDLE = 1000

@@ -13,7 +13,7 @@ from typing import Callable, Iterator
 import pytest
 from structlog.testing import capture_logs
 
-from proxy.quarantine import Held, Quarantine, QuarantineError, Repair, new_id
+from proxy.quarantine.files import Held, Quarantine, QuarantineError, Repair, new_id
 from tests.reliability.conftest import record
 from tests.reliability.harness import POLICY, Ledger, reconcile, send_all
 

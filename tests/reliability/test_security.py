@@ -19,11 +19,11 @@ import aiosmtplib
 import pytest
 from structlog.testing import capture_logs
 
-from proxy.auth import hash_password
+from proxy.smtp.auth import hash_password
 from proxy.config import Config, ConfigFile
 from tests.reliability.harness import POLICY, SENDER, make_message
-from tests.sink import Sink
-from tests.smtpclient import RawClient
+from tests.support.sink import Sink
+from tests.support.smtpclient import RawClient
 
 PASSWORD = "s3cret-Passw0rd-for-tests"
 USER = "billing-app"

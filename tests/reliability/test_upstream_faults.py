@@ -5,7 +5,7 @@ What sendwarden does when the upstream drops the connection after the end of dat
 its reply (the ambiguous case): it answers 451 4.4.1, so the client sends the message again.
 The upstream may have queued the first copy, so this can deliver a message twice; the other
 choice, 250, would lose the message whenever the upstream had not queued it. A duplicate is
-visible and harmless next to a silent loss (RFC 5321 §6.1 makes the same choice; proxy/relay.py).
+visible and harmless next to a silent loss (RFC 5321 §6.1 makes the same choice; proxy/outbound/upstream.py).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tests.reliability.conftest import record, scaled
 from tests.reliability.harness import KINDS, POLICY, Ledger, Reconciliation, reconcile, send_all, smtp_source
-from tests.sink import Sink
+from tests.support.sink import Sink
 
 FAST_TIMEOUTS = {"timeouts": {"upstream_connect": 2, "upstream_command": 2, "upstream_data": 2}}
 

@@ -4,8 +4,8 @@ An attachment is dangerous when its declared type, any of its names (RFC 2231 an
 decoded; double extensions and right-to-left tricks seen through) or its first bytes say it
 is an executable, a script, an installer or a macro-enabled Office file, or when a zip (or
 gzip/tar) archive holds one, looked into in memory within the policy's bounds
-(proxy.policy.filetypes). Optionally clamd scans the message too: its answer reaches this
-check as the `clamav` fact (proxy/clamav.py), and a clamd that was configured but could not
+(proxy.message.filetypes). Optionally clamd scans the message too: its answer reaches this
+check as the `clamav` fact (proxy/facts/clamav.py), and a clamd that was configured but could not
 answer is reported as `lookup.failed` unless the policy says to relay regardless.
 """
 
@@ -15,9 +15,9 @@ from typing import Iterator, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from proxy.facts import LookupFailed
-from proxy.message import Message
-from proxy.policy.filetypes import Limits, Rules, inspect, name_problem
+from proxy.facts.gather import LookupFailed
+from proxy.message.mime import Message
+from proxy.message.filetypes import Limits, Rules, inspect, name_problem
 from proxy.policy.registry import Context, Options, check, options
 from proxy.policy.verdict import Finding
 

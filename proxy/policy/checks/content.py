@@ -13,7 +13,7 @@ from typing import Iterator
 
 from pydantic import Field, PrivateAttr, ValidationInfo, model_validator
 
-from proxy.message import Message
+from proxy.message.mime import Message
 from proxy.policy.contentlists import Language, compile_lists
 from proxy.policy.registry import Context, Options, check, options
 from proxy.policy.verdict import Finding

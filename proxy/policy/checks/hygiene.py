@@ -20,7 +20,7 @@ from urllib.parse import unquote
 
 from pydantic import Field, field_validator
 
-from proxy.message import Message
+from proxy.message.mime import Message
 from proxy.policy.registry import Context, Options, check, options
 from proxy.policy.verdict import Finding
 

@@ -17,8 +17,8 @@ from typing import Iterator
 
 from pydantic import Field, PrivateAttr, model_validator
 
-from proxy.urls import idna_host, ip_host, known_suffix, registrable, scheme_and_host
-from proxy.message import Link, Message
+from proxy.message.urls import idna_host, ip_host, known_suffix, registrable, scheme_and_host
+from proxy.message.mime import Link, Message
 from proxy.policy.registry import Context, Options, check, options
 from proxy.policy.verdict import Finding
 

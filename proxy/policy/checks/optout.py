@@ -1,6 +1,6 @@
 """Opt-out (AUP: no sending to people who unsubscribed or objected).
 
-Suppressions are looked up per recipient at RCPT time by the shell (proxy/recipients.py), which
+Suppressions are looked up per recipient at RCPT time by the shell (proxy/transaction/recipients.py), which
 calls the pure functions here to turn the store's answer into findings. What RCPT time cannot
 know is settled after DATA by the `late` check below: the brand or list a header names, and a
 message that its headers reveal as marketing although its stream is not.
@@ -17,8 +17,8 @@ from typing import Iterator, Literal, Mapping, Sequence
 
 from pydantic import Field, field_validator
 
-from proxy.facts import LookupFailed
-from proxy.message import Message
+from proxy.facts.gather import LookupFailed
+from proxy.message.mime import Message
 from proxy.policy.registry import Context, Options, check, options
 from proxy.policy.verdict import Finding
 from proxy.store.base import GLOBAL, RecipientState, Scope, Suppression

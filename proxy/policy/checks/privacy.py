@@ -13,9 +13,9 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
-from proxy.urls import registrable
-from proxy.message import Message
-from proxy.policy.patterns import LinkWords
+from proxy.message.urls import registrable
+from proxy.message.mime import Message
+from proxy.message.patterns import LinkWords
 from proxy.policy.registry import Context, Options, check, options
 from proxy.policy.verdict import Finding
 

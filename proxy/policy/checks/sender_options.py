@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from pydantic import Field, PrivateAttr, field_validator
 
-from proxy.domains import Alignment, org_domain, registrable_label, skeleton, skeletons, to_alabel, to_ulabel
+from proxy.message.domains import Alignment, org_domain, registrable_label, skeleton, skeletons, to_alabel, to_ulabel
 from proxy.policy.registry import Options, options
 
 __all__ = ["DomainList", "SenderOptions"]

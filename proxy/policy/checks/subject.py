@@ -13,7 +13,7 @@ from typing import Iterator
 
 from pydantic import Field, PrivateAttr, model_validator
 
-from proxy.message import Message
+from proxy.message.mime import Message
 from proxy.policy.registry import Context, Options, check, options
 from proxy.policy.verdict import Finding
 

@@ -11,8 +11,8 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, PrivateAttr, model_validator
 
-from proxy.message import Message
-from proxy.policy.patterns import LinkWords
+from proxy.message.mime import Message
+from proxy.message.patterns import LinkWords
 from proxy.policy.registry import Context, Options, check, options
 from proxy.policy.verdict import Finding
 

@@ -1,0 +1,68 @@
+"""The operations endpoint: /metrics for Prometheus and /healthz for load balancers, on its own
+address, separate from mail traffic. /healthz answers 200 only while the upstream answered its
+last probe and the stores are open, so a balancer stops sending mail to a relay that could only
+answer 451."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import TYPE_CHECKING
+
+import structlog
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+if TYPE_CHECKING:
+    from proxy.runtime.service import Service
+
+log = structlog.get_logger("sendwarden.ops")
+
+
+def health(service: "Service") -> tuple[bool, dict[str, object]]:
+    checks = {
+        "upstream": service.upstream_up,
+        "quarantine": service.quarantine.is_open,
+        "accepting": not service.closing,
+    }
+    return all(checks.values()), checks
+
+
+def make_app(service: "Service") -> web.Application:
+    async def metrics(request: web.Request) -> web.Response:
+        service.metrics.refresh_last_hour()
+        try:
+            service.metrics.quarantine_held.set(await asyncio.to_thread(service.quarantine.count))
+        except Exception:  # a broken index must not break the scrape; the health check says it
+            service.metrics.store_errors.labels("quarantine").inc()
+        body = generate_latest(service.metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def healthz(request: web.Request) -> web.Response:
+        ok, checks = health(service)
+        return web.Response(status=200 if ok else 503, text=json.dumps({"ok": ok, **checks}), content_type="application/json")
+
+    app = web.Application(client_max_size=1024)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    return app
+
+
+class OpsServer:
+    def __init__(self, service: "Service", host: str, port: int) -> None:
+        self.service = service
+        self.host, self.port = host, port
+        self.runner: web.AppRunner | None = None
+
+    async def start(self) -> tuple[str, int]:
+        self.runner = web.AppRunner(make_app(self.service), access_log=None, handle_signals=False)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, self.host, self.port)
+        await site.start()
+        addr = self.runner.addresses[0]  # the bound port when 0 was asked
+        log.info("ops_listening", address=f"{addr[0]}:{addr[1]}")
+        return addr[0], addr[1]
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()

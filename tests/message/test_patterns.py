@@ -1,0 +1,104 @@
+"""Term sets: one compiled pattern per set, a literal first-word prefilter, allow phrases."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from proxy.message.patterns import LinkWords, TermError, TermSet, compile_terms, normalise, word_set
+
+
+def both(ts: TermSet, text: str) -> list[tuple[str, str]]:
+    """Scan with the first-word prefilter and with the pattern alone: they must agree."""
+    text = normalise(text)
+    direct = list(ts.scan(text))  # short texts go straight to the pattern
+    assert list(ts.scan(text, word_set(text))) == direct
+    return direct
+
+
+def hits(terms: dict[str, list[str]], text: str) -> list[tuple[str, str]]:
+    return both(compile_terms(terms), text)
+
+
+def test_literals_phrases_and_wildcards() -> None:
+    ts = {"a": ["get rich quick", "escort*", "porn"], "allow": ["porn free"]}
+    assert hits(ts, "GET-RICH  quick\nnow") == [("a", "get-rich quick")]
+    assert hits(ts, "Escorts and escorting") == [("a", "escorts"), ("a", "escorting")]
+    assert hits(ts, "a porn-free zone, porn") == [("a", "porn")]
+    assert hits(ts, "pornichet, getrichquick, sporn") == []
+
+
+def test_regex_terms_use_their_first_words_as_prefilter() -> None:
+    ts = compile_terms({"d": [r"re:(?:buy|order)\s+(?:coke|meth)", r"re:guns?\s+for\s+sale"]})
+    assert ts.anchored and set(ts.prefixes) == {"buy", "order", "gun"}
+    assert both(ts, "Please ORDER  coke. Guns for sale.") == [("d", "order coke"), ("d", "guns for sale")]
+    assert both(ts, "buyer coke") == []
+
+
+def test_regex_without_first_word_still_matches() -> None:
+    ts = compile_terms({"d": [r"re:\d+\s+pills"]})
+    assert not ts.anchored
+    assert both(ts, "order 100 pills") == [("d", "100 pills")]
+
+
+def test_non_word_first_character() -> None:
+    ts = compile_terms({"m": ["$$$ cash", "18+ videos"]})
+    assert not ts.anchored
+    assert both(ts, "Get $$$ cash and 18+ videos") == [("m", "$$$ cash"), ("m", "18+ videos")]
+
+
+def test_prefilter_agrees_with_the_full_pattern() -> None:
+    ts = compile_terms({"x": ["drug*", "buy drugs", "sex"], "allow": ["drug store"]})
+    text = normalise("the drug store sells drugs; buy drugs? no sex in sussex. drugstore")
+    assert both(ts, text) == [("x", "drugs"), ("x", "buy drugs"), ("x", "sex"), ("x", "drugstore")]
+    long_text = normalise("lorem ipsum " * 40 + text)  # long enough for the prefilter by itself
+    assert list(ts.scan(long_text)) == [("x", "drugs"), ("x", "buy drugs"), ("x", "sex"), ("x", "drugstore")]
+    assert [m.group(0) for m in ts.pattern.finditer(text)] == ["drug store", "drugs", "buy drugs", "sex", "drugstore"]
+
+
+@pytest.mark.parametrize("term", ["", "  ", "mid*dle", "re:(unclosed"])
+def test_bad_terms(term: str) -> None:
+    with pytest.raises(TermError):
+        compile_terms({"x": [term]})
+
+
+def test_word_set_is_every_word_run() -> None:
+    import re
+
+    from proxy.message.patterns import word_set
+
+    text = normalise("Hello, wörld! snake_case e\u0301t\u00e9 ½ 42nd (cocaïne) a-b--c ١٢٣ 回复：订单 don't")
+    assert word_set(text) == frozenset(re.findall(r"\w+", text))
+
+
+def test_common_first_words_count_only_with_their_second_words() -> None:
+    ts = compile_terms({"x": ["your downline", "free spins", "free-for-all fraud", "sex", "sex cam*"]})
+    assert ts.exact["your"] == frozenset({"downline"}) and ts.exact["sex"] is None
+    assert both(ts, "Your order ships free of charge") == []
+    assert both(ts, "Grow your downline with free spins and sexcams, sex cams") == [
+        ("x", "your downline"), ("x", "free spins"), ("x", "sex cams")]
+    assert both(ts, "a free-for-all fraud") == [("x", "free-for-all fraud")]
+
+
+PRIVACY = LinkWords("privacy", ["privacy policy", "privacybeleid"], ["privacy", "/legal/data", "İ"])
+
+
+def test_links_named_all_at_once_as_one_by_one() -> None:
+    hrefs = ["https://shop.example.com/coats?c=1", "https://shop.example.com/PRIVACY", "https://x.example/legal/",
+             "data", "https://x.example/legal/data?x", "https://x.example/\x00privacy", "https://x.example/İ"]
+    texts = ["See the coats", "here", "Privacy  Policy", "", "Data", "nul", "dotted"]
+    assert PRIVACY.named(hrefs, texts) == [False, True, True, False, True, True, True]
+    assert PRIVACY.named(hrefs, texts) == [PRIVACY.names(h, t) for h, t in zip(hrefs, texts)]
+    assert PRIVACY.named([], []) == []
+
+
+# Hrefs made of the words' pieces, so that words straddle the joins between two hrefs.
+_PIECES = st.sampled_from(["priv", "acy", "/legal", "/data", "x", "İ", "\x00", "https://a.example/", "PRIVACY"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.lists(_PIECES, max_size=4).map("".join), st.sampled_from(["", "Privacy policy", "more"])), max_size=8))
+def test_named_agrees_with_names(links: list[tuple[str, str]]) -> None:
+    hrefs, texts = [h for h, _ in links], [t for _, t in links]
+    assert PRIVACY.named(hrefs, texts) == [PRIVACY.names(h, t) for h, t in links]

@@ -1,0 +1,113 @@
+"""`sendwarden milter` under a real Postfix: the same policy as the relay, in the MTA's path.
+
+A Postfix from Debian's package, configured in a temporary directory on loopback ports, has the
+running milter (the real Service, front="milter") in smtpd_milters and relays to the test sink.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from proxy.outbound.dkim import verify
+from proxy.dns import Resolver
+from proxy.milter.engine import split_headers
+from proxy.policy.loader import BUILTIN_DEFAULT, load_policy
+from proxy.runtime.service import Service
+from proxy.store.base import GLOBAL, Suppression
+from tests.conftest import ROOT, make_config
+from tests.support.dkimkit import key_config, make_key
+from tests.support.dnsserver import DnsServer
+from tests.support.postfix import PostfixInstance, available, delivered, transaction
+from tests.support.sink import Sink
+
+pytestmark = pytest.mark.skipif(available() is not None, reason=str(available()))
+
+COMPLIANT = (ROOT / "examples" / "compliant.eml").read_bytes().replace(b"\n", b"\r\n")
+PLAIN = (ROOT / "examples" / "plain.eml").read_bytes().replace(b"\n", b"\r\n")
+
+
+@dataclass
+class Rig:
+    service: Service
+    postfix: PostfixInstance
+    sink: Sink
+    dns: DnsServer
+
+    async def send(self, data: bytes, rcpts: tuple[str, ...] = ("reader@example.org",)) -> list[str]:
+        return await transaction(self.postfix.port, data, rcpts, helo="app.test")
+
+    async def delivered(self, count: int, timeout: float = 15) -> None:
+        await delivered(self.sink, count, timeout)
+
+
+@pytest.fixture
+async def rig(tmp_path: Path, sink: Sink, dns_server: DnsServer) -> AsyncIterator[Rig]:
+    key = make_key(tmp_path, "shop.example.com", "m1", "rsa", dns_server)
+    config = make_config(tmp_path, sink.url, {
+        "milter": {"address": "inet:127.0.0.1:0", "quarantine": "sendwarden"},
+        "dns": {"nameservers": [dns_server.nameserver], "timeout": 1.0},
+        "dkim": key_config(key),
+    })
+    service = Service(config, load_policy(BUILTIN_DEFAULT))
+    await service.start("milter")
+    postfix = PostfixInstance(sink.port, main={
+        "smtpd_milters": service.milter_address,
+        "non_smtpd_milters": "",
+        "milter_protocol": "6",
+        "milter_default_action": "tempfail",
+    })
+    try:
+        await asyncio.to_thread(postfix.start)
+        yield Rig(service, postfix, sink, dns_server)
+    finally:
+        await asyncio.to_thread(postfix.stop)
+        await service.stop()
+
+
+async def test_compliant_message_passes_signed(rig: Rig) -> None:
+    answers = await rig.send(COMPLIANT)
+    assert answers[-1].startswith("250 2.0.0 Ok: queued as "), answers
+    await rig.delivered(1)
+    [got] = rig.sink.received
+    assert got.data.startswith(b"DKIM-Signature: ")
+    result = await verify(got.data, Resolver([rig.dns.nameserver], timeout=1))
+    assert [(s.selector, s.status) for s in result.signatures] == [("m1", "pass")]
+    assert got.data.endswith(COMPLIANT.partition(b"\r\n\r\n")[2])
+
+
+async def test_violating_message_is_refused_with_our_reply(rig: Rig) -> None:
+    answers = await rig.send(PLAIN)
+    assert answers[-1].startswith("550 5.7.1 Message refused by policy [unsubscribe.header_missing]"), answers
+    assert rig.sink.received == []
+
+
+async def test_suppressed_recipient_is_refused_at_rcpt(rig: Rig) -> None:
+    await rig.service.store.suppress([Suppression("gone@example.org", GLOBAL, "unsubscribe", "one-click", time.time())])
+    answers = await rig.send(COMPLIANT, rcpts=("gone@example.org", "reader@example.org"))
+    assert answers[3].startswith("550 5.7.1 Recipient refused by policy [optout.suppressed]"), answers
+    assert answers[4].startswith("250") and answers[-1].startswith("250 2.0.0 Ok: queued as ")
+    await rig.delivered(1)
+    assert [r for r, _ in rig.sink.received[0].rcpts] == ["reader@example.org"]
+
+
+async def test_quarantined_message_is_held_by_sendwarden(rig: Rig, tmp_path: Path) -> None:
+    policy = tmp_path / "q.toml"
+    policy.write_text('[actions]\n"unsubscribe.*" = "quarantine"\n')
+    rig.service.policy = load_policy(policy)
+    answers = await rig.send(PLAIN)
+    assert answers[-1].startswith("250 "), answers  # the MTA accepted it, then discarded its copy
+    rows, total = rig.service.quarantine.search("status = 'held'", [], 10, 0)
+    assert total == 1 and rig.service.quarantine.raw(rows[0]["id"]).endswith(PLAIN.partition(b"\r\n\r\n")[2])
+    await asyncio.sleep(1)
+    assert rig.sink.received == []
+
+
+def test_split_headers_keeps_folds_for_the_mta() -> None:
+    block = b"DKIM-Signature: v=1; a=rsa-sha256;\r\n\tb=abc\r\nX-Tag: x\r\n"
+    assert split_headers(block) == [("DKIM-Signature", "v=1; a=rsa-sha256;\n\tb=abc"), ("X-Tag", "x")]
