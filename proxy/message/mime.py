@@ -358,6 +358,15 @@ class Message:
         return self._folded[1]
 
     @cached_property
+    def unmasked_text(self) -> tuple[str, ...]:
+        """The passages of `folded_text` that read differently once cheap disguises are taken
+        off (`v1agra`, `c-a-s-i-n-o`, a Cyrillic а, a soft hyphen: proxy.message.unmask), read
+        so; empty for ordinary messages. Computed once, for every list that scans."""
+        from proxy.message.unmask import unmasked
+
+        return unmasked(self.folded_text)
+
+    @cached_property
     def _folded(self) -> tuple[str, frozenset[str]]:
         from proxy.message.patterns import words_of
 

@@ -97,7 +97,7 @@ class TermSet:
     """Compiled terms: `scan(text)` yields (label, matched text) for every hit that is not
     covered by an allowed phrase."""
 
-    def __init__(self, body: str, labels: tuple[tuple[str, str], ...], size: int,
+    def __init__(self, body: str, labels: tuple[tuple[str, list[str], list[str]], ...], size: int,
                  exact: dict[str, frozenset[str] | None], prefixes: tuple[str, ...], anchored: bool) -> None:
         self.pattern = re.compile(rf"(?<!\w)(?:{body})(?!\w)")
         self._at = re.compile(rf"(?:{body})(?!\w)").match
@@ -147,14 +147,30 @@ class TermSet:
             if label != ALLOW:
                 yield label, m.group(0)
 
+    def matches(self, normalised: str, words: frozenset[str] | None = None) -> Iterator[tuple[str, re.Match[str]]]:
+        """`scan`, with each hit's match (where it stands in the text)."""
+        for m in self._hits(normalised, words):
+            label = self.label_of(m.group(0))
+            if label != ALLOW:
+                yield label, m
+
     def search(self, normalised: str) -> bool:
         return next(self.scan(normalised), None) is not None
+
+    def labels_of(self, matched: str) -> tuple[str, ...]:
+        """Every label whose terms match this hit, in order; just (ALLOW,) when an allowed
+        phrase does (a word can be a term of several lists)."""
+        self.label_of(matched)  # compiles the per-label patterns
+        assert self._labels is not None
+        found = tuple(label for label, pattern in self._labels if pattern.fullmatch(matched))
+        return (ALLOW,) if ALLOW in found else found
 
     def label_of(self, matched: str) -> str:
         """Which label's terms match this hit (allow first). Runs only on hits, which are
         rare, so the per-label patterns are compiled on the first one."""
         if self._labels is None:
-            self._labels = tuple((label, re.compile(source)) for label, source in self._label_sources)
+            self._labels = tuple((label, re.compile("|".join(([_trie_regex(keys)] if keys else []) + rx)))
+                                 for label, keys, rx in self._label_sources)
         for label, pattern in self._labels:
             if pattern.fullmatch(matched):
                 return label
@@ -250,14 +266,19 @@ def compile_terms(labelled: Mapping[str, Iterable[str]]) -> TermSet:
                     anchored = False
                 else:
                     prefixes.update(words)
-    alts = ([_trie_regex(keys)] if keys else []) + regexes
+    # Allowed phrases first, then the regular expressions, then the other literal terms: at one
+    # place in the text the first alternative that matches wins, so an allowed phrase beats
+    # every term, and a regex phrase ("vuurwapens te koop") is not cut short by a literal
+    # word it starts with ("vuurwapen*"). Among literals the trie takes the longest.
+    allowed = per_label.get(ALLOW, ([], []))[0]
+    allowed_keys = set(allowed)
+    others = [k for k in keys if k not in allowed_keys]
+    alts = ([_trie_regex(allowed)] if allowed else []) + regexes + ([_trie_regex(others)] if others else [])
     body = "|".join(alts) if alts else r"(?!x)x"
-    labels = []
-    for label in sorted(per_label, key=lambda lb: lb != ALLOW):  # allow is judged first
-        lit, rx = per_label[label]
-        parts = ([_trie_regex(lit)] if lit else []) + rx
-        if parts:
-            labels.append((label, "|".join(parts)))
+    # Each label's own pattern is rendered on the first hit (label_of): most term sets never
+    # have one, and a hundred labels' tries cost as much to render as the combined one.
+    labels = [(label, *per_label[label]) for label in sorted(per_label, key=lambda lb: lb != ALLOW)  # allow first
+              if per_label[label][0] or per_label[label][1]]
     needs = {w: None if nxt is None else frozenset(nxt) for w, nxt in exact.items()}
     return TermSet(body, tuple(labels), len(keys) + len(regexes), needs,
                    tuple(sorted(prefixes)), anchored)

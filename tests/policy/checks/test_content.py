@@ -18,7 +18,7 @@ def content(html: str = "", text: str = "", subject: str = "Winter news", pol=No
 
 
 @pytest.mark.parametrize("html, category, term", [
-    ("<p>Watch free porn videos</p>", "adult", "porn"),
+    ("<p>Watch free porn videos</p>", "adult", "free porn"),
     ("<p>Hot singles in your area</p>", "adult", "hot singles"),
     ("<p>Buy cocaine and MDMA, next-day delivery</p>", "drugs", "buy cocaine"),
     ("<p>Xanax without a prescription</p>", "drugs", "without a prescription"),
@@ -106,11 +106,13 @@ def test_categories_can_be_ignored() -> None:
     assert content("<p>Buy cocaine</p>", pol=pol) != []
 
 
-def test_lists_compile_once_into_one_pattern_per_language() -> None:
+def test_lists_compile_once_into_one_pattern() -> None:
     opts = DEFAULT.options["content"]
     assert isinstance(opts, ContentOptions)
-    assert sorted(lang.language for lang in opts.languages) == ["en", "nl"]
-    assert all(lang.terms.size > 50 for lang in opts.languages)
+    assert opts.languages == ("en", "nl", "de", "fr", "es", "it", "pt", "pl")
+    assert opts.compiled.terms.size > 8 * 50 and opts.compiled.terms.anchored
+    # A second policy naming the same lists shares the compiled patterns.
+    assert policy({"content": {"ignore_categories": ["hate"]}}).options["content"].compiled is opts.compiled
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:
@@ -158,3 +160,79 @@ def test_corpus_newsletters_mention_tricky_words() -> None:
     for word in ("drug store", "sussex", "middlesex", "cocktail", "scunthorpe", "shotgun wedding"):
         assert word in seen
     assert rules("newsletter_en.eml", family="content") == []
+
+
+@pytest.mark.parametrize("html, category, language, words", [
+    ("Semi-automatic rifles and bulk 9mm ammunition at clearance prices. No licence check, discreet shipping.",
+     "weapons", "en", ["'rifles'", "'no licence check'"]),
+    ("Halbautomatische Gewehre und 9-mm-Munition zu Sonderpreisen. Keine Lizenzprüfung, diskreter Versand.",
+     "weapons", "de", ["'gewehre'", "'diskreter versand'"]),
+    ("Fusils semi-automatiques et munitions à prix cassés. Sans permis, livraison discrète.",
+     "weapons", "fr", ["'munitions'", "'sans permis'"]),
+    ("Cocaína pura, 60 € el gramo, envío discreto a toda España.", "drugs", "es", ["'cocaína'", "'envío discreto'"]),
+    ("Casinò: bonus di benvenuto di 500 €, deposito minimo 10 €, prelievi veloci.", "gambling", "it", ["'casinò'", "'bonus'"]),
+    ("Maconha de qualidade, entrega discreta, pagamento por PIX.", "drugs", "pt", ["'maconha'", "'entrega discreta'"]),
+    ("Mefedron najwyższej jakości, 50 zł za gram, dyskretna wysyłka.", "drugs", "pl", ["'mefedron'", "'dyskretna wysyłka'"]),
+])
+def test_an_offer_in_plain_words_is_found(html: str, category: str, language: str, words: list[str]) -> None:
+    [detail] = content(f"<p>{html}</p>")
+    assert detail.startswith(f"category {category} ({language} list): ")
+    assert all(w in detail for w in words), detail
+
+
+@pytest.mark.parametrize("html", [
+    "Police seized 200 kg of cocaine worth €10 million in the port, the court heard.",
+    "Our museum's new exhibition shows 300 rifles and pistols from the 18th century. Tickets €12, shop open daily.",
+    "Cocktail menu: Pornstar Martini £9, Sex on the Beach £8. Order at the bar, happy hour prices.",
+    "Our free guide for parents: talking to your child about sex, consent and pornography. Order a printed copy for £2 including delivery.",
+    "Viagra Connect is now at our pharmacy: £19.99, order online, free delivery.",
+    "EuroMillions jackpot €130 million! Tickets €2.50, buy online. Licensed by the Gambling Commission. 18+ play responsibly.",
+    "Whisky sale: Gunpowder gin £34, Kalashnikov vodka £29, Smoking Gun bourbon £39. Free shipping over £50.",
+    "Glue guns and nerf guns at clearance prices, free shipping on every order.",
+    "Die Polizei hat 40 Gewehre und Munition beschlagnahmt; der Prozess beginnt im Mai. Abo ab 9,90 €, jetzt bestellen.",
+    "Ouverture du musée : une exposition de fusils anciens. Billets 12 €, boutique, commande en ligne.",
+])
+def test_a_subject_without_an_offer_is_not_found(html: str) -> None:
+    assert content(f"<p>{html}</p>") == []
+
+
+@pytest.mark.parametrize("html, word", [
+    ("Try our new c-a-s-i-n-o tonight", "casino"),
+    ("The best c\u0430sino in town", "casino"),  # Cyrillic а
+    ("Real p0rn here", "porn"),
+    ("Tonight: k o k a i n", "kokain"),
+])
+def test_a_subject_in_disguise_is_found(html: str, word: str) -> None:
+    [detail] = content(f"<p>{html}</p>")
+    assert f"'{word}' written in disguise" in detail
+
+
+@pytest.mark.parametrize("html, term", [
+    ("Cheap v1agra, order today", "cheap viagra"),
+    ("Cheap v i a g r a", "cheap viagra"),
+    ("Online c&shy;asino with free spins", "online casino"),
+    ("Online ca<b>s</b>ino", "online casino"),
+    ("\uff4f\uff4e\uff4c\uff49\uff4e\uff45 \uff43\uff41\uff53\uff49\uff4e\uff4f", "online casino"),
+])
+def test_a_term_in_disguise_is_found(html: str, term: str) -> None:
+    [detail] = content(f"<p>{html}</p>")
+    assert repr(term) in detail
+
+
+def test_policy_terms_allow_phrases_and_offers_switch() -> None:
+    own = policy({"content": {"terms": {"gambling": ["lucky spin palace"]}, "allow": ["casino night"]}})
+    [detail] = content("<p>Visit Lucky Spin Palace</p>", pol=own)
+    assert detail == "category gambling (policy list): 'lucky spin palace'"
+    assert content("<p>Casino night: tickets £20, order now, bonus drink</p>") != []
+    assert content("<p>Casino night: tickets £20, order now, bonus drink</p>", pol=own) == []
+    plain = policy({"content": {"offers": False}})
+    assert content("<p>Rifles and ammo, no licence check</p>", pol=plain) == []
+    assert content("<p>Rifles and ammo, no licence check</p>") != []
+
+
+def test_list_files_may_carry_subjects_and_offers(tmp_path: Path) -> None:
+    write(tmp_path, "lists/eo.toml", 'language = "eo"\n[categories.weapons]\nsubjects = ["pafilo*"]\n'
+          '[offers]\nevasion = ["sen permeso"]\n')
+    write(tmp_path, "policy.toml", '[checks.content]\nlists = ["lists/eo.toml"]\n')
+    pol = load_policy(tmp_path / "policy.toml")
+    assert content("<p>Pafiloj sen permeso!</p>", pol=pol) == ["category weapons (eo list): 'pafiloj' offered with 'sen permeso'"]

@@ -1,0 +1,160 @@
+"""The text as the content lists read it once its cheap disguises are taken off.
+
+A sender who wants "viagra" or "casino" past a word list writes `v1agra`, `ｃａｓｉｎｏ`,
+`cаsino` (a Cyrillic а), `c-a-s-i-n-o`, `v i a g r a` or `vi\u00adagra`: a reader still reads
+the word. `unmasked(folded_text)` returns the passages of the message's folded text (lower
+case, whitespace collapsed: proxy.message.mime.Message.folded_text) where such a disguise
+sits, each read as a reader reads it:
+- Unicode NFKC (fullwidth and mathematical letters, ligatures) and case folding;
+- zero-width characters, soft hyphens and other invisible format characters removed;
+- letters of other scripts that look like Latin ones (Unicode's confusables.txt, the data the
+  `confusable-homoglyphs` package ships and proxy.message.domains already uses) mapped to
+  their Latin letter, in words that mix them with Latin letters;
+- digits and symbols written for letters (0 o, 1 i or l, 3 e, 4 a, 5 s, 7 t, @ a, $ s, ! i,
+  | l) inside words;
+- single letters split by spaces, dots, hyphens or similar joined into one word.
+Words split by HTML tags or entities are already whole in the visible text
+(proxy/message/html.py joins inline elements and decodes entities).
+
+Only passages around a disguise are returned, each with `CONTEXT` characters either side, so
+that a phrase or an offer around the disguised word is read whole while an ordinary message
+(which has none) costs two regex searches over its text. Leaving the ordinary reading alone
+matters: numbers stay numbers ("40% off"), and "c4 explosives" still reads as written.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from confusable_homoglyphs.confusables import confusables_data
+
+__all__ = ["CONTEXT", "unmask", "unmasked"]
+
+# Characters of context either side of a disguise: more than the longest phrase, and as
+# much as an offer's cues are looked for around its subject (proxy.policy.checks.content).
+CONTEXT = 200
+# More disguised spots than this: the whole text is read again (cheaper than many passages).
+_MANY = 40
+
+_INVISIBLE_CHARS = "\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180e\u200b\u200c\u200d\u200e\u200f\u2060\u2061\u2062\u2063\u2064\ufeff"
+_INVISIBLE = dict.fromkeys(map(ord, _INVISIBLE_CHARS))
+_LEET_I = str.maketrans("013457@$!|", "oieastasil")
+_LEET_L = str.maketrans("013457@$!|", "oleastasil")
+
+
+def _lookalikes() -> dict[int, str]:
+    """Non-Latin characters that confusables.txt says look like one Latin letter: Cyrillic а,
+    Greek ο, Armenian օ... (Latin letters with diacritics are real letters in the languages
+    the lists cover, and stay)."""
+    out: dict[int, str] = {}
+    for char, entries in confusables_data.items():
+        if len(char) != 1 or char.isascii():
+            continue
+        try:
+            if unicodedata.name(char).startswith("LATIN"):
+                continue
+        except ValueError:
+            continue
+        for entry in entries:
+            target = entry["c"]
+            if len(target) == 1 and target.isascii() and target.isalpha():
+                out[ord(char)] = target.lower()
+                break
+    return out
+
+
+def _compatibility_letters() -> str:
+    """Characters that NFKC turns into ASCII letters or digits: fullwidth, mathematical,
+    enclosed and small-capital forms, ligatures."""
+    ranges = ((0x00A0, 0x0300), (0x1D00, 0x1DC0), (0x2000, 0x2500), (0x3200, 0x3400), (0xFB00, 0xFB50),
+              (0xFF00, 0xFFF0), (0x1D400, 0x1D800), (0x1F100, 0x1F200))
+    found = []
+    for lo, hi in ranges:
+        for cp in range(lo, hi):
+            ch = chr(cp)
+            norm = unicodedata.normalize("NFKC", ch)
+            if norm != ch and norm.isascii() and any(c.isalnum() for c in norm):
+                found.append(ch)
+    return "".join(found)
+
+
+_LOOKALIKE = _lookalikes()
+_ODD_CHARS = re.escape("".join(sorted({chr(c) for c in _LOOKALIKE} | set(_INVISIBLE_CHARS) | set(_compatibility_letters()))))
+# Leet: a digit or symbol between letters (v1agra, s3x, p0rn, x4nax), `$` or `@` opening a
+# word ($ex, @mmo), or a digit ending a word of three letters or more (pornhub5 is rare,
+# but porn0 is not). "10am", "3pm", "1st", "mp3" and prices do not match.
+_LEET = r"[a-z][013457@$!|]+[a-z]|(?<![^\s(\"'])[$@][a-z]|[a-z]{3}[013457]+(?![\w])"
+# Single letters (or digits) split by a space, or by a dot, hyphen, underscore, asterisk,
+# middle dot or slash with optional spaces: c-a-s-i-n-o, v i a g r a, c . a . s . i . n . o
+_SEP = r"(?:\s?[.\-_*·/+~]\s?|\s)"
+_RUN = rf"(?<![\w.\-])[^\W_]{_SEP}[^\W_](?![^\W_])(?:{_SEP}[^\W_](?![^\W_])){{1,}}"
+_ASCII_SPOTS = re.compile(f"{_RUN}|{_LEET}")
+_SPOTS = re.compile(f"{_RUN}|{_LEET}|[{_ODD_CHARS}]")
+_RUN_ONLY = re.compile(_RUN)
+_SEPARATORS = re.compile(r"[\s.\-_*·/+~]")
+_LEET_WORD = re.compile(rf"\S*(?:{_LEET})\S*")
+_EMAIL_OR_URL = re.compile(r"[^\s@]+@[\w-]+\.[\w.-]+|\w+://\S+|www\.\S+")
+_LOOKALIKE_WORD = re.compile(rf"\S*[{re.escape(''.join(chr(c) for c in _LOOKALIKE))}]\S*")
+
+
+def _join_run(m: re.Match[str]) -> str:
+    return _SEPARATORS.sub("", m.group(0))
+
+
+def _latin(m: re.Match[str]) -> str:
+    word = m.group(0)
+    if not any("a" <= c <= "z" for c in word):
+        return word  # a word of another script, written in it: not a disguise
+    mapped = word.translate(_LOOKALIKE)
+    return "".join(c for c in unicodedata.normalize("NFD", mapped) if not unicodedata.combining(c))
+
+
+def unmask(passage: str) -> tuple[str, ...]:
+    """The readings of one passage with its disguises taken off: one, or two where a `1` or
+    `|` may stand for either i or l. Pure; the passage is folded text."""
+    text = unicodedata.normalize("NFKC", passage).casefold().translate(_INVISIBLE) if not passage.isascii() else passage
+    if not text.isascii():
+        text = _LOOKALIKE_WORD.sub(_latin, text)
+    text = _RUN_ONLY.sub(_join_run, text)
+    if not _LEET_WORD.search(text):
+        return (text,)
+    spans = [m.span() for m in _LEET_WORD.finditer(text) if not _EMAIL_OR_URL.fullmatch(m.group(0).strip(".,;:!?()\"'"))]
+    readings = []
+    for table in (_LEET_I, _LEET_L):
+        out, at = [], 0
+        for a, b in spans:
+            out += [text[at:a], text[a:b].translate(table)]
+            at = b
+        out.append(text[at:])
+        readings.append("".join(out))
+    return tuple(dict.fromkeys(readings))
+
+
+def unmasked(folded: str) -> tuple[str, ...]:
+    """Passages of `folded` text that read differently with their disguises taken off, as
+    read so (each disguise with CONTEXT characters around it; overlapping passages merged).
+    Empty for ordinary text, which is what nearly every message is."""
+    spots = (_ASCII_SPOTS if folded.isascii() else _SPOTS).finditer(folded)
+    windows: list[list[int]] = []
+    for count, m in enumerate(spots, 1):
+        if count > _MANY:
+            windows = [[0, len(folded)]]
+            break
+        a, b = max(m.start() - CONTEXT, 0), m.end() + CONTEXT
+        if windows and a <= windows[-1][1]:
+            windows[-1][1] = max(windows[-1][1], b)
+        else:
+            windows.append([a, b])
+    out: list[str] = []
+    for a, b in windows:
+        # Widen to whole words: a cut word could read as another.
+        while a > 0 and not folded[a - 1].isspace():
+            a -= 1
+        b = min(b, len(folded))
+        while b < len(folded) and not folded[b].isspace():
+            b += 1
+        passage = folded[a:b]
+        out.extend(r for r in unmask(passage) if r != passage)
+    return tuple(out)
+
