@@ -364,10 +364,10 @@ class Message:
         so; empty for ordinary messages. Computed once, for every list that scans."""
         from proxy.message.unmask import unmasked
 
-        return unmasked(self.folded_text)
+        return unmasked(self.folded_text, self._folded[2])
 
     @cached_property
-    def _folded(self) -> tuple[str, frozenset[str]]:
+    def _folded(self) -> tuple[str, frozenset[str], set[str]]:
         from proxy.message.patterns import words_of
 
         # The HTML's visible text has its whitespace collapsed already (single spaces, none
@@ -378,7 +378,8 @@ class Message:
         plain = (self.subject + "\n" + self.text).lower().split()
         view = self.html_view
         text = " ".join(t for t in (" ".join(plain), view.visible_text.lower()) if t)
-        return text, words_of({*plain, *(t.lower() for t in view.tokens)})
+        tokens = {*plain, *(t.lower() for t in view.tokens)}
+        return text, words_of(tokens), tokens
 
     @cached_property
     def attachments(self) -> tuple[Attachment, ...]:

@@ -80,30 +80,43 @@ def _compatibility_letters() -> str:
 
 
 _LOOKALIKE = _lookalikes()
-_ODD_CHARS = re.escape("".join(sorted({chr(c) for c in _LOOKALIKE} | set(_INVISIBLE_CHARS) | set(_compatibility_letters()))))
+_ODD_CHARS_RAW = "".join(sorted({chr(c) for c in _LOOKALIKE} | set(_INVISIBLE_CHARS) | set(_compatibility_letters())))
 # Leet: a digit or symbol between letters (v1agra, s3x, p0rn, x4nax), `$` or `@` opening a
-# word ($ex, @mmo), or a digit ending a word of three letters or more (pornhub5 is rare,
-# but porn0 is not). "10am", "3pm", "1st", "mp3" and prices do not match.
+# word ($ex, @mmo), or a digit ending a word of three letters or more (porn0). "10am", "3pm",
+# "1st", "mp3" and prices do not match.
 _LEET = r"[a-z][013457@$!|]+[a-z]|(?<![^\s(\"'])[$@][a-z]|[a-z]{3}[013457]+(?![\w])"
 # Single letters (or digits) split by a space, or by a dot, hyphen, underscore, asterisk,
 # middle dot or slash with optional spaces: c-a-s-i-n-o, v i a g r a, c . a . s . i . n . o
-_SEP = r"(?:\s?[.\-_*·/+~]\s?|\s)"
+_SEP_CHARS = r"\s.\-_*·/+~"
+_SEP = rf"(?:\s?[.\-_*·/+~]\s?|\s)"
 _RUN = rf"(?<![\w.\-])[^\W_]{_SEP}[^\W_](?![^\W_])(?:{_SEP}[^\W_](?![^\W_])){{1,}}"
-_ASCII_SPOTS = re.compile(f"{_RUN}|{_LEET}")
-_SPOTS = re.compile(f"{_RUN}|{_LEET}|[{_ODD_CHARS}]")
 _RUN_ONLY = re.compile(_RUN)
+# The searches over a whole message start with one character class each, so that the regex
+# engine skips to the next candidate character in C (a leading letter class or lookbehind
+# makes it try every position: ten times the cost). What they find is then read by _RUN and
+# _LEET in the passage around it.
+_LEET_SPOT = re.compile(r"[013457@$!|](?:(?<=[a-z][013457$!|])[013457@$!|]*[a-z]|(?<=[a-z]@)[a-z](?![\w-]*\.\w)"
+                        r"|(?<=[a-z]{3}.)[013457]*(?!\w)|(?<=[\s(\"'].)(?<=[$@])[a-z])")
+# Three single letters split by separators; within one token (c-a-s-i-n-o), only the others.
+_RUN_SPOT = re.compile(rf"[{_SEP_CHARS}](?<=[^\W_].)(?<![\w.\-]..)(?:(?<=\s)(?:[.\-_*·/+~]\s?)?|(?<!\s)\s?)"
+                       rf"[^\W_](?![^\W_]){_SEP}[^\W_](?![^\W_])")
+_TOKEN_RUN_SPOT = re.compile(r"[.\-_*·/+~](?<=[^\W_].)(?<![\w.\-]..)[^\W_][.\-_*·/+~][^\W_](?![^\W_])")
+_ODD = frozenset(_ODD_CHARS_RAW)
+# Single letters that are words of their own in the languages the lists cover ("a", "i",
+# Polish "w", "z"...): a text with no other single letter cannot hold a word split by spaces.
+_WORD_LETTERS = frozenset("aeiouyéèàòùwzk&")
+_LETTERS = frozenset(chr(c) for c in range(ord("a"), ord("z") + 1))
 _SEPARATORS = re.compile(r"[\s.\-_*·/+~]")
 _LEET_WORD = re.compile(rf"\S*(?:{_LEET})\S*")
 _EMAIL_OR_URL = re.compile(r"[^\s@]+@[\w-]+\.[\w.-]+|\w+://\S+|www\.\S+")
-_LOOKALIKE_WORD = re.compile(rf"\S*[{re.escape(''.join(chr(c) for c in _LOOKALIKE))}]\S*")
+_LOOKALIKE_CHARS = frozenset(chr(c) for c in _LOOKALIKE)
 
 
 def _join_run(m: re.Match[str]) -> str:
     return _SEPARATORS.sub("", m.group(0))
 
 
-def _latin(m: re.Match[str]) -> str:
-    word = m.group(0)
+def _latin(word: str) -> str:
     if not any("a" <= c <= "z" for c in word):
         return word  # a word of another script, written in it: not a disguise
     mapped = word.translate(_LOOKALIKE)
@@ -114,8 +127,8 @@ def unmask(passage: str) -> tuple[str, ...]:
     """The readings of one passage with its disguises taken off: one, or two where a `1` or
     `|` may stand for either i or l. Pure; the passage is folded text."""
     text = unicodedata.normalize("NFKC", passage).casefold().translate(_INVISIBLE) if not passage.isascii() else passage
-    if not text.isascii():
-        text = _LOOKALIKE_WORD.sub(_latin, text)
+    if not text.isascii() and not _LOOKALIKE_CHARS.isdisjoint(text):
+        text = " ".join(_latin(w) if not _LOOKALIKE_CHARS.isdisjoint(w) else w for w in text.split(" "))
     text = _RUN_ONLY.sub(_join_run, text)
     if not _LEET_WORD.search(text):
         return (text,)
@@ -131,17 +144,43 @@ def unmask(passage: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(readings))
 
 
-def unmasked(folded: str) -> tuple[str, ...]:
+def _suspect(folded: str, tokens: frozenset[str] | set[str]) -> bool:
+    """Whether the text may hold a disguise at all: looked for in its distinct tokens (a few
+    thousand characters, however long the text), so that ordinary mail costs two searches of
+    those and two set operations. E-mail addresses and URLs ("?u=7f3a") are no disguise."""
+    joined = " " + " ".join(tokens)  # a space before each token: `$ex` opens one
+    for m in _LEET_SPOT.finditer(joined):
+        a, b = joined.rfind(" ", 0, m.start()) + 1, joined.find(" ", m.end())
+        if not _EMAIL_OR_URL.search(joined[a:b if b >= 0 else None]):
+            return True
+    if _TOKEN_RUN_SPOT.search(joined):  # c-a-s-i-n-o, c.a.s.i.n.o: one token
+        return True
+    if not (_LETTERS - _WORD_LETTERS).isdisjoint(tokens) and _RUN_SPOT.search(folded):  # v i a g r a
+        return True
+    return not joined.isascii() and not _ODD.isdisjoint(joined)
+
+
+def unmasked(folded: str, tokens: frozenset[str] | set[str] | None = None) -> tuple[str, ...]:
     """Passages of `folded` text that read differently with their disguises taken off, as
     read so (each disguise with CONTEXT characters around it; overlapping passages merged).
-    Empty for ordinary text, which is what nearly every message is."""
-    spots = (_ASCII_SPOTS if folded.isascii() else _SPOTS).finditer(folded)
+    Empty for ordinary text, which is what nearly every message is. `tokens`: the text's
+    distinct whitespace-separated tokens, when known."""
+    if not _suspect(folded, tokens if tokens is not None else set(folded.split())):
+        return ()
+    spaced = " " + folded  # as in _suspect; positions are one on
+    found = [m.start() - 1 for m in _LEET_SPOT.finditer(spaced)] + [m.start() - 2 for m in _RUN_SPOT.finditer(spaced)]
+    if not folded.isascii():
+        for char in _ODD.intersection(folded):
+            i = folded.find(char)
+            while i >= 0:
+                found.append(i)
+                i = folded.find(char, i + 1)
     windows: list[list[int]] = []
-    for count, m in enumerate(spots, 1):
+    for count, at in enumerate(sorted(found), 1):
         if count > _MANY:
             windows = [[0, len(folded)]]
             break
-        a, b = max(m.start() - CONTEXT, 0), m.end() + CONTEXT
+        a, b = max(at - CONTEXT, 0), at + CONTEXT
         if windows and a <= windows[-1][1]:
             windows[-1][1] = max(windows[-1][1], b)
         else:
@@ -157,4 +196,3 @@ def unmasked(folded: str) -> tuple[str, ...]:
         passage = folded[a:b]
         out.extend(r for r in unmask(passage) if r != passage)
     return tuple(out)
-

@@ -13,7 +13,7 @@ from functools import lru_cache
 from urllib.parse import urlsplit
 
 from proxy.message import domains
-from proxy.message.domains import org_domain
+from proxy.message.domains import org_domain, to_alabel
 
 __all__ = ["host_of", "idna_host", "ip_host", "known_suffix", "registrable", "scheme_and_host", "scheme_of"]
 
@@ -32,17 +32,14 @@ def scheme_of(url: str) -> str:
 
 def idna_host(host: str) -> str:
     """A host name in lower-case A-label (punycode) form, so that look-alike Unicode domains
-    compare as the different domains they are; unconvertible labels stay as they are."""
+    compare as the different domains they are: the A-labels of proxy.message.domains.to_alabel
+    (IDNA 2008 with UTS 46 mapping, as browsers and the sender checks read them: faß.de is
+    xn--fa-hia.de, not fass.de); a name that is not a valid domain keeps its unconvertible
+    labels as they are."""
     host = _STRIP.sub("", host).strip().rstrip(".").lower()
     if host.isascii():
         return host
-    labels = []
-    for label in host.split("."):
-        try:
-            labels.append(label.encode("idna").decode("ascii") if label else label)
-        except UnicodeError:
-            labels.append(label)
-    return ".".join(labels)
+    return to_alabel(host) or ".".join(to_alabel(label) or label for label in host.split("."))
 
 
 # The shape of nearly every link in a newsletter: http(s), a plain ASCII host name, maybe a

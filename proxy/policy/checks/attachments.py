@@ -1,10 +1,12 @@
 """Dangerous attachments (AUP: no malware, no viruses).
 
 An attachment is dangerous when its declared type, any of its names (RFC 2231 and RFC 2047
-decoded; double extensions and right-to-left tricks seen through) or its first bytes say it
-is an executable, a script, an installer or a macro-enabled Office file, or when a zip (or
-gzip/tar) archive holds one, looked into in memory within the policy's bounds
-(proxy.message.filetypes). Optionally clamd scans the message too: its answer reaches this
+decoded; double extensions and right-to-left tricks seen through) or its bytes say it is an
+executable, a script, a shortcut, an installer, a disk image, OneNote, compiled help or a
+macro-enabled Office file, or when a zip, gzip, bzip2 or xz archive holds one, looked into in
+memory within the policy's bounds (proxy.message.filetypes); and when its name or declared
+type says one thing (a PDF, an image, a document) while its bytes are an archive, a disk
+image or a program: the finding then names both. Optionally clamd scans the message too: its answer reaches this
 check as the `clamav` fact (proxy/facts/clamav.py), and a clamd that was configured but could not
 answer is reported as `lookup.failed` unless the policy says to relay regardless.
 """
@@ -17,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 
 from proxy.facts.gather import LookupFailed
 from proxy.message.mime import Message
-from proxy.message.filetypes import Limits, Rules, inspect, name_problem
+from proxy.message.filetypes import Limits, Rules, disguise, inspect, name_problem
 from proxy.policy.registry import Context, Options, check, options
 from proxy.policy.verdict import Finding
 
@@ -136,7 +138,17 @@ def attachment_problems(msg: Message, rules: Rules) -> list[str]:
             problem = name_problem(name, rules)
             if problem:
                 problems.append(f"attachment {problem}")
-        problems.extend(inspect(att.payload, what, rules))
+        found = inspect(att.payload, what, rules)
+        disguised = disguise(att.payload, att.names, att.content_type)
+        if disguised:
+            # Its name or declared type says one thing, its bytes another: say both.
+            kind, says = disguised
+            own = f"{what} is "
+            if any(p.startswith(own) for p in found):
+                found = [p + says if p.startswith(own) else p for p in found]
+            else:
+                found.insert(0, f"{what} is {kind}{says}")
+        problems.extend(found)
     return list(dict.fromkeys(problems))
 
 

@@ -30,17 +30,21 @@ class PrivacyOptions(Options):
     words: list[str] = Field(default_factory=lambda: [
         "privacy", "privacy policy", "privacy statement", "privacy notice", "privacy-policy",  # en
         "privacybeleid", "privacyverklaring", "privacyreglement", "privacystatement",  # nl
-        "datenschutz", "datenschutzerklärung", "datenschutzhinweise", "datenschutzrichtlinie",  # de
-        "confidentialité", "politique de confidentialité", "vie privée", "données personnelles",  # fr
-        "privacidad", "política de privacidad", "aviso de privacidad", "privacidade",  # es, pt
-        "informativa sulla privacy", "riservatezza",  # it
+        "datenschutz*", "datenschutzerklärung", "datenschutzhinweise", "datenschutzrichtlinie",  # de
+        "confidentialité", "politique de confidentialité", "vie privée", "données personnelles",
+        "protection des données", "rgpd",  # fr
+        "privacidad", "política de privacidad", "aviso de privacidad", "protección de datos",  # es
+        "privacidade", "política de privacidade", "proteção de dados", "protecção de dados", "lgpd",  # pt
+        "informativa sulla privacy", "riservatezza", "protezione dei dati", "trattamento dei dati",  # it
         "integritetspolicy", "personuppgifter", "personvern", "privatlivspolitik",  # sv, no, da
-        "polityka prywatności", "ochrana osobních údajů", "adatvédelem", "tietosuoja", "gdpr",  # pl, cs, hu, fi
+        "polityka prywatności", "prywatność", "prywatności", "ochrona danych", "ochrony danych", "rodo",  # pl
+        "ochrana osobních údajů", "adatvédelem", "tietosuoja", "gdpr",  # cs, hu, fi
     ])
     # Words in a URL that make it a privacy-policy URL, whatever its anchor text says.
     url_words: list[str] = Field(default_factory=lambda: [
         "privacy", "privacybeleid", "privacyverklaring", "datenschutz", "confidentialite",
-        "privacidad", "privacidade", "integritet", "personvern", "gdpr",
+        "privacidad", "privacidade", "integritet", "personvern", "gdpr", "datenschutz", "prywatnosc",
+        "rgpd",
     ])
     require_https: bool = True
     # Optional: per sender (From) domain, the privacy-policy URLs it must link to. A sender

@@ -37,18 +37,28 @@ class UnsubscribeOptions(Options):
         "unsubscribe", "opt out", "opt-out", "optout", "remove me", "stop receiving",
         "manage your subscription", "cancel your subscription",  # en
         "afmelden", "uitschrijven", "abonnement opzeggen", "schrijf je uit", "schrijf u uit", "meld je af", "meld u af",  # nl
-        "abbestellen", "abmelden", "austragen", "newsletter abbestellen",  # de
-        "se désabonner", "se desabonner", "désabonner", "désinscription", "desinscription", "désinscrire", "se désinscrire",  # fr
-        "darse de baja", "date de baja", "dar de baja", "cancelar suscripción", "cancelar la suscripción", "baja",  # es
-        "annulla iscrizione", "disiscriviti", "cancellati",  # it
-        "descadastrar", "cancelar inscrição", "cancelar subscrição",  # pt
+        "abbestellen", "abmelden", "austragen", "newsletter abbestellen", "newsletter kündigen",
+        "abmeldung", "keine e-mails mehr",  # de
+        "se désabonner", "se desabonner", "désabonner", "désabonnement", "désinscription", "desinscription",
+        "désinscrire", "se désinscrire", "me désinscrire", "me désabonner", "ne plus recevoir",  # fr
+        "darse de baja", "date de baja", "darte de baja", "dar de baja", "cancelar suscripción", "cancelar la suscripción",
+        "anular suscripción", "desuscribirse", "desuscribirte", "dejar de recibir", "baja",  # es
+        "annulla iscrizione", "annulla l'iscrizione", "annullare l'iscrizione", "cancella l'iscrizione",
+        "cancella iscrizione", "disiscriviti", "disiscrizione", "cancellati", "cancellami",
+        "non ricevere più", "disattiva la newsletter",  # it
+        "descadastrar", "descadastre-se", "descadastrar-se", "cancelar inscrição", "cancelar a inscrição",
+        "cancelar subscrição", "cancelar a subscrição", "anular subscrição", "anular a subscrição",
+        "cancelar assinatura", "deixar de receber", "remover inscrição", "sair da lista",  # pt
         "avregistrera", "avsluta prenumeration", "afmeld", "meld deg av", "avmeld",  # sv, da, no
-        "wypisz się", "odhlásit", "leiratkozás", "peruuta tilaus",  # pl, cs, hu, fi
+        "wypisz się", "wypisz mnie", "wypisanie", "zrezygnuj z subskrypcji", "zrezygnuj z newslettera",
+        "rezygnacja z subskrypcji", "rezygnacja z newslettera", "anuluj subskrypcję",  # pl
+        "odhlásit", "leiratkozás", "peruuta tilaus",  # cs, hu, fi
     ])
     # Words that make a link's URL an unsubscribe URL, whatever its text says.
     url_words: list[str] = Field(default_factory=lambda: [
         "unsubscribe", "unsub", "optout", "opt-out", "opt_out", "afmelden", "uitschrijven",
-        "abmelden", "abbestellen", "desabonner", "desinscription", "darse-de-baja",
+        "abmelden", "abbestellen", "desabonner", "desinscription", "darse-de-baja", "desuscri",
+        "disiscri", "descadastr", "wypisz",
     ])
     _links: LinkWords = PrivateAttr()
 

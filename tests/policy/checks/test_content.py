@@ -220,11 +220,11 @@ def test_a_term_in_disguise_is_found(html: str, term: str) -> None:
 
 
 def test_policy_terms_allow_phrases_and_offers_switch() -> None:
-    own = policy({"content": {"terms": {"gambling": ["lucky spin palace"]}, "allow": ["casino night"]}})
+    own = policy({"content": {"terms": {"gambling": ["lucky spin palace"]}, "allow": ["casino evening"]}})
     [detail] = content("<p>Visit Lucky Spin Palace</p>", pol=own)
     assert detail == "category gambling (policy list): 'lucky spin palace'"
-    assert content("<p>Casino night: tickets £20, order now, bonus drink</p>") != []
-    assert content("<p>Casino night: tickets £20, order now, bonus drink</p>", pol=own) == []
+    assert content("<p>Casino evening: tickets £20, order now, bonus drink</p>") != []
+    assert content("<p>Casino evening: tickets £20, order now, bonus drink</p>", pol=own) == []
     plain = policy({"content": {"offers": False}})
     assert content("<p>Rifles and ammo, no licence check</p>", pol=plain) == []
     assert content("<p>Rifles and ammo, no licence check</p>") != []
