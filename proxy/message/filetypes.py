@@ -30,15 +30,16 @@ import unicodedata
 import zipfile
 import zlib
 from dataclasses import dataclass
-from typing import BinaryIO, Protocol
+from typing import IO, Protocol
 
 
 class _Decompressor(Protocol):
     """zlib's, bz2's and lzma's decompressor objects, as `_Inspection.stream` uses them."""
 
-    eof: bool
+    @property
+    def eof(self) -> bool: ...
 
-    def decompress(self, data: bytes, max_length: int = ...) -> bytes: ...
+    def decompress(self, data: bytes, max_length: int = ..., /) -> bytes: ...
 
 SNIFF_BYTES = 4096
 # How much of an archive member is read to judge it: past the third ISO 9660 descriptor.
@@ -304,7 +305,7 @@ class _Inspection:
                     problems.extend(self.opaque(f"{name} cannot be decompressed"))
         return problems
 
-    def member(self, f: BinaryIO, name: str, depth: int) -> list[str]:
+    def member(self, f: IO[bytes], name: str, depth: int) -> list[str]:
         """Sniff an archive member's first bytes; read it whole (within the budget) only when
         it is itself an archive or an OLE2 file, which must be looked into."""
         if self.budget <= 0:

@@ -24,7 +24,7 @@ import re._constants as _sre  # the stdlib's regex parser: to find a regex term'
 import re._parser as _sre_parse
 from bisect import bisect_right
 from itertools import accumulate
-from typing import Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 ALLOW = "allow"
 _SEP = "\x00"  # a space or hyphen inside a term, in the trie
@@ -71,14 +71,14 @@ def _literal_key(term: str) -> str:
 
 
 def _trie_regex(keys: Iterable[str]) -> str:
-    root: dict[str, dict] = {}
+    root: dict[str, Any] = {}
     for key in keys:
         node = root
         for ch in key:
             node = node.setdefault(ch, {})
         node[""] = {}
 
-    def render(node: dict[str, dict]) -> str:
+    def render(node: dict[str, Any]) -> str:
         alts = []
         optional = "" in node
         for ch in sorted(k for k in node if k):

@@ -4,8 +4,10 @@ bytes, macro-enabled Office files, and inside zip/gzip/tar archives within bound
 from __future__ import annotations
 
 import base64
+import bz2
 import gzip
 import io
+import lzma
 import random
 import tarfile
 import zipfile
@@ -238,3 +240,53 @@ def test_nested_archives_share_one_decompression_budget() -> None:
     out = att(part(outer, name="parts.zip"), pol=pol)
     assert out and all("unpacked" in d for d in out)
     assert att(part(outer, name="parts.zip"), pol=policy({"attachment": {"max_inspect_bytes": 50_000_000}})) == []
+
+
+ISO = bytes(32769) + b"CD001\x01" + bytes(4000)
+VHD_FIXED = bytes(8192) + b"conectix" + bytes(504)
+
+
+@pytest.mark.parametrize("data, what", [
+    (ISO, "an ISO 9660 disk image"),
+    (bytes(32769) + b"BEA01" + bytes(4000), "a UDF disk image"),
+    (bytes.fromhex("4c0000000114020000000000c000000000000046") + bytes(60), "a Windows shortcut (LNK)"),
+    (bytes.fromhex("e4525c7b8cd8a74daeb15378d02996d3") + bytes(60), "a OneNote section"),
+    (b"ITSF\x03\x00\x00\x00" + bytes(60), "compiled HTML help"),
+    (b"vhdxfile" + bytes(60), "a VHDX disk image"),
+    (VHD_FIXED, "a VHD disk image"),
+    (bytes(4096) + b"koly" + bytes(508), "an Apple disk image"),
+    (b"MSCF\x00\x00\x00\x00" + bytes(60), "a CAB archive"),
+    (b"\x28\xb5\x2f\xfd" + bytes(60), "a zstd file"),
+])
+def test_disguised_as_a_pdf_is_reported_with_both(data: bytes, what: str) -> None:
+    [detail] = att(part(data, "application/pdf", name="invoice.pdf"))
+    assert what in detail
+    assert detail.endswith(", though named 'invoice.pdf' (declared application/pdf)"), detail
+
+
+@pytest.mark.parametrize("packed, name", [(bz2.compress, "bzip2"), (lzma.compress, "xz")])
+def test_bzip2_and_xz_are_looked_into(packed, name: str) -> None:
+    assert "is a Windows executable" in att(part(packed(EXE), f"application/x-{name}", name=f"tool.{name}"))[0]
+    assert att(part(packed(b"date,amount\n" * 50), f"application/x-{name}", name=f"export.{name}")) == []
+    [detail] = att(part(packed(b"text " * 50), "application/pdf", name="invoice.pdf"))
+    assert detail == f"attachment 'invoice.pdf' is a {name} file, though named 'invoice.pdf' (declared application/pdf)".replace("a xz", "an xz")
+
+
+def test_a_disk_image_inside_a_zip_is_found() -> None:
+    assert "ISO 9660 disk image" in " ".join(att(part(zipped([("invoice.pdf", ISO)]), "application/zip", name="invoice.zip")))
+
+
+def test_a_declared_type_alone_is_a_claim_too() -> None:
+    [detail] = att(part(b"7z\xbc\xaf\x27\x1c" + bytes(40), "image/png", name="scan.dat"))
+    assert detail.endswith("7-Zip archive, which cannot be inspected, though declared image/png"), detail
+
+
+@pytest.mark.parametrize("data, ctype, name", [
+    (PDF, "application/pdf", "invoice.pdf"),
+    (zipped([("word/document.xml", b"<w:document/>")]), "application/vnd.openxmlformats-officedocument.wordprocessingml.document", "a.docx"),
+    (OLE_PLAIN, "application/msword", "a.doc"),
+    (bytes(40000), "application/pdf", "blank.pdf"),  # zeros where an ISO marker would sit
+    (b"BZhello, plain text that starts like bzip2", "text/plain", "notes.txt"),
+])
+def test_what_it_says_it_is_passes(data: bytes, ctype: str, name: str) -> None:
+    assert att(part(data, ctype, name=name)) == []
