@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from proxy.commands.scan import read_input
 from proxy.message.mime import Message
 from proxy.policy.engine import findings
 from proxy.policy.registry import Context
@@ -40,11 +41,6 @@ def kinds() -> list[Path]:
     return sorted(p for p in ENFORCEMENT.iterdir() if p.is_dir() and ((p / "labels.toml").exists() or (p / "labels.json").exists()))
 
 
-def read(path: Path) -> bytes:
-    raw = path.read_bytes()
-    return raw if b"\r\n" in raw else raw.replace(b"\n", b"\r\n")  # as `sendwarden scan` reads a file
-
-
 @dataclass
 class Score:
     positives: int = 0
@@ -59,7 +55,7 @@ def judge_kind(folder: Path) -> Score:
     ctx = Context(stream="marketing", marketing=True)
     score = Score()
     for name, label in labels(folder).items():
-        found = findings(pol, Message.from_bytes(read(folder / name)), ctx)
+        found = findings(pol, Message.from_bytes(read_input(str(folder / name))), ctx)  # as `scan` reads it
         rules = sorted({f.rule for f in found})
         if label == CLEAN:
             score.clean += 1
