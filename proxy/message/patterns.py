@@ -189,12 +189,19 @@ def _first_words(parsed: _sre_parse.SubPattern) -> list[str] | None:
         return None
     op, av = items[0]
     if op is _sre.LITERAL:
-        word = ""
-        for op2, av2 in items:
+        n = 0
+        for n, (op2, av2) in enumerate(items):
             if op2 is not _sre.LITERAL or not _WORD_CHAR.match(chr(av2)):
                 break
-            word += chr(av2)
-        return [word.lower()] if word else None
+        else:
+            n = len(items)
+        word = "".join(chr(av2) for _, av2 in items[:n])
+        if not word:
+            return None
+        # The parser factors common beginnings out of alternatives ("share|stock" is "s" then
+        # a branch): go on into what follows, so that the prefilter looks for "share", not "s".
+        rest = _first_words(_sre_parse.SubPattern(parsed.state, items[n:])) if n < len(items) and items[n][0] in (_sre.BRANCH, _sre.SUBPATTERN) else None
+        return [(word + w).lower() for w in rest] if rest else [word.lower()]
     if op is _sre.SUBPATTERN:
         return _first_words(av[-1])
     if op is _sre.BRANCH:
