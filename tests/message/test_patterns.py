@@ -36,6 +36,27 @@ def test_regex_terms_use_their_first_words_as_prefilter() -> None:
     assert both(ts, "buyer coke") == []
 
 
+def test_first_words_go_on_into_factored_alternatives() -> None:
+    # The regex parser turns "share|shares|stock|stocks" into "s" and a branch.
+    ts = compile_terms({"g": [r"re:(?:share|shares|stock|stocks)\s+will\s+triple", r"re:(?:cocaine|coke)\s+for\s+sale"]})
+    assert set(ts.prefixes) == {"share", "shares", "stock", "stocks", "cocaine", "coke"}
+    assert both(ts, "see the shop: shares will triple, coke for sale") == [("g", "shares will triple"), ("g", "coke for sale")]
+
+
+def test_regex_before_a_literal_it_starts_with_and_allow_before_both() -> None:
+    ts = {"w": ["vuurwapen*", r"re:vuurwapens\s+te\s+koop"], "allow": ["vuurwapens te koop gevraagd"]}
+    assert hits(ts, "vuurwapens te koop") == [("w", "vuurwapens te koop")]
+    assert hits(ts, "vuurwapens te koop gevraagd") == []
+    assert hits(ts, "vuurwapens") == [("w", "vuurwapens")]
+
+
+def test_matches_and_labels_of() -> None:
+    ts = compile_terms({"en|x": ["casino*"], "de|x": ["casino*", "kasino"], "allow": ["casino royale"]})
+    [(label, m)] = list(ts.matches("das casino"))
+    assert (label, m.span()) == ("en|x", (4, 10))
+    assert ts.labels_of("casino") == ("en|x", "de|x") and ts.labels_of("casino royale") == ("allow",)
+
+
 def test_regex_without_first_word_still_matches() -> None:
     ts = compile_terms({"d": [r"re:\d+\s+pills"]})
     assert not ts.anchored
