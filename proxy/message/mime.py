@@ -368,7 +368,7 @@ class Message:
 
     @cached_property
     def _folded(self) -> tuple[str, frozenset[str], set[str]]:
-        from proxy.message.patterns import words_of
+        from proxy.message.patterns import APOSTROPHE, words_of
 
         # The HTML's visible text has its whitespace collapsed already (single spaces, none
         # at the ends) and its distinct tokens known: lower-cased here, not split again (the
@@ -379,6 +379,9 @@ class Message:
         view = self.html_view
         text = " ".join(t for t in (" ".join(plain), view.visible_text.lower()) if t)
         tokens = {*plain, *(t.lower() for t in view.tokens)}
+        if APOSTROPHE in text:  # as patterns.normalise writes it
+            text = text.replace(APOSTROPHE, "'")
+            tokens = {t.replace(APOSTROPHE, "'") for t in tokens}
         return text, words_of(tokens), tokens
 
     @cached_property

@@ -27,6 +27,7 @@ from itertools import accumulate
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 ALLOW = "allow"
+APOSTROPHE = "\u2019"
 _SEP = "\x00"  # a space or hyphen inside a term, in the trie
 _WILD = "\x01"  # a trailing `*`
 _SPLIT = re.compile(r"[\s\-]+")
@@ -56,8 +57,10 @@ def words_of(tokens: set[str]) -> frozenset[str]:
 
 
 def normalise(text: str) -> str:
-    """The form every term set scans: lower case, whitespace runs collapsed to one space."""
-    return " ".join(text.lower().split())
+    """The form every term set scans: lower case, whitespace runs collapsed to one space, the
+    typographic apostrophe (l’iscrizione, d’armi) written as the ASCII one the terms use."""
+    folded = " ".join(text.lower().split())
+    return folded.replace(APOSTROPHE, "'") if APOSTROPHE in folded else folded
 
 
 def _literal_key(term: str) -> str:

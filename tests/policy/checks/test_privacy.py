@@ -23,6 +23,12 @@ def privacy(html: str, text: str = "", pol=None, headers=None) -> list[str]:
     '<a href="https://shop.example.com/legal/p">Datenschutzerklärung</a>',
     '<a href="https://shop.example.com/legal/p">Politique de confidentialité</a>',
     '<a href="https://shop.example.com/legal/p">Política de privacidad</a>',
+    '<a href="https://shop.example.com/legal/p">Informativa sulla privacy</a>',
+    '<a href="https://shop.example.com/legal/p">Política de privacidade</a>',
+    '<a href="https://shop.example.com/legal/p">Polityka prywatności</a>',
+    '<a href="https://shop.example.com/legal/p">Ochrona danych osobowych</a>',
+    '<a href="https://shop.example.com/legal/p">Protección de datos</a>',
+    '<a href="https://shop.example.com/legal/p">Datenschutzhinweise</a>',
     '<a href="https://shop.example.com/privacy-notice">Read how we handle your data</a>',
     '<a href="https://shop.example.com/legal/p"><img src="p.png" alt="Privacy"></a>',
 ])

@@ -91,6 +91,18 @@ def test_one_click_can_be_switched_off() -> None:
     '<a href="https://shop.example.com/optout?u=1">click here</a>',
     '<a href="https://shop.example.com/u/1">click here</a>',  # the List-Unsubscribe URI itself
     '<a href="mailto:u@shop.example.com?subject=stop">Opt out</a>',
+    # as natives word it, in the languages the content lists cover
+    '<a href="https://shop.example.com/x">Annulla l\'iscrizione</a>',
+    '<a href="https://shop.example.com/x">Cancella l’iscrizione</a>',
+    '<a href="https://shop.example.com/x">Disiscriviti dalla newsletter</a>',
+    '<a href="https://shop.example.com/x">Vom Newsletter abmelden</a>',
+    '<a href="https://shop.example.com/x">Se désinscrire</a>',
+    '<a href="https://shop.example.com/x">Ne plus recevoir nos e-mails</a>',
+    '<a href="https://shop.example.com/x">Darte de baja</a>',
+    '<a href="https://shop.example.com/x">Cancelar a subscrição</a>',
+    '<a href="https://shop.example.com/x">Descadastre-se</a>',
+    '<a href="https://shop.example.com/x">Wypisz się</a>',
+    '<a href="https://shop.example.com/x">Zrezygnuj z subskrypcji</a>',
 ])
 def test_body_link_found(anchor: str) -> None:
     assert unsub(html=f"<p>Sale!</p><p>{anchor} {PRIVACY}</p>") == []
