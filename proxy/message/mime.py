@@ -13,7 +13,7 @@ rule reports it), so a check can always judge and nobody is fooled by a partial 
 from __future__ import annotations
 
 import re
-
+import unicodedata
 from dataclasses import dataclass, field
 from email import feedparser as _feedparser
 from email.message import Message as EmailMessage
@@ -382,6 +382,10 @@ class Message:
         if APOSTROPHE in text:  # as patterns.normalise writes it
             text = text.replace(APOSTROPHE, "'")
             tokens = {t.replace(APOSTROPHE, "'") for t in tokens}
+        if not text.isascii() and not unicodedata.is_normalized("NFC", text):
+            # Accents written as combining marks (e + U+0301) read as the letters the lists hold.
+            text = unicodedata.normalize("NFC", text)
+            tokens = {unicodedata.normalize("NFC", t) for t in tokens}
         return text, words_of(tokens), tokens
 
     @cached_property

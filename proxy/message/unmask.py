@@ -6,7 +6,8 @@ the word. `unmasked(folded_text)` returns the passages of the message's folded t
 case, whitespace collapsed: proxy.message.mime.Message.folded_text) where such a disguise
 sits, each read as a reader reads it:
 - Unicode NFKC (fullwidth and mathematical letters, ligatures) and case folding;
-- zero-width characters, soft hyphens and other invisible format characters removed;
+- zero-width characters, soft hyphens and other invisible format characters removed, and the
+  combining marks NFKC could not compose (c̲a̲s̲i̲n̲o̲);
 - letters of other scripts that look like Latin ones (Unicode's confusables.txt, the data the
   `confusable-homoglyphs` package ships and proxy.message.domains already uses) mapped to
   their Latin letter, in words that mix them with Latin letters;
@@ -38,7 +39,11 @@ CONTEXT = 200
 _MANY = 40
 
 _INVISIBLE_CHARS = "\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180e\u200b\u200c\u200d\u200e\u200f\u2060\u2061\u2062\u2063\u2064\ufeff"
-_INVISIBLE = dict.fromkeys(map(ord, _INVISIBLE_CHARS))
+# Combining marks left after NFKC composed what it could (c̲a̲s̲i̲n̲o̲ with U+0332 under each
+# letter): over a Latin letter they decorate it, they do not make another word.
+_COMBINING_CHARS = "".join(chr(c) for lo, hi in ((0x0300, 0x0370), (0x1AB0, 0x1B00), (0x1DC0, 0x1E00), (0x20D0, 0x2100), (0xFE20, 0xFE30))
+                           for c in range(lo, hi) if unicodedata.combining(chr(c)))
+_INVISIBLE = dict.fromkeys(map(ord, _INVISIBLE_CHARS + _COMBINING_CHARS))
 _LEET_I = str.maketrans("013457@$!|", "oieastasil")
 _LEET_L = str.maketrans("013457@$!|", "oleastasil")
 
@@ -80,7 +85,7 @@ def _compatibility_letters() -> str:
 
 
 _LOOKALIKE = _lookalikes()
-_ODD_CHARS_RAW = "".join(sorted({chr(c) for c in _LOOKALIKE} | set(_INVISIBLE_CHARS) | set(_compatibility_letters())))
+_ODD_CHARS_RAW = "".join(sorted({chr(c) for c in _LOOKALIKE} | set(_INVISIBLE_CHARS) | set(_COMBINING_CHARS) | set(_compatibility_letters())))
 # Leet: a digit or symbol between letters (v1agra, s3x, p0rn, x4nax), `$` or `@` opening a
 # word ($ex, @mmo), or a digit ending a word of three letters or more (porn0). "10am", "3pm",
 # "1st", "mp3" and prices do not match.

@@ -24,6 +24,10 @@ from proxy.message.unmask import CONTEXT, unmask, unmasked
     ("c\u0430sino bonus", "casino bonus"),  # Cyrillic а
     ("vi\u00adagra", "viagra"),  # soft hyphen
     ("vi\u200bag\u200dra", "viagra"),  # zero-width space and joiner
+    ("c\u0332a\u0332s\u0332i\u0332n\u0332o\u0332", "casino"),  # combining low line under each letter
+    ("\u24d2\u24d0\u24e2\u24d8\u24dd\u24de", "casino"),  # circled letters
+    ("v-1-a-g-r-a", "viagra"),
+    ("v1@gr@ now", "viagra now"),
 ])
 def test_disguises_are_taken_off(written: str, read: str) -> None:
     assert read in unmasked(written)
