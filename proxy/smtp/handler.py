@@ -1,5 +1,5 @@
 """The aiosmtpd handler: decides who may relay, collects the envelope, and for each message runs
-the pipeline (proxy/transaction/pipeline.py) and acts on the verdict in SMTP: relay upstream, quarantine,
+the transaction code (proxy/transaction/) and acts on the verdict in SMTP: relay upstream, quarantine,
 reject or defer.
 """
 
@@ -15,8 +15,8 @@ import structlog
 from aiosmtpd.smtp import Envelope, Session
 
 from proxy.outbound import received as trace
-from proxy.transaction import pipeline, recipients
-from proxy.transaction.pipeline import Transaction, findings_header, new_queue_id
+from proxy.transaction import outcome, recipients
+from proxy.transaction.outcome import Transaction, findings_header, new_queue_id
 from proxy.policy.verdict import Action, Replies, Reply, Verdict
 from proxy.outbound.upstream import Outgoing, Recipient, Result
 from proxy.smtp.datareader import DataResult
@@ -264,15 +264,15 @@ class RelayHandler:
                 reply = Replies.malformed("5.6.0", "Bare CR or LF in message data is not allowed (RFC 5321 2.3.8); send CRLF line endings")
             else:
                 reply = Replies.malformed("5.6.0", f"Message has a line longer than {settings.max_line_length} characters (RFC 5321 4.5.3.1.6)")
-            pipeline.audit(service.deps, tx, reply, None, data.size, record, t0)
+            outcome.audit(service.deps, tx, reply, None, data.size, record, t0)
             return str(reply)
         if tx.local:
             reply, consumed = await service.intake.consume(tx.local, envelope.mail_from or "", data.content, tx.queue_id)
             record.update(consumed)
-            pipeline.audit(service.deps, tx, reply, None, len(data.content), record, t0)
+            outcome.audit(service.deps, tx, reply, None, len(data.content), record, t0)
             return str(reply)
 
-        judgement = await pipeline.evaluate(service.deps, tx, data.content, record)
+        judgement = await outcome.evaluate(service.deps, tx, data.content, record)
         verdict = judgement.verdict
         action = verdict.effective
         if action == Action.REJECT:
@@ -280,12 +280,12 @@ class RelayHandler:
         elif action == Action.TEMPFAIL:
             reply = verdict.tempfail_reply()
         elif action == Action.QUARANTINE:
-            reply = await pipeline.hold(service.deps, tx, judgement, data.content, record)
+            reply = await outcome.hold(service.deps, tx, judgement, data.content, record)
         else:
             reply = await self._relay(session, tx, judgement.content, verdict, record)
             if reply.is_success:
-                await pipeline.accepted(service.deps, tx, judgement)
-        pipeline.audit(service.deps, tx, reply, verdict, len(judgement.content), record, t0)
+                await outcome.accepted(service.deps, tx, judgement)
+        outcome.audit(service.deps, tx, reply, verdict, len(judgement.content), record, t0)
         structlog.contextvars.unbind_contextvars("queue_id")
         return str(reply)
 

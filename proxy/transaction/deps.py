@@ -1,6 +1,6 @@
 """What one transaction's way needs from the running relay, and nothing more.
 
-The relay, the milter and the release command hand the transaction code (pipeline, recipients)
+The relay, the milter and the release command hand the transaction code (evaluate, outcome, recipients)
 a `TransactionDeps` instead of the whole service: the fact sources, where held messages and
 after-relay writes go, the unsubscribe keys, the policy time budget and the audit outlets. The
 service rebuilds it at start and at each reload (a reload may change the masker, the budget or

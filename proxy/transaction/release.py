@@ -178,7 +178,7 @@ class Reviewer:
                     self.q.give_back(hold_id, token, self.actor, why)
                     return Outcome(hold_id, "refused_by_policy", False, why, findings)
                 if verdict.judged and policy.tag_header:
-                    from proxy.transaction.pipeline import findings_header
+                    from proxy.transaction.outcome import findings_header
 
                     head += findings_header(verdict)
             # The same last step as the relay: DKIM-sign what goes out, nothing added after it.

@@ -22,7 +22,7 @@ from proxy.quarantine.notify import Notifier
 from proxy.store import GLOBAL, AddressNormalizer, ConsentRecord, Suppression
 from proxy.store.pending import PendingWrites
 from proxy.store.sqlite import SqliteStore
-from proxy.transaction import pipeline, recipients
+from proxy.transaction import outcome, recipients
 from proxy.transaction.deps import TransactionDeps
 from proxy.unsubscribe.headers import Endpoints
 from tests.support.recipient_helpers import BARE, COMPLIANT, SENDER, policy
@@ -46,10 +46,10 @@ async def deps(tmp_path: Path):
     await store.close()
 
 
-def transaction(text: str, rcpts: list[str]) -> pipeline.Transaction:
+def transaction(text: str, rcpts: list[str]) -> outcome.Transaction:
     pol = build(tomllib.loads(text), "test.toml")
-    tx = pipeline.Transaction(pipeline.new_queue_id(), SENDER, pol, "marketing", time.monotonic())
-    tx.recipients = [pipeline.Recipient(r) for r in rcpts]
+    tx = outcome.Transaction(outcome.new_queue_id(), SENDER, pol, "marketing", time.monotonic())
+    tx.recipients = [outcome.Recipient(r) for r in rcpts]
     return tx
 
 
@@ -67,16 +67,16 @@ async def test_a_suppressed_recipient_is_refused_at_rcpt(deps: TransactionDeps) 
 async def test_judged_then_held_or_counted_without_a_service(deps: TransactionDeps) -> None:
     tx = transaction(policy(frequency=""), ["reader@example.org"])
     record: dict[str, object] = {}
-    judgement = await pipeline.evaluate(deps, tx, COMPLIANT, record)
+    judgement = await outcome.evaluate(deps, tx, COMPLIANT, record)
     assert judgement.verdict.effective == Action.RELAY, judgement.verdict.rules
-    await pipeline.accepted(deps, tx, judgement)
+    await outcome.accepted(deps, tx, judgement)
     state = await deps.store.lookup("reader@example.org", tx.ensure_plan().query, time.time())
     assert sum(state.sends.values()) >= 1  # counted for the frequency cap
 
     bare = transaction(policy(), ["reader@example.org"])
-    judgement = await pipeline.evaluate(deps, bare, BARE, {})
+    judgement = await outcome.evaluate(deps, bare, BARE, {})
     assert judgement.verdict.action == Action.REJECT  # no unsubscribe: the policy says reject
-    reply = await pipeline.hold(deps, bare, judgement, BARE, record)
+    reply = await outcome.hold(deps, bare, judgement, BARE, record)
     assert reply.code == 250 and reply.enhanced == "2.6.0"
     assert deps.quarantine.get(str(record["hold_id"])) is not None
-    pipeline.audit(deps, bare, reply, judgement.verdict, len(BARE), record, time.perf_counter())
+    outcome.audit(deps, bare, reply, judgement.verdict, len(BARE), record, time.perf_counter())
