@@ -389,7 +389,9 @@ class Service:
             for sock in server.sockets:
                 addr = sock.getsockname()
                 self.addresses.append((addr[0], addr[1]))
-                log.info("listening", listener=listener.name, address=f"{addr[0]}:{addr[1]}", proxy_protocol=listener.proxy_protocol)
+                log.info("listening", listener=listener.name, address=f"{addr[0]}:{addr[1]}",
+                         proxy_protocol=listener.proxy_protocol,
+                         proxy_networks=listener.proxy_networks if listener.proxy_protocol else [])
         metrics = self.config.file.metrics
         if metrics.address and self.worker == 0:
             from proxy.runtime.opsweb import OpsServer
