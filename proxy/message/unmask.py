@@ -93,7 +93,7 @@ _LEET = r"[a-z][013457@$!|]+[a-z]|(?<![^\s(\"'])[$@][a-z]|[a-z]{3}[013457]+(?![\
 # Single letters (or digits) split by a space, or by a dot, hyphen, underscore, asterisk,
 # middle dot or slash with optional spaces: c-a-s-i-n-o, v i a g r a, c . a . s . i . n . o
 _SEP_CHARS = r"\s.\-_*·/+~"
-_SEP = rf"(?:\s?[.\-_*·/+~]\s?|\s)"
+_SEP = r"(?:\s?[.\-_*·/+~]\s?|\s)"
 _RUN = rf"(?<![\w.\-])[^\W_]{_SEP}[^\W_](?![^\W_])(?:{_SEP}[^\W_](?![^\W_])){{1,}}"
 _RUN_ONLY = re.compile(_RUN)
 # The searches over a whole message start with one character class each, so that the regex

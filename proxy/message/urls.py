@@ -79,7 +79,7 @@ def ip_host(host: str) -> str | None:
     browsers accept a 32-bit number in decimal, hex or octal (`http://3232235777/`,
     `http://0xC0A80001/`) and shortened forms (`127.1`): all of these are IPs in disguise."""
     host = host.strip("[]")
-    if not host or (":" not in host and not host[-1].isdigit() and not host[-1] in "abcdefABCDEF"):
+    if not host or (":" not in host and not host[-1].isdigit() and host[-1] not in "abcdefABCDEF"):
         return None  # every IP form ends in a digit (or a hex digit); names end in letters
     try:
         return str(ipaddress.ip_address(host))
