@@ -230,6 +230,9 @@ class _Hider:
         as it is, with all inside it. A link left with nothing to see (no text; no image, or an
         invisible one) is taken out."""
         links: list[tuple[etree._Element, bool]] = []
+        outer = next(start.iterancestors("a"), None)  # <a><font color=white>text</font></a>
+        if outer is not None and outer.get("href") is not None:
+            links.append((outer, invisible))
         stack = [(start, zero, invisible, colour, _background(start))]
         while stack:
             el, zero, invisible, colour, back = stack.pop()
