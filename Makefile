@@ -11,7 +11,7 @@ STAMP   := $(VENV)/.installed-stamp
 # openssl: test namespaces and dev certificates; clamav-daemon: the ClamAV tests start clamd
 # themselves with a one-signature database; e2fsprogs: mkfs.ext4 for the small filesystem a
 # quarantine fills up).
-DEBS    := swaks postfix systemd opendkim-tools iproute2 openssl clamav-daemon e2fsprogs
+DEBS    := swaks postfix systemd opendkim-tools iproute2 openssl clamav-daemon e2fsprogs chromium
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test deps sysdeps clean
