@@ -10,7 +10,8 @@ STAMP   := $(VENV)/.installed-stamp
 # system mail server on port 25; opendkim-tools: an independent DKIM verifier; iproute2 and
 # openssl: test namespaces and dev certificates; clamav-daemon: the ClamAV tests start clamd
 # themselves with a one-signature database; e2fsprogs: mkfs.ext4 for the small filesystem a
-# quarantine fills up).
+# quarantine fills up; chromium: headless, the oracle for which texts and links an HTML body
+# shows, tests/message/test_browser_oracle.py).
 DEBS    := swaks postfix systemd opendkim-tools iproute2 openssl clamav-daemon e2fsprogs chromium
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
