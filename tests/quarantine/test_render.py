@@ -58,3 +58,17 @@ async def test_show_output_carries_no_escape_sequences(tmp_path, start_relay, si
         assert r.code == 0 and "\x1b" not in r.out and "\x07" not in r.out
     shown = await env.cli("quarantine", "show", hold_id)
     assert "Subject: Sale ?[2J?]0;owned?" in shown.out and "?[31mred" in shown.out
+
+
+def test_hidden_text_and_links_are_marked_for_the_reviewer() -> None:
+    # the reviewer reads what the recipient would not see, marked, with the hidden link's target;
+    # hidden links are not numbered among the links a reader can follow
+    html = ("<style>.x{display:none}</style><p>Hello <span style='color:#ffffff'>cheap pills</span> world</p>"
+            "<table><tr><td class=x><a href='https://u.example/unsub'>Unsubscribe</a></td></tr></table>"
+            "<p style='font-size:0'>tiny <b style='font-size:14px'>shown</b></p><p><a href='https://x.example/p'>Privacy</a></p>")
+    text, links = html_to_text(html)
+    assert "Hello [hidden: cheap pills] world" in text
+    assert "[hidden: Unsubscribe (https://u.example/unsub)]" in text
+    assert "[hidden: tiny]" in text and "shown" in text and "[hidden: shown" not in text
+    assert links == [("Privacy", "https://x.example/p")]
+    assert "Privacy [1]" in text
