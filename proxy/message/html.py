@@ -206,11 +206,11 @@ class _Hider:
 
     def _hide_text(self, el: etree._Element, child: etree._Element | None) -> None:
         """Blank el's own text (child None) or child's tail."""
-        if not self.mark:
+        if not self.mark:  # a space stays a space: words either side of hidden text stay apart
             if child is None:
-                el.text = None
+                el.text = " " if el.text and el.text.split() != [el.text] else None
             else:
-                child.tail = None
+                child.tail = " " if child.tail and child.tail.split() != [child.tail] else None
             return
         text = el.text if child is None else child.tail
         if not text or not text.strip():
