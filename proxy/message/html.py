@@ -28,6 +28,9 @@ MAX_ANCHORS = 5000
 # A 100 KB newsletter has a few thousand elements; past this the walk stops (and says so).
 MAX_ELEMENTS = 50_000
 MAX_INPUTS = 500
+# Honest mail hides a preheader and a few responsive variants; past this many hidden elements
+# (or distinct styles that may hide) the message is hostile, and judged partly (see `problem`).
+MAX_HIDING = 2000
 _INVISIBLE_TAGS = frozenset({"script", "style", "head", "title", "template", "noscript", "select", "option", "textarea"})
 _INLINE_TAGS = frozenset({
     "a", "abbr", "b", "bdi", "bdo", "big", "cite", "code", "data", "del", "dfn", "em", "font", "i",
@@ -331,19 +334,33 @@ def _colour_suspects(root: etree._Element, styles: list[str], coloured: list[int
     return found
 
 
-def take_out_hidden(root: etree._Element, mark: bool = False) -> None:
+def _first_distinct(styles: list[str], indexes: list[int]) -> tuple[list[int], bool]:
+    """The indexes of the first MAX_HIDING distinct styles among `indexes`, and whether some
+    were left out (each distinct style is parsed once, ~20 us: hostile markup has thousands)."""
+    seen: set[str] = set()
+    for n, i in enumerate(indexes):
+        seen.add(styles[i])
+        if len(seen) > MAX_HIDING:
+            return indexes[:n], True
+    return indexes, False
+
+
+def take_out_hidden(root: etree._Element, mark: bool = False) -> str:
     """Take out of the tree (or `mark`) what a reader does not see (proxy/message/styles.py says
     which styles hide; most newsletters hide nothing but a preheader, so all styles are looked
     at together first). Elements with the hidden attribute, display:none and the like go whole;
     text in a tiny font size, hidden visibility or a colour that cannot be read on its
     background is blanked, except where an element inside sets a size, visibility or colour of
-    its own (see inlinestyle.Effect)."""
+    its own (see inlinestyle.Effect). Returns why the view is partial ("" when whole): past
+    MAX_HIDING hidden elements or distinct hiding styles the rest is left as it is."""
     hider = _Hider(root, mark)
     styles = _STYLES(root)
     gone = [v.getparent() for v in _HIDDEN_ATTRIBUTES(root)]
     faint: list[tuple[etree._Element, inlinestyle.Effect]] = []
     hiding: set[str] = set()
     suspects, coloured = inlinestyle.scan(styles)
+    suspects, cut = _first_distinct(styles, suspects)
+    coloured, cut_colours = _first_distinct(styles, coloured)
     for i in suspects:
         effect = inlinestyle.effect(styles[i])
         if effect.subtree or effect.blanks_text:
@@ -355,6 +372,9 @@ def take_out_hidden(root: etree._Element, mark: bool = False) -> None:
         else:
             faint.append((el, effect))
     colours = _colour_suspects(root, styles, coloured)
+    if cut or cut_colours or len(gone) + len(faint) + len(colours) > MAX_HIDING:
+        cut = True
+        del gone[MAX_HIDING:], faint[MAX_HIDING:], colours[MAX_HIDING:]
     for el in gone:
         hider.drop(el)
     for el, effect in faint:
@@ -363,6 +383,7 @@ def take_out_hidden(root: etree._Element, mark: bool = False) -> None:
     for el, colour in colours:
         if el not in hider.walked and hider.shown(el) and inlinestyle.unreadable(colour, _background(el)):
             hider.blank(el, False, False, colour)
+    return f"more than {MAX_HIDING} hidden elements or hiding styles" if cut else ""
 
 
 def _forms(root: etree._Element) -> tuple[int, int, list[tuple[str, str]], list[str]]:
@@ -403,9 +424,10 @@ def _with_alt(body: str) -> str:
     return _ALT_TEXT.sub("", body) + "".join(" " + alt for alt in _ALT_TEXT.findall(body))
 
 
-def _styled_and_hidden(root: etree._Element, html: str, problem: str, mark: bool = False) -> str:
-    """Apply the style sheet where it may hide something, then take out (or mark) what is
-    hidden; returns the problem found on the way (or the one given)."""
+def _styled_and_hidden(root: etree._Element, html: str, problem: str, mark: bool = False) -> tuple[etree._Element, str]:
+    """Apply the style sheet where it may hide something (the tree is then the styled HTML's),
+    then take out (or mark) what is hidden; returns the tree and the problem found on the way
+    (or the one given)."""
     # An element takes at least three characters ("<b>"); only then are the "<" worth counting.
     elements = 0
     if len(html) > 3 * MAX_ELEMENTS and html.count("<") > MAX_ELEMENTS:
@@ -415,11 +437,14 @@ def _styled_and_hidden(root: etree._Element, html: str, problem: str, mark: bool
     if "<style" in html or "<STYLE" in html or "<Style" in html:
         css = cascade.style_text(root)
         if css and cascade.may_hide(css):
-            why = cascade.apply(root, css, elements or int(root.xpath("count(//*)")))
+            styled, why = cascade.inline(html, css, elements or int(root.xpath("count(//*)")))
             if why:
                 problem = problem or f"HTML style sheet not applied: {why}"
-    take_out_hidden(root, mark)
-    return problem
+            elif styled is not html:
+                again, _ = _parse(styled)
+                if again is not None:
+                    root = again
+    return root, problem or take_out_hidden(root, mark)
 
 
 def mark_hidden(html: str) -> str:
@@ -430,7 +455,7 @@ def mark_hidden(html: str) -> str:
     root, _ = _parse(html)
     if root is None:
         return html
-    _styled_and_hidden(root, html, "", mark=True)
+    root, _ = _styled_and_hidden(root, html, "", mark=True)
     if _hides_all(root):
         root.set(HIDDEN_MARK, "")
     return str(etree.tostring(root, encoding="unicode", method="html"))
@@ -444,7 +469,7 @@ def extract(html: str) -> HtmlView:
     root, problem = _parse(html)
     if root is None:
         return HtmlView((), "", 0, 0, problem=problem) if problem else _EMPTY
-    problem = _styled_and_hidden(root, html, problem)
+    root, problem = _styled_and_hidden(root, html, problem)
     if _hides_all(root):
         return HtmlView((), "", 0, 0, problem=problem)
     try:
