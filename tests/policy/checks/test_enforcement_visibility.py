@@ -50,3 +50,18 @@ def test_the_links_of_each_clean_template_are_read(name: str) -> None:
 
     hrefs = {link.href for link in message(FOLDER / name).links}
     assert {"https://shop.example.com/unsubscribe?u=7f3a", "https://shop.example.com/privacy"} <= hrefs
+
+
+@pytest.mark.parametrize(("hidden", "expected"), [
+    ("", []),
+    ("<style>.c{color:#ffffff}</style>", []),  # the link keeps its own (blue) colour: read
+    ("<style>.c, .c a{color:#ffffff}</style>", ["compliance.complaint_address_missing"]),
+    ("<style>.c{display:none}</style>", ["compliance.complaint_address_missing"]),
+])
+def test_a_hidden_complaints_address_does_not_count(hidden: str, expected: list[str]) -> None:
+    from tests.policy.checks.judging import policy
+
+    raw = (FOLDER / "clean_grey_footer.eml").read_bytes().replace(
+        b"</head>", hidden.encode() + b"</head>").replace(
+        b"<p>Example Shop", b'<p class="c">Complaints: <a href="mailto:abuse@example.com">abuse@example.com</a></p><p>Example Shop')
+    assert rules(raw, policy({"compliance": {"complaints_address": "abuse@example.com"}})) == expected
