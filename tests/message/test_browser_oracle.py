@@ -1,5 +1,5 @@
 """A real browser is the oracle for visibility (issue 20, point 5): Debian's chromium, headless,
-renders each visibility-corpus message's HTML and reports which links and words a reader sees;
+renders each visibility-corpus message's HTML (and the corpus newsletters') and reports which links and words a reader sees;
 the test fails where sendwarden's HTML view (proxy/message/html.py) disagrees.
 
 The page gets one script appended (the messages have none of their own): it walks the body's
@@ -89,7 +89,18 @@ window.addEventListener('load', function () {
     }
     return false;
   }
+  function shown(el) {  // an element (an image) has a box that is hit where it is drawn
+    if (!el.checkVisibility({opacityProperty: true, visibilityProperty: true, contentVisibilityAuto: true})) return false;
+    if (opacity(el) < MIN_OPACITY) return false;
+    for (const r of el.getClientRects()) {
+      if (r.width < 1 || r.height < 1 || r.right <= 0 || r.bottom <= 0) continue;
+      const hit = doc.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
+      if (hit && (hit === el || el.contains(hit))) return true;
+    }
+    return false;
+  }
   const words = [], links = new Set();
+  for (const img of doc.querySelectorAll('a[href] img')) if (shown(img)) links.add(img.closest('a[href]').getAttribute('href').trim());
   const walker = doc.createTreeWalker(doc.body, NodeFilter.SHOW_TEXT);
   for (let t = walker.nextNode(); t; t = walker.nextNode()) {
     if (!t.data.trim() || !seen(t)) continue;
@@ -120,7 +131,7 @@ def render(pages: dict[str, str], work: Path) -> dict[str, dict[str, object]]:
     """What chromium shows of each HTML page: {name: {"words": "...", "links": [hrefs]}}. One
     browser renders them all, each in its own srcdoc frame (same origin as the page that judges
     them) VIEWPORT_PX wide."""
-    frames = "".join(f'<iframe name="{htmlmod.escape(name)}" width="{VIEWPORT_PX}" height="3000" frameborder="0" '
+    frames = "".join(f'<iframe name="{htmlmod.escape(name)}" width="{VIEWPORT_PX}" height="8000" frameborder="0" '
                      f'srcdoc="{htmlmod.escape(html)}"></iframe>' for name, html in pages.items())
     page = work / "page.html"
     page.write_text(f"<!DOCTYPE html><html><body>{frames}{ORACLE}</body></html>", encoding="utf-8")
@@ -135,19 +146,22 @@ def render(pages: dict[str, str], work: Path) -> dict[str, dict[str, object]]:
 
 
 NAMES = sorted(p.name for p in FOLDER.glob("*.eml"))
+# The corpus's real-looking newsletters, beside the visibility corpus.
+NEWSLETTERS = ["newsletter_en.eml", "newsletter_mjml.eml", "newsletter_nl.eml", "receipt.eml"]
+PATHS = {name: FOLDER / name for name in NAMES} | {name: FIXTURES / "corpus" / name for name in NEWSLETTERS}
 
 
 @pytest.fixture(scope="module")
 def browser() -> dict[str, dict[str, object]]:
     """Every corpus message rendered once, by one chromium."""
     with tempfile.TemporaryDirectory() as work:
-        return render({name: message(FOLDER / name).html for name in NAMES}, Path(work))
+        return render({name: message(path).html for name, path in PATHS.items()}, Path(work))
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", sorted(PATHS))
 def test_sendwarden_sees_what_the_browser_shows(name: str, browser: dict[str, dict[str, object]]) -> None:
     seen = browser[name]
-    view = extract(message(FOLDER / name).html)
+    view = extract(message(PATHS[name]).html)
     assert sorted({a.href for a in view.anchors}) == seen["links"], f"links: sendwarden {view.anchors}, chromium {seen['links']}"
     ours, theirs = _words(view.visible_text), _words(str(seen["words"]))
     assert ours == theirs, f"only sendwarden sees {sorted(ours - theirs)}; only chromium sees {sorted(theirs - ours)}"
