@@ -118,9 +118,9 @@ window.addEventListener('load', function () {
   document.body.appendChild(out);
 });
 </script>
-""" % {"contrast": MIN_CONTRAST, "opacity": MIN_OPACITY, "tiny": TINY_FONT_PX}
+""".replace("%(contrast)s", str(MIN_CONTRAST)).replace("%(opacity)s", str(MIN_OPACITY)).replace("%(tiny)s", str(TINY_FONT_PX))
 
-_RESULT = re.compile(r'<pre id="sendwarden-oracle">(.*?)</pre>', re.S)
+_RESULT = re.compile(r'<pre id="sendwarden-oracle">(.*?)</pre>', re.DOTALL)
 
 
 def _words(text: str) -> set[str]:
@@ -139,7 +139,7 @@ def render(pages: dict[str, str], work: Path) -> dict[str, dict[str, object]]:
            "--disable-extensions", "--disable-background-networking", "--proxy-server=127.0.0.1:9",
            "--host-resolver-rules=MAP * ~NOTFOUND", f"--user-data-dir={work / 'profile'}",
            f"--window-size={VIEWPORT_PX + 100},3000", "--virtual-time-budget=5000", "--dump-dom", page.as_uri()]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
     found = _RESULT.search(out.stdout)
     assert found, f"chromium printed no result (exit {out.returncode}): {out.stderr[-500:]}"
     return dict(json.loads(htmlmod.unescape(found.group(1))))
