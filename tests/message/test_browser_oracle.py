@@ -70,6 +70,14 @@ window.addEventListener('load', function () {
     for (let n = el; n && n.nodeType === 1; n = n.parentElement) o *= parseFloat(getComputedStyle(n).opacity);
     return o;
   }
+  function hit(el, rects) {  // a box of 1x1 px or more in the page whose centre hits el (not an ancestor behind it)
+    for (const r of rects) {
+      if (r.width < 1 || r.height < 1 || r.right <= 0 || r.bottom <= 0) continue;
+      const at = doc.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
+      if (at && (at === el || el.contains(at))) return true;
+    }
+    return false;
+  }
   function seen(text) {
     const el = text.parentElement;
     if (!el.checkVisibility({opacityProperty: true, visibilityProperty: true, contentVisibilityAuto: true})) return false;
@@ -82,22 +90,11 @@ window.addEventListener('load', function () {
     if (colour && back && contrast(colour, back) < MIN_CONTRAST) return false;
     const range = doc.createRange();
     range.selectNodeContents(text);
-    for (const r of range.getClientRects()) {
-      if (r.width < 1 || r.height < 1 || r.right <= 0 || r.bottom <= 0) continue;
-      const hit = doc.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
-      if (hit && (hit === el || el.contains(hit))) return true;  // not an ancestor behind it
-    }
-    return false;
+    return hit(el, range.getClientRects());
   }
-  function shown(el) {  // an element (an image) has a box that is hit where it is drawn
+  function shown(el) {  // an element (an image) is rendered and has a box that is hit where it is drawn
     if (!el.checkVisibility({opacityProperty: true, visibilityProperty: true, contentVisibilityAuto: true})) return false;
-    if (opacity(el) < MIN_OPACITY) return false;
-    for (const r of el.getClientRects()) {
-      if (r.width < 1 || r.height < 1 || r.right <= 0 || r.bottom <= 0) continue;
-      const hit = doc.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
-      if (hit && (hit === el || el.contains(hit))) return true;
-    }
-    return false;
+    return opacity(el) >= MIN_OPACITY && hit(el, el.getClientRects());
   }
   const words = [], links = new Set();
   for (const img of doc.querySelectorAll('a[href] img')) if (shown(img)) links.add(img.closest('a[href]').getAttribute('href').trim());
