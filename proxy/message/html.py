@@ -165,6 +165,7 @@ def _transform() -> etree.XSLT:
 
 _BGCOLORS = etree.XPath("/descendant::*/@bgcolor", smart_strings=False)
 _FONT_COLORS = etree.XPath("/descendant::font/@color")
+_FONT_TAG = re.compile("<font", re.IGNORECASE)
 _LINK_COLOUR: inlinestyle.RGBA = (0.0, 0.0, 0.933, 1.0)  # a link not coloured by the sender: a browser's blue
 _MAX_ANCESTORS = 300  # libxml2 nests at most 256 deep
 HIDDEN_MARK = "data-sendwarden-hidden"
@@ -304,10 +305,11 @@ def _background(el: etree._Element) -> inlinestyle.RGBA | None:
     return inlinestyle.WHITE
 
 
-def _colour_suspects(root: etree._Element, styles: list[str], coloured: list[int]) -> list[tuple[etree._Element, inlinestyle.RGBA]]:
+def _colour_suspects(root: etree._Element, styles: list[str], coloured: list[int], fonts_too: bool) -> list[tuple[etree._Element, inlinestyle.RGBA]]:
     """The elements whose own colour may not be read on some background of the page (its white
-    included), with that colour: only these are worth finding the background they are on."""
-    fonts = _FONT_COLORS(root)
+    included), with that colour: only these are worth finding the background they are on.
+    `fonts_too`: the page may have <font color> (a path over every element, else not walked)."""
+    fonts = _FONT_COLORS(root) if fonts_too else []
     if not coloured and not fonts:
         return []
     texts: dict[str, inlinestyle.RGBA] = {}
@@ -345,7 +347,7 @@ def _first_distinct(styles: list[str], indexes: list[int]) -> tuple[list[int], b
     return indexes, False
 
 
-def take_out_hidden(root: etree._Element, mark: bool = False) -> str:
+def take_out_hidden(root: etree._Element, mark: bool = False, fonts: bool = True) -> str:
     """Take out of the tree (or `mark`) what a reader does not see (proxy/message/styles.py says
     which styles hide; most newsletters hide nothing but a preheader, so all styles are looked
     at together first). Elements with the hidden attribute, display:none and the like go whole;
@@ -371,7 +373,7 @@ def take_out_hidden(root: etree._Element, mark: bool = False) -> str:
             gone.append(el)
         else:
             faint.append((el, effect))
-    colours = _colour_suspects(root, styles, coloured)
+    colours = _colour_suspects(root, styles, coloured, fonts)
     if cut or cut_colours or len(gone) + len(faint) + len(colours) > MAX_HIDING:
         cut = True
         del gone[MAX_HIDING:], faint[MAX_HIDING:], colours[MAX_HIDING:]
@@ -444,7 +446,8 @@ def _styled_and_hidden(root: etree._Element, html: str, problem: str, mark: bool
                 again, _ = _parse(styled)
                 if again is not None:
                     root = again
-    return root, problem or take_out_hidden(root, mark)
+    partial = take_out_hidden(root, mark, _FONT_TAG.search(html) is not None)
+    return root, problem or partial
 
 
 def mark_hidden(html: str) -> str:

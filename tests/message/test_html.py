@@ -170,3 +170,10 @@ def test_an_ordinary_style_sheet_is_not_applied() -> None:
 def test_inherited_visibility_from_the_sheet_is_set_back_inside() -> None:
     html = "<style>.h{visibility:hidden} .v{visibility:visible}</style><div class=h>gone <span class=v>back</span></div>"
     assert extract(html).visible_text == "back"
+
+
+def test_a_partial_view_still_takes_out_what_is_hidden() -> None:
+    from proxy.message.html import MAX_ELEMENTS
+
+    view = extract("<p style='display:none'>secret</p><p>seen</p>" + "<b></b>" * (MAX_ELEMENTS + 1))
+    assert view.problem and "secret" not in view.visible_text and "seen" in view.visible_text
