@@ -166,6 +166,8 @@ def _transform() -> etree.XSLT:
 _BGCOLORS = etree.XPath("/descendant::*/@bgcolor", smart_strings=False)
 _FONT_COLORS = etree.XPath("/descendant::font/@color")
 _FONT_TAG = re.compile("<font", re.IGNORECASE)
+# What may set a colour or a background (a backslash: a CSS escape may spell either).
+_COLOURISH = re.compile(r"color|backg|\\", re.IGNORECASE).search
 _LINK_COLOUR: inlinestyle.RGBA = (0.0, 0.0, 0.933, 1.0)  # a link not coloured by the sender: a browser's blue
 _MAX_ANCESTORS = 300  # libxml2 nests at most 256 deep
 HIDDEN_MARK = "data-sendwarden-hidden"
@@ -305,46 +307,36 @@ def _background(el: etree._Element) -> inlinestyle.RGBA | None:
     return inlinestyle.WHITE
 
 
-def _colour_suspects(root: etree._Element, styles: list[str], coloured: list[int], fonts_too: bool) -> list[tuple[etree._Element, inlinestyle.RGBA]]:
+def _colour_suspects(root: etree._Element, coloured: list[str], fonts_too: bool) -> list[tuple[etree._Element, inlinestyle.RGBA]]:
     """The elements whose own colour may not be read on some background of the page (its white
     included), with that colour: only these are worth finding the background they are on.
-    `fonts_too`: the page may have <font color> (a path over every element, else not walked)."""
+    `coloured`: the distinct styles that may set a colour or a background; `fonts_too`: the page
+    may have <font color> (a path over every element, else not walked)."""
     fonts = _FONT_COLORS(root) if fonts_too else []
     if not coloured and not fonts:
         return []
-    texts: dict[str, inlinestyle.RGBA] = {}
+    texts: dict[inlinestyle.RGBA, list[str]] = {}  # a template uses a few colours in many styles
     backs = {inlinestyle.WHITE}
-    for i in coloured:
-        e = inlinestyle.effect(styles[i])
+    for style in coloured:
+        e = inlinestyle.effect(style)
         if e.color is not None:
-            texts[styles[i]] = e.color
+            texts.setdefault(e.color, []).append(style)
         if e.background is not None and e.background != inlinestyle.IMAGE:
             backs.add(e.background)
-    for value in _BGCOLORS(root):
+    for value in set(_BGCOLORS(root)):
         if (back := inlinestyle.attribute_colour(value)) is not None:
             backs.add(back)
 
     def suspect(colour: inlinestyle.RGBA) -> bool:
         return any(inlinestyle.unreadable(colour, b) for b in backs)
 
-    suspects = {s for s, c in texts.items() if suspect(c)}
-    found = [(el, texts[style]) for el, style in _with_styles(root, suspects)] if suspects else []
+    suspects = {style: colour for colour, styles in texts.items() if suspect(colour) for style in styles}
+    found = [(el, suspects[style]) for el, style in _with_styles(root, set(suspects))] if suspects else []
     for value in fonts:
         colour = inlinestyle.attribute_colour(str(value))
         if colour is not None and suspect(colour):
             found.append((value.getparent(), colour))
     return found
-
-
-def _first_distinct(styles: list[str], indexes: list[int]) -> tuple[list[int], bool]:
-    """The indexes of the first MAX_HIDING distinct styles among `indexes`, and whether some
-    were left out (each distinct style is parsed once, ~20 us: hostile markup has thousands)."""
-    seen: set[str] = set()
-    for n, i in enumerate(indexes):
-        seen.add(styles[i])
-        if len(seen) > MAX_HIDING:
-            return indexes[:n], True
-    return indexes, False
 
 
 def take_out_hidden(root: etree._Element, mark: bool = False, fonts: bool = True) -> str:
@@ -356,14 +348,15 @@ def take_out_hidden(root: etree._Element, mark: bool = False, fonts: bool = True
     its own (see inlinestyle.Effect). Returns why the view is partial ("" when whole): past
     MAX_HIDING hidden elements or distinct hiding styles the rest is left as it is."""
     hider = _Hider(root, mark)
-    styles = _STYLES(root)
+    # A template repeats its styles: each distinct one is looked at once (in document order).
+    styles = list(dict.fromkeys(_STYLES(root)))
     gone = [v.getparent() for v in _HIDDEN_ATTRIBUTES(root)]
     faint: list[tuple[etree._Element, inlinestyle.Effect]] = []
     hiding: set[str] = set()
-    suspects, coloured = inlinestyle.scan(styles)
-    suspects, cut = _first_distinct(styles, suspects)
-    coloured, cut_colours = _first_distinct(styles, coloured)
-    for i in suspects:
+    suspects = inlinestyle.suspects(styles)
+    coloured = [style for style in styles if _COLOURISH(style)]
+    cut = len(suspects) > MAX_HIDING or len(coloured) > MAX_HIDING  # each is parsed once, ~20 us
+    for i in suspects[:MAX_HIDING]:
         effect = inlinestyle.effect(styles[i])
         if effect.subtree or effect.blanks_text:
             hiding.add(styles[i])
@@ -373,8 +366,8 @@ def take_out_hidden(root: etree._Element, mark: bool = False, fonts: bool = True
             gone.append(el)
         else:
             faint.append((el, effect))
-    colours = _colour_suspects(root, styles, coloured, fonts)
-    if cut or cut_colours or len(gone) + len(faint) + len(colours) > MAX_HIDING:
+    colours = _colour_suspects(root, coloured[:MAX_HIDING], fonts)
+    if cut or len(gone) + len(faint) + len(colours) > MAX_HIDING:
         cut = True
         del gone[MAX_HIDING:], faint[MAX_HIDING:], colours[MAX_HIDING:]
     for el in gone:

@@ -51,7 +51,7 @@ _HINTS = ("display:none", "visibility:hidden", "visibility:collapse", "opacity:"
           "font:1p", *(f"font-size:{n}%" for n in range(1, 7)), "height:0", "height:.", "height:-", "height:+", "width:0", "width:.", "width:-", "width:+", "0/", "0px/", "0pt/", "0em/", "0%/", "1px/", "transform:", "position:absolute",
           "position:fixed", "text-indent:-", "margin:-", "margin-left:-", "margin-top:-", "clip",
           "content-visibility:", "\\")
-# What a colour or a background starts with (judged by `colour_suspects`, not by `suspects`).
+# What a colour or a background starts with (judged against the backgrounds, not by `suspects`).
 COLOUR_HINTS = ("color:", "background")
 # A comment ends at */ or, unterminated, with its style (a NUL separates styles in `suspects`).
 _COMMENT = re.compile(r"/\*.*?(?:\*/|(?=\x00)|\Z)", re.S)
@@ -82,15 +82,6 @@ def suspects(styles: Sequence[str]) -> list[int]:
     if not styles:
         return []
     return _found(_compact(_SEPARATOR.join(styles)), _HINTS)
-
-
-def scan(styles: Sequence[str]) -> tuple[list[int], list[int]]:
-    """`suspects`, and the indexes of the styles that set a colour or a background (COLOUR_HINTS),
-    with one compaction of them all."""
-    if not styles:
-        return [], []
-    compact = _compact(_SEPARATOR.join(styles))
-    return _found(compact, _HINTS), _found(compact, COLOUR_HINTS) if "color" in compact or "backg" in compact else []
 
 
 def _found(compact: str, hints: Sequence[str]) -> list[int]:
