@@ -5,10 +5,14 @@ prefers, at about a tenth of bs4's cost on the inline path (NOTES.md: 0.3 ms aga
 on a 21 KB newsletter).
 
 Visible text is what a reader sees: no script, style or head, nothing hidden by the `hidden`
-attribute or by inline styles that make an element invisible (display:none, visibility:hidden,
-opacity:0, font-size:0, max-height:0 with overflow hidden: the email preheader idioms). Inline
+attribute or by styles (proxy/message/styles.py lists the sixteen ways; the `<style>` blocks are
+applied first where they may hide something, proxy/message/cascade.py), and no text whose
+colour cannot be read on the background painted under it (the nearest ancestor's
+background-color or bgcolor; a background image means it may be read). Hidden links are not
+links of the view, so they count as no unsubscribe, privacy or complaints link. Inline
 elements join their text without a space, so `un<b>subscribe</b>` reads "unsubscribe" and
-`V<span>iagra</span>` cannot hide a word from the content lists.
+`V<span>iagra</span>` cannot hide a word from the content lists. `mark_hidden` marks instead
+of removing, for the reviewer's view.
 """
 
 from __future__ import annotations
