@@ -287,7 +287,9 @@ def unreadable(colour: RGBA, background: RGBA | None) -> bool:
         return True
     if background is None or background == IMAGE:
         return False
-    return contrast(colour, background) < MIN_CONTRAST
+    a = colour[3]  # a translucent colour is painted over the background: blend them
+    seen = (a * colour[0] + (1 - a) * background[0], a * colour[1] + (1 - a) * background[1], a * colour[2] + (1 - a) * background[2], 1.0)
+    return contrast(seen, background) < MIN_CONTRAST
 
 
 def attribute_colour(value: str) -> RGBA | None:

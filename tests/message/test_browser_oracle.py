@@ -87,7 +87,10 @@ window.addEventListener('load', function () {
     const colour = rgba(cs.color);
     if (colour && colour[3] < MIN_OPACITY) return false;
     const back = painted(el);
-    if (colour && back && contrast(colour, back) < MIN_CONTRAST) return false;
+    if (colour && back) {  // a translucent colour is painted over the background
+      const a = colour[3], seenColour = [0, 1, 2].map(i => a * colour[i] + (1 - a) * back[i]);
+      if (contrast(seenColour, back) < MIN_CONTRAST) return false;
+    }
     const range = doc.createRange();
     range.selectNodeContents(text);
     return hit(el, range.getClientRects());

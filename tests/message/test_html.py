@@ -177,3 +177,7 @@ def test_a_partial_view_still_takes_out_what_is_hidden() -> None:
 
     view = extract("<p style='display:none'>secret</p><p>seen</p>" + "<b></b>" * (MAX_ELEMENTS + 1))
     assert view.problem and "secret" not in view.visible_text and "seen" in view.visible_text
+
+
+def test_a_translucent_colour_is_judged_as_painted() -> None:
+    assert extract("<p style='color:rgba(0,0,0,0.12)'>faded</p><p style='color:rgba(0,0,0,0.6)'>read</p>").visible_text == "read"
