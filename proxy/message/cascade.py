@@ -104,6 +104,11 @@ def may_hide(css: str) -> bool:
     return any(h in compact for h in inlinestyle.COLOUR_HINTS) and _colours_suspect(compact)
 
 
+def paints_background(css: str) -> bool:
+    """Whether the sheet may paint a background (under text whose inline colour is pale)."""
+    return "backg" in css.lower()
+
+
 def _media_applies(prelude: list[tinycss2.ast.Node]) -> bool:
     """A media query list, for a screen VIEWPORT_PX wide in the light scheme."""
     text = tinycss2.serialize(prelude).lower()

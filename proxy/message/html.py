@@ -423,6 +423,13 @@ def _with_alt(body: str) -> str:
     return _ALT_TEXT.sub("", body) + "".join(" " + alt for alt in _ALT_TEXT.findall(body))
 
 
+def _inline_colours_suspect(root: etree._Element, html: str) -> bool:
+    """Whether an inline or <font> colour may not be read on white: the sheet's backgrounds
+    decide (white text on a dark band whose colour a class sets)."""
+    styles = [style for style in dict.fromkeys(_STYLES(root)) if _COLOURISH(style)]
+    return bool(_colour_suspects(root, styles[:MAX_HIDING], _FONT_TAG.search(html) is not None))
+
+
 def _styled_and_hidden(root: etree._Element, html: str, problem: str, mark: bool = False) -> tuple[etree._Element, str]:
     """Apply the style sheet where it may hide something (the tree is then the styled HTML's),
     then take out (or mark) what is hidden; returns the tree and the problem found on the way
@@ -435,7 +442,7 @@ def _styled_and_hidden(root: etree._Element, html: str, problem: str, mark: bool
             problem = problem or f"more than {MAX_ELEMENTS} HTML elements"
     if "<style" in html or "<STYLE" in html or "<Style" in html:
         css = cascade.style_text(root)
-        if css and cascade.may_hide(css):
+        if css and (cascade.may_hide(css) or (cascade.paints_background(css) and _inline_colours_suspect(root, html))):
             styled, why = cascade.inline(html, css, elements or int(root.xpath("count(//*)")))
             if why:
                 problem = problem or f"HTML style sheet not applied: {why}"
