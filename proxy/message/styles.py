@@ -17,7 +17,7 @@ each kind with one message in tests/fixtures/enforcement/visibility/):
   size                7 font-size 1px or less  8 height 0 with overflow hidden  9 max-height 0
                       with overflow hidden  10 width or max-width 0 with overflow hidden
                       11 transform scale(0)
-  layout              12 positioned off-screen (absolute/fixed, left or top -1000px or less;
+  layout              12 positioned off-screen (absolute/fixed/relative, left or top -1000px or less;
                       also a margin that far out)  13 text-indent off-screen  14 clip to no area
                       (absolute/fixed with clip: rect(0 0 0 0))  15 clip-path that leaves nothing
                       (inset 50 % or more, circle(0), ellipse(0))
@@ -181,7 +181,7 @@ def _off_screen(decls: dict[str, list[tinycss2.ast.Node]]) -> bool:
     if margin:
         far.append(margin[:1])  # top
         far.append(margin[3:4] or margin[1:2] or margin[:1])  # left
-    if _keyword(decls.get("position")) in ("absolute", "fixed"):
+    if _keyword(decls.get("position")) in ("absolute", "fixed", "relative"):
         far += [decls.get("left"), decls.get("top"), decls.get("inset")]
     return any((px := _px(v)) is not None and px <= OFF_SCREEN_PX for v in far)
 
