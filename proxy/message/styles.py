@@ -48,8 +48,8 @@ import tinycss2.color3
 # is a CSS escape that may spell any of them (displ\61y).
 _HINTS = ("display:none", "visibility:hidden", "visibility:collapse", "opacity:", "font-size:0",
           "font-size:.", "font-size:-", "font-size:+", "font-size:1p", "font-size:1.", "font:0", "font:.",
-          "font:1p", *(f"font-size:{n}%" for n in range(1, 7)), "height:0", "height:.", "height:-", "height:+", "width:0", "width:.", "width:-", "width:+", "0/", "0px/", "0pt/", "0em/", "0%/", "1px/", "transform:", "position:absolute",
-          "position:fixed", "text-indent:-", "margin:-", "margin-left:-", "margin-top:-", "clip",
+          "font:1p", *(f"font-size:{n}%" for n in range(1, 7)), "height:0", "height:.", "height:-", "height:+", "width:0", "width:.", "width:-", "width:+", "0/", "0px/", "0pt/", "0em/", "0%/", "1px/", "transform:", "left:-", "top:-",
+          "inset:-", "text-indent:-", "margin:-", "clip",
           "content-visibility:", "\\")
 # What a colour or a background starts with (judged against the backgrounds, not by `suspects`).
 COLOUR_HINTS = ("color:", "background")
