@@ -46,11 +46,17 @@ import tinycss2.color3
 # What a hiding declaration starts with, with whitespace and comments taken out and lower-cased
 # ("opacity:" in any form: it is rare in email and hides with .0, -0, 0%, 0e1). A backslash
 # is a CSS escape that may spell any of them (displ\61y).
-_HINTS = ("display:none", "visibility:hidden", "visibility:collapse", "opacity:", "font-size:0",
-          "font-size:.", "font-size:-", "font-size:+", "font-size:1p", "font-size:1.", "font:0", "font:.",
-          "font:1p", *(f"font-size:{n}%" for n in range(1, 7)), "height:0", "height:.", "height:-", "height:+", "width:0", "width:.", "width:-", "width:+", "0/", "0px/", "0pt/", "0em/", "0%/", "1px/", "transform:", "left:-", "top:-",
-          "inset:-", "text-indent:-", "margin:-", "clip",
-          "content-visibility:", "\\")
+_HINTS = (
+    "display:none", "visibility:hidden", "visibility:collapse", "opacity:", "content-visibility:", "transform:",
+    "clip", "\\",
+    # a size of 1px or less, also in the font shorthand (font: 0/0 a)
+    "font-size:0", "font-size:.", "font-size:-", "font-size:+", "font-size:1p", "font-size:1.", "font:0", "font:.",
+    "font:1p", *(f"font-size:{n}%" for n in range(1, 7)), "0/", "0px/", "0pt/", "0em/", "0%/", "1px/",
+    # no height or width (max- too), with overflow hidden
+    "height:0", "height:.", "height:-", "height:+", "width:0", "width:.", "width:-", "width:+",
+    # off-screen: a negative length of 1000 or more, wherever it stands (margin: 0 0 0 -5000px)
+    *(f"-{d}" for d in range(1, 10)),
+)
 # What a colour or a background starts with (judged against the backgrounds, not by `suspects`).
 COLOUR_HINTS = ("color:", "background")
 # A comment ends at */ or, unterminated, with its style (a NUL separates styles in `suspects`).

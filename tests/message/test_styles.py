@@ -17,7 +17,7 @@ HIDING = [
     "overflow:hidden;max-height:0", "font-size:1px", "font-size:0.7pt", "font:1px/1px a", "height:0;overflow:hidden",
     "width:0px;overflow:clip", "max-width:0;overflow-x:hidden", "transform:scale(0)", "transform: scale(1, 0)",
     "transform:matrix(0,0,0,0,0,0)", "position:absolute;left:-9999px", "position:fixed; top:-2000px", "position:relative;left:-9999px",
-    "text-indent:-9999px", "margin-left:-5000px", "margin:-3000px 0 0 0", "position:absolute;clip:rect(0 0 0 0)",
+    "text-indent:-9999px", "margin-left:-5000px", "margin:-3000px 0 0 0", "margin: 0 0 0 -5000px", "position:absolute;clip:rect(0 0 0 0)",
     "position:absolute;clip:rect(1px,1px,1px,1px)", "clip-path:inset(50%)", "clip-path:circle(0)",
     "content-visibility:hidden", "opacity:0.05",
 ]
