@@ -258,7 +258,7 @@ class _Hider:
                 own = None
                 attr = child.get("bgcolor")
                 if attr:
-                    b = inlinestyle.attribute_colour(attr) or b
+                    b = _painted(inlinestyle.attribute_colour(attr), b)
                 if child.tag == "font" and child.get("color"):
                     own = inlinestyle.attribute_colour(child.get("color") or "")
                 style = child.get("style")
@@ -269,8 +269,7 @@ class _Hider:
                     if effect.visible is not None:
                         inv = not effect.visible
                     own = effect.color or own
-                    if effect.background is not None:
-                        b = effect.background
+                    b = _painted(effect.background, b)
                 if own is None and child.tag == "a" and col is not None:
                     own = _LINK_COLOUR
                 col = own or col
@@ -281,6 +280,11 @@ class _Hider:
                 "".join(link.xpath(f"text()|.//*[not(self::{HIDDEN_TEXT_TAG})]/text()"))
             if not text.strip() and (invisible or link.find(".//img") is None):
                 self.drop(link)
+
+
+def _painted(own: inlinestyle.RGBA | None, below: inlinestyle.RGBA | None) -> inlinestyle.RGBA | None:
+    """The background under an element's text: its own, unless it sets none or a transparent one."""
+    return own if own is not None and (own == inlinestyle.IMAGE or own[3] >= 0.5) else below
 
 
 def _known(background: inlinestyle.RGBA | None) -> inlinestyle.RGBA | None:

@@ -181,3 +181,9 @@ def test_a_partial_view_still_takes_out_what_is_hidden() -> None:
 
 def test_a_translucent_colour_is_judged_as_painted() -> None:
     assert extract("<p style='color:rgba(0,0,0,0.12)'>faded</p><p style='color:rgba(0,0,0,0.6)'>read</p>").visible_text == "read"
+
+
+def test_a_transparent_background_inside_lets_the_one_below_show() -> None:
+    html = ("<div style='background:#fff;color:#fff'>gone <span style='background-color:transparent'>gone too</span>"
+            "<span style='background:#000'>kept</span></div>")
+    assert extract(html).visible_text == "kept"
