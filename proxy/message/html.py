@@ -463,8 +463,8 @@ def mark_hidden(html: str) -> str:
     text wrapped in HIDDEN_TEXT_TAG), for the reviewer's view."""
     if not html.strip():
         return html
-    root, _ = _parse(html)
-    if root is None:
+    root, problem = _parse(html)
+    if root is None or problem:  # libxml2 read only part of it (nested too deeply): show it all
         return html
     root, _ = _styled_and_hidden(root, html, "", mark=True)
     if _hides_all(root):
