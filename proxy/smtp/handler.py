@@ -275,6 +275,7 @@ class RelayHandler:
             smtputf8=tx.smtputf8,
             body_8bit=tx.body_8bit,
             dsn=tx.mail_dsn,
+            origin=tx.origin,
         )
         t1 = time.perf_counter()
         try:

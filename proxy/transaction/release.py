@@ -27,6 +27,7 @@ from proxy.policy.registry import Context
 from proxy.policy.verdict import Action, Verdict
 from proxy.quarantine.files import Quarantine, QuarantineError
 from proxy.outbound.upstream import Outgoing, Recipient, Result, Upstream
+from proxy.outbound.xforward import Origin
 from proxy.smtp.datareader import has_bare_line_ends, normalize_line_endings
 
 log = structlog.get_logger("sendwarden.review")
@@ -176,6 +177,9 @@ class Reviewer:
                 smtputf8=bool(row["smtputf8"]),
                 body_8bit=not raw.isascii(),
                 dsn=json.loads(row["mail_dsn"]),
+                # The client that sent it, as recorded when it was held: the MTA logs that
+                # client for the release too, not the reviewer's machine.
+                origin=Origin(addr=row["client"] or "", helo=row["helo"] or "", proto=row["proto"] or ""),
             )
             sending = True
             result = await self._send(out, row["queue_id"])
