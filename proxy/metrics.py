@@ -7,8 +7,11 @@ collide). Names follow Prometheus conventions: `sendwarden_` prefix, `_total` fo
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from collections import Counter, deque
+from pathlib import Path
 from typing import Callable
 
 from prometheus_client import CollectorRegistry, Counter as PCounter, Gauge, Histogram
@@ -42,6 +45,46 @@ class LastHour:
         return total
 
 
+# `sendwarden links check` runs as a oneshot (a systemd timer) and leaves its result here, in the
+# state directory; the relay exports it, so that an alert can see dead privacy links.
+LINK_CHECK_FILE = "links-check.json"
+
+
+def write_link_check(state_dir: Path, checked: int, dead: int, at: float) -> Path:
+    """Record a link check's result atomically (write, fsync, rename)."""
+    path = state_dir / LINK_CHECK_FILE
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump({"checked": checked, "dead": dead, "finished": at}, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+class LinkCheckResult:
+    """The last link check's result, read at scrape time and only again when the file changed
+    (one stat per scrape); a missing or unreadable file reads as no check yet (all zero)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._seen: tuple[int, int] | None = None
+        self._values = {"checked": 0.0, "dead": 0.0, "finished": 0.0}
+
+    def value(self, key: str) -> float:
+        try:
+            st = self.path.stat()
+            stamp = (st.st_mtime_ns, st.st_size)
+            if stamp != self._seen:
+                data = json.loads(self.path.read_text(encoding="utf-8"))
+                self._values = {k: float(data.get(k, 0)) for k in self._values}
+                self._seen = stamp
+        except (OSError, ValueError, TypeError, AttributeError):
+            self._values = dict.fromkeys(self._values, 0.0)
+            self._seen = None
+        return self._values[key]
+
+
 class Metrics:
     ACTIONS = ("relay", "quarantine", "reject", "refused")
 
@@ -65,7 +108,18 @@ class Metrics:
         self.last_hour_gauge = Gauge("sendwarden_messages_last_hour", "Messages in the last 60 minutes, by effective action", ["action"], registry=r)
         self.uptime = Gauge("sendwarden_uptime_seconds", "Seconds since the process started", registry=r)
         self.uptime.set_function(lambda: time.time() - self.started)
+        self.links_checked = Gauge("sendwarden_links_checked", "Privacy links the last `links check` probed", registry=r)
+        self.links_dead = Gauge("sendwarden_links_dead", "Privacy links the last `links check` found dead", registry=r)
+        self.links_check_time = Gauge("sendwarden_links_check_timestamp_seconds",
+                                      "When the last `links check` finished (Unix time; 0: none yet)", registry=r)
         self.last_hour = LastHour()
+
+    def watch_link_check(self, state_dir: Path) -> None:
+        """Export the result `sendwarden links check` left in the state directory."""
+        result = LinkCheckResult(state_dir / LINK_CHECK_FILE)
+        self.links_checked.set_function(lambda: result.value("checked"))
+        self.links_dead.set_function(lambda: result.value("dead"))
+        self.links_check_time.set_function(lambda: result.value("finished"))
 
     def message(self, stream: str, action: str) -> None:
         self.messages.labels(stream, action).inc()
