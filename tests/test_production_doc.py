@@ -82,3 +82,24 @@ async def test_postfix_as_documented_logs_the_real_client(start_relay, sink) -> 
     head = got.data.partition(b"\r\n\r\n")[0]
     assert head.startswith(b"Received: from relay.test (localhost [127.0.0.1])")
     assert re.search(rb"\r\nReceived: from app\.example\.com \(\S*\[?127\.0\.0\.2\]?\)", head), head[:400]
+
+
+def test_every_configuration_snippet_is_valid_together(tmp_path) -> None:
+    """The guide's sendwarden.toml snippets, merged, are a configuration sendwarden accepts;
+    its credentials file, with real hashes in it, is one the AUTH layer loads."""
+    from proxy.config import ConfigFile
+    from proxy.smtp.auth import Credentials, hash_password
+
+    blocks = re.findall(r"```toml\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S)
+    credentials = [b for b in blocks if "credentials.toml" in b.splitlines()[0]]
+    assert len(credentials) == 1 and len(blocks) >= 5
+    merged = tomllib.loads("\n".join(b for b in blocks if b not in credentials))
+    assert {"upstream", "metrics", "tls", "auth", "dkim"} <= set(merged)
+    ConfigFile.model_validate(merged)
+
+    text = credentials[0].replace("$argon2id$v=19$m=65536,t=3,p=4$...", hash_password("a long enough password"))
+    path = tmp_path / "credentials.toml"
+    path.write_text(text, encoding="utf-8")
+    users = Credentials.load(path)
+    assert set(users.users) == {"billing-app", "newsletter@example.com"}
+    assert users.verify("billing-app", "a long enough password") and not users.verify("billing-app", "wrong")
