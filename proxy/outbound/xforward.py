@@ -14,7 +14,9 @@ Pure functions: the SMTP client (proxy/outbound/client.py) puts the commands on 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 __all__ = ["UNAVAILABLE", "Origin", "commands", "xtext"]
 
@@ -23,6 +25,9 @@ MAX_VALUE = 255  # Postfix: "501 Error: attribute value too long" beyond this
 MAX_LINE = 512 - 2  # RFC 5321 §4.5.3.1.4: a command line, CRLF included
 # The attributes sendwarden knows about a client, in the order Postfix's client sends them.
 ATTRIBUTES = ("NAME", "ADDR", "PROTO", "HELO")
+_FIELDS = {"NAME": "name", "ADDR": "addr", "PROTO": "proto", "HELO": "helo"}
+# A value that is its own xtext (printable ASCII but "+" and "="), short enough: the usual case.
+_PLAIN = re.compile(r"[\x21-\x2a\x2c-\x3c\x3e-\x7e]{1,%d}" % MAX_VALUE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +41,7 @@ class Origin:
     proto: str = ""  # RFC 3848: SMTP, ESMTP, ESMTPS, ESMTPSA, ...
 
     def value(self, attribute: str) -> str:
-        return {"NAME": self.name, "ADDR": self.addr, "PROTO": self.proto, "HELO": self.helo}[attribute]
+        return str(getattr(self, _FIELDS[attribute]))
 
 
 def xtext(value: str) -> str:
@@ -55,6 +60,8 @@ def _encoded(value: str) -> str:
     inside a +XX escape)."""
     if not value:
         return UNAVAILABLE
+    if _PLAIN.fullmatch(value):
+        return value
     out: list[str] = []
     size = 0
     for char in value:
@@ -66,11 +73,18 @@ def _encoded(value: str) -> str:
     return "".join(out)
 
 
+@lru_cache(maxsize=64)
+def _accepted(offered: str) -> tuple[str, ...]:
+    """The attributes sendwarden has that the server accepts (an upstream offers the same
+    list on every connection: parsed once)."""
+    words = {word.upper() for word in offered.split()}
+    return tuple(name for name in ATTRIBUTES if name in words)
+
+
 def commands(offered: str, origin: Origin) -> list[str]:
     """The XFORWARD commands for `origin`, given the parameters of the server's XFORWARD EHLO
     keyword (the attributes it accepts); none when it accepts none of those sendwarden has."""
-    accepted = {word.upper() for word in offered.split()}
-    pairs = [f"{name}={_encoded(origin.value(name))}" for name in ATTRIBUTES if name in accepted]
+    pairs = [f"{name}={_encoded(origin.value(name))}" for name in _accepted(offered)]
     lines: list[str] = []
     for pair in pairs:
         if lines and len(lines[-1]) + 1 + len(pair) <= MAX_LINE:
