@@ -103,3 +103,28 @@ def test_every_configuration_snippet_is_valid_together(tmp_path) -> None:
     users = Credentials.load(path)
     assert set(users.users) == {"billing-app", "newsletter@example.com"}
     assert users.verify("billing-app", "a long enough password") and not users.verify("billing-app", "wrong")
+
+
+def test_the_first_message_of_the_guide_is_relayed_and_without_unsubscribe_refused(tmp_path, cli_env) -> None:
+    """Step 9's message passes the default policy; without its List-Unsubscribe lines it is
+    refused with the rule IDs, as the guide says (judged by `sendwarden scan`)."""
+    import subprocess
+
+    from tests.conftest import SENDWARDEN
+
+    m = re.search(r"cat > /tmp/test\.eml <<'EOF'\n(.*?)\nEOF\n", DOC.read_text(encoding="utf-8"), re.S)
+    assert m, "step 9's message is missing"
+    good = tmp_path / "test.eml"
+    good.write_text(m.group(1) + "\n", encoding="utf-8")
+    bad = tmp_path / "bad.eml"
+    bad.write_text("".join(line for line in good.read_text().splitlines(keepends=True)
+                           if not line.startswith("List-Unsubscribe")), encoding="utf-8")
+
+    def scan(path) -> tuple[int, str]:
+        done = subprocess.run([*SENDWARDEN, "scan", str(path)], capture_output=True, text=True, env=cli_env,
+                              cwd=tmp_path, timeout=60, check=False)
+        return done.returncode, done.stdout
+
+    assert scan(good) == (0, "relay (stream marketing): 250 2.0.0 Ok: would be relayed\n")
+    code, out = scan(bad)
+    assert code == 3 and "550 5.7.1" in out and "unsubscribe.header_missing" in out, out
