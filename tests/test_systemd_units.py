@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import configparser
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -111,3 +112,14 @@ def test_units_pass_systemd_analyze() -> None:
     # The program itself is not installed on a test machine; every other complaint is a defect.
     problems = [line for line in done.stderr.splitlines() if "is not executable" not in line and line.strip()]
     assert problems == []
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
+@pytest.mark.parametrize("name", sorted(DAEMONS))
+def test_daemons_stay_hardened(name: str) -> None:
+    """systemd's own exposure score of the long-running units stays at 2.0 or below ("OK");
+    --threshold counts in tenths."""
+    done = subprocess.run(["systemd-analyze", "security", "--offline=yes", "--threshold=20", str(UNITS / f"{name}.service")],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stdout[-400:] + done.stderr
+    assert re.search(rf"Overall exposure level for {name}\.service: [01]\.\d OK", done.stdout), done.stdout[-200:]
