@@ -72,6 +72,11 @@ def _marketing_only(rule: str) -> bool:
     return bool(owners) and all(c.marketing_only for c in owners)
 
 
+def _fix(rule: str) -> str:
+    # A rule added without its fix still gets a row; tests/policy/test_ruledoc.py names it.
+    return _cell(FIXES.get(rule, "—"))
+
+
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
@@ -93,14 +98,14 @@ def markdown(policy: Policy | None = None) -> str:
         out.append("|---|---|---|---|---|")
         for rule in rules:
             if rule in OUTSIDE_POLICY:
-                out.append(f"| `{rule}` | {_cell(RULES[rule])} | {OUTSIDE_POLICY[rule]} | — | {_cell(FIXES[rule])} |")
+                out.append(f"| `{rule}` | {_cell(RULES[rule])} | {OUTSIDE_POLICY[rule]} | — | {_fix(rule)} |")
                 continue
             marketing = str(policy.action(streams["marketing"], rule))
             if _marketing_only(rule):
                 transactional = "not checked"
             else:
                 transactional = str(policy.action(streams["transactional"], rule))
-            out.append(f"| `{rule}` | {_cell(RULES[rule])} | {marketing} | {transactional} | {_cell(FIXES[rule])} |")
+            out.append(f"| `{rule}` | {_cell(RULES[rule])} | {marketing} | {transactional} | {_fix(rule)} |")
     return "\n".join(out) + "\n"
 
 
