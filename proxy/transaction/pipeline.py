@@ -27,7 +27,6 @@ from proxy.policy.verdict import Action, Finding, Replies, Reply, Verdict
 from proxy.quarantine.files import Held, QuarantineError
 from proxy.transaction.recipients import Plan
 from proxy.outbound.upstream import Recipient
-from proxy.outbound.xforward import Origin
 
 if TYPE_CHECKING:
     from proxy.runtime.service import Service
@@ -61,11 +60,6 @@ class Transaction:
     local: list["Local"] = field(default_factory=list)  # recipients that are sendwarden itself
     plan: Plan | None = None  # the recipient-state lookups, fixed at the first RCPT
     rcpt_findings: list[Finding] = field(default_factory=list)  # accepted with findings at RCPT
-
-    @property
-    def origin(self) -> Origin:
-        """The client as the upstream should log it (XFORWARD)."""
-        return Origin(addr=self.client_ip, helo=self.helo, proto=self.proto)
 
     @property
     def marketing(self) -> bool:
