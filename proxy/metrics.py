@@ -12,9 +12,11 @@ import os
 import time
 from collections import Counter, deque
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter as PCounter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -62,27 +64,33 @@ def write_link_check(state_dir: Path, checked: int, dead: int, at: float) -> Pat
     return path
 
 
-class LinkCheckResult:
-    """The last link check's result, read at scrape time and only again when the file changed
-    (one stat per scrape); a missing or unreadable file reads as no check yet (all zero)."""
+class LinkCheckCollector(Collector):
+    """The last link check's result, read at scrape time (a collector of its own rather than
+    gauges: the values live in a file another process writes). The file is read again only when
+    it changed (one stat per scrape); a missing or unreadable one reads as no check yet."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._seen: tuple[int, int] | None = None
-        self._values = {"checked": 0.0, "dead": 0.0, "finished": 0.0}
+        self._values = (0.0, 0.0, 0.0)
 
-    def value(self, key: str) -> float:
+    def _read(self) -> tuple[float, float, float]:
         try:
             st = self.path.stat()
-            stamp = (st.st_mtime_ns, st.st_size)
-            if stamp != self._seen:
+            if (st.st_mtime_ns, st.st_size) != self._seen:
                 data = json.loads(self.path.read_text(encoding="utf-8"))
-                self._values = {k: float(data.get(k, 0)) for k in self._values}
-                self._seen = stamp
-        except (OSError, ValueError, TypeError, AttributeError):
-            self._values = dict.fromkeys(self._values, 0.0)
-            self._seen = None
-        return self._values[key]
+                self._values = (float(data["checked"]), float(data["dead"]), float(data["finished"]))
+                self._seen = (st.st_mtime_ns, st.st_size)
+        except (OSError, ValueError, TypeError, KeyError):
+            self._values, self._seen = (0.0, 0.0, 0.0), None
+        return self._values
+
+    def collect(self) -> Iterator[Metric]:
+        checked, dead, finished = self._read()
+        yield GaugeMetricFamily("sendwarden_links_checked", "Privacy links the last `links check` probed", value=checked)
+        yield GaugeMetricFamily("sendwarden_links_dead", "Privacy links the last `links check` found dead", value=dead)
+        yield GaugeMetricFamily("sendwarden_links_check_timestamp_seconds",
+                                "When the last `links check` finished (Unix time; 0: none yet)", value=finished)
 
 
 class Metrics:
@@ -108,18 +116,11 @@ class Metrics:
         self.last_hour_gauge = Gauge("sendwarden_messages_last_hour", "Messages in the last 60 minutes, by effective action", ["action"], registry=r)
         self.uptime = Gauge("sendwarden_uptime_seconds", "Seconds since the process started", registry=r)
         self.uptime.set_function(lambda: time.time() - self.started)
-        self.links_checked = Gauge("sendwarden_links_checked", "Privacy links the last `links check` probed", registry=r)
-        self.links_dead = Gauge("sendwarden_links_dead", "Privacy links the last `links check` found dead", registry=r)
-        self.links_check_time = Gauge("sendwarden_links_check_timestamp_seconds",
-                                      "When the last `links check` finished (Unix time; 0: none yet)", registry=r)
         self.last_hour = LastHour()
 
     def watch_link_check(self, state_dir: Path) -> None:
         """Export the result `sendwarden links check` left in the state directory."""
-        result = LinkCheckResult(state_dir / LINK_CHECK_FILE)
-        self.links_checked.set_function(lambda: result.value("checked"))
-        self.links_dead.set_function(lambda: result.value("dead"))
-        self.links_check_time.set_function(lambda: result.value("finished"))
+        self.registry.register(LinkCheckCollector(state_dir / LINK_CHECK_FILE))
 
     def message(self, stream: str, action: str) -> None:
         self.messages.labels(stream, action).inc()

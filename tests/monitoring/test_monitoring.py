@@ -28,7 +28,9 @@ promtool = pytest.mark.skipif(shutil.which("promtool") is None,
 def exported() -> set[str]:
     """The series names a relay's /metrics can carry, from the registry proxy/metrics.py builds."""
     names = set()
-    for family in Metrics().registry.collect():
+    metrics = Metrics()
+    metrics.watch_link_check(HERE / "no-state-dir")  # as the relay does with its state directory
+    for family in metrics.registry.collect():
         if family.type == "counter":
             names.add(family.name + "_total")
         elif family.type == "histogram":
