@@ -109,3 +109,33 @@ async def test_no_xforward_to_an_upstream_that_does_not_offer_it(start_relay, si
     relay = await start_relay({"relay_networks": ["127.0.0.0/8"]})
     await _send_from(relay.port, "127.0.0.2", "app-one.example")
     assert len(sink.received) == 1 and not any(c.upper().startswith("XFORWARD") for c in sink.commands)
+
+
+async def test_one_at_a_time_a_refused_xforward_does_not_stop_the_transaction() -> None:
+    """Without PIPELINING each command waits for its reply; a refused XFORWARD is not a refused
+    transaction (only a refusal of MAIL, RCPT or DATA stops it)."""
+    from tests.outbound.test_client import serve
+
+    seen: list[bytes] = []
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 test ESMTP\r\n")
+        await reader.readuntil(b"\r\n")  # EHLO
+        writer.write(b"250-test\r\n250 XFORWARD NAME ADDR PROTO HELO\r\n")
+        for reply in (b"501 5.5.4 Bad XFORWARD attribute\r\n", b"250 ok\r\n", b"250 ok\r\n", b"354 go\r\n"):
+            seen.append(await reader.readuntil(b"\r\n"))
+            writer.write(reply)
+        seen.append(await reader.readuntil(b"\r\n.\r\n"))
+        writer.write(b"250 2.0.0 queued as Q1\r\n")
+        await reader.read()
+
+    server, port = await serve(script)
+    async with server:
+        conn = await open_connection("127.0.0.1", port, helo="relay.test", connect_timeout=5, command_timeout=3)
+        assert not conn.supports("PIPELINING")
+        xf = commands(conn.extensions["XFORWARD"], Origin(addr="192.0.2.7"))
+        outcome = await conn.transaction("<a@x.example>", [("<b@y.example>", "b@y.example")], b"Subject: x\r\n\r\nhi\r\n", 5, xf)
+        conn.close()
+    assert outcome.delivered and outcome.code == 250 and outcome.xforward.startswith("501")
+    assert seen[0] == b"XFORWARD NAME=[UNAVAILABLE] ADDR=192.0.2.7 PROTO=[UNAVAILABLE] HELO=[UNAVAILABLE]\r\n"
+    assert seen[1:4] == [b"MAIL FROM:<a@x.example>\r\n", b"RCPT TO:<b@y.example>\r\n", b"DATA\r\n"]
