@@ -114,19 +114,17 @@ async def test_no_xforward_to_an_upstream_that_does_not_offer_it(start_relay, si
 async def test_one_at_a_time_a_refused_xforward_does_not_stop_the_transaction() -> None:
     """Without PIPELINING each command waits for its reply; a refused XFORWARD is not a refused
     transaction (only a refusal of MAIL, RCPT or DATA stops it)."""
-    from tests.outbound.test_client import serve
+    from tests.outbound.test_client import greet, serve
 
     seen: list[bytes] = []
+    replies = [b"501 5.5.4 Bad XFORWARD attribute\r\n", b"250 ok\r\n", b"250 ok\r\n", b"354 go\r\n",
+               b"250 2.0.0 queued as Q1\r\n"]
 
     async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(b"220 test ESMTP\r\n")
-        await reader.readuntil(b"\r\n")  # EHLO
-        writer.write(b"250-test\r\n250 XFORWARD NAME ADDR PROTO HELO\r\n")
-        for reply in (b"501 5.5.4 Bad XFORWARD attribute\r\n", b"250 ok\r\n", b"250 ok\r\n", b"354 go\r\n"):
-            seen.append(await reader.readuntil(b"\r\n"))
+        await greet(reader, writer, pipelining=False, extensions=b"250-XFORWARD NAME ADDR PROTO HELO\r\n")
+        for i, reply in enumerate(replies):  # XFORWARD, MAIL, RCPT, DATA, then the message
+            seen.append(await reader.readuntil(b"\r\n.\r\n" if i == 4 else b"\r\n"))
             writer.write(reply)
-        seen.append(await reader.readuntil(b"\r\n.\r\n"))
-        writer.write(b"250 2.0.0 queued as Q1\r\n")
         await reader.read()
 
     server, port = await serve(script)
