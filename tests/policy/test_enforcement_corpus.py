@@ -2,8 +2,9 @@
 labels file): every message judged by the shipped default policy with example.com listed as
 the sender domain, as `sendwarden scan --json` judges the corpus kept outside the repository.
 
-A labels file is labels.toml or labels.json: file name -> the rule IDs the message must find
-(each at least once, and no other rule), or "clean" (no finding at all). Per kind the test
+A labels file is labels.toml or labels.json, its `[messages]` table: file name -> the rule
+IDs the message must find (each at least once, and no other rule), or "clean" (no finding
+at all). Per kind the test
 prints recall (messages that find exactly their rules) and false positives (clean messages
 with a finding, or a message finding a rule it is not labelled with); it requires 100 %
 recall and no false positive.
@@ -32,9 +33,15 @@ CLEAN = "clean"
 
 
 def labels(folder: Path) -> dict[str, list[str] | str]:
+    """A folder's labels: its `[messages]` table (tests/fixtures/enforcement/README.md), or
+    the file's top level."""
     if (folder / "labels.toml").exists():
-        return tomllib.loads((folder / "labels.toml").read_text(encoding="utf-8"))
-    return json.loads((folder / "labels.json").read_text(encoding="utf-8"))
+        data = tomllib.loads((folder / "labels.toml").read_text(encoding="utf-8"))
+    else:
+        data = json.loads((folder / "labels.json").read_text(encoding="utf-8"))
+    table = data.get("messages", data)
+    assert isinstance(table, dict)
+    return table
 
 
 def kinds() -> list[Path]:
