@@ -9,6 +9,7 @@ to the working directory.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from importlib import resources
 from pathlib import Path
@@ -609,6 +610,26 @@ class Config:
         return Config(validate(ConfigFile, data, self.source), self.source, self.base)
 
 
+SYSTEM_CONFIG = Path("/etc/sendwarden/sendwarden.toml")
+CONFIG_ENV = "SENDWARDEN_CONFIG"
+
+
+def locate_config(explicit: str | None, environ: dict[str, str] | None = None,
+                  system: Path = SYSTEM_CONFIG) -> tuple[Path | None, str]:
+    """Which service configuration a command uses, and why: `--config`, then
+    $SENDWARDEN_CONFIG, then /etc/sendwarden/sendwarden.toml, then the embedded development
+    default (None). Every command resolves it this way, so that a command run in the wrong
+    directory cannot quietly work on a development store under ./var."""
+    env = os.environ if environ is None else environ
+    if explicit:
+        return Path(explicit), "--config"
+    if env.get(CONFIG_ENV):
+        return Path(env[CONFIG_ENV]), f"${CONFIG_ENV}"
+    if system.exists():
+        return system, "the system configuration"
+    return None, f"no --config, no ${CONFIG_ENV}, no {system}"
+
+
 def load_config(path: str | Path | None) -> Config:
     """Load a service configuration file, or the embedded default when `path` is None."""
     if path is None:
@@ -619,4 +640,5 @@ def load_config(path: str | Path | None) -> Config:
     return Config(validate(ConfigFile, data, p), str(p), p.resolve().parent)
 
 
-__all__ = ["Config", "ConfigError", "ConfigFile", "load_config", "parse_duration", "parse_hostport"]
+__all__ = ["CONFIG_ENV", "Config", "ConfigError", "ConfigFile", "SYSTEM_CONFIG", "load_config", "locate_config",
+           "parse_duration", "parse_hostport"]

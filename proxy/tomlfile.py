@@ -15,6 +15,8 @@ class ConfigError(Exception):
     """A configuration or policy file is missing, unreadable, or wrong. The message is for people:
     `FILE: KEY: what is wrong`."""
 
+    located = False  # True when every line of the message already names its file (and line)
+
 
 def read_toml(path: Path | str, text: str | None = None) -> dict[str, Any]:
     """Parse TOML from `path` (or from `text`, naming `path` in errors)."""

@@ -85,7 +85,7 @@ def register(sub: Any) -> None:
     csub = s.add_subparsers(dest="consent_command", required=True, metavar="ACTION")
 
     p = csub.add_parser("add", help="record a consent (or, with --withdraw, its withdrawal)")
-    add_common(p)
+    add_common(p, create=True)
     p.add_argument("address")
     p.add_argument("--scope", required=True, help="the brand (or brand/use) the consent was given for")
     p.add_argument("--source", required=True, help="where it was collected (form URL, event)")

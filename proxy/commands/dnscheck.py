@@ -13,8 +13,7 @@ import ipaddress
 import json
 from typing import Any
 
-from proxy.commands.common import CliError
-from proxy.config import load_config
+from proxy.commands.common import CliError, add_config, config_for
 from proxy.outbound.dkimkeys import KeyFileError, SigningKey, load_key
 from proxy.dns import Resolver, parse_nameserver
 from proxy.message.domains import to_alabel
@@ -68,7 +67,7 @@ def cmd_dns_check(args: argparse.Namespace) -> int:
             ipaddress.ip_address(args.relay_ip)
         except ValueError:
             raise CliError(f"--relay-ip: {args.relay_ip!r} is not an IP address") from None
-    config = load_config(args.config)
+    config = config_for(args.config)
     nameservers = args.nameserver or config.file.dns.nameservers
     for n in nameservers:
         try:
@@ -99,7 +98,7 @@ def register(sub: Any) -> None:
                    help="DKIM selector to check (repeatable; default: the config's keys for DOMAIN)")
     s.add_argument("--key", metavar="FILE", help="local private key the published DKIM key must match")
     s.add_argument("--relay-ip", metavar="IP", help="the address sendwarden's upstream sends from: SPF and PTR")
-    s.add_argument("--config", help="service configuration (DKIM keys, [dns] nameservers)")
+    add_config(s)
     s.add_argument("--nameserver", action="append", metavar="IP[:PORT]", help="ask this resolver (repeatable)")
     s.add_argument("--timeout", type=float, metavar="SECONDS", help="per lookup (default: the config's)")
     s.add_argument("--json", action="store_true")

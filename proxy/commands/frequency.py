@@ -44,7 +44,7 @@ def register(sub: Any) -> None:
     scope = scope_arg(FREQUENCY_SCOPES)
 
     p = fsub.add_parser("set", help="at most MAX messages PER window for the address")
-    add_common(p)
+    add_common(p, create=True)
     p.add_argument("address")
     p.add_argument("--max", type=int, required=True)
     p.add_argument("--per", required=True, help="window: 24h, 7d, 2w ...")

@@ -21,8 +21,8 @@ import sys
 import time
 from typing import Any, Callable
 
-from proxy.commands.common import CliError
-from proxy.config import Config, load_config, parse_duration
+from proxy.commands.common import EX_DATAERR, CliError, add_config, config_for
+from proxy.config import Config, parse_duration
 from proxy.quarantine.files import STATUSES, Quarantine, QuarantineError, for_config, valid_id
 from proxy.transaction.release import Filters, Outcome, Reviewer, find, rules_of
 
@@ -46,7 +46,9 @@ def actor(args: argparse.Namespace) -> tuple[str, str]:
 def open_quarantine(config: Config) -> Quarantine:
     directory = config.quarantine_dir
     if not config.quarantine_url and not (directory / "index.sqlite3").exists():
-        raise CliError(f"no quarantine at {directory}: nothing has been held yet, or --config names another installation")
+        raise CliError(f"no quarantine at {directory} (configuration: {config.source}): nothing has been held yet, "
+                       "or the installation's configuration is another one (--config FILE or $SENDWARDEN_CONFIG)",
+                       EX_DATAERR)
     q = for_config(config)
     try:
         q.open()
@@ -58,7 +60,7 @@ def open_quarantine(config: Config) -> Quarantine:
 def setup(args: argparse.Namespace) -> tuple[Config, Quarantine, Reviewer]:
     from proxy.audit import configure
 
-    config = load_config(args.config)
+    config = config_for(args.config)
     configure(config.file.audit.level, "auto", stream=sys.stderr)
     sys.stdout.reconfigure(errors="replace")  # type: ignore[union-attr]
     q = open_quarantine(config)
@@ -284,7 +286,7 @@ def _errors_for_people(func: Callable[[argparse.Namespace], int]) -> Callable[[a
 
 def register(sub: Any) -> None:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", help="service configuration (TOML); default: the embedded development config")
+    add_config(common)
     common.add_argument("--as", dest="as_name", metavar="NAME", help="record NAME as who acted (default: the OS user)")
     s = sub.add_parser("quarantine", help="review held messages: list, show, release, delete, purge")
     qsub = s.add_subparsers(dest="quarantine_command", required=True, metavar="ACTION")

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from proxy.commands.common import CliError, load
+from proxy.commands.common import CliError, add_config, load
 from proxy.message.mime import Message
 from proxy.policy.engine import judge
 from proxy.policy.registry import Context
@@ -77,7 +77,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
 def register(sub: Any) -> None:
     s = sub.add_parser("scan", help="judge a message offline, as the relay would")
     s.add_argument("file", metavar="FILE.eml|-")
-    s.add_argument("--config")
+    add_config(s)
     s.add_argument("--policy", help="policy file (default: the config's)")
     s.add_argument("--mail-from", metavar="ADDR")
     s.add_argument("--rcpt", metavar="ADDR", action="append")

@@ -95,7 +95,7 @@ def register(sub: Any) -> None:
     scope = scope_arg()
 
     p = ssub.add_parser("add", help="suppress addresses")
-    add_common(p)
+    add_common(p, create=True)
     p.add_argument("address", nargs="+")
     p.add_argument("--scope", type=scope, default=GLOBAL, help="global (default), brand:NAME or list:NAME")
     p.add_argument("--reason", choices=REASONS, default="manual")

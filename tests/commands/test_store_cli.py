@@ -17,6 +17,8 @@ from tests.conftest import SENDWARDEN
 
 def cli(env: dict[str, str], config: Path, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
     group, action, *rest = args
+    if action in ("import", "add", "set"):  # the first of them makes the store (none is there yet)
+        rest.append("--create")
     return subprocess.run([*SENDWARDEN, group, action, "--config", str(config), *rest], env=env, input=stdin and stdin.decode(),
                           capture_output=True, text=True, timeout=120)
 
@@ -125,7 +127,7 @@ def test_kill_during_import_leaves_whole_batches_only(tmp_path: Path, config: Pa
         for i in range(total):
             fh.write(f"user{i:07d}@example.org,global,import,crm\n")
     db_path = tmp_path / "var" / "recipients.sqlite3"
-    proc = subprocess.Popen([*SENDWARDEN, "suppress", "import", "--config", str(config), str(big), "--batch", str(batch), "--progress"],
+    proc = subprocess.Popen([*SENDWARDEN, "suppress", "import", "--config", str(config), str(big), "--batch", str(batch), "--progress", "--create"],
                             env=cli_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     seen = 0

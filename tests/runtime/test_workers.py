@@ -118,6 +118,6 @@ async def test_a_cpu_affinity_that_cannot_be_met_is_a_one_line_error(tmp_path, c
     proc = await asyncio.create_subprocess_exec(*SENDWARDEN, "serve", "--config", str(config), "--listen", "127.0.0.1:0",
                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=cli_env)
     out, err = await asyncio.wait_for(proc.communicate(), 20)
-    assert proc.returncode == 1
+    assert proc.returncode == 78  # EX_CONFIG
     assert message in err.decode() and err.decode().startswith("sendwarden: ")
     assert b"Traceback" not in err
