@@ -17,13 +17,14 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from proxy.tomlfile import ConfigError, read_toml, validate
+from proxy.tomlfile import ConfigError, load_toml, validate
 
 EMBEDDED = "embedded default"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: `verify = "off"` is an error, not a true; a number in quotes is not a number.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 def parse_hostport(text: str, default_port: int | None = None) -> tuple[str, int]:
@@ -634,10 +635,9 @@ def load_config(path: str | Path | None) -> Config:
     """Load a service configuration file, or the embedded default when `path` is None."""
     if path is None:
         text = resources.files("proxy").joinpath("defaults/sendwarden.toml").read_text(encoding="utf-8")
-        return Config(validate(ConfigFile, read_toml(EMBEDDED, text), EMBEDDED), EMBEDDED, Path.cwd())
+        return Config(validate(ConfigFile, load_toml(EMBEDDED, text), EMBEDDED), EMBEDDED, Path.cwd())
     p = Path(path)
-    data = read_toml(p)
-    return Config(validate(ConfigFile, data, p), str(p), p.resolve().parent)
+    return Config(validate(ConfigFile, load_toml(p), p), str(p), p.resolve().parent)
 
 
 __all__ = ["CONFIG_ENV", "Config", "ConfigError", "ConfigFile", "SYSTEM_CONFIG", "load_config", "locate_config",

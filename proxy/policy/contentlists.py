@@ -21,19 +21,19 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from proxy.message.patterns import ALLOW, TermError, TermSet, check_term, compile_terms
-from proxy.tomlfile import ConfigError, read_toml, validation_message
+from proxy.tomlfile import ConfigError, load_toml, problems
 
 BUILTIN = "builtin:"
 
 
 class _Terms(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
     terms: list[str] = Field(default_factory=list)
     description: str = ""
 
 
 class ListFile(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
     language: str = Field(min_length=2, max_length=16)
     description: str = ""
     categories: dict[str, _Terms] = Field(default_factory=dict)
@@ -58,17 +58,17 @@ def read_list(spec: str, base: Path | None) -> tuple[str, ListFile]:
         except (FileNotFoundError, OSError):
             raise ConfigError(f"{spec}: no built-in content list of that name") from None
         source = f"policies/content/{name}.toml"
-        data = read_toml(source, text)
+        doc = load_toml(source, text)
     else:
         path = Path(spec)
         if not path.is_absolute() and base is not None:
             path = base / path
         source = str(path)
-        data = read_toml(path)
+        doc = load_toml(path)
     try:
-        return source, ListFile.model_validate(data)
+        return source, ListFile.model_validate(doc.data)
     except ValidationError as exc:
-        raise ConfigError(validation_message(source, exc)) from None
+        raise ConfigError(problems(doc, ListFile, exc)) from None
 
 
 def compile_lists(specs: list[str], base: Path | None) -> tuple[Language, ...]:

@@ -78,9 +78,9 @@ def check(config: Config) -> list[Finding]:
         except ConfigError as exc:
             problem("auth.credentials", str(exc))
     if f.dkim.sign:
-        for i, k in enumerate(f.dkim.keys):
+        for i, dk in enumerate(f.dkim.keys):
             try:
-                load_key(config.path(k.key), k.domain, k.selector)
+                load_key(config.path(dk.key), dk.domain, dk.selector)
             except KeyFileError as exc:
                 problem(f"dkim.keys[{i}].key", str(exc))
     u = f.unsubscribe

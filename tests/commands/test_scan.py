@@ -55,7 +55,7 @@ def test_scan_errors_are_one_line_without_traceback(cli_env, tmp_path) -> None:
     bad.write_text("[policy]\nmode = 3\n")
     out = scan("--policy", str(bad), str(ROOT / "examples" / "plain.eml"), env=cli_env)
     assert out.returncode == 78 and b"Traceback" not in out.stderr  # EX_CONFIG
-    assert f"{bad}: policy.mode:" in out.stderr.decode()
+    assert f"{bad}:2: policy.mode: expected \"enforce\" or \"monitor\"" in out.stderr.decode()
 
 
 def test_scan_survives_garbage(cli_env) -> None:

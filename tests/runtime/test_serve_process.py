@@ -83,7 +83,7 @@ async def test_serve_refuses_a_bad_config_in_one_line(tmp_path, cli_env) -> None
                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=cli_env)
     out, err = await asyncio.wait_for(proc.communicate(), 20)
     assert proc.returncode == 78  # EX_CONFIG
-    assert err.decode().startswith(f"sendwarden: {config}: listeners: ")
+    assert err.decode() == f"{config}:1: listeners: expected a list, [...]\n"
     assert b"Traceback" not in err
 
 
