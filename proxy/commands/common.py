@@ -4,6 +4,7 @@ finds its service configuration and policy."""
 from __future__ import annotations
 
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,9 @@ EX_DATAERR = 65  # an input the command was given is wrong (no such quarantine I
 EX_CONFIG = 78  # the service configuration or the policy is wrong
 # Answers rather than failures, distinct from the above and from `scan`'s verdicts (2, 3, 4).
 EXIT_SUPPRESSED = 10  # `suppress check`: the address is suppressed
-EXIT_NOT_READY = 11  # `dns-check`, `links check`: a requirement is not met
+EXIT_NOT_READY = 11  # `dns-check`, `links check`, `status`: a requirement is not met
+EXIT_NONE = 12  # nothing matched: `suppress remove`, `consent show`, `quarantine release|delete` by filter
+EXIT_NOT_DONE = 13  # `quarantine release|delete`: an action did not happen (refused, busy, recheck)
 
 
 class CliError(Exception):
@@ -26,6 +29,15 @@ class CliError(Exception):
     def __init__(self, message: str, status: int = EXIT_ERROR) -> None:
         super().__init__(message)
         self.status = status
+
+
+def rfc3339(ts: float) -> str:
+    """The one timestamp format of the command line's output: RFC 3339, UTC, whole seconds."""
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def add_json(p: Any, what: str = "one JSON document") -> None:
+    p.add_argument("--json", action="store_true", help=f"print {what} instead of text")
 
 
 def add_config(p: Any) -> None:
@@ -60,3 +72,14 @@ def load(config_path: str | None, policy_path: str | None = None, monitor: bool 
         policy = policy.with_monitor(True)
     return config, policy
 
+
+
+# What every command may exit with besides its own statuses (written into each --help).
+COMMON_EXITS = {EXIT_OK: "success", EXIT_ERROR: "an error, said on stderr", EX_USAGE: "a wrong command line",
+                EX_CONFIG: "a wrong configuration or policy"}
+
+
+def exits(p: Any, statuses: dict[int, str] | None = None) -> None:
+    """Give a command's own exit statuses; proxy.cli writes them, with the common ones, into
+    its --help."""
+    p.exit_statuses = statuses or {}

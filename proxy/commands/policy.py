@@ -5,15 +5,20 @@
 from __future__ import annotations
 
 import argparse
+import json
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from proxy.policy.loader import describe, load_policy
+from proxy.commands.common import add_json
+from proxy.policy.loader import as_data, describe, load_policy
 
 
 def cmd_policy_check(args: argparse.Namespace) -> int:
     policy = load_policy(args.file)
+    if args.json:
+        print(json.dumps(as_data(policy), indent=2))
+        return 0
     print(describe(policy))
     print(f"\n{args.file}: ok")
     return 0
@@ -33,7 +38,8 @@ def register(sub: Any) -> None:
     s = sub.add_parser("policy", help="policy files")
     psub = s.add_subparsers(dest="policy_command", required=True, metavar="ACTION")
     c = psub.add_parser("check", help="validate a policy file and show it resolved")
-    c.add_argument("file")
+    c.add_argument("file", help="the policy file (TOML), or builtin:default")
+    add_json(c)
     c.set_defaults(func=cmd_policy_check)
 
     c = psub.add_parser("init", help="write the shipped default policy to PATH")

@@ -15,9 +15,6 @@ from proxy.store import RecipientStore, Scope, StoreError, from_config
 from proxy.store.base import SUPPRESSION_SCOPES, InvalidAddress
 
 T = TypeVar("T")
-EXIT_FOUND = 2  # `suppress check`: the address is suppressed
-
-
 def refuse_new_store(config: Config, create: bool | None) -> None:
     """A store command run with the wrong configuration (or none) must not quietly start an
     empty store of its own: a SQLite file that is not there yet is made only with --create,
@@ -97,7 +94,7 @@ def add_common(p: Any, create: bool = False) -> None:
 
 def add_import_args(p: Any) -> None:
     add_common(p, create=True)
-    p.add_argument("file", metavar="FILE.csv|-")
+    p.add_argument("file", metavar="FILE.csv|-", help="the CSV file to import, or - for stdin")
     p.add_argument("--on-error", choices=("abort", "skip"), default="abort",
                    help="a bad row aborts before anything is applied (default), or is reported and skipped")
     p.add_argument("--batch", type=int, default=5000, metavar="N", help="rows per transaction (default 5000)")

@@ -234,6 +234,19 @@ def load_policy(path: str | Path) -> Policy:
     return build(load_toml(path))
 
 
+def as_data(policy: Policy) -> dict[str, Any]:
+    """The resolved policy as data (`policy check --json`): what `describe` prints."""
+    return {
+        "source": policy.source,
+        "mode": "monitor" if policy.monitor else "enforce",
+        "default_stream": policy.default_stream,
+        "streams": {s.name: {"kind": "marketing" if s.marketing else "transactional", "listeners": sorted(s.listeners),
+                             "users": sorted(s.users), "senders": list(s.senders)} for s in policy.streams.values()},
+        "actions": {n: {rule: str(policy.action(n, rule)) for rule in RULES} for n in policy.streams},
+        "checks": {n: [c.name for c, _ in policy.checks[n]] for n in policy.streams},
+    }
+
+
 def describe(policy: Policy) -> str:
     """The resolved policy as people read it: streams, then each rule's action per stream."""
     lines = [f"policy {policy.source}: mode {'monitor' if policy.monitor else 'enforce'}, default stream {policy.default_stream}"]

@@ -76,7 +76,7 @@ def test_suppression_import_export_round_trip_with_bad_rows(tmp_path: Path, conf
     assert "4 rows imported (0 new, 4 already there)" in again.stderr
 
     check = cli(cli_env, config, "suppress", "check", "READER@example.org")
-    assert check.returncode == 2 and "unsubscribe" in check.stdout
+    assert check.returncode == 10 and "unsubscribe" in check.stdout  # suppressed
     assert cli(cli_env, config, "suppress", "check", "fan@example.org", "--brand", "other").returncode == 0
     assert cli(cli_env, config, "suppress", "remove", "reader@example.org").returncode == 0
     assert cli(cli_env, config, "suppress", "check", "reader@example.org").returncode == 0
