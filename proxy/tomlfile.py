@@ -86,6 +86,12 @@ def _key(text: str, i: int) -> tuple[list[str], int]:
         return parts, i
 
 
+def _line_end(text: str, i: int) -> int:
+    """The index of the newline that ends the line at text[i], or len(text)."""
+    j = text.find("\n", i)
+    return len(text) if j < 0 else j
+
+
 def _skip_value(text: str, i: int) -> int:
     """From just after `=`, the index of the newline that ends the value (or len(text))."""
     depth = 0
@@ -104,8 +110,7 @@ def _skip_value(text: str, i: int) -> int:
                     i += 1
             continue
         if c == "#":
-            while i < n and text[i] != "\n":
-                i += 1
+            i = _line_end(text, i)
             continue
         if c in "[{":
             depth += 1
@@ -139,8 +144,7 @@ def key_lines(text: str) -> dict[Loc, int]:
             i += 1
             continue
         if c == "#":
-            while i < n and text[i] != "\n":
-                i += 1
+            i = _line_end(text, i)
             continue
         line = text.count("\n", 0, i) + 1
         if c == "[":
@@ -151,13 +155,11 @@ def key_lines(text: str) -> dict[Loc, int]:
                 aot[parent] = aot.get(parent, 0) + 1
             table = resolve(parts)
             out.setdefault(table, line)
-            i = text.find("\n", i)
-            i = n if i < 0 else i
+            i = _line_end(text, i)
             continue
         parts, i = _key(text, i)
         if not parts:  # not something this scan understands: skip the line
-            j = text.find("\n", i)
-            i = n if j < 0 else j + 1
+            i = _line_end(text, i) + 1
             continue
         path = table
         for p in parts:

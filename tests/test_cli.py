@@ -60,3 +60,14 @@ def test_man_page_and_completions_are_generated_from_the_parser(cli_env, tmp_pat
              '_shtab_sendwarden; printf "%s\\n" "${COMPREPLY[@]}"')
     done = subprocess.run(["bash", "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and "quarantine" in done.stdout.split(), done.stderr
+
+
+JSON_COMMANDS = ("scan", "policy check", "config show", "status", "quarantine list", "quarantine show", "suppress list",
+                 "suppress check", "consent show", "frequency show", "links check", "dns-check")
+
+
+def test_commands_that_print_data_take_json() -> None:
+    by_prog = {p.prog: p for p in commands(build_parser())}
+    for name in JSON_COMMANDS:
+        options = {o for a in by_prog[f"sendwarden {name}"]._actions for o in a.option_strings}
+        assert "--json" in options, name

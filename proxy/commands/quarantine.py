@@ -301,17 +301,21 @@ def report(outcomes: list[Outcome], done_word: str) -> int:
     return status
 
 
+def acting_on(args: argparse.Namespace, verb: str) -> tuple[Config, Reviewer, list[str]]:
+    """The configuration, the reviewer and the messages a release or delete acts on; IDs are
+    checked before the quarantine is opened."""
+    args.ids = read_ids(args.ids)
+    config, q, reviewer = setup(args)
+    return config, reviewer, targets(args, q, verb)
+
+
 def cmd_release(args: argparse.Namespace) -> int:
     from proxy.policy.loader import load_policy
     from proxy.outbound.upstream import upstream_for
 
-    args.ids = read_ids(args.ids)
-    config, q, reviewer = setup(args)
-    ids = targets(args, q, "release")
-    if args.dry_run:
-        return 0
-    if not ids:
-        return EXIT_NONE
+    config, reviewer, ids = acting_on(args, "release")
+    if args.dry_run or not ids:
+        return 0 if args.dry_run else EXIT_NONE
     policy = load_policy(config.policy_path) if args.recheck else None
 
     async def run() -> list[Outcome]:
@@ -326,13 +330,9 @@ def cmd_release(args: argparse.Namespace) -> int:
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    args.ids = read_ids(args.ids)
-    _, q, reviewer = setup(args)
-    ids = targets(args, q, "delete")
-    if args.dry_run:
-        return 0
-    if not ids:
-        return EXIT_NONE
+    _, reviewer, ids = acting_on(args, "delete")
+    if args.dry_run or not ids:
+        return 0 if args.dry_run else EXIT_NONE
 
     async def run() -> list[Outcome]:
         try:
