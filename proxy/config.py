@@ -66,7 +66,8 @@ class Listener(_Strict):
     # PROXY protocol v1/v2 (HAProxy, cloud balancers): the real client address comes from the
     # header, and policy applies to it. Without this, a PROXY line is just a bad command.
     proxy_protocol: bool = False
-    # Who may send the PROXY header (the balancers). Empty: anyone who can reach the listener.
+    # Who may send the PROXY header (the balancers). Required with proxy_protocol: a header
+    # from anyone else would let them claim any client address, relay_networks included.
     proxy_networks: list[str] = Field(default_factory=list)
 
     @field_validator("address")
@@ -74,6 +75,13 @@ class Listener(_Strict):
     def _address(cls, v: str) -> str:
         parse_hostport(v)
         return v
+
+    @model_validator(mode="after")
+    def _proxy_trust(self) -> "Listener":
+        if self.proxy_protocol and not self.proxy_networks:
+            raise ValueError(f"listener {self.name!r}: proxy_protocol = true needs proxy_networks "
+                             "(the balancers' addresses); without it anyone could claim any client address")
+        return self
 
     @property
     def host_port(self) -> tuple[str, int]:

@@ -16,6 +16,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterator
 
+from proxy.audit import configure
 from proxy.commands.common import EXIT_ERROR, CliError, add_config, exits, load
 from proxy.message.mime import Message
 from proxy.policy.engine import judge
@@ -95,8 +96,25 @@ def scan_result(verdict: Verdict) -> dict[str, Any]:
     }
 
 
+class _Stderr:
+    """sys.stderr as it is at each write (the command also runs in-process, under pytest's
+    capture, which replaces and closes sys.stderr)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
 def cmd_scan(args: argparse.Namespace) -> int:
-    _, policy = load(args.config, args.policy)
+    config, policy = load(args.config, args.policy)
+    # Log lines (a check that failed, a pattern that ran out of time) go to stderr, so that
+    # stdout is the result alone (`--json` is parsed by scripts).
+    configure(config.file.audit.level, "auto", stream=_Stderr())
     stream = policy.resolve_stream(listener=args.listener or "", user=args.user, sender=args.mail_from or "")
 
     def judge_one(raw: bytes) -> Verdict:

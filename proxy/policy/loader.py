@@ -19,7 +19,7 @@ from typing import Any, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from proxy.policy.registry import CHECKS, FAMILY_OPTIONS, Check, Options, load_builtin_checks
+from proxy.policy.registry import CHECKS, FAMILY_OPTIONS, Check, Options
 from proxy.policy.rules import FAMILIES, RULES, family
 from proxy.policy.verdict import Action
 from proxy.tomlfile import ConfigError, Problems, TomlDoc, did_you_mean, load_toml
@@ -133,7 +133,8 @@ def build(doc: TomlDoc | dict[str, Any], source: str = "policy") -> Policy:
     every problem in it is reported at once."""
     if not isinstance(doc, TomlDoc):
         doc = TomlDoc(source, doc)
-    load_builtin_checks()
+    import proxy.policy.checks  # noqa: F401  (each check module registers its checks)
+
     source = doc.name
     found = Problems(doc)
     data = doc.data
