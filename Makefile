@@ -17,7 +17,7 @@ STAMP   := $(VENV)/.installed-stamp
 DEBS    := swaks postfix systemd opendkim-tools iproute2 openssl clamav-daemon e2fsprogs prometheus chromium
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test deps sysdeps clean
+.PHONY: run test deps sysdeps clean man completion
 
 run: $(STAMP)
 	$(BIN)/sendwarden serve
@@ -26,6 +26,16 @@ test: sysdeps $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 deps: $(STAMP)
+
+# The manual page and the shell completions, generated from the command's own parser.
+man: $(STAMP)
+	mkdir -p build
+	$(BIN)/sendwarden manpage > build/sendwarden.1
+
+completion: $(STAMP)
+	mkdir -p build
+	$(BIN)/sendwarden completion bash > build/sendwarden.bash
+	$(BIN)/sendwarden completion zsh > build/_sendwarden
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -49,4 +59,4 @@ sysdeps:
 	fi
 
 clean:
-	rm -rf $(VENV) var .pytest_cache
+	rm -rf $(VENV) var build .pytest_cache

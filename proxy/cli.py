@@ -1,23 +1,25 @@
 """The `sendwarden` command: one subcommand per module in proxy/commands/.
 
-Errors in input or configuration end in one line on stderr and exit status 1, never a
-traceback.
+Errors end in lines on stderr and an exit status from proxy/commands/common.py (64 for a
+wrong command line, 78 for a wrong configuration or policy), never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
-from typing import Sequence
+from typing import Any, Iterator, NoReturn, Sequence
 
 from proxy import __version__
-from proxy.commands.common import EXIT_ERROR, CliError
+from proxy.commands.common import COMMON_EXITS, EX_CONFIG, EX_USAGE, CliError
 from proxy.tomlfile import ConfigError
 
 # Each module registers its own subcommand(s).
 COMMAND_MODULES = (
     "serve",
+    "config",
     "scan",
     "policy",
     "passwd",
@@ -30,27 +32,65 @@ COMMAND_MODULES = (
     "dnscheck",
     "milter",
     "links",
+    "completion",
 )
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with usage errors ending in EX_USAGE (64) instead of 2, which `scan` uses
+    for a verdict, and epilogs (exit statuses) printed as written."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EX_USAGE, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="sendwarden", description="An SMTP relay that enforces an Acceptable Use Policy inline.")
+    p = Parser(prog="sendwarden", description="An SMTP relay that enforces an Acceptable Use Policy inline.")
     p.add_argument("--version", action="version", version=f"sendwarden {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(f"proxy.commands.{name}").register(sub)
+    for leaf in commands(p):
+        own = getattr(leaf, "exit_statuses", {})
+        statuses = {**COMMON_EXITS, **own}
+        text = "\n".join(f"  {code:<4}{statuses[code]}" for code in sorted(statuses))
+        leaf.epilog = ((leaf.epilog + "\n\n") if leaf.epilog else "") + "exit status:\n" + text
     return p
+
+
+def commands(p: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    """Every parser of a command that runs (one without subcommands of its own)."""
+    subs = [a for a in p._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        yield p
+    for action in subs:
+        seen: set[int] = set()
+        for child in action.choices.values():
+            if id(child) not in seen:  # aliases map to the same parser
+                seen.add(id(child))
+                yield from commands(child)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (CliError, ConfigError) as exc:
+    except CliError as exc:
         print(f"sendwarden: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        return exc.status
+    except ConfigError as exc:
+        print(str(exc) if exc.located else f"sendwarden: {exc}", file=sys.stderr)
+        return EX_CONFIG
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `sendwarden ... | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

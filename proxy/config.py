@@ -9,6 +9,7 @@ to the working directory.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from importlib import resources
 from pathlib import Path
@@ -16,13 +17,14 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from proxy.tomlfile import ConfigError, read_toml, validate
+from proxy.tomlfile import ConfigError, load_toml, validate
 
 EMBEDDED = "embedded default"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: `verify = "off"` is an error, not a true; a number in quotes is not a number.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 def parse_hostport(text: str, default_port: int | None = None) -> tuple[str, int]:
@@ -620,14 +622,34 @@ class Config:
         return Config(validate(ConfigFile, data, self.source), self.source, self.base)
 
 
+SYSTEM_CONFIG = Path("/etc/sendwarden/sendwarden.toml")
+CONFIG_ENV = "SENDWARDEN_CONFIG"
+
+
+def locate_config(explicit: str | None, environ: dict[str, str] | None = None,
+                  system: Path = SYSTEM_CONFIG) -> tuple[Path | None, str]:
+    """Which service configuration a command uses, and why: `--config`, then
+    $SENDWARDEN_CONFIG, then /etc/sendwarden/sendwarden.toml, then the embedded development
+    default (None). Every command resolves it this way, so that a command run in the wrong
+    directory cannot quietly work on a development store under ./var."""
+    env = os.environ if environ is None else environ
+    if explicit:
+        return Path(explicit), "--config"
+    if env.get(CONFIG_ENV):
+        return Path(env[CONFIG_ENV]), f"${CONFIG_ENV}"
+    if system.exists():
+        return system, "the system configuration"
+    return None, f"no --config, no ${CONFIG_ENV}, no {system}"
+
+
 def load_config(path: str | Path | None) -> Config:
     """Load a service configuration file, or the embedded default when `path` is None."""
     if path is None:
         text = resources.files("proxy").joinpath("defaults/sendwarden.toml").read_text(encoding="utf-8")
-        return Config(validate(ConfigFile, read_toml(EMBEDDED, text), EMBEDDED), EMBEDDED, Path.cwd())
+        return Config(validate(ConfigFile, load_toml(EMBEDDED, text), EMBEDDED), EMBEDDED, Path.cwd())
     p = Path(path)
-    data = read_toml(p)
-    return Config(validate(ConfigFile, data, p), str(p), p.resolve().parent)
+    return Config(validate(ConfigFile, load_toml(p), p), str(p), p.resolve().parent)
 
 
-__all__ = ["Config", "ConfigError", "ConfigFile", "load_config", "parse_duration", "parse_hostport"]
+__all__ = ["CONFIG_ENV", "Config", "ConfigError", "ConfigFile", "SYSTEM_CONFIG", "load_config", "locate_config",
+           "parse_duration", "parse_hostport"]

@@ -95,4 +95,5 @@ async def start_relay(tmp_path: Path, sink: Sink) -> AsyncIterator[StartRelay]:
 def cli_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT)
+    env.pop("SENDWARDEN_CONFIG", None)  # each test names its configuration
     return env

@@ -8,12 +8,13 @@ is ever overwritten, so `show` gives the whole history.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from typing import Any
 
 from proxy.commands import csvio
-from proxy.commands.common import CliError
+from proxy.commands.common import EXIT_NONE, CliError, add_json, exits
 from proxy.commands.storecli import add_common, add_import_args, export, run
 from proxy.store import ConsentRecord, RecipientStore
 
@@ -41,9 +42,12 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     history = run(args, lambda store: store.consent_history(args.address))
+    if args.json:
+        print(json.dumps({"address": args.address, "records": [dict(zip(EXPORT_COLUMNS, _row(c))) for c in history]}))
+        return 0 if history else EXIT_NONE
     if not history:
         print("no consent records")
-        return 1
+        return EXIT_NONE
     for c in history:
         state = "current" if c.superseded_by is None else f"superseded by #{c.superseded_by}"
         print(f"#{c.id} {c.scope}: {c.status} at {csvio.format_time(c.consented_at)} via {c.source}"
@@ -85,18 +89,20 @@ def register(sub: Any) -> None:
     csub = s.add_subparsers(dest="consent_command", required=True, metavar="ACTION")
 
     p = csub.add_parser("add", help="record a consent (or, with --withdraw, its withdrawal)")
-    add_common(p)
-    p.add_argument("address")
+    add_common(p, create=True)
+    p.add_argument("address", help="whose consent it is")
     p.add_argument("--scope", required=True, help="the brand (or brand/use) the consent was given for")
     p.add_argument("--source", required=True, help="where it was collected (form URL, event)")
     p.add_argument("--proof", default="", help="reference to the proof (form submission id, double opt-in message id)")
     p.add_argument("--at", help="when the person consented (ISO 8601; default now)")
-    p.add_argument("--withdraw", action="store_true")
+    p.add_argument("--withdraw", action="store_true", help="record that the consent was withdrawn")
     p.set_defaults(func=cmd_add)
 
     p = csub.add_parser("show", help="an address's consent history")
     add_common(p)
-    p.add_argument("address")
+    p.add_argument("address", help="whose history to show")
+    add_json(p)
+    exits(p, {EXIT_NONE: "the address has no consent records"})
     p.set_defaults(func=cmd_show)
 
     p = csub.add_parser("import", help="import consent records from CSV (address,scope,consented_at,source,proof,status)")
@@ -105,6 +111,6 @@ def register(sub: Any) -> None:
 
     p = csub.add_parser("export", help="export current consent records as CSV (--history: all)")
     add_common(p)
-    p.add_argument("file", nargs="?", default="-", metavar="FILE.csv|-")
+    p.add_argument("file", nargs="?", default="-", metavar="FILE.csv|-", help="where to write (default -: stdout)")
     p.add_argument("--history", action="store_true", help="superseded records too")
     p.set_defaults(func=cmd_export)

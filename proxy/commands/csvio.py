@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import IO, Any, Awaitable, Callable, Generic, Iterator, Sequence, TypeVar
 
-from proxy.commands.common import CliError
+from proxy.commands.common import CliError, rfc3339
 
 T = TypeVar("T")
 MAX_FIELD = 4096
@@ -51,8 +51,7 @@ def parse_time(text: str, now: float) -> float:
     return dt.timestamp()
 
 
-def format_time(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+format_time = rfc3339
 
 
 class Progress:

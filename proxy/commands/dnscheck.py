@@ -1,8 +1,8 @@
 """`sendwarden dns-check DOMAIN`: check a sending domain's DNS against the bulk-sender rules
 (SPF, DKIM, DMARC, MX, PTR) before production mail goes out through sendwarden.
 
-Exit status: 0 when every requirement checked is met, 2 when one is not (or DNS could not
-tell), 1 on a usage or configuration error.
+Exit status: 0 when every requirement checked is met, 11 when one is not (or DNS could not
+tell); 64 and 78 for usage and configuration errors, as every command.
 """
 
 from __future__ import annotations
@@ -13,13 +13,11 @@ import ipaddress
 import json
 from typing import Any
 
-from proxy.commands.common import CliError
-from proxy.config import load_config
+from proxy.commands.common import EXIT_NOT_READY, CliError, add_config, add_json, config_for, exits
 from proxy.outbound.dkimkeys import KeyFileError, SigningKey, load_key
 from proxy.dns import Resolver, parse_nameserver
 from proxy.message.domains import to_alabel
 
-EXIT_UNMET = 2
 
 
 def _selectors(args: argparse.Namespace, domain: str, config: Any) -> list[tuple[str, SigningKey | None]]:
@@ -68,7 +66,7 @@ def cmd_dns_check(args: argparse.Namespace) -> int:
             ipaddress.ip_address(args.relay_ip)
         except ValueError:
             raise CliError(f"--relay-ip: {args.relay_ip!r} is not an IP address") from None
-    config = load_config(args.config)
+    config = config_for(args.config)
     nameservers = args.nameserver or config.file.dns.nameservers
     for n in nameservers:
         try:
@@ -89,18 +87,20 @@ def cmd_dns_check(args: argparse.Namespace) -> int:
         print(json.dumps({"domain": domain, "ok": ok, "relay_ip": args.relay_ip, "checks": found}, indent=2))
     else:
         print(render(domain, found, used if nameservers else []))
-    return 0 if ok else EXIT_UNMET
+    return 0 if ok else EXIT_NOT_READY
 
 
 def register(sub: Any) -> None:
     s = sub.add_parser("dns-check", help="check a sending domain's SPF, DKIM, DMARC, MX and PTR before production")
-    s.add_argument("domain")
+    s.add_argument("domain", help="the sending domain (the From domain of the mail)")
     s.add_argument("--selector", action="append", default=[], metavar="S",
                    help="DKIM selector to check (repeatable; default: the config's keys for DOMAIN)")
     s.add_argument("--key", metavar="FILE", help="local private key the published DKIM key must match")
     s.add_argument("--relay-ip", metavar="IP", help="the address sendwarden's upstream sends from: SPF and PTR")
-    s.add_argument("--config", help="service configuration (DKIM keys, [dns] nameservers)")
+    add_config(s)
     s.add_argument("--nameserver", action="append", metavar="IP[:PORT]", help="ask this resolver (repeatable)")
     s.add_argument("--timeout", type=float, metavar="SECONDS", help="per lookup (default: the config's)")
-    s.add_argument("--json", action="store_true")
+    add_json(s)
+    exits(s, {0: "every bulk-sender requirement checked is met",
+              EXIT_NOT_READY: "not ready: a requirement is not met, or DNS could not tell"})
     s.set_defaults(func=cmd_dns_check)

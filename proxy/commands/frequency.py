@@ -4,10 +4,11 @@ replaces the policy's cap for that scope ([checks.frequency] overrides = true)."
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from typing import Any
 
-from proxy.commands.common import CliError
+from proxy.commands.common import CliError, add_json
 from proxy.commands.storecli import add_common, run, scope_arg
 from proxy.policy.checks.frequency import parse_duration
 from proxy.store import FREQUENCY_SCOPES, GLOBAL, FrequencyOverride, Query
@@ -30,6 +31,11 @@ def cmd_clear(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     state = run(args, lambda store: store.lookup(args.address, Query(scopes=(), overrides=True), time.time()))
+    if args.json:
+        print(json.dumps({"address": args.address, "preferences": [
+            {"scope": str(o.scope), "max": o.max_count, "window_seconds": o.window, "source": o.source,
+             "sent_in_window": state.sends.get((o.scope, o.window), 0)} for o in state.overrides]}))
+        return 0
     if not state.overrides:
         print("no preferences: the policy's caps apply")
     for o in state.overrides:
@@ -44,21 +50,22 @@ def register(sub: Any) -> None:
     scope = scope_arg(FREQUENCY_SCOPES)
 
     p = fsub.add_parser("set", help="at most MAX messages PER window for the address")
-    add_common(p)
-    p.add_argument("address")
-    p.add_argument("--max", type=int, required=True)
+    add_common(p, create=True)
+    p.add_argument("address", help="whose preference it is")
+    p.add_argument("--max", type=int, required=True, metavar="N", help="at most N messages per window")
     p.add_argument("--per", required=True, help="window: 24h, 7d, 2w ...")
     p.add_argument("--scope", type=scope, default=GLOBAL, help="global (default), brand:NAME or stream:NAME")
-    p.add_argument("--source", default="cli")
+    p.add_argument("--source", default="cli", help="where the preference came from (default cli)")
     p.set_defaults(func=cmd_set)
 
     p = fsub.add_parser("clear", help="drop the address's preferences (all scopes unless --scope)")
     add_common(p)
-    p.add_argument("address")
-    p.add_argument("--scope", type=scope)
+    p.add_argument("address", help="whose preferences to drop")
+    p.add_argument("--scope", type=scope, help="only this scope: global, brand:NAME or stream:NAME")
     p.set_defaults(func=cmd_clear)
 
     p = fsub.add_parser("show", help="the address's preferences and recent sends")
     add_common(p)
-    p.add_argument("address")
+    p.add_argument("address", help="whose preferences to show")
+    add_json(p)
     p.set_defaults(func=cmd_show)

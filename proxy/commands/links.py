@@ -4,7 +4,7 @@ The AUP says the privacy-policy link in a marketing message must keep working fo
 the send. The relay records every privacy URL it relays (with the sender domain and the send
 times); this command probes those whose window is still open (HEAD, then GET; redirects
 followed to a final 2xx; bounded concurrency and timeouts), prints the dead ones with who used
-them, and exits 2 when any is dead, so a systemd timer or cron job can alert on it.
+them, and exits 11 when any is dead, so a systemd timer or cron job can alert on it.
 """
 
 from __future__ import annotations
@@ -15,17 +15,13 @@ import sys
 import time
 from typing import Any
 
+from proxy.commands.common import EXIT_NOT_READY, exits, rfc3339
 from proxy.commands.storecli import add_common, run
 from proxy.config import load_config
 from proxy.metrics import write_link_check
 from proxy.outbound.linkprobe import probe_links
 from proxy.store.base import PrivacyLink, RecipientStore
 
-EXIT_DEAD = 2
-
-
-def _when(ts: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.gmtime(ts))
 
 
 def cmd_links_check(args: argparse.Namespace) -> int:
@@ -44,24 +40,25 @@ def cmd_links_check(args: argparse.Namespace) -> int:
             link: PrivacyLink = r.record
             print(json.dumps({"url": link.url, "alive": r.alive, "status": r.status, "final_url": r.final_url,
                               "error": r.error, "sender_domain": link.sender_domain, "messages": link.messages,
-                              "first_sent": link.first_sent, "last_sent": link.last_sent}))
+                              "first_sent": rfc3339(link.first_sent), "last_sent": rfc3339(link.last_sent)}))
     else:
         print(f"{len(results)} privacy link(s) inside their 30-day window; {len(dead)} dead")
         for r in dead:
             link = r.record
             why = r.error or f"HTTP {r.status}"
             print(f"DEAD  {link.url}\n      {why}; used by {link.sender_domain} in {link.messages} message(s), "
-                  f"{_when(link.first_sent)} .. {_when(link.last_sent)} UTC")
-    return EXIT_DEAD if dead else 0
+                  f"{rfc3339(link.first_sent)} .. {rfc3339(link.last_sent)}")
+    return EXIT_NOT_READY if dead else 0
 
 
 def register(sub: Any) -> None:
     s = sub.add_parser("links", help="the privacy-link duty: probe recorded privacy URLs")
     lsub = s.add_subparsers(dest="links_command", required=True, metavar="ACTION")
-    c = lsub.add_parser("check", help="probe every privacy URL still inside its window; exit 2 when one is dead")
+    c = lsub.add_parser("check", help=f"probe every privacy URL still inside its window; exit {EXIT_NOT_READY} when one is dead")
     add_common(c)
     c.add_argument("--days", type=int, default=30, help="the window after the last send (default 30)")
-    c.add_argument("--concurrency", type=int, default=8)
+    c.add_argument("--concurrency", type=int, default=8, metavar="N", help="probes at once (default 8)")
     c.add_argument("--timeout", type=float, default=10.0, help="seconds per URL")
     c.add_argument("--json", action="store_true", help="one JSON line per URL")
+    exits(c, {0: "every privacy link answers", EXIT_NOT_READY: "a privacy link is dead"})
     c.set_defaults(func=cmd_links_check)

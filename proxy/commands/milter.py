@@ -6,7 +6,7 @@ import argparse
 import asyncio
 from typing import Any
 
-from proxy.commands.common import CliError, load
+from proxy.commands.common import CliError, add_config, load
 from proxy.config import Config
 from proxy.policy.loader import Policy
 
@@ -33,7 +33,7 @@ def cmd_milter(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     s = sub.add_parser("milter", help="serve the policy engine to Postfix or Sendmail (milter protocol 6)")
-    s.add_argument("--config", help="service configuration (TOML); [milter] holds the socket and quarantine mode")
+    add_config(s)
     s.add_argument("--listen", metavar="inet:HOST:PORT|unix:PATH", help="the milter socket")
     s.add_argument("--monitor", action="store_true", help="judge and log every message, but accept them all")
     s.set_defaults(func=cmd_milter)

@@ -28,5 +28,5 @@ def cmd_passwd(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     s = sub.add_parser("passwd", help="print a credentials line (argon2 hash) for USER; password on stdin or prompted")
-    s.add_argument("user")
+    s.add_argument("user", help="the AUTH user name")
     s.set_defaults(func=cmd_passwd)

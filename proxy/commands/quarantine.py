@@ -1,16 +1,17 @@
 """`sendwarden quarantine list|show|release|delete|purge`: people review held messages.
 
-Exit status: 0 when every message ended as asked; 1 for bad input (an ID that is malformed or not
-in the quarantine, a bad option); 2 when an action did not happen (the upstream refused a
-release, another reviewer is releasing it, a recheck still finds problems). The operations live
-in proxy/transaction/release.py; this module only reads options and prints.
+Exit status: 0 when every message ended as asked; 65 for an ID that is malformed, ambiguous or
+not in the quarantine; 12 when a filter matched nothing; 13 when an action did not happen (the
+upstream refused a release, another reviewer is releasing it, a recheck still finds problems).
+IDs may be given by a unique prefix, or as `-` to read them from stdin (as `postsuper -d -`);
+release and delete also take filters instead of IDs. The operations live in
+proxy/transaction/release.py; this module only reads options and prints.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime
 import functools
 import getpass
 import json
@@ -21,12 +22,22 @@ import sys
 import time
 from typing import Any, Callable
 
-from proxy.commands.common import CliError
-from proxy.config import Config, load_config, parse_duration
+from proxy.commands.common import (
+    EX_DATAERR,
+    EX_USAGE,
+    EXIT_NONE,
+    EXIT_NOT_DONE,
+    CliError,
+    add_config,
+    add_json,
+    config_for,
+    exits,
+    rfc3339,
+)
+from proxy.config import Config, parse_duration
 from proxy.quarantine.files import STATUSES, Quarantine, QuarantineError, for_config, valid_id
 from proxy.transaction.release import Filters, Outcome, Reviewer, find, rules_of
 
-EXIT_INPUT, EXIT_FAILED = 1, 2
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
 # Characters that reorder or hide text on the reviewer's screen: bidi embeddings, overrides and
 # isolates (`Invoice <U+202E>gpj.exe` reads as "Invoice exe.jpg"), marks, line and paragraph
@@ -52,7 +63,9 @@ def actor(args: argparse.Namespace) -> tuple[str, str]:
 def open_quarantine(config: Config) -> Quarantine:
     directory = config.quarantine_dir
     if not config.quarantine_url and not (directory / "index.sqlite3").exists():
-        raise CliError(f"no quarantine at {directory}: nothing has been held yet, or --config names another installation")
+        raise CliError(f"no quarantine at {directory} (configuration: {config.source}): nothing has been held yet, "
+                       "or the installation's configuration is another one (--config FILE or $SENDWARDEN_CONFIG)",
+                       EX_DATAERR)
     q = for_config(config)
     try:
         q.open()
@@ -64,7 +77,7 @@ def open_quarantine(config: Config) -> Quarantine:
 def setup(args: argparse.Namespace) -> tuple[Config, Quarantine, Reviewer]:
     from proxy.audit import configure
 
-    config = load_config(args.config)
+    config = config_for(args.config)
     configure(config.file.audit.level, "auto", stream=sys.stderr)
     sys.stdout.reconfigure(errors="replace")  # type: ignore[union-attr]
     q = open_quarantine(config)
@@ -72,10 +85,64 @@ def setup(args: argparse.Namespace) -> tuple[Config, Quarantine, Reviewer]:
     return config, q, Reviewer(q, config, who, os_user)
 
 
-def check_ids(ids: list[str]) -> None:
-    bad = [i for i in ids if not valid_id(i)]
-    if bad:
-        raise CliError(f"not a quarantine id: {safe(bad[0])!r} (an id is 24 hex digits, as `quarantine list` shows)")
+_HEX = re.compile(r"^[0-9a-f]{1,24}$")
+MAX_SHOWN = 10
+
+
+def read_ids(given: list[str]) -> list[str]:
+    """The IDs as given, or read from stdin (whitespace-separated) for a lone `-`; each must
+    look like an id or a prefix of one (refused before the quarantine is opened)."""
+    if given == ["-"]:
+        given = sys.stdin.read().split()
+    elif "-" in given:
+        raise CliError("give - alone to read IDs from stdin", EX_USAGE)
+    for text in given:
+        if not _HEX.match(text):
+            raise CliError(f"not a quarantine id: {safe(text)!r} (an id is 24 hex digits, as `quarantine list` shows;"
+                           " a unique prefix is enough)", EX_DATAERR)
+    return given
+
+
+def resolve_ids(q: Quarantine, given: list[str]) -> list[str]:
+    """Full IDs for IDs and unique prefixes of them (as read_ids checked them); a prefix that
+    matches none or several is an error that names the matches, before anything is done."""
+    out = []
+    for prefix in given:
+        if valid_id(prefix):
+            out.append(prefix)
+            continue
+        rows, total = q.search("id LIKE ?", [prefix + "%"], MAX_SHOWN, 0)
+        if total == 0:
+            raise CliError(f"{prefix}: no message in the quarantine has an id starting so", EX_DATAERR)
+        if total > 1:
+            shown = ", ".join(r["id"] for r in rows) + (f" and {total - len(rows)} more" if total > len(rows) else "")
+            raise CliError(f"{prefix}: ambiguous, {total} messages have ids starting so: {shown}", EX_DATAERR)
+        out.append(rows[0]["id"])
+    return list(dict.fromkeys(out))
+
+
+def filters_of(args: argparse.Namespace, status: str | None) -> Filters:
+    since = time.time() - _duration(args.since, "--since") if args.since else None
+    return Filters(status, since, args.rule or "", args.sender or "", args.stream or "")
+
+
+def targets(args: argparse.Namespace, q: Quarantine, verb: str) -> list[str]:
+    """The messages a release or delete acts on: IDs (or prefixes, or - for stdin), or every
+    held message matching the filters, counted and listed before anything is done."""
+    filtered = any((args.rule, args.sender, args.since, args.stream))
+    if args.ids and filtered:
+        raise CliError("give IDs or filters (--rule, --sender, --since, --stream), not both", EX_USAGE)
+    if args.ids:
+        return resolve_ids(q, args.ids)
+    if not filtered:
+        raise CliError("give IDs (or - to read them from stdin), or filters: --rule, --sender, --since, --stream", EX_USAGE)
+    page = find(q, filters_of(args, "held"), limit=100_000)
+    now = time.time()
+    print(f"{page.total} held message(s) match; {'would ' + verb if args.dry_run else verb + ':'}", file=sys.stderr)
+    for row in page.rows:
+        print(f"  {row['id']}  {age(now - row['created']):>4}  {clip(row['mail_from'] or '<>', 28):<28}  "
+              f"{clip(row['subject'], 34):<34}  {', '.join(rules_of(row))}", file=sys.stderr)
+    return [row["id"] for row in page.rows]
 
 
 def age(seconds: float) -> str:
@@ -86,9 +153,7 @@ def age(seconds: float) -> str:
 
 
 def stamp(ts: float | None) -> str:
-    if ts is None:
-        return "-"
-    return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return "-" if ts is None else rfc3339(ts)
 
 
 def clip(text: str, width: int) -> str:
@@ -136,8 +201,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     from proxy.quarantine.render import Masker, readable
 
-    check_ids([args.id])
+    [given] = read_ids([args.id])
     _, q, reviewer = setup(args)
+    [args.id] = resolve_ids(q, [given])
     row = _row(q, args.id)
     if args.raw:
         if sys.stdout.isatty() and not args.force:
@@ -153,6 +219,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.reveal:
         reviewer.revealed(args.id, "recipient addresses")
     view = readable(_raw(q, args.id), masker, prefer="text" if args.text else "html") if row["status"] != "deleted" else None
+    if args.json:
+        print(json.dumps(_show_doc(row, rcpts, masker, view, q.history(args.id))))
+        return 0
     out = print
     out(f"Message {row['id']}  [{row['status']}]  held {stamp(row['created'])} ({age(time.time() - row['created'])} ago)")
     out(f"  stream {row['stream']}; client {row['client']} (helo {safe(row['helo'] or '?')}, {row['proto'] or '?'});"
@@ -192,6 +261,22 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _show_doc(row: Any, rcpts: list[dict[str, Any]], masker: Any, view: Any, history: list[Any]) -> dict[str, Any]:
+    """The `show --json` document: the `list --json` summary with what `show` prints."""
+    doc = summary(row, time.time())
+    doc.update({
+        "client": row["client"], "helo": row["helo"], "auth_user": row["auth_user"], "queue_id": row["queue_id"],
+        "recipients": [masker(r["address"]) for r in rcpts],
+        "findings": [{"rule": f["rule"], "action": f["action"], "detail": masker(f["detail"])} for f in json.loads(row["findings"])],
+        "history": [{"at": stamp(e["at"]), "event": e["event"], "actor": e["actor"], "detail": e["detail"]} for e in history],
+    })
+    if view is not None:
+        doc.update({"headers": [[n, v] for n, v in view.headers], "body_kind": view.body_kind, "body": view.body,
+                    "links": [{"text": t, "href": h} for t, h in view.links],
+                    "attachments": [{"name": n, "type": c, "size": z} for n, c, z in view.attachments]})
+    return doc
+
+
 def _params(params: dict[str, str]) -> str:
     return "".join(f" {k}={safe(v)}" for k, v in params.items())
 
@@ -199,7 +284,7 @@ def _params(params: dict[str, str]) -> str:
 def _row(q: Quarantine, hold_id: str) -> sqlite3.Row:
     row = q.get(hold_id)
     if row is None:
-        raise CliError(f"{hold_id}: no such message in the quarantine")
+        raise CliError(f"{hold_id}: no such message in the quarantine", EX_DATAERR)
     return row
 
 
@@ -221,22 +306,31 @@ def report(outcomes: list[Outcome], done_word: str) -> int:
         print(f"sendwarden: {o.hold_id}: {o.result.replace('_', ' ').upper()}: {safe(o.message)}", file=sys.stderr)
         for f in o.findings:
             print(f"  {f['action']:<11} {f['rule']:<36} {safe(f['detail'])}", file=sys.stderr)
-        status = max(status, EXIT_INPUT if o.result == "not_found" else EXIT_FAILED)
+        status = max(status, EX_DATAERR if o.result == "not_found" else EXIT_NOT_DONE)
     return status
+
+
+def acting_on(args: argparse.Namespace, verb: str) -> tuple[Config, Reviewer, list[str]]:
+    """The configuration, the reviewer and the messages a release or delete acts on; IDs are
+    checked before the quarantine is opened."""
+    args.ids = read_ids(args.ids)
+    config, q, reviewer = setup(args)
+    return config, reviewer, targets(args, q, verb)
 
 
 def cmd_release(args: argparse.Namespace) -> int:
     from proxy.policy.loader import load_policy
     from proxy.outbound.upstream import upstream_for
 
-    check_ids(args.ids)
-    config, q, reviewer = setup(args)
+    config, reviewer, ids = acting_on(args, "release")
+    if args.dry_run or not ids:
+        return 0 if args.dry_run else EXIT_NONE
     policy = load_policy(config.policy_path) if args.recheck else None
 
     async def run() -> list[Outcome]:
         reviewer.upstream = upstream_for(config)
         try:
-            return [await reviewer.release(i, args.reason, policy=policy, retry_stale=args.retry_stale) for i in args.ids]
+            return [await reviewer.release(i, args.reason, policy=policy, retry_stale=args.retry_stale) for i in ids]
         finally:
             await reviewer.upstream.close()
             await reviewer.notifier.close()
@@ -245,12 +339,13 @@ def cmd_release(args: argparse.Namespace) -> int:
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    check_ids(args.ids)
-    _, _, reviewer = setup(args)
+    _, reviewer, ids = acting_on(args, "delete")
+    if args.dry_run or not ids:
+        return 0 if args.dry_run else EXIT_NONE
 
     async def run() -> list[Outcome]:
         try:
-            return [await reviewer.delete(i, args.reason) for i in args.ids]
+            return [await reviewer.delete(i, args.reason) for i in ids]
         finally:
             await reviewer.notifier.close()
 
@@ -275,7 +370,7 @@ def _duration(text: str, option: str) -> float:
     try:
         return parse_duration(text)
     except ValueError as exc:
-        raise CliError(f"{option}: {exc}") from None
+        raise CliError(f"{option}: {exc}", EX_USAGE) from None
 
 
 def _errors_for_people(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -293,24 +388,23 @@ def _errors_for_people(func: Callable[[argparse.Namespace], int]) -> Callable[[a
 
 def register(sub: Any) -> None:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", help="service configuration (TOML); default: the embedded development config")
+    add_config(common)
     common.add_argument("--as", dest="as_name", metavar="NAME", help="record NAME as who acted (default: the OS user)")
     s = sub.add_parser("quarantine", help="review held messages: list, show, release, delete, purge")
     qsub = s.add_subparsers(dest="quarantine_command", required=True, metavar="ACTION")
 
     p = qsub.add_parser("list", parents=[common], help="held messages, newest first")
-    p.add_argument("--since", metavar="AGE", help="held within AGE (30m, 12h, 2d, 1w)")
-    p.add_argument("--rule", metavar="PREFIX", help="with a finding whose rule ID starts with PREFIX")
-    p.add_argument("--sender", metavar="ADDR", help="envelope sender ADDR, or @DOMAIN")
-    p.add_argument("--stream", metavar="NAME")
-    p.add_argument("--status", choices=[*STATUSES, "all"], default="held")
+    add_filters(p)
+    p.add_argument("--status", choices=[*STATUSES, "all"], default="held", help="messages in this state (default held)")
     p.add_argument("--limit", type=_positive, default=50, help="messages per page (default 50)")
-    p.add_argument("--page", type=_positive, default=1)
-    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--page", type=_positive, default=1, metavar="N", help="which page (default 1)")
+    add_json(p, "one JSON object per message, one per line")
     p.set_defaults(func=_errors_for_people(cmd_list))
 
     p = qsub.add_parser("show", parents=[common], help="one message: envelope, findings, headers, body as text, links, attachments")
-    p.add_argument("id")
+    p.add_argument("id", metavar="ID", help="the message's id, a unique prefix of it, or - to read it from stdin")
+    add_json(p)
+    exits(p, {EX_DATAERR: "the id is malformed, ambiguous or not in the quarantine"})
     p.add_argument("--reveal", action="store_true", help="show recipient addresses in clear (logged)")
     p.add_argument("--raw", action="store_true", help="print the exact stored bytes (logged, as it reveals addresses); "
                    "refused on a terminal unless --force")
@@ -319,21 +413,38 @@ def register(sub: Any) -> None:
     p.set_defaults(func=_errors_for_people(cmd_show))
 
     p = qsub.add_parser("release", parents=[common], help="send held messages on to the upstream, exactly once")
-    p.add_argument("ids", nargs="+", metavar="ID")
+    add_targets(p, "release")
     p.add_argument("--reason", default="", metavar="TEXT", help="why (kept in the message's history)")
     p.add_argument("--recheck", action="store_true", help="judge the message again with the current policy; release only if it now passes")
     p.add_argument("--retry-stale", action="store_true", help="send again a message whose earlier release never finished")
     p.set_defaults(func=_errors_for_people(cmd_release))
 
     p = qsub.add_parser("delete", parents=[common], help="delete held messages (their bytes and recipients)")
-    p.add_argument("ids", nargs="+", metavar="ID")
-    p.add_argument("--reason", default="", metavar="TEXT")
+    add_targets(p, "delete")
+    p.add_argument("--reason", default="", metavar="TEXT", help="why (kept in the message's history)")
     p.set_defaults(func=_errors_for_people(cmd_delete))
 
     p = qsub.add_parser("purge", parents=[common], help="remove every message held longer than the retention")
     p.add_argument("--older-than", metavar="AGE", help="default: [quarantine] retention of the config (30d)")
     p.add_argument("--dry-run", action="store_true", help="only list what would be removed")
     p.set_defaults(func=_errors_for_people(cmd_purge))
+
+
+def add_filters(p: Any) -> None:
+    p.add_argument("--since", metavar="AGE", help="held within AGE (30m, 12h, 2d, 1w)")
+    p.add_argument("--rule", metavar="PREFIX", help="with a finding whose rule ID starts with PREFIX")
+    p.add_argument("--sender", metavar="ADDR", help="envelope sender ADDR, or @DOMAIN")
+    p.add_argument("--stream", metavar="NAME", help="judged on stream NAME")
+
+
+def add_targets(p: Any, verb: str) -> None:
+    """IDs, or filters over the held messages, for release and delete."""
+    p.add_argument("ids", nargs="*", metavar="ID",
+                   help=f"messages to {verb}: ids or unique prefixes of them, or - to read them from stdin")
+    add_filters(p)
+    p.add_argument("--dry-run", action="store_true", help="with filters: list what matches, do nothing")
+    exits(p, {EX_DATAERR: "an id is malformed, ambiguous or not in the quarantine", EXIT_NONE: "the filters matched nothing",
+              EXIT_NOT_DONE: f"a {verb} did not happen (refused, another reviewer busy, a recheck failed)"})
 
 
 def _positive(text: str) -> int:

@@ -1,16 +1,23 @@
-"""`sendwarden scan`: judge a message offline, exactly as the relay would."""
+"""`sendwarden scan`: judge messages offline, exactly as the relay would.
+
+Inputs are message files, `-` (stdin), directories (every file in them, Maildirs included) and
+mbox files (each message in them). One message prints as it always has and exits with its
+verdict; several print one line each and a summary, and exit with the strongest verdict.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import mailbox
 import sys
 import time
+from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from proxy.audit import configure
-from proxy.commands.common import CliError, load
+from proxy.commands.common import EXIT_ERROR, CliError, add_config, exits, load
 from proxy.message.mime import Message
 from proxy.policy.engine import judge
 from proxy.policy.registry import Context
@@ -19,15 +26,53 @@ from proxy.policy.verdict import Action, Replies, Reply, Verdict
 EXIT_STATUS = {Action.RELAY: 0, Action.QUARANTINE: 2, Action.REJECT: 3, Action.TEMPFAIL: 4}
 
 
+def wire(raw: bytes) -> bytes:
+    # Files on disk usually have LF line endings; on the wire every line ends in CRLF.
+    return raw if b"\r\n" in raw else raw.replace(b"\n", b"\r\n")
+
+
 def read_input(path: str) -> bytes:
     try:
         raw = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
     except OSError as exc:
         raise CliError(f"{path}: {exc.strerror or exc}") from None
-    # Files on disk usually have LF line endings; on the wire every line ends in CRLF.
-    if b"\r\n" not in raw:
-        raw = raw.replace(b"\n", b"\r\n")
-    return raw
+    return wire(raw)
+
+
+def _is_mbox(path: Path) -> bool:
+    with path.open("rb") as fh:
+        return fh.read(5) == b"From "
+
+
+def messages(name: str) -> Iterator[tuple[str, bytes | CliError]]:
+    """(name, message bytes or the error reading it) for one input: a file, `-`, an mbox
+    file (one per message, named FILE#N), a directory (its files, in name order; a Maildir's
+    new/ and cur/)."""
+    if name == "-":
+        yield name, read_input(name)
+        return
+    path = Path(name)
+    try:
+        if path.is_dir():
+            parts = [path / "new", path / "cur"] if (path / "cur").is_dir() and (path / "new").is_dir() else [path]
+            for part in parts:
+                for child in sorted(part.rglob("*")):
+                    if child.is_file() and not any(x.startswith(".") for x in child.relative_to(path).parts):
+                        yield from messages(str(child))
+            return
+        if path.is_file() and _is_mbox(path):
+            box = mailbox.mbox(path, create=False)
+            try:
+                for n, key in enumerate(box.keys(), 1):
+                    yield f"{name}#{n}", wire(box.get_bytes(key))
+            finally:
+                box.close()
+            return
+        yield name, read_input(name)
+    except CliError as exc:
+        yield name, exc
+    except OSError as exc:
+        yield name, CliError(f"{name}: {exc.strerror or exc}")
 
 
 def scan_reply(verdict: Verdict) -> Reply:
@@ -70,36 +115,73 @@ def cmd_scan(args: argparse.Namespace) -> int:
     # Log lines (a check that failed, a pattern that ran out of time) go to stderr, so that
     # stdout is the result alone (`--json` is parsed by scripts).
     configure(config.file.audit.level, "auto", stream=_Stderr())
-    raw = read_input(args.file)
     stream = policy.resolve_stream(listener=args.listener or "", user=args.user, sender=args.mail_from or "")
-    ctx = Context(
-        stream=stream.name,
-        marketing=stream.marketing,
-        mail_from=args.mail_from or "",
-        rcpts=tuple(args.rcpt or ()),
-        auth_user=args.user,
-        now=time.time(),
-    )
-    verdict = judge(policy, Message.from_bytes(raw), ctx)
-    result = scan_result(verdict)
-    if args.json:
-        print(json.dumps(result))
-    else:
-        smtp = result["smtp"]
-        print(f"{result['action']} (stream {result['stream']}): {smtp['code']} {smtp['enhanced']} {smtp['text']}")
-        for f in result["findings"]:
-            print(f"  {f['action']:<11} {f['rule']:<36} {f['detail']}")
-    return EXIT_STATUS[verdict.effective]
+
+    def judge_one(raw: bytes) -> Verdict:
+        ctx = Context(
+            stream=stream.name,
+            marketing=stream.marketing,
+            mail_from=args.mail_from or "",
+            rcpts=tuple(args.rcpt or ()),
+            auth_user=args.user,
+            now=time.time(),
+        )
+        return judge(policy, Message.from_bytes(raw), ctx)
+
+    if len(args.files) == 1 and (args.files[0] == "-" or not Path(args.files[0]).is_dir()):
+        found = list(messages(args.files[0]))
+        if len(found) == 1:  # one message: the output and exit status it always had
+            _, raw = found[0]
+            if isinstance(raw, CliError):
+                raise raw
+            verdict = judge_one(raw)
+            show(scan_result(verdict), args.json)
+            return EXIT_STATUS[verdict.effective]
+    counts: Counter[str] = Counter()
+    strongest = Action.RELAY
+    for name in args.files:
+        for label, raw in messages(name):
+            if isinstance(raw, CliError):
+                print(f"sendwarden: {raw}", file=sys.stderr)
+                counts["error"] += 1
+                continue
+            verdict = judge_one(raw)
+            strongest = max(strongest, verdict.effective)
+            counts[str(verdict.effective)] += 1
+            show(scan_result(verdict), args.json, label)
+    total = sum(counts.values())
+    summary = (f"{total} message(s): {counts['relay']} relay, {counts['quarantine']} quarantine, "
+               f"{counts['reject']} reject, {counts['tempfail']} tempfail, {counts['error']} unreadable")
+    print(summary, file=sys.stderr if args.json else sys.stdout)
+    return EXIT_ERROR if counts["error"] or not total else EXIT_STATUS[strongest]
+
+
+def show(result: dict[str, Any], as_json: bool, label: str = "") -> None:
+    if as_json:
+        print(json.dumps({"file": label, **result} if label else result))
+        return
+    smtp = result["smtp"]
+    print(f"{label + ': ' if label else ''}{result['action']} (stream {result['stream']}): "
+          f"{smtp['code']} {smtp['enhanced']} {smtp['text']}")
+    for f in result["findings"]:
+        print(f"  {f['action']:<11} {f['rule']:<36} {f['detail']}")
 
 
 def register(sub: Any) -> None:
-    s = sub.add_parser("scan", help="judge a message offline, as the relay would")
-    s.add_argument("file", metavar="FILE.eml|-")
-    s.add_argument("--config")
-    s.add_argument("--policy", help="policy file (default: the config's)")
-    s.add_argument("--mail-from", metavar="ADDR")
-    s.add_argument("--rcpt", metavar="ADDR", action="append")
+    s = sub.add_parser("scan", help="judge messages offline, as the relay would",
+                       description="Judge messages offline, exactly as the relay would (no DNS lookups: DKIM "
+                                   "signatures are not verified). Several inputs print one line per message and a "
+                                   "summary line.")
+    s.add_argument("files", nargs="+", metavar="FILE|DIR|-",
+                   help="a message file, an mbox file, a directory or Maildir (every message in it), or - for stdin")
+    add_config(s)
+    s.add_argument("--policy", metavar="FILE", help="policy file (default: the configuration's)")
+    s.add_argument("--mail-from", metavar="ADDR", help="the envelope sender to judge with (selects the stream)")
+    s.add_argument("--rcpt", metavar="ADDR", action="append", help="an envelope recipient (repeatable)")
     s.add_argument("--user", metavar="NAME", help="as if authenticated as NAME")
     s.add_argument("--listener", metavar="NAME", help="as if received on listener NAME")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true",
+                   help="the verdict as JSON (several messages: one object per line, each with its \"file\"; the summary on stderr)")
+    exits(s, {0: "relay (several messages: every one would be relayed)", 1: "an error; several messages: one could not be read",
+              2: "quarantine", 3: "reject", 4: "tempfail (several messages: the strongest verdict)"})
     s.set_defaults(func=cmd_scan)

@@ -9,7 +9,7 @@ from typing import Any
 
 import structlog
 
-from proxy.commands.common import CliError, load
+from proxy.commands.common import EX_CONFIG, CliError, add_config, load
 from proxy.config import Config, parse_hostport
 from proxy.policy.loader import Policy
 
@@ -57,7 +57,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         try:
             cpus = plan_cpus(config.file.cpu_affinity, count)
         except ValueError as exc:
-            raise CliError(str(exc)) from None
+            raise CliError(f"{config.source}: cpu_affinity: {exc}", EX_CONFIG) from None
     try:
         pin(cpus[0])  # before the service starts its threads: they inherit the CPU
     except OSError as exc:
@@ -93,7 +93,7 @@ def _child_argv(args: argparse.Namespace) -> list[str]:
 
 def register(sub: Any) -> None:
     s = sub.add_parser("serve", help="run the relay (SIGHUP reloads config and policy, SIGTERM drains and stops)")
-    s.add_argument("--config", help="service configuration (TOML); default: the embedded development config")
+    add_config(s)
     s.add_argument("--listen", metavar="HOST:PORT", help="address of the (first) listener")
     s.add_argument("--upstream", metavar="URL", help="smtp://HOST:PORT or maildir:PATH")
     s.add_argument("--metrics", metavar="HOST:PORT", help="address of /metrics and /healthz ('' turns them off)")

@@ -10,8 +10,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from proxy.commands.common import CliError, EXIT_ERROR
-from proxy.config import load_config
+from proxy.commands.common import EXIT_NOT_READY, CliError, add_config, add_json, config_for, exits
 
 
 def fetch(url: str, timeout: float = 5) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
@@ -53,7 +52,7 @@ def _duration(seconds: int) -> str:
 def cmd_status(args: argparse.Namespace) -> int:
     url = args.url
     if not url:
-        address = load_config(args.config).file.metrics.address
+        address = config_for(args.config).file.metrics.address
         if not address:
             raise CliError("the configuration has no [metrics] address; give --url")
         url = f"http://{address}/metrics"
@@ -70,12 +69,13 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"connections   {info['connections']}")
         if info["reloads_failed"]:
             print(f"reloads       {info['reloads_failed']} failed (see the log)")
-    return 0 if info["upstream_up"] else EXIT_ERROR
+    return 0 if info["upstream_up"] else EXIT_NOT_READY
 
 
 def register(sub: Any) -> None:
     s = sub.add_parser("status", help="a short summary of a running relay (from its metrics endpoint)")
-    s.add_argument("--config", help="find the metrics address in this configuration")
+    add_config(s)
     s.add_argument("--url", help="the metrics URL, e.g. http://127.0.0.1:9325/metrics")
-    s.add_argument("--json", action="store_true")
+    add_json(s)
+    exits(s, {0: "the relay answers and its upstream is up", EXIT_NOT_READY: "the relay answers but its upstream is down"})
     s.set_defaults(func=cmd_status)

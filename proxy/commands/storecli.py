@@ -5,23 +5,37 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable, Sequence, TypeVar
 
 from proxy.commands import csvio
-from proxy.commands.common import CliError
-from proxy.config import load_config
+from proxy.commands.common import EX_DATAERR, CliError, add_config, add_create, config_for
+from proxy.config import Config
 from proxy.store import RecipientStore, Scope, StoreError, from_config
 from proxy.store.base import SUPPRESSION_SCOPES, InvalidAddress
 
 T = TypeVar("T")
-EXIT_FOUND = 2  # `suppress check`: the address is suppressed
+def refuse_new_store(config: Config, create: bool | None) -> None:
+    """A store command run with the wrong configuration (or none) must not quietly start an
+    empty store of its own: a SQLite file that is not there yet is made only with --create,
+    which only the commands that add records offer (`create` None: a reading command)."""
+    url = config.store_url
+    if url.startswith("sqlite:") and not Path(url[len("sqlite:"):]).exists() and not create:
+        path = url[len("sqlite:"):]
+        hint = (", or --create to start a new, empty one there" if create is False
+                else "; nothing has been stored yet, or that is another installation's configuration")
+        raise CliError(f"no store at {path} (configuration: {config.source}): give --config FILE (or set "
+                       f"$SENDWARDEN_CONFIG) for the installation's store{hint}", EX_DATAERR)
 
 
 def run(args: argparse.Namespace, body: Callable[[RecipientStore], Awaitable[T]]) -> T:
-    """Open the store named by --config, run `body` with it, close it; errors for people."""
+    """Open the store of the command's configuration, run `body` with it, close it; errors
+    for people."""
+    config = config_for(args.config)
+    refuse_new_store(config, getattr(args, "create", None))
 
     async def main() -> T:
-        store = from_config(load_config(args.config))
+        store = from_config(config)
         try:
             await store.open()
             return await body(store)
@@ -71,13 +85,16 @@ def scope_arg(kinds: tuple[str, ...] = SUPPRESSION_SCOPES) -> Callable[[str], Sc
     return parse
 
 
-def add_common(p: Any) -> None:
-    p.add_argument("--config", help="service configuration (TOML) naming the store; default: the embedded one")
+def add_common(p: Any, create: bool = False) -> None:
+    """--config, and --create for the commands that add records."""
+    add_config(p)
+    if create:
+        add_create(p)
 
 
 def add_import_args(p: Any) -> None:
-    add_common(p)
-    p.add_argument("file", metavar="FILE.csv|-")
+    add_common(p, create=True)
+    p.add_argument("file", metavar="FILE.csv|-", help="the CSV file to import, or - for stdin")
     p.add_argument("--on-error", choices=("abort", "skip"), default="abort",
                    help="a bad row aborts before anything is applied (default), or is reported and skipped")
     p.add_argument("--batch", type=int, default=5000, metavar="N", help="rows per transaction (default 5000)")

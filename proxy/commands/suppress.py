@@ -7,12 +7,14 @@ first column). scope is global, brand:NAME or list:NAME; created is ISO 8601 or 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from typing import Any
 
 from proxy.commands import csvio
-from proxy.commands.storecli import EXIT_FOUND, add_common, add_import_args, export, run, scope_arg
+from proxy.commands.common import EXIT_NONE, EXIT_SUPPRESSED, add_json, exits
+from proxy.commands.storecli import add_common, add_import_args, export, run, scope_arg
 from proxy.store import GLOBAL, REASONS, RecipientStore, Scope, Suppression
 
 COLUMNS = ("address", "scope", "reason", "source", "created")
@@ -20,6 +22,10 @@ COLUMNS = ("address", "scope", "reason", "source", "created")
 
 def _row(s: Suppression) -> list[str]:
     return [s.address, str(s.scope), s.reason, s.source, csvio.format_time(s.created)]
+
+
+def _doc(s: Suppression) -> dict[str, str]:
+    return dict(zip(COLUMNS, _row(s)))
 
 
 def cmd_add(args: argparse.Namespace) -> int:
@@ -33,19 +39,23 @@ def cmd_add(args: argparse.Namespace) -> int:
 def cmd_remove(args: argparse.Namespace) -> int:
     removed = run(args, lambda store: store.unsuppress(args.address, args.scope))
     print(f"{removed} removed")
-    return 0 if removed else 1
+    return 0 if removed else EXIT_NONE
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     found = run(args, lambda store: store.suppressions(args.address))
     wanted = {GLOBAL} | ({Scope("brand", args.brand)} if args.brand else set()) | ({Scope("list", args.list)} if args.list else set())
     applies = [s for s in found if s.scope in wanted or not (args.brand or args.list)]
+    if args.json:
+        print(json.dumps({"address": args.address, "suppressed": bool(applies),
+                          "suppressions": [{**_doc(s), "applies": s in applies} for s in found]}))
+        return EXIT_SUPPRESSED if applies else 0
     for s in found:
         mark = "suppressed" if s in applies else "other scope"
         print(f"{mark:<12} {s.address}  {s.scope}  {s.reason}  {s.source}  {csvio.format_time(s.created)}")
     if not applies:
         print("not suppressed")
-    return EXIT_FOUND if applies else 0
+    return EXIT_SUPPRESSED if applies else 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -55,7 +65,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             for s in batch:
                 if args.limit and shown >= args.limit:
                     return shown
-                print("  ".join(_row(s)))
+                print(json.dumps(_doc(s)) if args.json else "  ".join(_row(s)))
                 shown += 1
         return shown
 
@@ -95,31 +105,35 @@ def register(sub: Any) -> None:
     scope = scope_arg()
 
     p = ssub.add_parser("add", help="suppress addresses")
-    add_common(p)
-    p.add_argument("address", nargs="+")
+    add_common(p, create=True)
+    p.add_argument("address", nargs="+", help="the addresses to suppress")
     p.add_argument("--scope", type=scope, default=GLOBAL, help="global (default), brand:NAME or list:NAME")
-    p.add_argument("--reason", choices=REASONS, default="manual")
+    p.add_argument("--reason", choices=REASONS, default="manual", help="why (default manual)")
     p.add_argument("--source", default="cli", help="where the request came from (ticket, person)")
     p.set_defaults(func=cmd_add)
 
     p = ssub.add_parser("remove", help="lift an address's suppression (all scopes unless --scope)")
     add_common(p)
-    p.add_argument("address")
-    p.add_argument("--scope", type=scope)
+    p.add_argument("address", help="the address whose suppression is lifted")
+    p.add_argument("--scope", type=scope, help="only this scope: global, brand:NAME or list:NAME")
+    exits(p, {EXIT_NONE: "the address had no such suppression"})
     p.set_defaults(func=cmd_remove)
 
-    p = ssub.add_parser("check", help="is the address suppressed? (exit status 2: yes)")
+    p = ssub.add_parser("check", help=f"is the address suppressed? (exit status {EXIT_SUPPRESSED}: yes)")
     add_common(p)
-    p.add_argument("address")
+    p.add_argument("address", help="the address to look up (normalised as the relay does)")
+    add_json(p)
+    exits(p, {0: "the address is not suppressed", EXIT_SUPPRESSED: "the address is suppressed"})
     p.add_argument("--brand", help="count brand:NAME as applying (default: every scope counts)")
     p.add_argument("--list", help="count list:NAME as applying")
     p.set_defaults(func=cmd_check)
 
     p = ssub.add_parser("list", help="list suppressions")
     add_common(p)
-    p.add_argument("--scope", type=scope)
-    p.add_argument("--reason", choices=REASONS)
-    p.add_argument("--limit", type=int, default=0)
+    p.add_argument("--scope", type=scope, help="only this scope: global, brand:NAME or list:NAME")
+    p.add_argument("--reason", choices=REASONS, help="only suppressions for this reason")
+    p.add_argument("--limit", type=int, default=0, metavar="N", help="at most N (default: all)")
+    add_json(p, "one JSON object per suppression")
     p.set_defaults(func=cmd_list)
 
     p = ssub.add_parser("import", help="import suppressions from CSV (address,scope,reason,source,created)")
@@ -130,7 +144,7 @@ def register(sub: Any) -> None:
 
     p = ssub.add_parser("export", help="export suppressions as CSV")
     add_common(p)
-    p.add_argument("file", nargs="?", default="-", metavar="FILE.csv|-")
-    p.add_argument("--scope", type=scope)
-    p.add_argument("--reason", choices=REASONS)
+    p.add_argument("file", nargs="?", default="-", metavar="FILE.csv|-", help="where to write (default -: stdout)")
+    p.add_argument("--scope", type=scope, help="only this scope: global, brand:NAME or list:NAME")
+    p.add_argument("--reason", choices=REASONS, help="only suppressions for this reason")
     p.set_defaults(func=cmd_export)

@@ -30,7 +30,7 @@ from typing import Any, Iterable, Mapping
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from proxy.message.patterns import ALLOW, TermError, TermSet, check_term, compile_terms
-from proxy.tomlfile import ConfigError, read_toml, validation_message
+from proxy.tomlfile import ConfigError, load_toml, problems
 
 __all__ = ["CUE", "EVASION", "CONTEXT", "ContentLists", "Label", "compile_lists", "describe", "read_list"]
 
@@ -51,7 +51,7 @@ class _Category(BaseModel):
 
 
 class _Terms(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
     terms: list[str] = Field(default_factory=list)
     description: str = ""
 
@@ -65,7 +65,7 @@ class _Offers(BaseModel):
 
 
 class ListFile(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
     language: str = Field(min_length=2, max_length=16, pattern=r"^[A-Za-z0-9_-]+$")
     description: str = ""
     categories: dict[str, _Category] = Field(default_factory=dict)
@@ -109,17 +109,17 @@ def read_list(spec: str, base: Path | None) -> tuple[str, ListFile]:
         except (FileNotFoundError, OSError):
             raise ConfigError(f"{spec}: no built-in content list of that name") from None
         source = f"policies/content/{name}.toml"
-        data = read_toml(source, text)
+        doc = load_toml(source, text)
     else:
         path = Path(spec)
         if not path.is_absolute() and base is not None:
             path = base / path
         source = str(path)
-        data = read_toml(path)
+        doc = load_toml(path)
     try:
-        return source, ListFile.model_validate(data)
+        return source, ListFile.model_validate(doc.data)
     except ValidationError as exc:
-        raise ConfigError(validation_message(source, exc)) from None
+        raise ConfigError(problems(doc, ListFile, exc)) from None
 
 
 # Compiled lists by what they were compiled from: a reload, or a second policy naming the same

@@ -15,29 +15,33 @@ import fnmatch
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from proxy.policy.registry import CHECKS, FAMILY_OPTIONS, Check, Options
 from proxy.policy.rules import FAMILIES, RULES, family
 from proxy.policy.verdict import Action
-from proxy.tomlfile import ConfigError, read_toml, validate
+from proxy.tomlfile import ConfigError, Problems, TomlDoc, did_you_mean, load_toml
 
 BUILTIN_DEFAULT = "builtin:default"
 ActionName = Literal["relay", "quarantine", "tempfail", "reject"]
 
 
-def _check_rule_key(key: str) -> str:
+def rule_key_problem(key: str) -> str:
+    """"" for a rule ID of the catalogue, "family.*" or "*"; else what is wrong, with the
+    nearest names."""
     if key == "*" or key in RULES:
-        return key
+        return ""
     if key.endswith(".*") and key[:-2] in FAMILIES:
-        return key
-    raise ValueError(f"unknown rule {key!r} (a rule ID from the catalogue, 'family.*' or '*')")
+        return ""
+    return ("unknown rule (a rule ID from the catalogue, 'family.*' or '*')"
+            + did_you_mean(key, [*RULES, *(f + ".*" for f in FAMILIES)]))
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: `tag_header = "false"` is an error, not a true.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class PolicySection(_Strict):
@@ -54,26 +58,12 @@ class StreamSection(_Strict):
     listeners: list[str] = Field(default_factory=list)
     actions: dict[str, ActionName] = Field(default_factory=dict)
 
-    @field_validator("actions")
-    @classmethod
-    def _rules(cls, value: dict[str, str]) -> dict[str, str]:
-        for key in value:
-            _check_rule_key(key)
-        return value
-
 
 class PolicyFile(_Strict):
     policy: PolicySection = PolicySection()
     streams: dict[str, StreamSection] = Field(default_factory=dict)
     actions: dict[str, ActionName] = Field(default_factory=dict)
-    checks: dict[str, dict[str, Any]] = Field(default_factory=dict)
-
-    @field_validator("actions")
-    @classmethod
-    def _rules(cls, value: dict[str, str]) -> dict[str, str]:
-        for key in value:
-            _check_rule_key(key)
-        return value
+    checks: dict[str, Any] = Field(default_factory=dict)  # each family validated by its own model
 
 
 @dataclass(frozen=True)
@@ -134,26 +124,56 @@ class Policy:
         return replace(self, monitor=monitor)
 
 
-def _lookup(overrides: dict[str, str], rule: str) -> str | None:
+def _lookup(overrides: Mapping[str, str], rule: str) -> str | None:
     return overrides.get(rule) or overrides.get(family(rule) + ".*") or overrides.get("*")
 
 
-def build(data: dict[str, Any], source: str) -> Policy:
+def build(doc: TomlDoc | dict[str, Any], source: str = "policy") -> Policy:
+    """Validate and resolve a policy document (or plain data, named `source` in errors);
+    every problem in it is reported at once."""
+    if not isinstance(doc, TomlDoc):
+        doc = TomlDoc(source, doc)
     import proxy.policy.checks  # noqa: F401  (each check module registers its checks)
 
-    pf = validate(PolicyFile, data, source)
+    source = doc.name
+    found = Problems(doc)
+    data = doc.data
+    pf = found.validate(PolicyFile, data)
     options: dict[str, Options] = {}
     # Files a policy names (content lists) resolve relative to the policy file.
     context = {"policy_dir": Path(source).resolve().parent}
-    for fam, raw in pf.checks.items():
+    raw_checks = data.get("checks")
+    for fam, raw in (raw_checks.items() if isinstance(raw_checks, dict) else ()):
         model = FAMILY_OPTIONS.get(fam)
         if model is None:
-            known = ", ".join(sorted(FAMILY_OPTIONS))
-            raise ConfigError(f"{source}: checks.{fam}: unknown check family (known: {known})")
-        options[fam] = validate(model, raw, source, ("checks", fam), context)
+            found.add(("checks", fam), "unknown check family" + (did_you_mean(fam, FAMILY_OPTIONS)
+                                                                 or f" (known: {', '.join(sorted(FAMILY_OPTIONS))})"))
+            continue
+        try:
+            opts = found.validate(model, raw, ("checks", fam), context)
+        except ConfigError as exc:  # a file the options name (a content list) is wrong
+            if exc.problems:
+                found.found.extend(exc.problems)
+            else:
+                found.add(("checks", fam), str(exc))
+            continue
+        if opts is not None:
+            options[fam] = opts
+    named: list[tuple[tuple[str, ...], Any]] = [((), data.get("actions"))]
+    streams_data = data.get("streams")
+    if isinstance(streams_data, dict):
+        named += [(("streams", name), s.get("actions")) for name, s in streams_data.items() if isinstance(s, dict)]
+    for where, rule_table in named:
+        for key in (rule_table if isinstance(rule_table, dict) else {}):
+            problem = rule_key_problem(str(key))
+            if problem:
+                found.add((*where, "actions", key), problem)
+    if pf is None:
+        found.check()
+    assert pf is not None
     for fam, model in FAMILY_OPTIONS.items():
-        if fam not in options:
-            options[fam] = validate(model, {}, source, ("checks", fam), context)
+        if fam not in options and fam not in (raw_checks or {}):
+            options[fam] = model.model_validate({}, context=context)
 
     streams: dict[str, Stream] = {}
     for name in ("marketing", "transactional"):
@@ -171,11 +191,14 @@ def build(data: dict[str, Any], source: str) -> Policy:
     # A stream defined in the file comes before the implicit ones when resolving.
     streams = {k: streams[k] for k in [*pf.streams, *[n for n in streams if n not in pf.streams]]}
     if pf.policy.default_stream not in streams:
-        raise ConfigError(f"{source}: policy.default_stream: no stream named {pf.policy.default_stream!r}")
+        found.add(("policy", "default_stream"), f"no stream named {pf.policy.default_stream!r}"
+                  + did_you_mean(pf.policy.default_stream, streams))
     # Options that name streams check them here, once the streams are known.
     for fam, opts in options.items():
         for problem in getattr(opts, "validate_policy", lambda names: [])(set(streams)):
-            raise ConfigError(f"{source}: checks.{fam}.{problem}")
+            key, _, reason = problem.partition(": ")
+            found.add(("checks", fam, key), reason)
+    found.check()
 
     default_action = Action.parse(pf.policy.default_action)
     action_table: dict[str, dict[str, Action]] = {}
@@ -208,8 +231,21 @@ def load_policy(path: str | Path) -> Policy:
     """Load and resolve a policy file; `builtin:default` is the shipped strict AUP baseline."""
     if str(path) == BUILTIN_DEFAULT:
         text = resources.files("proxy.policies").joinpath("default.toml").read_text(encoding="utf-8")
-        return build(read_toml("policies/default.toml", text), "policies/default.toml")
-    return build(read_toml(path), str(path))
+        return build(load_toml("policies/default.toml", text))
+    return build(load_toml(path))
+
+
+def as_data(policy: Policy) -> dict[str, Any]:
+    """The resolved policy as data (`policy check --json`): what `describe` prints."""
+    return {
+        "source": policy.source,
+        "mode": "monitor" if policy.monitor else "enforce",
+        "default_stream": policy.default_stream,
+        "streams": {s.name: {"kind": "marketing" if s.marketing else "transactional", "listeners": sorted(s.listeners),
+                             "users": sorted(s.users), "senders": list(s.senders)} for s in policy.streams.values()},
+        "actions": {n: {rule: str(policy.action(n, rule)) for rule in RULES} for n in policy.streams},
+        "checks": {n: [c.name for c, _ in policy.checks[n]] for n in policy.streams},
+    }
 
 
 def describe(policy: Policy) -> str:

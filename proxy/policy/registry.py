@@ -18,7 +18,7 @@ from proxy.policy.verdict import Finding
 class Options(BaseModel):
     """Base of every family's options: strict, frozen, unknown keys are errors."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
     enabled: bool = True
 
 

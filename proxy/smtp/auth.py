@@ -21,7 +21,7 @@ _HASHER = PasswordHasher()
 
 
 class _CredentialsFile(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
     users: dict[str, str] = {}
 
 

@@ -74,7 +74,7 @@ def broken(tmp_path: Path, dns_server: DnsServer) -> Path:
 async def test_broken_zone_fails_with_reasons(broken: Path, dns_server: DnsServer, cli_env: dict[str, str]) -> None:
     code, out, err = await dns_check(cli_env, "broken.example", "--selector", "s1", "--key", str(broken),
                                      "--relay-ip", "203.0.113.5", "--nameserver", dns_server.nameserver, "--json")
-    assert code == 2, out + err
+    assert code == 11, out + err
     by = {c["check"]: c for c in json.loads(out)["checks"]}
     assert by["SPF"]["status"] == "fail" and "permerror" in by["SPF"]["detail"] and "Too many DNS lookups" in by["SPF"]["detail"]
     assert by["DKIM s1"]["status"] == "fail" and "does not match the local key" in by["DKIM s1"]["detail"]
@@ -83,7 +83,7 @@ async def test_broken_zone_fails_with_reasons(broken: Path, dns_server: DnsServe
     assert by["PTR"]["status"] == "fail" and "does not resolve back" in by["PTR"]["detail"]
     code, out, _ = await dns_check(cli_env, "broken.example", "--selector", "s1", "--key", str(broken),
                                    "--nameserver", dns_server.nameserver)
-    assert code == 2 and "NOT READY: unmet bulk-sender requirements: SPF, DKIM s1, DMARC" in out
+    assert code == 11 and "NOT READY: unmet bulk-sender requirements: SPF, DKIM s1, DMARC" in out
 
 
 async def run(dns: DnsServer, domain: str, relay_ip: str | None = None, selectors: Any = ()) -> dict[str, preflight.Item]:
@@ -130,7 +130,7 @@ async def test_dns_failure_is_a_failed_check_not_a_crash(dns_server: DnsServer, 
     dns_server.behaviour.timeout.add("*")
     code, out, err = await dns_check(cli_env, "example.com", "--selector", "s1", "--nameserver", dns_server.nameserver,
                                      "--timeout", "0.3", "--json")
-    assert code == 2 and err == ""
+    assert code == 11 and err.startswith("sendwarden: using the embedded development configuration") and err.count("\n") == 1
     checks = json.loads(out)["checks"]
     assert all(c["status"] == "fail" and "DNS lookup failed" in c["detail"] for c in checks if c["check"] != "PTR")
 

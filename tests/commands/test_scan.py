@@ -48,12 +48,14 @@ def test_scan_stream_from_mail_from(cli_env, tmp_path) -> None:
 def test_scan_errors_are_one_line_without_traceback(cli_env, tmp_path) -> None:
     out = scan(str(tmp_path / "missing.eml"), env=cli_env)
     assert out.returncode == 1
-    assert out.stderr.decode().strip() == f"sendwarden: {tmp_path / 'missing.eml'}: No such file or directory"
+    note, error = out.stderr.decode().strip().splitlines()
+    assert note.startswith("sendwarden: using the embedded development configuration")
+    assert error == f"sendwarden: {tmp_path / 'missing.eml'}: No such file or directory"
     bad = tmp_path / "bad.toml"
     bad.write_text("[policy]\nmode = 3\n")
     out = scan("--policy", str(bad), str(ROOT / "examples" / "plain.eml"), env=cli_env)
-    assert out.returncode == 1 and b"Traceback" not in out.stderr
-    assert f"{bad}: policy.mode:" in out.stderr.decode()
+    assert out.returncode == 78 and b"Traceback" not in out.stderr  # EX_CONFIG
+    assert f"{bad}:2: policy.mode: expected \"enforce\" or \"monitor\"" in out.stderr.decode()
 
 
 def test_scan_survives_garbage(cli_env) -> None:
@@ -69,3 +71,33 @@ def test_policy_check_command(cli_env) -> None:
     assert out.returncode == 0
     text = out.stdout.decode()
     assert "unsubscribe.header_missing" in text and text.rstrip().endswith(": ok")
+
+
+def test_scan_several_inputs_maildir_mbox_and_a_summary(cli_env, tmp_path) -> None:
+    plain, compliant = (ROOT / "examples" / "plain.eml").read_bytes(), (ROOT / "examples" / "compliant.eml").read_bytes()
+    maildir = tmp_path / "Maildir"
+    for sub in ("new", "cur", "tmp"):
+        (maildir / sub).mkdir(parents=True)
+    (maildir / "new" / "1").write_bytes(compliant)
+    (maildir / "cur" / "2:2,S").write_bytes(compliant)
+    (maildir / "tmp" / "3").write_bytes(plain)  # still being delivered: not a message yet
+    box = tmp_path / "sent.mbox"
+    box.write_bytes(b"From news@shop.example.com Thu Jan  1 00:00:00 2026\n" + compliant + b"\n"
+                    b"From news@shop.example.com Thu Jan  1 00:00:01 2026\n" + plain)
+    out = scan(str(maildir), str(box), env=cli_env)
+    lines = out.stdout.decode().splitlines()
+    assert out.returncode == 3, out.stderr  # the strongest verdict: reject
+    assert [x.split(": ")[0] for x in lines if not x.startswith(" ")][:-1] == [
+        f"{maildir}/new/1", f"{maildir}/cur/2:2,S", f"{box}#1", f"{box}#2"]
+    assert lines[-1] == "4 message(s): 3 relay, 0 quarantine, 1 reject, 0 tempfail, 0 unreadable"
+
+    out = scan("--json", str(maildir), str(tmp_path / "missing.eml"), env=cli_env)
+    docs = [json.loads(x) for x in out.stdout.decode().splitlines()]
+    assert [d["file"] for d in docs] == [f"{maildir}/new/1", f"{maildir}/cur/2:2,S"]
+    assert out.stderr.decode().splitlines()[-1] == "3 message(s): 2 relay, 0 quarantine, 0 reject, 0 tempfail, 1 unreadable"
+    assert out.returncode == 1  # one input could not be read
+    # A single mbox with one message, like a single file, keeps the single-message output.
+    one = tmp_path / "one.mbox"
+    one.write_bytes(b"From x@example.com Thu Jan  1 00:00:00 2026\n" + compliant)
+    out = scan(str(one), env=cli_env)
+    assert out.returncode == 0 and out.stdout.decode().startswith("relay (stream marketing): 250 2.0.0")

@@ -17,6 +17,8 @@ from tests.conftest import SENDWARDEN
 
 def cli(env: dict[str, str], config: Path, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
     group, action, *rest = args
+    if action in ("import", "add", "set"):  # the first of them makes the store (none is there yet)
+        rest.append("--create")
     return subprocess.run([*SENDWARDEN, group, action, "--config", str(config), *rest], env=env, input=stdin and stdin.decode(),
                           capture_output=True, text=True, timeout=120)
 
@@ -74,7 +76,7 @@ def test_suppression_import_export_round_trip_with_bad_rows(tmp_path: Path, conf
     assert "4 rows imported (0 new, 4 already there)" in again.stderr
 
     check = cli(cli_env, config, "suppress", "check", "READER@example.org")
-    assert check.returncode == 2 and "unsubscribe" in check.stdout
+    assert check.returncode == 10 and "unsubscribe" in check.stdout  # suppressed
     assert cli(cli_env, config, "suppress", "check", "fan@example.org", "--brand", "other").returncode == 0
     assert cli(cli_env, config, "suppress", "remove", "reader@example.org").returncode == 0
     assert cli(cli_env, config, "suppress", "check", "reader@example.org").returncode == 0
@@ -125,7 +127,7 @@ def test_kill_during_import_leaves_whole_batches_only(tmp_path: Path, config: Pa
         for i in range(total):
             fh.write(f"user{i:07d}@example.org,global,import,crm\n")
     db_path = tmp_path / "var" / "recipients.sqlite3"
-    proc = subprocess.Popen([*SENDWARDEN, "suppress", "import", "--config", str(config), str(big), "--batch", str(batch), "--progress"],
+    proc = subprocess.Popen([*SENDWARDEN, "suppress", "import", "--config", str(config), str(big), "--batch", str(batch), "--progress", "--create"],
                             env=cli_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     seen = 0
@@ -157,3 +159,26 @@ def test_kill_during_import_leaves_whole_batches_only(tmp_path: Path, config: Pa
     assert "rows/s" in again.stderr  # the progress line
     with sqlite3.connect(db_path) as db:
         assert db.execute("SELECT count(*) FROM suppression").fetchone()[0] == total
+
+
+def test_store_commands_print_json_with_rfc3339_times(config: Path, cli_env) -> None:
+    import json
+    import re
+
+    assert cli(cli_env, config, "suppress", "add", "reader@example.org", "--reason", "unsubscribe").returncode == 0
+    assert cli(cli_env, config, "consent", "add", "fan@example.org", "--scope", "shop", "--source", "form",
+               "--at", "2026-01-02T03:04:05+01:00").returncode == 0
+    assert cli(cli_env, config, "frequency", "set", "fan@example.org", "--max", "2", "--per", "7d").returncode == 0
+    check = cli(cli_env, config, "suppress", "check", "Reader@Example.org", "--json")
+    assert check.returncode == 10
+    doc = json.loads(check.stdout)
+    assert doc["suppressed"] is True and doc["suppressions"][0]["reason"] == "unsubscribe"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", doc["suppressions"][0]["created"])
+    listed = [json.loads(x) for x in cli(cli_env, config, "suppress", "list", "--json").stdout.splitlines()]
+    assert [x["address"] for x in listed] == ["reader@example.org"]
+    consent = json.loads(cli(cli_env, config, "consent", "show", "fan@example.org", "--json").stdout)
+    assert consent["records"][0]["consented_at"] == "2026-01-02T02:04:05Z" and consent["records"][0]["status"] == "granted"
+    nobody = cli(cli_env, config, "consent", "show", "nobody@example.org", "--json")
+    assert nobody.returncode == 12 and json.loads(nobody.stdout)["records"] == []
+    freq = json.loads(cli(cli_env, config, "frequency", "show", "fan@example.org", "--json").stdout)
+    assert freq["preferences"] == [{"scope": "global", "max": 2, "window_seconds": 604800.0, "source": "cli", "sent_in_window": 0}]

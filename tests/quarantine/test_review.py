@@ -70,7 +70,7 @@ async def test_list_filters_and_paging(qenv: QEnv, sink) -> None:
     assert doc["sender"] == "billing@receipts.example.com" and 0 <= doc["age_s"] < 60
 
     bad = await qenv.cli("quarantine", "list", "--since", "2 days")
-    assert bad.code == 1 and "--since" in bad.err and "unit" in bad.err
+    assert bad.code == 64 and "--since" in bad.err and "unit" in bad.err
 
 
 async def test_show_masks_recipients_unless_revealed(qenv: QEnv) -> None:
@@ -165,14 +165,14 @@ async def test_racing_releases_send_exactly_once(qenv: QEnv, sink) -> None:
         if r is winners[0]:
             continue
         # Lost the race: either saw the release in flight (exit 2) or already done (exit 0).
-        assert (r.code == 2 and "being released by op" in r.err) or (r.code == 0 and "already released" in r.out), (r.out, r.err)
+        assert (r.code == 13 and "being released by op" in r.err) or (r.code == 0 and "already released" in r.out), (r.out, r.err)
 
 
 async def test_a_refused_release_fails_and_the_message_stays_held(qenv: QEnv, sink) -> None:
     a, _ = await fill(qenv)
     sink.behaviour.data_end = "452 4.3.1 Insufficient system storage"
     r = await qenv.cli("quarantine", "release", a, "--reason", "try")
-    assert r.code == 2
+    assert r.code == 13
     assert "FAILED" in r.err and "452 4.3.1 Insufficient system storage" in r.err
     assert "released" not in r.out
     assert sink.received == [] and qenv.status(a) == "held"
@@ -188,14 +188,14 @@ async def test_a_release_to_an_unreachable_upstream_fails(qenv: QEnv, sink, tmp_
     a, _ = await fill(qenv)
     await sink.stop()
     r = await qenv.cli("quarantine", "release", a)
-    assert r.code == 2 and "FAILED" in r.err
+    assert r.code == 13 and "FAILED" in r.err
     assert qenv.status(a) == "held"
 
 
 async def test_recheck_applies_the_current_policy(qenv: QEnv, sink, tmp_path) -> None:
     a, _ = await fill(qenv)
     still = await qenv.cli("quarantine", "release", a, "--recheck")
-    assert still.code == 2 and "REFUSED BY POLICY" in still.err and "unsubscribe.header_missing" in still.err
+    assert still.code == 13 and "REFUSED BY POLICY" in still.err and "unsubscribe.header_missing" in still.err
     assert sink.received == [] and qenv.status(a) == "held"
 
     lenient = tmp_path / "lenient.toml"
@@ -219,7 +219,7 @@ async def test_delete_removes_bytes_and_addresses(qenv: QEnv, sink) -> None:
     shown = await qenv.cli("quarantine", "show", b)
     assert "addresses removed" in shown.out and "deleted        dave: spam run" in shown.out
     rel = await qenv.cli("quarantine", "release", b)
-    assert rel.code == 2 and "deleted by dave" in rel.err and sink.received == []
+    assert rel.code == 13 and "deleted by dave" in rel.err and sink.received == []
     again = await qenv.cli("quarantine", "delete", b)
     assert again.code == 0 and "already deleted" in again.out
 
@@ -243,7 +243,7 @@ async def test_purge_honours_age_and_dry_run(qenv: QEnv) -> None:
     assert [e["event"] for e in done.events()] == ["quarantine_purged"]
 
 
-BAD_IDS = ["../../etc/passwd", "../index.sqlite3", "/etc/passwd", "0193abc", "0" * 23 + "/",
+BAD_IDS = ["../../etc/passwd", "../index.sqlite3", "/etc/passwd", "0" * 23 + "/", "0" * 25,
            "0193ABCDEF0123456789ABCD", "%2e%2e%2f", ""]
 
 
@@ -251,12 +251,12 @@ async def test_bad_and_path_like_ids_are_refused(qenv: QEnv, capsys) -> None:
     await fill(qenv)
     for action, bad in (("show", "../../etc/passwd"), ("release", "../index.sqlite3")):
         r = await qenv.cli("quarantine", action, bad)
-        assert r.code == 1 and "not a quarantine id" in r.err and r.out == "", (action, bad, r.err)
+        assert r.code == 65 and "not a quarantine id" in r.err and r.out == "", (action, bad, r.err)
     # The whole matrix in-process (the ID is refused before any file or network access).
     capsys.readouterr()  # the relay's own log lines so far
     for bad in BAD_IDS:
         for action in ("show", "release", "delete"):
-            assert main(["quarantine", action, bad, "--config", str(qenv.config)]) == 1
+            assert main(["quarantine", action, bad, "--config", str(qenv.config)]) == 65  # EX_DATAERR
             out, err = capsys.readouterr()
             assert "not a quarantine id" in err and out == "", (action, bad, err)
     assert qenv.stored_count() == 2
@@ -266,9 +266,9 @@ async def test_unknown_id_is_a_clear_error(qenv: QEnv, sink) -> None:
     await fill(qenv)
     unknown = "%012x" % int(time.time() * 1000) + "0123456789ab"
     shown = await qenv.cli("quarantine", "show", unknown)
-    assert shown.code == 1 and "no such message in the quarantine" in shown.err
+    assert shown.code == 65 and "no such message in the quarantine" in shown.err
     rel = await qenv.cli("quarantine", "release", unknown)
-    assert rel.code == 1 and "no such message" in rel.err and sink.received == []
+    assert rel.code == 65 and "no such message" in rel.err and sink.received == []
 
 
 async def test_relayed_message_is_not_held(qenv: QEnv, sink) -> None:
@@ -281,6 +281,41 @@ async def test_relayed_message_is_not_held(qenv: QEnv, sink) -> None:
     assert "relayed" in text and len(sink.received) == 1
     r = await qenv.cli("quarantine", "list", "--status", "all", "--json")
     assert r.out == ""
+
+
+async def test_id_prefixes_stdin_and_filters(qenv: QEnv, sink) -> None:
+    a, b = await fill(qenv)
+    common = next(i for i in range(24) if a[i] != b[i])  # ids made close together share a time prefix
+    unique = b[:common + 1]
+    shown = await qenv.cli("quarantine", "show", unique, "--json")
+    assert shown.code == 0, shown.err
+    doc = json.loads(shown.out)
+    assert doc["id"] == b and doc["status"] == "held" and doc["rules"] == ["subject.missing"]
+    assert doc["recipients"] == ["a***@example.net", "b***@example.net"]
+    assert doc["created"].endswith("Z") and doc["created"][10] == "T"  # RFC 3339, UTC
+    if common:
+        ambiguous = await qenv.cli("quarantine", "show", a[:common])
+        assert ambiguous.code == 65 and "ambiguous, 2 messages" in ambiguous.err and a in ambiguous.err and b in ambiguous.err
+    nothing = await qenv.cli("quarantine", "show", "f" * 6)
+    assert nothing.code == 65 and "no message in the quarantine has an id starting so" in nothing.err
+
+    both = await qenv.cli("quarantine", "delete", a, "--rule", "unsub")
+    assert both.code == 64
+    dry = await qenv.cli("quarantine", "delete", "--rule", "unsub", "--dry-run")
+    assert dry.code == 0 and "1 held message(s) match; would delete" in dry.err and a in dry.err and b not in dry.err
+    assert qenv.status(a) == "held"
+    none = await qenv.cli("quarantine", "release", "--rule", "sender.")
+    assert none.code == 12 and "0 held message(s) match" in none.err and sink.received == []
+
+    # IDs on stdin, as `postsuper -d -`: a list piped into delete.
+    listed = await qenv.cli("quarantine", "list", "--json", "--rule", "unsub")
+    ids = "\n".join(json.loads(line)["id"] for line in listed.out.splitlines()) + "\n"
+    gone = await qenv.cli("quarantine", "delete", "-", "--reason", "spam run", stdin=ids.encode())
+    assert gone.code == 0, gone.err
+    assert qenv.status(a) == "deleted" and qenv.status(b) == "held"
+    released = await qenv.cli("quarantine", "release", "--stream", "transactional")
+    assert released.code == 0, released.err
+    assert "1 held message(s) match; release:" in released.err and len(sink.received) == 1
 
 
 async def test_show_marks_what_the_recipient_would_not_see(tmp_path, start_relay, sink, cli_env) -> None:

@@ -124,10 +124,10 @@ async def test_a_stuck_release_is_reported_and_can_be_retried(tmp_path, start_re
         db.execute("UPDATE held SET status='releasing', claim_token='dead', claimed_at=?, claimed_by='mallory' WHERE id=?",
                    (time.time() - 3600, hold_id))
     r = await env.cli("quarantine", "release", hold_id)
-    assert r.code == 2 and "STUCK" in r.err and "mallory" in r.err and "--retry-stale" in r.err
+    assert r.code == 13 and "STUCK" in r.err and "mallory" in r.err and "--retry-stale" in r.err
     assert sink.received == []
     d = await env.cli("quarantine", "delete", hold_id)
-    assert d.code == 2 and "being released" in d.err
+    assert d.code == 13 and "being released" in d.err
     p = await env.cli("quarantine", "purge", "--older-than", "1s")
     assert hold_id not in p.out  # a release in flight is never purged
     ok = await env.cli("quarantine", "release", hold_id, "--retry-stale")

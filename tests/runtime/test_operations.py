@@ -114,7 +114,7 @@ async def test_sighup_swaps_a_valid_policy_and_keeps_the_old_on_error(tmp_path, 
         mark = len(s.events)
         s.proc.send_signal(signal.SIGHUP)
         failed = await s.wait_for("reload_failed", mark)
-        assert f"{policy}: actions" in failed["error"]
+        assert f"{policy}:2: actions" in failed["error"]
         code, text = await send(s.port, PLAIN)
         assert code == 250 and text.startswith("2.6.0")
     finally:

@@ -82,8 +82,8 @@ async def test_serve_refuses_a_bad_config_in_one_line(tmp_path, cli_env) -> None
     proc = await asyncio.create_subprocess_exec(*SENDWARDEN, "serve", "--config", str(config),
                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=cli_env)
     out, err = await asyncio.wait_for(proc.communicate(), 20)
-    assert proc.returncode == 1
-    assert err.decode().startswith(f"sendwarden: {config}: listeners: ")
+    assert proc.returncode == 78  # EX_CONFIG
+    assert err.decode() == f"{config}:1: listeners: expected a list, [...]\n"
     assert b"Traceback" not in err
 
 
@@ -95,6 +95,9 @@ async def test_serve_with_embedded_default_delivers_into_maildir(tmp_path, cli_e
     )
     try:
         assert proc.stdout is not None
+        # The configuration it uses is said first (README's `make run` is this path).
+        note = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode()
+        assert note.startswith("sendwarden: using the embedded development configuration") and str(tmp_path) in note
         while json.loads(await asyncio.wait_for(proc.stdout.readline(), 20)).get("event") != "ready":
             pass
         client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False)

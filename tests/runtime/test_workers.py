@@ -108,9 +108,9 @@ async def test_cpu_affinity_none_leaves_the_process_where_it_was(tmp_path, sink,
 
 @pytest.mark.parametrize("setting, message", [
     ("[4095]", "cpu_affinity: CPU 4095 is not one this process may use"),
-    ("[]", "cpu_affinity"),
-    ('"all"', "cpu_affinity"),
-    ("[-1]", "cpu_affinity"),
+    ("[]", ":2: cpu_affinity: must not be empty"),
+    ('"all"', ':2: cpu_affinity: expected "none" or "auto", or expected a list, [...]'),
+    ("[-1]", ":2: cpu_affinity[0]: must be at least 0"),
 ])
 async def test_a_cpu_affinity_that_cannot_be_met_is_a_one_line_error(tmp_path, cli_env, setting, message) -> None:
     config = tmp_path / "sendwarden.toml"
@@ -118,6 +118,6 @@ async def test_a_cpu_affinity_that_cannot_be_met_is_a_one_line_error(tmp_path, c
     proc = await asyncio.create_subprocess_exec(*SENDWARDEN, "serve", "--config", str(config), "--listen", "127.0.0.1:0",
                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=cli_env)
     out, err = await asyncio.wait_for(proc.communicate(), 20)
-    assert proc.returncode == 1
-    assert message in err.decode() and err.decode().startswith("sendwarden: ")
+    assert proc.returncode == 78  # EX_CONFIG
+    assert message in err.decode() and err.decode().count("\n") == 1
     assert b"Traceback" not in err

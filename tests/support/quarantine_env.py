@@ -148,13 +148,14 @@ class QEnv:
         assert m, text
         return m.group(1)
 
-    async def cli(self, *args: str, config: Path | None = None, timeout: float = 60) -> Run:
+    async def cli(self, *args: str, config: Path | None = None, timeout: float = 60, stdin: bytes | None = None) -> Run:
         """`sendwarden ARGS --config FILE` as a subprocess; the loop keeps serving the sink."""
         proc = await asyncio.create_subprocess_exec(
             *SENDWARDEN, *args, "--config", str(config or self.config), env=self.env, cwd=self.tmp_path,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
         )
-        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+        out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
         run = Run(proc.returncode or 0, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
         assert "Traceback" not in run.err, run.err
         return run

@@ -133,5 +133,5 @@ def test_service_config_sections_are_validated(tmp_path: Path) -> None:
     ):
         bad = tmp_path / "bad.toml"
         bad.write_text(text + "\n")
-        with pytest.raises(ConfigError, match=f"bad.toml: {where.replace('.', '[.]')}"):
+        with pytest.raises(ConfigError, match=f"bad.toml:\\d+: {where.replace('.', '[.]')}"):
             load_config(bad)

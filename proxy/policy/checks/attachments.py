@@ -66,7 +66,7 @@ DEFAULT_TYPES = [
 class ClamavOptions(BaseModel):
     """`[checks.attachment.clamav]`: scanning with clamd over its socket (INSTREAM)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
     # "" (off), a unix socket path ("/run/clamav/clamd.ctl", "unix:/..."), or "tcp:host:port".
     address: str = ""
     timeout: float = Field(default=10.0, gt=0, le=120)

@@ -30,7 +30,7 @@ def parse_duration(text: str) -> float:
 
 
 class Cap(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
     scope: Literal["global", "brand", "stream"] = "brand"
     max: int = Field(ge=0)
     per: str

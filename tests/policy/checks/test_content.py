@@ -138,13 +138,13 @@ def test_own_list_relative_to_the_policy_file(tmp_path: Path) -> None:
     ('language = "de"\n[categories.x]\nterms = ["re:(unclosed"]\n', r"categories\.x\.terms\[0\].*not a valid regular expression"),
     ('language = "de"\n[categories.x]\nterms = ["mid*dle"]\n', r"categories\.x\.terms\[0\].*only allowed at the end"),
     ('language = "de"\n[categories.x]\nterms = ["ok"]\nunknown = 1\n', r"unknown: unknown key"),
-    ('[categories.x]\nterms = ["ok"]\n', r"language: Field required"),
+    ('[categories.x]\nterms = ["ok"]\n', r"language: required, but not set"),
     ('language = "de"\n[categories.allow]\nterms = ["ok"]\n', r"reserved name"),
 ])
 def test_bad_lists_are_config_errors_naming_file_and_key(tmp_path: Path, list_text: str, error: str) -> None:
     write(tmp_path, "bad.toml", list_text)
     pol_file = write(tmp_path, "policy.toml", '[checks.content]\nlists = ["bad.toml"]\n')
-    with pytest.raises(ConfigError, match=r"policy\.toml: checks\.content.*bad\.toml.*" + error):
+    with pytest.raises(ConfigError, match=r"policy\.toml:1: checks\.content.*bad\.toml.*" + error):
         load_policy(pol_file)
 
 
