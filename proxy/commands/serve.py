@@ -51,7 +51,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.worker:
         die_with_parent()
         cpus = [args.cpu]  # the main process chose it
-        count = 1
+        count = args.workers  # likewise: this child, pinned by its parent, would count one CPU
     else:
         count = worker_count(config.file.workers)
         try:
@@ -67,11 +67,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise CliError(f"cpu_affinity: cannot run on CPU {cpus[0]}: {exc.strerror or exc}{hint}") from None
     if cpus[0] is not None:
         log.info("cpu_affinity", worker=args.worker, cpu=cpus[0])
-    service = Service(config, policy, reload_source=source, worker=args.worker)
-    workers = None
     if count > 1:
-        workers = Workers(_child_argv(args), count, cpus)
-        service.reuse_port = True
+        from proxy.metrics import share_between_processes
+
+        share_between_processes(config.state_dir / "metrics", clean=not args.worker)
+        structlog.contextvars.bind_contextvars(worker=args.worker)  # every log line says whose
+    service = Service(config, policy, reload_source=source, worker=args.worker, workers=count)
+    workers = None
+    if count > 1 and not args.worker:
+        workers = Workers(_child_argv(args), count, cpus, on_death=service.worker_died)
     try:
         asyncio.run(service.run(workers=workers))
     except OSError as exc:  # typically: the address is in use
@@ -100,4 +104,5 @@ def register(sub: Any) -> None:
     s.add_argument("--monitor", action="store_true", help="judge and log every message, but relay them all")
     s.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)  # set by the main process
     s.add_argument("--cpu", type=int, default=None, help=argparse.SUPPRESS)  # likewise (cpu_affinity)
+    s.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)  # likewise: how many in all
     s.set_defaults(func=cmd_serve)
