@@ -12,6 +12,8 @@ policy (so every check and the relay run) and a ~2 KB message:
                    (worker 0 shares core 0 with the load generator and the sink)
   (f) postfix      Postfix itself as the relay (throw-away instance, unpinned), done when the sink
                    has every message (Postfix queues first)
+  (g) postfix-milter the same Postfix with `sendwarden milter` (default policy, pinned to core 1)
+                   as its before-queue milter; CPU is the milter process's
 Load generator and sink are pinned to core 0 and the relay to core 1 (taskset), which steadies
 the figures on a 2-core machine. Each case runs --reps times; the median is reported. A run is
 valid only when the sink counted exactly the messages sent.
@@ -179,14 +181,29 @@ def start_relay(case: str, port: int, sink_port: int, state: Path, extra: str = 
     return proc
 
 
-def start_postfix(sink_port: int):  # -> tests.support.postfix.PostfixInstance
+def start_postfix(sink_port: int, milter: str = ""):  # -> tests.support.postfix.PostfixInstance
     """Postfix itself as the relay (unpinned: it is several processes), from Debian's package,
-    in a throw-away instance directory (tests/support/postfix.py), relaying to the sink."""
+    in a throw-away instance directory (tests/support/postfix.py), relaying to the sink;
+    with `milter` ("inet:127.0.0.1:PORT"), as a before-queue milter of its smtpd."""
     sys.path.insert(0, str(ROOT))
     from tests.support.postfix import PostfixInstance
 
-    return PostfixInstance(sink_port, {"default_process_limit": "200", "smtp_destination_concurrency_limit": "20",
-                                       "in_flow_delay": "0"}).start()
+    main = {"default_process_limit": "200", "smtp_destination_concurrency_limit": "20", "in_flow_delay": "0"}
+    if milter:
+        main |= {"smtpd_milters": milter, "milter_default_action": "tempfail", "milter_protocol": "6"}
+    return PostfixInstance(sink_port, main).start()
+
+
+def start_milter(port: int, state: Path) -> subprocess.Popen:
+    """`sendwarden milter` with the default policy on 127.0.0.1:PORT, pinned to core 1."""
+    config = state / "milter.toml"
+    config.write_text(f'state_dir = "{state}"\n[metrics]\naddress = ""\n[audit]\nformat = "json"\nlevel = "warning"\n'
+                      f'[milter]\naddress = "inet:127.0.0.1:{port}"\n')
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([*pin(1), PY, "-m", "proxy.cli", "milter", "--config", str(config)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    wait_port(port, proc=proc)
+    return proc
 
 
 def postfix_available() -> bool:
@@ -202,7 +219,13 @@ def run_case(case: str, size: str, msgfile: Path, n: int, sessions: int, state: 
     relay = postfix = None
     try:
         port = sink_port
-        if case == "postfix":
+        if case == "postfix-milter":  # CPU: sendwarden's milter process (Postfix's is not counted)
+            milter_port = free_port()
+            relay = start_milter(milter_port, state)
+            postfix = start_postfix(sink_port, f"inet:127.0.0.1:{milter_port}")
+            port = postfix.port
+            cpu0 = proc_cpu_seconds(relay.pid)
+        elif case == "postfix":
             postfix = start_postfix(sink_port)
             port = postfix.port
             master = int((postfix.queue_dir / "pid" / "master.pid").read_text().split()[0])
@@ -224,6 +247,8 @@ def run_case(case: str, size: str, msgfile: Path, n: int, sessions: int, state: 
         if relay is not None:
             cpu = (proc_cpu_seconds(relay.pid) - cpu0) * 1000 / n
             rss = peak_rss_kb(relay.pid)
+            if postfix is not None:
+                print(f"    ({case}: {busy_share(cpu, n, seconds)} of core 1 busy)")
         elif postfix is not None:
             cpu = (proc_cpu_seconds(master) - cpu0) * 1000 / n
         time.sleep(0.3)
@@ -240,6 +265,10 @@ def run_case(case: str, size: str, msgfile: Path, n: int, sessions: int, state: 
         sink.send_signal(signal.SIGTERM)
         sink.wait(10)
         sink_out.unlink(missing_ok=True)
+
+
+def busy_share(cpu_ms_per_msg: float, n: int, seconds: float) -> str:
+    return f"{cpu_ms_per_msg * n / 1000 / seconds * 100:.0f} %"
 
 
 def stop(proc: subprocess.Popen, timeout: float = 20) -> None:
@@ -358,7 +387,7 @@ def main() -> int:
     ap.add_argument("--sessions", type=int, default=10)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--latency-seconds", type=float, default=10)
-    ap.add_argument("--cases", default="direct,sendwarden,monitor,proxy,workers2,workers2bound,postfix")
+    ap.add_argument("--cases", default="direct,sendwarden,monitor,proxy,workers2,workers2bound,postfix,postfix-milter")
     ap.add_argument("--sizes", default="30k,2k")
     ap.add_argument("--quick", action="store_true", help="tiny counts: proves the script works, figures mean little")
     ap.add_argument("--json", action="store_true", help="also print the raw runs as JSON")
@@ -367,9 +396,11 @@ def main() -> int:
         args.messages, args.reps, args.latency_seconds, args.sessions = 40, 1, 1.0, 4
     check_tools()
     cases = args.cases.split(",")
-    if "postfix" in cases and not postfix_available():
-        print("bench: Postfix as a relay needs root and Debian's postfix package: case skipped")
-        cases.remove("postfix")
+    if not postfix_available():
+        for case in ("postfix", "postfix-milter"):
+            if case in cases:
+                print(f"bench: {case} needs root and Debian's postfix package: case skipped")
+                cases.remove(case)
     work = Path(tempfile.mkdtemp(prefix="sendwarden-bench-"))
     files = {}
     for size in args.sizes.split(","):

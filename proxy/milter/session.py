@@ -7,12 +7,20 @@ the MTA waits for body replies, refused with SMFIR_SKIP) and end of message is a
 "552 5.3.4" without asking the application, so an over-long message is never accepted unjudged.
 
 A protocol error closes the connection: the MTA then applies its milter_default_action.
+
+Over TCP, every read is followed by TCP_QUICKACK: Postfix writes a stage's macros and its
+command (or the DATA macros, then the headers) in separate writes without TCP_NODELAY, so
+Nagle holds the second write back until the first is acknowledged, and our kernel, seeing a
+request/response connection, delays that ACK by up to 40 ms (we owe no reply to a macro
+packet). Measured with Postfix 3.7: a 43 ms stall before the headers of every message, which
+left the milter idle most of the time (111 msg/s with the core 72 % busy, issue 19).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import Callable
 from types import MappingProxyType
 from typing import Any
@@ -48,6 +56,20 @@ class AppFailed(Exception):
         self.reply = reply
 
 
+def _tcp_socket(writer: asyncio.StreamWriter) -> Any:
+    """The connection's socket when it is TCP and the platform has TCP_QUICKACK (Linux)."""
+    sock = writer.get_extra_info("socket")
+    if sock is None or not hasattr(socket, "TCP_QUICKACK") or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return None
+    return sock
+
+
+def _ack_now(sock: Any) -> None:
+    """Acknowledge what was read at once instead of after the delayed-ACK timer (see above)."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+
+
 def _overrides(app: MilterApplication, name: str) -> bool:
     return getattr(type(app), name) is not getattr(MilterApplication, name)
 
@@ -72,6 +94,7 @@ class MilterSession:
         self.txn_macros: dict[str, str] = {}
         self.txn: MessageAssembly | None = None
         self.out = bytearray()
+        self.quickack = _tcp_socket(writer)
 
     async def run(self) -> None:
         try:
@@ -96,6 +119,8 @@ class MilterSession:
         except TimeoutError:
             log.info("milter_idle_timeout", peer=self.peer, seconds=self.options.idle_timeout)
             return False
+        if self.quickack is not None:
+            _ack_now(self.quickack)
         if not data:
             if self.decoder.pending:
                 log.warning("milter_truncated_packet", peer=self.peer, pending=self.decoder.pending)
