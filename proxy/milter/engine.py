@@ -53,6 +53,9 @@ def split_headers(block: bytes) -> list[tuple[str, str]]:
 class PolicyMilter(MilterApplication):
     """One per MTA connection."""
 
+    # It answers only at RCPT and at end of message: the MTA need not wait at these stages.
+    NEVER_REFUSES = frozenset({"connect", "helo", "mail"})
+
     def __init__(self, service: "Service", listener: str = "milter") -> None:
         self.service = service
         self.listener = listener

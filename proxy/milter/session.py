@@ -147,7 +147,7 @@ class MilterSession:
             case Connect():
                 await self._connect(cmd, agreed)
             case Helo():
-                packet = await self._step("helo", cmd.name, self._macros())
+                packet = await self._step("helo", agreed, ProtocolFlag.NR_HELO, cmd.name, self._macros())
                 self._answer(agreed, ProtocolFlag.NR_HELO, packet)
             case Mail():
                 await self._mail(cmd, agreed)
@@ -229,18 +229,25 @@ class MilterSession:
             log.error("milter_app_failed", peer=self.peer, stage=stage, error=repr(exc), exc_info=exc)
             raise AppFailed(stage, Replies.internal_error()) from None
 
-    async def _step(self, stage: str, *args: Any) -> bytes:
+    async def _step(self, stage: str, agreed: Negotiated, no_reply: ProtocolFlag, *args: Any) -> bytes:
         """An answering stage (connect, helo, MAIL, RCPT): CONTINUE or the application's refusal;
-        a failure follows on_error (tempfail now, or remember it for end of message)."""
+        a failure follows on_error (tempfail now, or remember it for end of message). Where the
+        MTA waits for no reply (`no_reply` agreed: the application said it never refuses
+        there), a failure or refusal is remembered and settled at end of message."""
         try:
             result = await self._call(stage, self.options.command_timeout, *args)
             try:
-                return replies.step_reply(result)
+                packet = replies.step_reply(result)
             except (ValueError, AttributeError) as exc:
                 log.error("milter_bad_reply", peer=self.peer, stage=stage, reply=repr(result), error=str(exc))
                 raise AppFailed(stage, Replies.internal_error()) from None
+            if packet is not replies.CONTINUE and not agreed.replies_to(no_reply):
+                log.error("milter_refusal_unsent", peer=self.peer, stage=stage, reply=str(result),
+                          reason="the MTA waits for no reply here (MilterOptions.no_reply)")
+                raise AppFailed(stage, result)
+            return packet
         except AppFailed as failed:
-            if self.options.on_error == "tempfail":
+            if self.options.on_error == "tempfail" and agreed.replies_to(no_reply):
                 return replies.replycode(failed.reply)
             if self.txn is not None:
                 self.txn.failure = self.txn.failure or (stage, failed.reply)
@@ -264,14 +271,15 @@ class MilterSession:
         if self.connected:
             raise ProtocolError("second SMFIC_CONNECT without SMFIC_QUIT_NC")
         self.connected = True
-        packet = await self._step("connect", cmd.hostname, cmd.family, cmd.port, cmd.address, self._macros())
+        packet = await self._step("connect", agreed, ProtocolFlag.NR_CONN, cmd.hostname, cmd.family, cmd.port,
+                                  cmd.address, self._macros())
         self._answer(agreed, ProtocolFlag.NR_CONN, packet)
 
     async def _mail(self, cmd: Mail, agreed: Negotiated) -> None:
         if self.txn is not None:  # MAIL without ABORT after the previous one: end it here
             await self._abort(keep_macros=True)
         self.txn = MessageAssembly(cmd.address, cmd.args, self.options.max_message_size)
-        packet = await self._step("mail_from", cmd.address, cmd.args, self._macros())
+        packet = await self._step("mail_from", agreed, ProtocolFlag.NR_MAIL, cmd.address, cmd.args, self._macros())
         self._answer(agreed, ProtocolFlag.NR_MAIL, packet)
 
     async def _rcpt(self, cmd: Rcpt, agreed: Negotiated) -> None:
@@ -279,7 +287,7 @@ class MilterSession:
         if len(txn.recipients) >= self.options.max_recipients:
             self._answer(agreed, ProtocolFlag.NR_RCPT, replies.replycode(TOO_MANY_RECIPIENTS))
             return
-        packet = await self._step("rcpt", cmd.address, cmd.args, self._macros())
+        packet = await self._step("rcpt", agreed, ProtocolFlag.NR_RCPT, cmd.address, cmd.args, self._macros())
         if packet is replies.CONTINUE:
             txn.recipients.append(cmd.address)
         self._answer(agreed, ProtocolFlag.NR_RCPT, packet)

@@ -453,7 +453,8 @@ class Service:
         m = self.config.file.milter
         options = MilterOptions(command_timeout=m.command_timeout, message_timeout=m.message_timeout,
                                 on_error=m.on_error, max_message_size=self.config.file.limits.max_message_size,
-                                max_recipients=self.config.file.limits.max_recipients)
+                                max_recipients=self.config.file.limits.max_recipients,
+                                no_reply=PolicyMilter.NEVER_REFUSES)
         self.milter = MilterServer(lambda: PolicyMilter(self), options)
         self.milter_address = await self.milter.listen(m.address)
         log.info("milter_listening", address=self.milter_address)
