@@ -10,8 +10,10 @@ STAMP   := $(VENV)/.installed-stamp
 # system mail server on port 25; opendkim-tools: an independent DKIM verifier; iproute2 and
 # openssl: test namespaces and dev certificates; clamav-daemon: the ClamAV tests start clamd
 # themselves with a one-signature database; e2fsprogs: mkfs.ext4 for the small filesystem a
-# quarantine fills up).
-DEBS    := swaks postfix systemd opendkim-tools iproute2 openssl clamav-daemon e2fsprogs
+# quarantine fills up; rspamd: bench/smtp_bench.py's Postfix + rspamd case, which starts its
+# own rspamd in a loopback-only network namespace; apt may also start the packaged service on
+# localhost ports 11332-11334).
+DEBS    := swaks postfix systemd opendkim-tools iproute2 openssl clamav-daemon e2fsprogs rspamd
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test deps sysdeps clean
