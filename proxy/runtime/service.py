@@ -456,7 +456,7 @@ class Service:
                                 max_recipients=self.config.file.limits.max_recipients,
                                 no_reply=PolicyMilter.NEVER_REFUSES)
         self.milter = MilterServer(lambda: PolicyMilter(self), options)
-        self.milter_address = await self.milter.listen(m.address)
+        self.milter_address = await self.milter.listen(m.address, reuse_port=self.reuse_port)
         log.info("milter_listening", address=self.milter_address)
 
     async def probe_upstream(self) -> None:
