@@ -287,21 +287,12 @@ class Service:
                 del self.per_client[ip]
             self.metrics.connections.set(len(self.sessions))
             if self.host_share is not None:
-                try:
-                    self.host_share.disconnect(ip)
-                except sqlite3.Error as exc:
-                    self.host_share.warn(exc)
+                self.host_share.disconnect(ip)
 
     def _host_admits(self, ip: str, most: int) -> bool:
         """With workers: count the connection on the host (this worker's own count, checked
-        above, is part of it). When the share cannot be used, this worker's count decides."""
-        if self.host_share is None:
-            return True
-        try:
-            if self.host_share.connect(ip, most):
-                return True
-        except sqlite3.Error as exc:
-            self.host_share.warn(exc)
+        above, is part of it)."""
+        if self.host_share is None or self.host_share.connect(ip, most):
             return True
         log.warning("connection_refused", client=ip, sessions=len(self.sessions), from_client=self.per_client[ip], on_host=most)
         return False
@@ -311,10 +302,7 @@ class Service:
         and live metrics went with it."""
         worker_gone(pid)
         if self.host_share is not None:
-            try:
-                self.host_share.forget_worker(index)
-            except sqlite3.Error as exc:
-                self.host_share.warn(exc)
+            self.host_share.forget_worker(index)
 
     def rekey(self, server: RelaySMTP, real_ip: str) -> bool:
         """A PROXY header named the real client: count the connection against it instead."""

@@ -108,18 +108,29 @@ class HostShare:
         finally:
             db.execute("COMMIT")
 
+    # The connection counts never raise: when the file cannot be used (logged), each worker's
+    # own count, which the caller checks first, is what holds.
+
     def connect(self, ip: str, most: int) -> bool:
         """Count a new connection from `ip`, unless the host already has `most` from it (then
         False). One statement: its implicit transaction makes the count and the insert atomic."""
-        return self.db.execute(_CONNECT, (ip, self.worker, most)).rowcount == 1
+        return self._count(_CONNECT, (ip, self.worker, most)) != 0
 
     def disconnect(self, ip: str) -> None:
         # The row stays at 0 (a client usually comes back); prune() drops the rows at 0.
-        self.db.execute("UPDATE conn SET n = n - 1 WHERE ip = ? AND worker = ?", (ip, self.worker))
+        self._count("UPDATE conn SET n = n - 1 WHERE ip = ? AND worker = ?", (ip, self.worker))
 
     def forget_worker(self, worker: int) -> None:
         """A worker died: its connections died with it (the main process calls this)."""
-        self.db.execute("DELETE FROM conn WHERE worker = ?", (worker,))
+        self._count("DELETE FROM conn WHERE worker = ?", (worker,))
+
+    def _count(self, sql: str, params: tuple[object, ...]) -> int:
+        """Rows changed by `sql`; -1 when the file cannot be used."""
+        try:
+            return int(self.db.execute(sql, params).rowcount)
+        except sqlite3.Error as exc:
+            self.warn(exc)
+            return -1
 
     def prune(self, older_than: float) -> int:
         """Forget buckets idle for longer than `older_than` seconds: they are full again."""
