@@ -10,10 +10,12 @@ STAMP   := $(VENV)/.installed-stamp
 # system mail server on port 25; opendkim-tools: an independent DKIM verifier; iproute2 and
 # openssl: test namespaces and dev certificates; clamav-daemon: the ClamAV tests start clamd
 # themselves with a one-signature database; e2fsprogs: mkfs.ext4 for the small filesystem a
-# quarantine fills up; rspamd: bench/smtp_bench.py's Postfix + rspamd case, which starts its
-# own rspamd in a loopback-only network namespace; apt may also start the packaged service on
-# localhost ports 11332-11334).
-DEBS    := swaks postfix systemd opendkim-tools iproute2 openssl clamav-daemon e2fsprogs rspamd
+# quarantine fills up; prometheus: promtool checks and unit-tests docs/monitoring's alert rules.
+# Its package enables a Prometheus server (and node exporter) on systemd hosts: sysdeps stops and
+# disables them again, nothing of it runs for the tests; rspamd: bench/smtp_bench.py's Postfix +
+# rspamd case, which starts its own rspamd in a loopback-only network namespace; apt may also
+# start the packaged service on localhost ports 11332-11334).
+DEBS    := swaks postfix systemd opendkim-tools iproute2 openssl clamav-daemon e2fsprogs prometheus rspamd
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test deps sysdeps clean
@@ -33,7 +35,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # Install the Debian packages the tests use, only when one is missing. Postfix is preseeded to
-# "No configuration": no main.cf, so no mail daemon starts or listens on port 25.
+# "No configuration": no main.cf, so no mail daemon starts or listens on port 25. Only promtool
+# of the prometheus package is used: its server is stopped and disabled where systemd runs.
 sysdeps:
 	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -41,6 +44,9 @@ sysdeps:
 	  echo "postfix postfix/main_mailer_type select No configuration" | $(SUDO) debconf-set-selections && \
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	  if [ -d /run/systemd/system ]; then \
+	    $(SUDO) systemctl disable --now prometheus.service prometheus-node-exporter.service 2>/dev/null || true; \
+	  fi; \
 	fi
 
 clean:

@@ -15,6 +15,7 @@ histograms.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -97,6 +98,52 @@ class _Uptime(Collector):
                                 value=time.time() - self.started)
 
 
+# `sendwarden links check` runs as a oneshot (a systemd timer) and leaves its result here, in the
+# state directory; the relay exports it, so that an alert can see dead privacy links.
+LINK_CHECK_FILE = "links-check.json"
+
+
+def write_link_check(state_dir: Path, checked: int, dead: int, at: float) -> Path:
+    """Record a link check's result atomically (write, fsync, rename)."""
+    path = state_dir / LINK_CHECK_FILE
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump({"checked": checked, "dead": dead, "finished": at}, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+class LinkCheckCollector(Collector):
+    """The last link check's result, read at scrape time (a collector of its own rather than
+    gauges: the values live in a file another process writes). The file is read again only when
+    it changed (one stat per scrape); a missing or unreadable one reads as no check yet."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._seen: tuple[int, int] | None = None
+        self._values = (0.0, 0.0, 0.0)
+
+    def _read(self) -> tuple[float, float, float]:
+        try:
+            st = self.path.stat()
+            if (st.st_mtime_ns, st.st_size) != self._seen:
+                data = json.loads(self.path.read_text(encoding="utf-8"))
+                self._values = (float(data["checked"]), float(data["dead"]), float(data["finished"]))
+                self._seen = (st.st_mtime_ns, st.st_size)
+        except (OSError, ValueError, TypeError, KeyError):
+            self._values, self._seen = (0.0, 0.0, 0.0), None
+        return self._values
+
+    def collect(self) -> Iterator[Metric]:
+        checked, dead, finished = self._read()
+        yield GaugeMetricFamily("sendwarden_links_checked", "Privacy links the last `links check` probed", value=checked)
+        yield GaugeMetricFamily("sendwarden_links_dead", "Privacy links the last `links check` found dead", value=dead)
+        yield GaugeMetricFamily("sendwarden_links_check_timestamp_seconds",
+                                "When the last `links check` finished (Unix time; 0: none yet)", value=finished)
+
+
 class Metrics:
     ACTIONS = ("relay", "quarantine", "reject", "refused")
 
@@ -126,6 +173,10 @@ class Metrics:
         self.upstream_up = Gauge("sendwarden_upstream_up", "1 when the last upstream probe succeeded (of every worker)", registry=r, multiprocess_mode="livemin")
         self.last_hour_gauge = Gauge("sendwarden_messages_last_hour", "Messages in the last 60 minutes, by effective action", ["action"], registry=r, multiprocess_mode="livesum")
         self.last_hour = LastHour()
+
+    def watch_link_check(self, state_dir: Path) -> None:
+        """Export the result `sendwarden links check` left in the state directory."""
+        self.registry.register(LinkCheckCollector(state_dir / LINK_CHECK_FILE))
 
     def message(self, stream: str, action: str) -> None:
         self.messages.labels(stream, action).inc()

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from proxy.audit import configure
 from proxy.commands.common import CliError, load
 from proxy.message.mime import Message
 from proxy.policy.engine import judge
@@ -50,8 +51,25 @@ def scan_result(verdict: Verdict) -> dict[str, Any]:
     }
 
 
+class _Stderr:
+    """sys.stderr as it is at each write (the command also runs in-process, under pytest's
+    capture, which replaces and closes sys.stderr)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
 def cmd_scan(args: argparse.Namespace) -> int:
-    _, policy = load(args.config, args.policy)
+    config, policy = load(args.config, args.policy)
+    # Log lines (a check that failed, a pattern that ran out of time) go to stderr, so that
+    # stdout is the result alone (`--json` is parsed by scripts).
+    configure(config.file.audit.level, "auto", stream=_Stderr())
     raw = read_input(args.file)
     stream = policy.resolve_stream(listener=args.listener or "", user=args.user, sender=args.mail_from or "")
     ctx = Context(
