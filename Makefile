@@ -12,10 +12,11 @@ STAMP   := $(VENV)/.installed-stamp
 # themselves with a one-signature database; e2fsprogs: mkfs.ext4 for the small filesystem a
 # quarantine fills up; prometheus: promtool checks and unit-tests docs/monitoring's alert rules.
 # Its package enables a Prometheus server (and node exporter) on systemd hosts: sysdeps stops and
-# disables them again, nothing of it runs for the tests; rspamd: bench/smtp_bench.py's Postfix +
-# rspamd case, which starts its own rspamd in a loopback-only network namespace; apt may also
-# start the packaged service on localhost ports 11332-11334).
-DEBS    := swaks postfix systemd opendkim-tools iproute2 openssl clamav-daemon e2fsprogs prometheus rspamd
+# disables them again, nothing of it runs for the tests; chromium: headless, the oracle for which
+# texts and links an HTML body shows, tests/message/test_browser_oracle.py; rspamd:
+# bench/smtp_bench.py's Postfix + rspamd case, which starts its own rspamd in a loopback-only
+# network namespace; apt may also start the packaged service on localhost ports 11332-11334).
+DEBS    := swaks postfix systemd opendkim-tools iproute2 openssl clamav-daemon e2fsprogs prometheus chromium rspamd
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test deps sysdeps clean

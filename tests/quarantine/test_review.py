@@ -283,6 +283,21 @@ async def test_relayed_message_is_not_held(qenv: QEnv, sink) -> None:
     assert r.out == ""
 
 
+async def test_show_marks_what_the_recipient_would_not_see(tmp_path, start_relay, sink, cli_env) -> None:
+    # the real relay holds a newsletter whose unsubscribe link a style sheet hides; the reviewer
+    # reads that link marked as hidden, with its target
+    from tests.conftest import FIXTURES
+
+    env = await make_env(tmp_path, start_relay, sink, cli_env)
+    raw = (FIXTURES / "enforcement" / "visibility" / "hide01_display_none_class.eml").read_bytes()
+    hold_id = await env.send("news@example.com", ["reader@example.org"], raw)
+    shown = await env.cli("quarantine", "show", hold_id)
+    assert shown.code == 0, shown.err
+    assert "unsubscribe.body_link_missing" in shown.out
+    assert "[hidden: Unsubscribe (https://shop.example.com/unsubscribe?u=7f3a)]" in shown.out
+    assert "Privacy policy [2]" in shown.out
+
+
 @pytest.mark.parametrize("shared", [False, True], ids=["local", "shared"])
 async def test_release_passes_the_held_client_on_with_xforward(request, tmp_path, start_relay, sink, cli_env,
                                                                 shared: bool) -> None:
