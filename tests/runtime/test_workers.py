@@ -264,7 +264,9 @@ async def test_sighup_reloads_every_worker(tmp_path, sink, cli_env) -> None:
         policy.write_text('[actions]\n"unsubscribe.*" = "quarantine"\n')
         mark = len(s.events)
         s.proc.send_signal(signal.SIGHUP)
+        deadline = asyncio.get_running_loop().time() + 60
         while _workers_of(s, "reloaded", mark) != {0, 1}:
+            assert asyncio.get_running_loop().time() < deadline, s.events[mark:][-8:]
             await asyncio.sleep(0.1)
         after = [await _send_one(s.port, PLAIN) for _ in range(20)]
         assert after == [250] * 20
