@@ -13,8 +13,10 @@ STAMP   := $(VENV)/.installed-stamp
 # quarantine fills up; prometheus: promtool checks and unit-tests docs/monitoring's alert rules.
 # Its package enables a Prometheus server (and node exporter) on systemd hosts: sysdeps stops and
 # disables them again, nothing of it runs for the tests; chromium: headless, the oracle for which
-# texts and links an HTML body shows, tests/message/test_browser_oracle.py).
-DEBS    := swaks postfix systemd opendkim-tools iproute2 openssl clamav-daemon e2fsprogs prometheus chromium
+# texts and links an HTML body shows, tests/message/test_browser_oracle.py; rspamd:
+# bench/smtp_bench.py's Postfix + rspamd case, which starts its own rspamd in a loopback-only
+# network namespace; sysdeps stops the packaged service, which apt starts on systemd hosts).
+DEBS    := swaks postfix systemd opendkim-tools iproute2 openssl clamav-daemon e2fsprogs prometheus chromium rspamd
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test deps sysdeps clean man completion
@@ -45,7 +47,8 @@ $(STAMP): pyproject.toml
 
 # Install the Debian packages the tests use, only when one is missing. Postfix is preseeded to
 # "No configuration": no main.cf, so no mail daemon starts or listens on port 25. Only promtool
-# of the prometheus package is used: its server is stopped and disabled where systemd runs.
+# of the prometheus package is used: its server is stopped and disabled where systemd runs, and
+# so is the rspamd service (the benchmark starts its own).
 sysdeps:
 	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -54,7 +57,7 @@ sysdeps:
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
 	  if [ -d /run/systemd/system ]; then \
-	    $(SUDO) systemctl disable --now prometheus.service prometheus-node-exporter.service 2>/dev/null || true; \
+	    $(SUDO) systemctl disable --now prometheus.service prometheus-node-exporter.service rspamd.service 2>/dev/null || true; \
 	  fi; \
 	fi
 

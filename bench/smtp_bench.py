@@ -7,11 +7,19 @@ policy (so every check and the relay run) and a ~2 KB message:
   (b) sendwarden   smtp-source -> sendwarden (default policy) -> smtp-sink
   (c) monitor      the same with --monitor
   (d) proxy        aiosmtpd's bundled Proxy handler, the naive relay that checks nothing
-  (e) workers2     sendwarden with `workers = 2`, unpinned (both cores; compare with Postfix as a relay)
+  (e) defaults     sendwarden with the shipped defaults (one worker per CPU), unpinned: what a
+                   user gets (compare with Postfix as a relay)
+  (e) workers2     sendwarden with `workers = 2`, unpinned (not in the default run: on a 2-CPU
+                   machine the same as defaults)
   (e') workers2bound the same with `cpu_affinity = "auto"`: each worker bound to its own core
                    (worker 0 shares core 0 with the load generator and the sink)
   (f) postfix      Postfix itself as the relay (throw-away instance, unpinned), done when the sink
                    has every message (Postfix queues first)
+  (g) postfix-milter the same Postfix with `sendwarden milter` (default policy, pinned to core 1)
+                   as its before-queue milter; CPU is the milter process's
+  (h) postfix-rspamd the same Postfix with Debian's rspamd (pinned to core 1) as its milter, local
+                   rules only (network modules off), the whole case in a network namespace that
+                   holds only loopback; CPU is rspamd's processes'. Needs the rspamd package.
 Load generator and sink are pinned to core 0 and the relay to core 1 (taskset), which steadies
 the figures on a 2-core machine. Each case runs --reps times; the median is reported. A run is
 valid only when the sink counted exactly the messages sent.
@@ -171,22 +179,115 @@ def start_relay(case: str, port: int, sink_port: int, state: Path, extra: str = 
         if case == "monitor":
             cmd.append("--monitor")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    pinning = [] if case.startswith("workers2") else pin(1)
+    unpinned = case.startswith("workers2") or case == "defaults"
+    pinning = [] if unpinned else pin(1)
     proc = subprocess.Popen([*pinning, *cmd], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     wait_port(port, proc=proc)
-    if case.startswith("workers2"):
+    if unpinned:
         time.sleep(3)  # the second worker binds the same port a moment later
     return proc
 
 
-def start_postfix(sink_port: int):  # -> tests.support.postfix.PostfixInstance
+def start_postfix(sink_port: int, milter: str = ""):  # -> tests.support.postfix.PostfixInstance
     """Postfix itself as the relay (unpinned: it is several processes), from Debian's package,
-    in a throw-away instance directory (tests/support/postfix.py), relaying to the sink."""
+    in a throw-away instance directory (tests/support/postfix.py), relaying to the sink;
+    with `milter` ("inet:127.0.0.1:PORT"), as a before-queue milter of its smtpd."""
     sys.path.insert(0, str(ROOT))
     from tests.support.postfix import PostfixInstance
 
-    return PostfixInstance(sink_port, {"default_process_limit": "200", "smtp_destination_concurrency_limit": "20",
-                                       "in_flow_delay": "0"}).start()
+    main = {"default_process_limit": "200", "smtp_destination_concurrency_limit": "20", "in_flow_delay": "0"}
+    if milter:
+        main |= {"smtpd_milters": milter, "milter_default_action": "tempfail", "milter_protocol": "6"}
+    return PostfixInstance(sink_port, main).start()
+
+
+# rspamd as Postfix's milter, local rules only: its proxy worker (the milter) hands each message
+# to one normal worker (as Debian ships it), the modules that look things up over the network are off, DNS goes to loopback,
+# and the whole case runs in a network namespace holding only loopback (run_in_netns), so
+# nothing can leave the machine whatever a module tries (e.g. fetching maps.rspamd.com).
+RSPAMD_OFF = ("rbl", "spf", "dkim", "dmarc", "arc", "asn", "dcc", "fuzzy_check", "url_redirector", "mx_check",
+              "external_services", "hfilter", "emails", "whitelist")
+
+
+RSPAMD_DB = Path("/var/tmp/sendwarden-bench-rspamd")  # rspamd's DBDIR: the hyperscan cache
+
+
+def rspamd_available() -> str | None:
+    """Why the Postfix + rspamd case cannot run here, or None."""
+    for tool in ("rspamd", "unshare", "ip"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed (Debian packages rspamd, util-linux, iproute2)"
+    if os.geteuid() != 0:
+        return "a network namespace and Postfix need root"
+    return None
+
+
+def start_rspamd(port: int, state: Path) -> subprocess.Popen:
+    """Debian's rspamd with a local configuration directory in `state`, its milter on
+    127.0.0.1:PORT, pinned to core 1; returns once its regular expressions are compiled."""
+    local = state / "rspamd"
+    for sub in ("local.d", "override.d", "run", "log"):
+        (local / sub).mkdir(parents=True, exist_ok=True)
+    # Compiling the rules for hyperscan takes minutes on a busy VM: its cache outlives the run.
+    RSPAMD_DB.mkdir(parents=True, exist_ok=True)
+    shutil.chown(RSPAMD_DB, "_rspamd", "_rspamd")
+    (local / "override.d" / "worker-proxy.inc").write_text(
+        f'bind_socket = "127.0.0.1:{port}";\nmilter = yes;\ncount = 1;\ntimeout = 120s;\n')
+    (local / "override.d" / "worker-normal.inc").write_text("count = 1;\n")  # scans for the proxy, as Debian ships it
+    for name in ("worker-controller.inc", *(f"{m}.conf" for m in RSPAMD_OFF)):
+        (local / "override.d" / name).write_text("enabled = false;\n")
+    (local / "local.d" / "options.inc").write_text('dns { nameserver = ["127.0.0.1:53"]; timeout = 0.2s; retransmits = 1; }\n')
+    # The phishing module compares link texts with their targets (local) and, as Debian ships
+    # it, asks phishtank.rspamd.com over DNS for every URL (3 queries per link here): off.
+    (local / "local.d" / "phishing.conf").write_text("phishtank_enabled = false;\n")
+    shutil.chown(local, "_rspamd", "_rspamd")
+    for path in local.rglob("*"):
+        shutil.chown(path, "_rspamd", "_rspamd")
+    log = local / "log" / "rspamd.log"
+    proc = subprocess.Popen([*pin(1), "rspamd", "-f", "-u", "_rspamd", "-g", "_rspamd", "-c", "/etc/rspamd/rspamd.conf",
+                             f"--var=LOCAL_CONFDIR={local}", f"--var=RUNDIR={local / 'run'}", f"--var=DBDIR={RSPAMD_DB}",
+                             f"--var=LOGDIR={local / 'log'}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port, timeout=300, proc=proc)
+    # The hyperscan helper compiles the rules after start (or loads them from its cache); until
+    # then rspamd scans more slowly.
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and "hyperscan database of" not in log.read_text(errors="replace"):
+        time.sleep(0.5)
+    return proc
+
+
+def run_in_netns(case: str, size: str, msgfile: Path, n: int, sessions: int, state: Path) -> Run:
+    """run_case for `case` inside a fresh network namespace (only loopback) and mount namespace
+    (/etc/resolv.conf pointing at loopback), with this script's --netns-case."""
+    done = subprocess.run(["unshare", "--mount", "--net", PY, __file__, "--netns-case", case, "--sizes", size,
+                           "--msgfile", str(msgfile), "--messages", str(n), "--sessions", str(sessions), "--state", str(state)],
+                          capture_output=True, timeout=1800, env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{case} in a network namespace failed: {done.stderr.decode(errors='replace')[-2000:]}")
+    lines = done.stdout.decode().rstrip().splitlines()
+    for line in lines[:-1]:
+        print(line)
+    return Run(**json.loads(lines[-1]))
+
+
+def enter_loopback_only() -> None:
+    """Inside `unshare --mount --net`: bring loopback up and point DNS at it."""
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    conf = Path(tempfile.mkdtemp()) / "resolv.conf"
+    conf.write_text("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
+    subprocess.run(["mount", "--bind", str(conf), "/etc/resolv.conf"], check=True)
+
+
+def start_milter(port: int, state: Path) -> subprocess.Popen:
+    """`sendwarden milter` with the default policy on 127.0.0.1:PORT, pinned to core 1."""
+    config = state / "milter.toml"
+    config.write_text(f'state_dir = "{state}"\n[metrics]\naddress = ""\n[audit]\nformat = "json"\nlevel = "warning"\n'
+                      f'[milter]\naddress = "inet:127.0.0.1:{port}"\n')
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([*pin(1), PY, "-m", "proxy.cli", "milter", "--config", str(config)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    wait_port(port, proc=proc)
+    return proc
 
 
 def postfix_available() -> bool:
@@ -196,13 +297,24 @@ def postfix_available() -> bool:
     return available() is None
 
 
+IN_NETNS = False  # set by --netns-case
+
+
 def run_case(case: str, size: str, msgfile: Path, n: int, sessions: int, state: Path) -> Run:
+    if case == "postfix-rspamd" and not IN_NETNS:
+        return run_in_netns(case, size, msgfile, n, sessions, state)
     sink_port = free_port()
     sink, sink_out = start_sink(sink_port)
     relay = postfix = None
     try:
         port = sink_port
-        if case == "postfix":
+        if case in ("postfix-milter", "postfix-rspamd"):  # CPU: the milter's processes (not Postfix's)
+            milter_port = free_port()
+            relay = start_milter(milter_port, state) if case == "postfix-milter" else start_rspamd(milter_port, state)
+            postfix = start_postfix(sink_port, f"inet:127.0.0.1:{milter_port}")
+            port = postfix.port
+            cpu0 = proc_cpu_seconds(relay.pid)
+        elif case == "postfix":
             postfix = start_postfix(sink_port)
             port = postfix.port
             master = int((postfix.queue_dir / "pid" / "master.pid").read_text().split()[0])
@@ -224,6 +336,8 @@ def run_case(case: str, size: str, msgfile: Path, n: int, sessions: int, state: 
         if relay is not None:
             cpu = (proc_cpu_seconds(relay.pid) - cpu0) * 1000 / n
             rss = peak_rss_kb(relay.pid)
+            if postfix is not None:
+                print(f"    ({case}: {busy_share(cpu, n, seconds)} of core 1 busy)", flush=True)
         elif postfix is not None:
             cpu = (proc_cpu_seconds(master) - cpu0) * 1000 / n
         time.sleep(0.3)
@@ -240,6 +354,10 @@ def run_case(case: str, size: str, msgfile: Path, n: int, sessions: int, state: 
         sink.send_signal(signal.SIGTERM)
         sink.wait(10)
         sink_out.unlink(missing_ok=True)
+
+
+def busy_share(cpu_ms_per_msg: float, n: int, seconds: float) -> str:
+    return f"{cpu_ms_per_msg * n / 1000 / seconds * 100:.0f} %"
 
 
 def stop(proc: subprocess.Popen, timeout: float = 20) -> None:
@@ -358,18 +476,33 @@ def main() -> int:
     ap.add_argument("--sessions", type=int, default=10)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--latency-seconds", type=float, default=10)
-    ap.add_argument("--cases", default="direct,sendwarden,monitor,proxy,workers2,workers2bound,postfix")
+    ap.add_argument("--cases", default="direct,sendwarden,monitor,proxy,defaults,workers2bound,postfix,postfix-milter,postfix-rspamd")
     ap.add_argument("--sizes", default="30k,2k")
     ap.add_argument("--quick", action="store_true", help="tiny counts: proves the script works, figures mean little")
     ap.add_argument("--json", action="store_true", help="also print the raw runs as JSON")
+    ap.add_argument("--netns-case", help=argparse.SUPPRESS)  # run_in_netns: one case, inside the namespace
+    ap.add_argument("--msgfile", help=argparse.SUPPRESS)
+    ap.add_argument("--state", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.netns_case:
+        global IN_NETNS
+        IN_NETNS = True
+        enter_loopback_only()
+        r = run_case(args.netns_case, args.sizes, Path(args.msgfile), args.messages, args.sessions, Path(args.state))
+        print(json.dumps(r.__dict__))
+        return 0
     if args.quick:
         args.messages, args.reps, args.latency_seconds, args.sessions = 40, 1, 1.0, 4
     check_tools()
     cases = args.cases.split(",")
-    if "postfix" in cases and not postfix_available():
-        print("bench: Postfix as a relay needs root and Debian's postfix package: case skipped")
-        cases.remove("postfix")
+    if not postfix_available():
+        for case in ("postfix", "postfix-milter", "postfix-rspamd"):
+            if case in cases:
+                print(f"bench: {case} needs root and Debian's postfix package: case skipped")
+                cases.remove(case)
+    if "postfix-rspamd" in cases and (why := rspamd_available()) is not None:
+        print(f"bench: postfix-rspamd skipped: {why}")
+        cases.remove("postfix-rspamd")
     work = Path(tempfile.mkdtemp(prefix="sendwarden-bench-"))
     files = {}
     for size in args.sizes.split(","):
@@ -403,6 +536,11 @@ def main() -> int:
             rss = f"{r.peak_rss_kb / 1024:7.1f}MB" if r.peak_rss_kb else f"{'-':>9}"
             valid = "yes" if r.counted == r.sent else f"NO (sink counted {r.counted})"
             print(f"  {case:<13} {r.rate:8.1f} {ratio} {vs_proxy} {cpu} {rss}  {valid}")
+        if "postfix-milter" in medians and "postfix-rspamd" in medians:
+            ours, theirs = medians["postfix-milter"], medians["postfix-rspamd"]
+            cpu_ratio = (f", CPU per message {ours.cpu_ms_per_msg / theirs.cpu_ms_per_msg:.2f}x"
+                         if ours.cpu_ms_per_msg and theirs.cpu_ms_per_msg else "")
+            print(f"  Postfix + sendwarden milter passes {ours.rate / theirs.rate:.2f}x what Postfix + rspamd passes{cpu_ratio}")
         if "sendwarden" in medians:
             rate = medians["sendwarden"].rate / 2
             data = path.read_text().replace("\n", "\r\n").encode()

@@ -459,10 +459,11 @@ class Dkim(_Strict):
 
 class ConfigFile(_Strict):
     hostname: str = "localhost"
-    # Processes serving the SMTP listeners together (SO_REUSEPORT), to use every core. 0: one
-    # per CPU. Rate limits and the /metrics counts are per process (the first one serves
-    # /metrics), so the default stays 1; see docs/fleet.md for sharing them.
-    workers: int = Field(default=1, ge=0, le=64)
+    # Processes serving the SMTP listeners together (SO_REUSEPORT), to use every core. 0 (the
+    # default): one per CPU this service may use (taskset, systemd's CPUAffinity=). They share
+    # rate limits and per-client connection counts (a file in state_dir) and /metrics counts
+    # them all; 1: one process, nothing shared.
+    workers: int = Field(default=0, ge=0, le=64)
     # Which CPU each worker process runs on. "none": wherever the kernel likes. "auto": worker
     # I on the I-th CPU this service may use (as nginx's worker_cpu_affinity auto), so that a
     # worker's event loop and its store threads share a core: each store call is then a

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT
 
 
@@ -18,6 +20,27 @@ def test_smtp_bench_quick_run() -> None:
     assert set(rows) == cases
     assert all(row.rstrip().endswith("yes") for row in rows.values()), rows
     assert "latency at" in out.stdout and "p99" in out.stdout
+
+
+@pytest.mark.timeout(1200)  # rspamd compiles its rules on its first start (minutes on a busy VM)
+def test_smtp_bench_milter_cases_quick_run() -> None:
+    """Postfix with `sendwarden milter`, and with rspamd (in a loopback-only network namespace)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import smtp_bench
+
+    if not smtp_bench.postfix_available():
+        pytest.skip("Postfix needs root and Debian's postfix package")
+    cases = ["postfix-milter"] + (["postfix-rspamd"] if smtp_bench.rspamd_available() is None else [])
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "smtp_bench.py"), "--quick", "--sizes", "2k",
+                          "--cases", ",".join(cases)], capture_output=True, text=True, timeout=900, check=False)
+    print(out.stdout)
+    assert out.returncode == 0, out.stdout + out.stderr
+    rows = {line.split()[0]: line for line in out.stdout.splitlines() if line.startswith("  ") and line.split()[0] in cases}
+    assert set(rows) == set(cases)
+    assert all(row.rstrip().endswith("yes") for row in rows.values()), rows
+    assert "of core 1 busy" in out.stdout
+    if "postfix-rspamd" in cases:
+        assert "Postfix + sendwarden milter passes" in out.stdout
 
 
 def test_pg_store_bench_quick_run() -> None:

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 from typing import Any
 
+import structlog
+
 from proxy.commands.common import CliError, add_config, load
+from proxy.commands.workerrun import add_worker_options, run_workers
 from proxy.config import Config
 from proxy.policy.loader import Policy
+
+log = structlog.get_logger("sendwarden.milter")
 
 
 def cmd_milter(args: argparse.Namespace) -> int:
     from proxy.audit import configure
-    from proxy.runtime.service import Service
+    from proxy.milter.server import parse_address
 
     def source() -> tuple[Config, Policy]:
         config, policy = load(args.config, monitor=args.monitor)
@@ -23,11 +27,17 @@ def cmd_milter(args: argparse.Namespace) -> int:
 
     config, policy = source()
     configure(config.file.audit.level, config.file.audit.format)
-    service = Service(config, policy, reload_source=source)
     try:
-        asyncio.run(service.run("milter"))
-    except OSError as exc:
-        raise CliError(f"cannot serve the milter: {exc.strerror or exc}") from None
+        kind, _ = parse_address(config.file.milter.address)
+    except ValueError as exc:
+        raise CliError(f"milter address: {exc}") from None
+    count = None
+    if kind == "unix" and config.file.workers != 1:
+        # Workers share a TCP port (SO_REUSEPORT); a UNIX socket has one owner.
+        log.warning("milter_single_worker", reason="workers share inet milter sockets only", address=config.file.milter.address)
+        count = 1
+    argv = ["milter"] + (["--config", args.config] if args.config else []) + (["--listen", args.listen] if args.listen else [])
+    run_workers(args, config, policy, source, argv + (["--monitor"] if args.monitor else []), front="milter", count=count)
     return 0
 
 
@@ -36,4 +46,5 @@ def register(sub: Any) -> None:
     add_config(s)
     s.add_argument("--listen", metavar="inet:HOST:PORT|unix:PATH", help="the milter socket")
     s.add_argument("--monitor", action="store_true", help="judge and log every message, but accept them all")
+    add_worker_options(s)
     s.set_defaults(func=cmd_milter)

@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import errno
 from typing import Any
 
-import structlog
-
-from proxy.commands.common import EX_CONFIG, CliError, add_config, load
+from proxy.commands.common import CliError, add_config, load
+from proxy.commands.workerrun import add_worker_options, run_workers
 from proxy.config import Config, parse_hostport
 from proxy.policy.loader import Policy
-
-log = structlog.get_logger("sendwarden.serve")
 
 
 def _overrides(args: argparse.Namespace, config: Config) -> Config:
@@ -38,7 +33,6 @@ def _overrides(args: argparse.Namespace, config: Config) -> Config:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from proxy.audit import configure
-    from proxy.runtime.service import Service
 
     def source() -> tuple[Config, Policy]:
         config, policy = load(args.config, monitor=args.monitor)
@@ -46,36 +40,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     config, policy = source()
     configure(config.file.audit.level, config.file.audit.format)
-    from proxy.runtime.workers import Workers, die_with_parent, pin, plan_cpus, worker_count
-
-    if args.worker:
-        die_with_parent()
-        cpus = [args.cpu]  # the main process chose it
-        count = 1
-    else:
-        count = worker_count(config.file.workers)
-        try:
-            cpus = plan_cpus(config.file.cpu_affinity, count)
-        except ValueError as exc:
-            raise CliError(f"{config.source}: cpu_affinity: {exc}", EX_CONFIG) from None
-    try:
-        pin(cpus[0])  # before the service starts its threads: they inherit the CPU
-    except OSError as exc:
-        hint = ""
-        if exc.errno == errno.EPERM:  # a seccomp filter: the shipped systemd unit denies @resources
-            hint = " (under systemd's SystemCallFilter, allow it with SystemCallFilter=sched_setaffinity)"
-        raise CliError(f"cpu_affinity: cannot run on CPU {cpus[0]}: {exc.strerror or exc}{hint}") from None
-    if cpus[0] is not None:
-        log.info("cpu_affinity", worker=args.worker, cpu=cpus[0])
-    service = Service(config, policy, reload_source=source, worker=args.worker)
-    workers = None
-    if count > 1:
-        workers = Workers(_child_argv(args), count, cpus)
-        service.reuse_port = True
-    try:
-        asyncio.run(service.run(workers=workers))
-    except OSError as exc:  # typically: the address is in use
-        raise CliError(f"cannot serve: {exc.strerror or exc}") from None
+    run_workers(args, config, policy, source, _child_argv(args))
     return 0
 
 
@@ -98,6 +63,5 @@ def register(sub: Any) -> None:
     s.add_argument("--upstream", metavar="URL", help="smtp://HOST:PORT or maildir:PATH")
     s.add_argument("--metrics", metavar="HOST:PORT", help="address of /metrics and /healthz ('' turns them off)")
     s.add_argument("--monitor", action="store_true", help="judge and log every message, but relay them all")
-    s.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)  # set by the main process
-    s.add_argument("--cpu", type=int, default=None, help=argparse.SUPPRESS)  # likewise (cpu_affinity)
+    add_worker_options(s)
     s.set_defaults(func=cmd_serve)

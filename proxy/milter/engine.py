@@ -69,6 +69,9 @@ class MilterRelay(Protocol):
 class PolicyMilter(MilterApplication):
     """One per MTA connection."""
 
+    # It answers only at RCPT and at end of message: the MTA need not wait at these stages.
+    NEVER_REFUSES = frozenset({"connect", "helo", "mail"})
+
     def __init__(self, service: MilterRelay, listener: str = "milter") -> None:
         self.service = service
         self.listener = listener

@@ -2,7 +2,8 @@
 
 We ask the MTA only for the events the policy engine needs (connect, MAIL, RCPT, the headers and
 body, end of message; HELO only on request), and tell it not to wait for replies to header, end
-of headers and body packets, which saves a round trip per header. We ask for header values with
+of headers and body packets, which saves a round trip per header, nor at the stages the
+application never refuses (`no_reply`: the policy engine answers only at RCPT and at the end). We ask for header values with
 their leading space (SMFIP_HDR_LEADSPC), so the message can be reassembled byte for byte, and
 for the macros that identify the sender. Everything is intersected with what the MTA offers; a
 flag it does not offer just means it sends that event anyway and we answer CONTINUE.
@@ -38,6 +39,7 @@ DEFAULT_MACROS: Mapping[MacroStage, tuple[str, ...]] = MappingProxyType({
 })
 
 ON_ERROR = ("tempfail", "quarantine", "accept")
+_NO_REPLY_FLAGS = {"connect": ProtocolFlag.NR_CONN, "helo": ProtocolFlag.NR_HELO, "mail": ProtocolFlag.NR_MAIL}
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,10 @@ class MilterOptions:
     max_recipients: int = 10_000
     on_error: str = "tempfail"
     want_helo: bool = False
+    # Stages ("connect", "helo", "mail") at which the application never refuses: the MTA is
+    # told not to wait for a reply there (SMFIP_NR_*), and sends them on with the next stage,
+    # one round trip fewer each (a refusal there anyway is settled at end of message).
+    no_reply: frozenset[str] = frozenset()
     macros: Mapping[MacroStage, tuple[str, ...]] = field(default_factory=lambda: DEFAULT_MACROS)
     unix_socket_mode: int = 0o660
 
@@ -73,6 +79,8 @@ class MilterOptions:
             raise ValueError(f"max_packet_size must be at least {MILTER_CHUNK_SIZE + 1}")
         if self.max_message_size < 1024 or self.max_connections < 1 or self.max_recipients < 1:
             raise ValueError("max_message_size must be at least 1024, max_connections and max_recipients at least 1")
+        if not self.no_reply <= set(_NO_REPLY_FLAGS):
+            raise ValueError(f"no_reply names stages among {', '.join(_NO_REPLY_FLAGS)}, not {sorted(self.no_reply)}")
         for stage, names in self.macros.items():
             if any(not name or " " in name or "\0" in name for name in names):
                 raise ValueError(f"bad macro name in the {MacroStage(stage).name} list: {names!r}")
@@ -111,6 +119,8 @@ def negotiate(offer: OptNeg, options: MilterOptions) -> tuple[Negotiated, dict[M
                        | ProtocolFlag.NR_BODY | ProtocolFlag.HDR_LEADSPC | ProtocolFlag.SKIP)
     if not options.want_helo:
         wanted_protocol |= ProtocolFlag.NOHELO
+    for stage in options.no_reply:
+        wanted_protocol |= _NO_REPLY_FLAGS[stage]
     agreed = Negotiated(version, wanted_actions & offer.actions, wanted_protocol & offer.protocol)
     macros = dict(options.macros) if ActionFlag.SETSYMLIST in agreed.actions else {}
     return agreed, macros

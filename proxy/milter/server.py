@@ -81,8 +81,9 @@ class MilterServer:
                     out.append(f"inet:{name[0]}:{name[1]}")
         return out
 
-    async def listen(self, address: str) -> str:
-        """Start listening on `address`; returns it as bound."""
+    async def listen(self, address: str, reuse_port: bool = False) -> str:
+        """Start listening on `address`; returns it as bound. `reuse_port`: worker processes
+        share an inet address (SO_REUSEPORT)."""
         kind, where = parse_address(address)
         if kind == "unix":
             assert isinstance(where, str)
@@ -92,7 +93,7 @@ class MilterServer:
             self.unix_paths.append(where)
         else:
             assert isinstance(where, tuple)
-            server = await asyncio.start_server(self._serve, where[0], where[1])
+            server = await asyncio.start_server(self._serve, where[0], where[1], reuse_port=reuse_port or None)
         self.servers.append(server)
         bound = self.addresses[-1]
         log.info("milter_listening", address=bound)

@@ -7,12 +7,20 @@ the MTA waits for body replies, refused with SMFIR_SKIP) and end of message is a
 "552 5.3.4" without asking the application, so an over-long message is never accepted unjudged.
 
 A protocol error closes the connection: the MTA then applies its milter_default_action.
+
+Over TCP, every read is followed by TCP_QUICKACK: Postfix writes a stage's macros and its
+command (or the DATA macros, then the headers) in separate writes without TCP_NODELAY, so
+Nagle holds the second write back until the first is acknowledged, and our kernel, seeing a
+request/response connection, delays that ACK by up to 40 ms (we owe no reply to a macro
+packet). Measured with Postfix 3.7: a 43 ms stall before the headers of every message, which
+left the milter idle most of the time (111 msg/s with the core 72 % busy, issue 19).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import Callable
 from types import MappingProxyType
 from typing import Any
@@ -49,6 +57,20 @@ class AppFailed(Exception):
         self.reply = reply
 
 
+def _tcp_socket(writer: asyncio.StreamWriter) -> Any:
+    """The connection's socket when it is TCP and the platform has TCP_QUICKACK (Linux)."""
+    sock = writer.get_extra_info("socket")
+    if sock is None or not hasattr(socket, "TCP_QUICKACK") or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return None
+    return sock
+
+
+def _ack_now(sock: Any) -> None:
+    """Acknowledge what was read at once instead of after the delayed-ACK timer (see above)."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+
+
 def _overrides(app: MilterApplication, name: str) -> bool:
     return getattr(type(app), name) is not getattr(MilterApplication, name)
 
@@ -73,6 +95,7 @@ class MilterSession:
         self.txn_macros: dict[str, str] = {}
         self.txn: MessageAssembly | None = None
         self.out = bytearray()
+        self.quickack = _tcp_socket(writer)
 
     async def run(self) -> None:
         try:
@@ -97,6 +120,8 @@ class MilterSession:
         except TimeoutError:
             log.info("milter_idle_timeout", peer=self.peer, seconds=self.options.idle_timeout)
             return False
+        if self.quickack is not None:
+            _ack_now(self.quickack)
         if not data:
             if self.decoder.pending:
                 log.warning("milter_truncated_packet", peer=self.peer, pending=self.decoder.pending)
@@ -123,7 +148,7 @@ class MilterSession:
             case Connect():
                 await self._connect(cmd, agreed)
             case Helo():
-                packet = await self._step("helo", cmd.name, self._macros())
+                packet = await self._step("helo", agreed, ProtocolFlag.NR_HELO, cmd.name, self._macros())
                 self._answer(agreed, ProtocolFlag.NR_HELO, packet)
             case Mail():
                 await self._mail(cmd, agreed)
@@ -205,18 +230,25 @@ class MilterSession:
             log.error("milter_app_failed", peer=self.peer, stage=stage, error=repr(exc), exc_info=exc)
             raise AppFailed(stage, Replies.internal_error()) from None
 
-    async def _step(self, stage: str, *args: Any) -> bytes:
+    async def _step(self, stage: str, agreed: Negotiated, no_reply: ProtocolFlag, *args: Any) -> bytes:
         """An answering stage (connect, helo, MAIL, RCPT): CONTINUE or the application's refusal;
-        a failure follows on_error (tempfail now, or remember it for end of message)."""
+        a failure follows on_error (tempfail now, or remember it for end of message). Where the
+        MTA waits for no reply (`no_reply` agreed: the application said it never refuses
+        there), a failure or refusal is remembered and settled at end of message."""
         try:
             result = await self._call(stage, self.options.command_timeout, *args)
             try:
-                return replies.step_reply(result)
+                packet = replies.step_reply(result)
             except (ValueError, AttributeError) as exc:
                 log.error("milter_bad_reply", peer=self.peer, stage=stage, reply=repr(result), error=str(exc))
                 raise AppFailed(stage, Replies.internal_error()) from None
+            if packet is not replies.CONTINUE and not agreed.replies_to(no_reply):
+                log.error("milter_refusal_unsent", peer=self.peer, stage=stage, reply=str(result),
+                          reason="the MTA waits for no reply here (MilterOptions.no_reply)")
+                raise AppFailed(stage, result)
+            return packet
         except AppFailed as failed:
-            if self.options.on_error == "tempfail":
+            if self.options.on_error == "tempfail" and agreed.replies_to(no_reply):
                 return replies.replycode(failed.reply)
             if self.txn is not None:
                 self.txn.failure = self.txn.failure or (stage, failed.reply)
@@ -240,14 +272,15 @@ class MilterSession:
         if self.connected:
             raise ProtocolError("second SMFIC_CONNECT without SMFIC_QUIT_NC")
         self.connected = True
-        packet = await self._step("connect", cmd.hostname, cmd.family, cmd.port, cmd.address, self._macros())
+        packet = await self._step("connect", agreed, ProtocolFlag.NR_CONN, cmd.hostname, cmd.family, cmd.port,
+                                  cmd.address, self._macros())
         self._answer(agreed, ProtocolFlag.NR_CONN, packet)
 
     async def _mail(self, cmd: Mail, agreed: Negotiated) -> None:
         if self.txn is not None:  # MAIL without ABORT after the previous one: end it here
             await self._abort(keep_macros=True)
         self.txn = MessageAssembly(cmd.address, cmd.args, self.options.max_message_size)
-        packet = await self._step("mail_from", cmd.address, cmd.args, self._macros())
+        packet = await self._step("mail_from", agreed, ProtocolFlag.NR_MAIL, cmd.address, cmd.args, self._macros())
         self._answer(agreed, ProtocolFlag.NR_MAIL, packet)
 
     async def _rcpt(self, cmd: Rcpt, agreed: Negotiated) -> None:
@@ -255,7 +288,7 @@ class MilterSession:
         if len(txn.recipients) >= self.options.max_recipients:
             self._answer(agreed, ProtocolFlag.NR_RCPT, replies.replycode(TOO_MANY_RECIPIENTS))
             return
-        packet = await self._step("rcpt", cmd.address, cmd.args, self._macros())
+        packet = await self._step("rcpt", agreed, ProtocolFlag.NR_RCPT, cmd.address, cmd.args, self._macros())
         if packet is replies.CONTINUE:
             txn.recipients.append(cmd.address)
         self._answer(agreed, ProtocolFlag.NR_RCPT, packet)

@@ -1,7 +1,9 @@
 """The operations endpoint: /metrics for Prometheus and /healthz for load balancers, on its own
-address, separate from mail traffic. /healthz answers 200 only while the upstream answered its
-last probe and the stores are open, so a balancer stops sending mail to a relay that could only
-answer 451."""
+address, separate from mail traffic, served once per host (by the main process; with workers,
+/metrics sums every worker's, proxy/metrics.py). /healthz answers 200 only while the upstream
+answered its last probe and the stores are open, so a balancer stops sending mail to a relay
+that could only answer 451; it also says how many worker processes run (a dead one is being
+restarted while the others take its connections, so it does not fail the check)."""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ log = structlog.get_logger("sendwarden.ops")
 
 
 def health(service: "Service") -> tuple[bool, dict[str, object]]:
-    checks = {
+    checks: dict[str, object] = {
         "upstream": service.upstream_up,
         "quarantine": service.quarantine.is_open,
         "accepting": not service.closing,
@@ -40,7 +42,11 @@ def make_app(service: "Service") -> web.Application:
 
     async def healthz(request: web.Request) -> web.Response:
         ok, checks = health(service)
-        return web.Response(status=200 if ok else 503, text=json.dumps({"ok": ok, **checks}), content_type="application/json")
+        body: dict[str, object] = {"ok": ok, **checks}
+        workers = service.worker_processes
+        if workers is not None:
+            body["workers"] = {"running": workers.running(), "configured": workers.count}
+        return web.Response(status=200 if ok else 503, text=json.dumps(body), content_type="application/json")
 
     app = web.Application(client_max_size=1024)
     app.router.add_get("/metrics", metrics)

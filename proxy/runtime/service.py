@@ -14,6 +14,7 @@ import gc
 import ipaddress
 import resource
 import signal
+import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -26,12 +27,14 @@ from proxy.config import Config, ConfigError, parse_hostport
 from proxy.outbound.dkim import Signer, sign_off_loop
 from proxy.dns import Resolver
 from proxy.facts.sources import FactSources
-from proxy.metrics import Metrics
+from proxy.metrics import Metrics, worker_gone
 from proxy.quarantine.notify import Notifier
 from proxy.policy.loader import Policy
 from proxy.quarantine.files import LOST_AND_FOUND
 from proxy.quarantine.files import for_config as quarantine_for_config
 from proxy.smtp.ratelimit import Limit, RateLimiter
+from proxy.smtp.ratelimit_host import HostRateLimiter, HostShare
+from proxy.smtp.ratelimit_host import reset as reset_host_share
 from proxy.outbound.upstream import Upstream, upstream_budget, upstream_for
 from proxy.runtime.sdnotify import Notifier as SystemdNotifier
 from proxy.smtp.handler import RelayHandler, client_ip
@@ -53,6 +56,8 @@ PRUNE_EVERY = 6 * 3600
 # Descriptors besides the client connections and their upstream connections: listeners, the
 # quarantine index and its journal, the store, the log, the event loop's own, a hold in flight.
 SPARE_FILES = 64
+LAST_HOUR_REFRESH = 15.0  # seconds: how late a worker's last-hour counts may forget a minute
+HOST_SHARE_FILE = "workers.sqlite3"  # in the state dir: what the workers of this host share
 
 
 def open_files_limit(wanted: int) -> int:
@@ -154,13 +159,25 @@ def _upstream_key(config: Config) -> tuple[Any, ...]:
 
 class Service:
     def __init__(self, config: Config, policy: Policy, upstream: Upstream | None = None,
-                 reload_source: Callable[[], tuple[Config, Policy]] | None = None, worker: int = 0) -> None:
+                 reload_source: Callable[[], tuple[Config, Policy]] | None = None, worker: int = 0,
+                 workers: int = 1) -> None:
+        # With `workers` > 1, that many processes share the listening ports (SO_REUSEPORT), and
+        # their rate limits and per-client connection counts (the host share); worker 0 is the
+        # main process and alone serves /metrics, the unsubscribe endpoint and sd_notify.
+        self.worker = worker
+        self.reuse_port = workers > 1
+        self.host_share: HostShare | None = None
+        if workers > 1:
+            path = config.state_dir / HOST_SHARE_FILE
+            try:
+                if worker == 0:  # before any worker child opens it
+                    reset_host_share(path)
+                self.host_share = HostShare(path, worker)
+            except (OSError, sqlite3.Error) as exc:
+                raise ConfigError(f"{config.source}: state_dir: cannot share rate limits between workers in {path}: {exc}") from None
         self._install(build_parts(config, policy, upstream))
         self.reload_source = reload_source
-        # With `workers = N`, N processes share the listening ports (SO_REUSEPORT); worker 0 is
-        # the main process and alone serves /metrics, the unsubscribe endpoint and sd_notify.
-        self.worker = worker
-        self.reuse_port = config.file.workers > 1
+        self.worker_processes: Any = None  # the main process's Workers, for /healthz
         self.quarantine = quarantine_for_config(config)
         self._recipient_state(config)
         self._share_rate_limits()
@@ -220,6 +237,8 @@ class Service:
         if getattr(self, "store", None) is not None:
             self._share_rate_limits()
         self.connection_rate = parts.connection_rate
+        if self.host_share is not None and self.connection_rate.limits:
+            self.connection_rate = HostRateLimiter(self.connection_rate.limits, self.host_share)
         self.signer = parts.signer
         # The one resolver of the process; a reload keeps it (and its cache) unless [dns] changed.
         if getattr(self, "resolver", None) is None or parts.config.file.dns != self._dns:
@@ -243,14 +262,17 @@ class Service:
         )
 
     def _share_rate_limits(self) -> None:
-        """With the store in PostgreSQL, the fleet shares its rate-limit buckets there too
-        (connection-rate limits stay per node: they protect this node)."""
+        """With the store in PostgreSQL, the fleet shares its rate-limit buckets there too;
+        otherwise the workers of this host share theirs (connection-rate limits stay per
+        host: they protect this host)."""
         from proxy.store.pg import PgStore
 
         if isinstance(self.store, PgStore) and self.rate.limits:
             from proxy.smtp.ratelimit_pg import SharedRateLimiter
 
             self.rate = SharedRateLimiter(self.rate.limits, self.store.pool)
+        elif self.host_share is not None and self.rate.limits:
+            self.rate = HostRateLimiter(self.rate.limits, self.host_share)
 
     # -- connections ------------------------------------------------------------------------------
 
@@ -267,6 +289,8 @@ class Service:
             log.warning("connection_rate_exceeded", client=ip)
             self.metrics.rate_limited.labels("connections").inc()
             return False
+        if not self._host_admits(ip, limits.max_connections_per_client):
+            return False
         self.sessions.add(server)
         self.per_client[ip] += 1
         server.client_key = ip  # type: ignore[attr-defined]
@@ -281,6 +305,23 @@ class Service:
             if self.per_client[ip] <= 0:
                 del self.per_client[ip]
             self.metrics.connections.set(len(self.sessions))
+            if self.host_share is not None:
+                self.host_share.disconnect(ip)
+
+    def _host_admits(self, ip: str, most: int) -> bool:
+        """With workers: count the connection on the host (this worker's own count, checked
+        above, is part of it)."""
+        if self.host_share is None or self.host_share.connect(ip, most):
+            return True
+        log.warning("connection_refused", client=ip, sessions=len(self.sessions), from_client=self.per_client[ip], on_host=most)
+        return False
+
+    def worker_died(self, index: int, pid: int) -> None:
+        """The main process's word that worker `index` (process `pid`) died: its connections
+        and live metrics went with it."""
+        worker_gone(pid)
+        if self.host_share is not None:
+            self.host_share.forget_worker(index)
 
     def rekey(self, server: RelaySMTP, real_ip: str) -> bool:
         """A PROXY header named the real client: count the connection against it instead."""
@@ -315,8 +356,9 @@ class Service:
         return await sign_off_loop(self.signer, data)
 
     def summary(self) -> str:
-        totals = self.metrics.last_hour.totals()
-        return (f"{len(self.sessions)} sessions; last hour: {totals.get('relay', 0)} relayed, "
+        """systemd's STATUS= line: this host's sessions and last hour (every worker's)."""
+        sessions, totals = self.metrics.host_counts(len(self.sessions))
+        return (f"{sessions} sessions; last hour: {totals.get('relay', 0)} relayed, "
                 f"{totals.get('quarantine', 0)} held, {totals.get('reject', 0)} rejected; "
                 f"upstream {'up' if self.upstream_up else 'DOWN'}")
 
@@ -404,6 +446,8 @@ class Service:
         await self.probe_upstream()
         self._tasks.append(loop.create_task(self._probe_loop()))
         self._tasks.append(loop.create_task(self._prune_loop()))
+        if self.metrics.shared:
+            self._tasks.append(loop.create_task(self._last_hour_loop()))
         warmed = warm_up(self.policy)  # the first client's message does not pay for first use
         log.info("ready", upstream=repr(self.upstream), policy=self.policy.source, monitor=self.policy.monitor,
                  worker=self.worker, warm_up_ms=round(warmed * 1000, 1))
@@ -419,9 +463,10 @@ class Service:
         m = self.config.file.milter
         options = MilterOptions(command_timeout=m.command_timeout, message_timeout=m.message_timeout,
                                 on_error=m.on_error, max_message_size=self.config.file.limits.max_message_size,
-                                max_recipients=self.config.file.limits.max_recipients)
+                                max_recipients=self.config.file.limits.max_recipients,
+                                no_reply=PolicyMilter.NEVER_REFUSES)
         self.milter = MilterServer(lambda: PolicyMilter(self), options)
-        self.milter_address = await self.milter.listen(m.address)
+        self.milter_address = await self.milter.listen(m.address, reuse_port=self.reuse_port)
         log.info("milter_listening", address=self.milter_address)
 
     async def probe_upstream(self) -> None:
@@ -446,9 +491,19 @@ class Service:
             try:
                 gone = await self.store.prune(time.time(), SENDS_KEPT)
                 buckets = await self.rate.prune() if hasattr(self.rate, "prune") else 0
+                if self.host_share is not None:
+                    longest = max((x.window for x in (*self.rate.limits, *self.connection_rate.limits)), default=60.0)
+                    buckets += self.host_share.prune(longest)
                 log.info("store_pruned", sends=gone, rate_buckets=buckets)
-            except StoreError as exc:
+            except (StoreError, sqlite3.Error) as exc:
                 log.warning("store_prune_failed", error=str(exc))
+
+    async def _last_hour_loop(self) -> None:
+        """With workers, each keeps its last-hour gauge current for the main process's
+        /metrics, which cannot refresh another process's at the scrape."""
+        while True:
+            await asyncio.sleep(LAST_HOUR_REFRESH)
+            self.metrics.refresh_last_hour()
 
     async def reload(self) -> bool:
         """Re-read config and policy; swap them in only if everything loads. Returns success."""
@@ -524,6 +579,8 @@ class Service:
         self.quarantine.close()
         await self.pending_writes.close()
         await self.store.close()
+        if self.host_share is not None:
+            self.host_share.close()
         self.systemd.close()
         log.info("stopped", last_hour=dict(self.metrics.last_hour.totals()))
         self._stopped.set()
@@ -541,6 +598,7 @@ class Service:
             self._tasks.append(loop.create_task(self.reload()))
 
         loop.add_signal_handler(signal.SIGHUP, reload)
+        self.worker_processes = workers
         await self.start(front)
         freeze_heap()
         if workers is not None:

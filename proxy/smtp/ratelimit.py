@@ -1,5 +1,5 @@
-"""Token-bucket rate limits, in process (one node; the fleet variant keeps its buckets in the
-shared store).
+"""Token-bucket rate limits, in process (one worker; the workers of one host share theirs in
+proxy/smtp/ratelimit_host.py, a fleet in PostgreSQL, proxy/smtp/ratelimit_pg.py).
 
 A limit names what it counts per (`client_ip`, `auth_user`, `sender_domain`,
 `recipient_domain`), how many messages and/or recipients per window, and which traffic classes
@@ -30,6 +30,10 @@ class Limit:
 
     def applies(self, traffic_class: str) -> bool:
         return not self.classes or traffic_class in self.classes
+
+
+# A "take" is one bucket a message or recipient draws from: (limit, kind, capacity, class, key).
+Take = tuple[Limit, str, int, str, str]
 
 
 class Bucket:
@@ -68,14 +72,12 @@ class RateLimiter:
         for k in [k for k, b in self._buckets.items() if now - b.stamp > longest]:
             del self._buckets[k]
 
-    # A "take" is one bucket a message or recipient draws from: (limit, kind, capacity, class, key).
-
-    def message_takes(self, traffic_class: str, keys: dict[str, str]) -> list[tuple[Limit, str, int, str, str]]:
+    def message_takes(self, traffic_class: str, keys: dict[str, str]) -> list[Take]:
         return [(limit, "msg", limit.messages, traffic_class, keys[limit.per]) for limit in self.limits
                 if limit.messages and limit.per != "recipient_domain" and limit.applies(traffic_class) and keys.get(limit.per)]
 
     def recipient_takes(self, traffic_class: str, keys: dict[str, str], domain: str,
-                        new_domain: bool) -> list[tuple[Limit, str, int, str, str]]:
+                        new_domain: bool) -> list[Take]:
         takes = []
         for limit in self.limits:
             if not limit.applies(traffic_class):
@@ -91,7 +93,7 @@ class RateLimiter:
                 takes.append((limit, "rcpt", limit.recipients, traffic_class, keys[limit.per]))
         return takes
 
-    def _first_refused(self, takes: list[tuple[Limit, str, int, str, str]]) -> Limit | None:
+    def _first_refused(self, takes: list[Take]) -> Limit | None:
         """Draw from each bucket in order; stop at (and return the limit of) the first empty one."""
         for limit, kind, capacity, traffic_class, key in takes:
             if not self._take(limit, kind, capacity, traffic_class, key):

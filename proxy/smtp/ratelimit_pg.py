@@ -16,7 +16,7 @@ from typing import Iterable
 
 import structlog
 
-from proxy.smtp.ratelimit import Limit, RateLimiter
+from proxy.smtp.ratelimit import Limit, RateLimiter, Take
 from proxy.store.base import StoreError
 from proxy.store.pgconn import PgPool
 
@@ -41,7 +41,7 @@ class SharedRateLimiter(RateLimiter):
         self.pool = pool
         self._warned = 0.0
 
-    async def _shared(self, takes: list[tuple[Limit, str, int, str, str]]) -> Limit | None:
+    async def _shared(self, takes: list[Take]) -> Limit | None:
         if not takes:
             return None
         try:

@@ -376,3 +376,41 @@ async def test_replies_before_a_pipelined_quit_are_still_sent(milter) -> None:
     await p.send(POSTFIX_OPTNEG + CONNECT + packet(b"Q"))
     assert [(await p.reply())[0] for _ in range(2)] == [b"O", b"c"]
     assert await p.closed()
+
+
+async def test_no_reply_stages_are_not_answered_and_the_mta_is_told_so(milter) -> None:
+    peer, rec = await milter(MilterOptions(no_reply=frozenset({"connect", "mail"})))
+    p = await peer()
+    await p.send(POSTFIX_OPTNEG)
+    _, data = await p.reply()
+    _, _, protocol = struct.unpack(">III", data[:12])
+    assert protocol & 0x1000 and protocol & 0x4000  # SMFIP_NR_CONN, SMFIP_NR_MAIL
+    assert not protocol & 0x8000  # RCPT is still answered
+    await p.send(CONNECT + MAIL + RCPT + message())
+    replies = [await p.reply() for _ in range(4)]
+    assert [cmd for cmd, _ in replies] == [b"c", b"h", b"i", b"a"]  # RCPT, then end of message
+    assert rec.transactions[0].sender == "news@shop.example.com"
+
+
+async def test_a_failure_where_no_reply_is_sent_is_settled_at_end_of_message(milter) -> None:
+    class BrokenMail(MilterApplication):
+        called = False
+
+        async def mail_from(self, sender: str, args: tuple[str, ...], macros: Any) -> None:
+            raise KeyError(sender)
+
+        async def end_of_message(self, transaction: Transaction) -> Decision:
+            BrokenMail.called = True
+            return Decision.accept()
+
+    peer, _ = await milter(MilterOptions(no_reply=frozenset({"connect", "mail"})), factory=BrokenMail)
+    p = await peer()
+    await p.send(POSTFIX_OPTNEG + CONNECT + MAIL + RCPT + message())
+    assert [(await p.reply())[0] for _ in range(2)] == [b"O", b"c"]  # OPTNEG, RCPT
+    assert await p.reply() == (b"y", b"451 4.3.0 Internal error, the message was not accepted; try again later\0")
+    assert not BrokenMail.called
+
+
+def test_no_reply_names_only_stages_that_can_go_unanswered() -> None:
+    with pytest.raises(ValueError, match="no_reply"):
+        MilterOptions(no_reply=frozenset({"rcpt"}))

@@ -43,6 +43,7 @@ class ServeProcess:
         self.starts = 0
         data: dict[str, Any] = {
             "hostname": "relay.test",
+            "workers": 1,  # these tests watch one process (and kill it)
             "state_dir": str(tmp_path / "var"),
             "listeners": [{"name": "default", "address": f"127.0.0.1:{self.port}"}],
             "upstream": {"url": upstream, "pool_size": 4},

@@ -38,7 +38,7 @@ def write_config(base: Path, name: str, store: str, upstream: str, policy: Path,
         key.chmod(0o600)
     config = base / f"{name}.toml"
     config.write_text(
-        f'state_dir = "{base / name}"\nstore = "{store}"\npolicy = "{policy}"\n'
+        f'state_dir = "{base / name}"\nworkers = 1\nstore = "{store}"\npolicy = "{policy}"\n'
         f'[upstream]\nurl = "{upstream}"\n[timeouts]\nshutdown = 10\n'
         f'[unsubscribe]\nlisten = "127.0.0.1:{web_port}"\nbase_url = "https://unsub.test"\n'
         f'mailto_domain = "unsub.test"\nkey_file = "{key}"\n'
