@@ -246,6 +246,11 @@ async def test_a_killed_worker_is_restarted_and_its_counts_kept(tmp_path, sink, 
         for _ in range(20):
             assert await _send_one(s.port) == 250
         assert len(sink.received) == 40
+        # The audit lines reach us through the log pipe, possibly after the replies: wait for them.
+        for _ in range(100):
+            if len([e for e in s.events[mark:] if e.get("event") == "message"]) >= 20:
+                break
+            await asyncio.sleep(0.1)
         assert 1 in _workers_of(s, "message", mark), "the restarted worker took no mail"
         m = _samples((await scrape(ops))[1])
         # The dead worker's counts are still counted; its live gauge is not.
