@@ -43,6 +43,7 @@ from proxy.unsubscribe.headers import Endpoints
 from proxy.unsubscribe.intake import Intake
 from proxy.unsubscribe.token import TokenKeys
 from proxy.unsubscribe.web import UnsubscribeEndpoint
+from proxy.runtime.listeners import HTTP_MAX_CONNECTIONS, HttpListener, install_accept_error_log
 from proxy.runtime.warmup import warm_up
 
 log = structlog.get_logger("sendwarden.service")
@@ -201,6 +202,7 @@ class Service:
             complaints_dir=config.complaints_dir, timeout=f.timeouts.policy,
         )
         self.unsubscribe_web: UnsubscribeEndpoint | None = None
+        self._unsubscribe_http: HttpListener | None = None
         if u.listen and self.unsubscribe_keys is not None:
             self.unsubscribe_web = UnsubscribeEndpoint(self.store, self.unsubscribe_keys, self.masker, f.timeouts.policy, u.max_body)
 
@@ -334,16 +336,19 @@ class Service:
         (clients hang without a greeting, the log floods): so raise the limit, and where it
         cannot go high enough, cap the connections, so that the 421 answers instead."""
         configured = self.config.file.limits.max_connections
-        limit = open_files_limit(2 * configured + SPARE_FILES)
-        self.connection_cap = max(1, (limit - SPARE_FILES) // 2)
+        # The HTTP endpoints' connections (each capped, proxy/runtime/listeners.py) come first.
+        spare = SPARE_FILES + 2 * HTTP_MAX_CONNECTIONS
+        limit = open_files_limit(2 * configured + spare)
+        self.connection_cap = max(1, (limit - spare) // 2)
         if self.connection_cap < configured:
             log.warning("connection_limit_lowered", configured=configured, effective=self.connection_cap,
-                        open_files_limit=limit, remedy=f"raise the open-files limit to {2 * configured + SPARE_FILES}")
+                        open_files_limit=limit, remedy=f"raise the open-files limit to {2 * configured + spare}")
 
     async def start(self, front: str = "smtp") -> None:
         """Open the stores and start serving: SMTP listeners (`front="smtp"`), or the milter
         socket for an MTA (`front="milter"`); the ops and unsubscribe endpoints either way."""
         self._fit_connection_limit()
+        install_accept_error_log(asyncio.get_running_loop())
         try:
             await self.store.open()
             await self.store.prune(time.time(), SENDS_KEPT)
@@ -381,7 +386,11 @@ class Service:
             self._ops = OpsServer(self, *parse_hostport(metrics.address))
             self.ops_address = await self._ops.start()
         if self.unsubscribe_web is not None and self.worker == 0:
-            await self.unsubscribe_web.start(*parse_hostport(self.config.file.unsubscribe.listen))
+            host, port = parse_hostport(self.config.file.unsubscribe.listen)
+            self._unsubscribe_http = HttpListener(self.unsubscribe_web.app(), "unsubscribe")
+            _, self.unsubscribe_web.port = await self._unsubscribe_http.start(host, port)
+            log.info("unsubscribe_endpoint_listening", address=f"{host}:{self.unsubscribe_web.port}",
+                     max_connections=self._unsubscribe_http.max_connections)
         await self.probe_upstream()
         self._tasks.append(loop.create_task(self._probe_loop()))
         self._tasks.append(loop.create_task(self._prune_loop()))
@@ -478,8 +487,9 @@ class Service:
             server.close()
         if self.milter is not None:
             await self.milter.stop(self.config.file.timeouts.shutdown)
-        if self.unsubscribe_web is not None and self.worker == 0:
-            await self.unsubscribe_web.stop()
+        if self._unsubscribe_http is not None:
+            await self._unsubscribe_http.stop()
+            self._unsubscribe_http = None
         for session in list(self.sessions):
             if session.in_transaction:
                 session.closing = True
