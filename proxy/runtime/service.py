@@ -43,6 +43,7 @@ from proxy.unsubscribe.headers import Endpoints
 from proxy.unsubscribe.intake import Intake
 from proxy.unsubscribe.token import TokenKeys
 from proxy.unsubscribe.web import UnsubscribeEndpoint
+from proxy.smtp.authguard import AuthGuard
 from proxy.runtime.listeners import HTTP_MAX_CONNECTIONS, HttpListener, install_accept_error_log
 from proxy.runtime.warmup import warm_up
 
@@ -203,6 +204,7 @@ class Service:
         )
         self.unsubscribe_web: UnsubscribeEndpoint | None = None
         self._unsubscribe_http: HttpListener | None = None
+        self.auth_guard = AuthGuard()  # failed AUTH per address across connections; the argon2 pool
         if u.listen and self.unsubscribe_keys is not None:
             self.unsubscribe_web = UnsubscribeEndpoint(self.store, self.unsubscribe_keys, self.masker, f.timeouts.policy, u.max_body)
 
@@ -291,7 +293,7 @@ class Service:
             return False
         user = login.decode("utf-8", "replace")
         pw = password.decode("utf-8", "replace")
-        return await asyncio.to_thread(credentials.verify, user, pw)
+        return await self.auth_guard.check(credentials.verify, user, pw)  # raises ChecksBusy when full
 
     async def dkim_sign(self, data: bytes) -> tuple[bytes, str]:
         """The outgoing bytes with DKIM-Signature(s) prepended, and a note for the audit log."""
@@ -379,6 +381,7 @@ class Service:
                 log.info("listening", listener=listener.name, address=f"{addr[0]}:{addr[1]}",
                          proxy_protocol=listener.proxy_protocol,
                          proxy_networks=listener.proxy_networks if listener.proxy_protocol else [])
+        self._warn_dev_certificate()
         metrics = self.config.file.metrics
         if metrics.address and self.worker == 0:
             from proxy.runtime.opsweb import OpsServer
@@ -400,6 +403,23 @@ class Service:
         if self.worker == 0:
             self.systemd.ready(self.summary())
             self.systemd.start_watchdog(self.summary)
+
+    def _warn_dev_certificate(self) -> None:
+        """The self-signed development certificate is for trying things out on this machine: a
+        client elsewhere gets no proof of whom it talks to (its STARTTLS, and so its AUTH
+        password, can be intercepted). Say so at start for each listener it would serve."""
+        tls = self.config.file.tls
+        if tls.cert or not tls.dev_cert or self.tls_context is None:
+            return
+        for listener in self.config.file.listeners:
+            host = listener.host_port[0]
+            try:
+                loopback = ipaddress.ip_address(host.strip("[]")).is_loopback
+            except ValueError:
+                loopback = host == "localhost"
+            if not loopback:
+                log.warning("dev_certificate_on_public_listener", listener=listener.name, address=listener.address,
+                            remedy="set [tls] cert and key to a certificate for this host name")
 
     async def _start_milter(self) -> None:
         from proxy.milter import MilterOptions, MilterServer
@@ -513,6 +533,7 @@ class Service:
         self.quarantine.close()
         await self.pending_writes.close()
         await self.store.close()
+        self.auth_guard.close()
         self.systemd.close()
         log.info("stopped", last_hour=dict(self.metrics.last_hour.totals()))
         self._stopped.set()

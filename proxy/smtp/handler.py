@@ -97,8 +97,13 @@ class RelayHandler:
     async def verify_login(self, login: bytes, password: bytes) -> bool:
         return await self.service.verify_login(login, password)
 
-    def login_failed(self, server: "RelaySMTP", login: bytes) -> None:
-        log.warning("auth_failed", client=client_ip(server.session) if server.session else "", user=login.decode("utf-8", "replace")[:64])
+    def login_failed(self, server: "RelaySMTP", login: bytes, locked_out: bool = False) -> None:
+        client = client_ip(server.session) if server.session else ""
+        log.warning("auth_failed", client=client, user=login.decode("utf-8", "replace")[:64])
+        if locked_out:
+            guard = self.service.auth_guard
+            log.warning("auth_locked_out", client=client, failures=guard.max_failures, window_s=guard.window,
+                        lockout_s=guard.lockout)
 
     # -- SMTP hooks -------------------------------------------------------------------------------
 
