@@ -360,6 +360,32 @@ class Complaints(_Strict):
     # complainant, everything else lands in `directory` (a Maildir) for people to read.
     address: str = ""
     directory: str = "complaints"
+    # Who may make an ARF report suppress (anyone can send one): reporter domains whose DKIM
+    # signature on the report verifies (the mailbox providers' feedback loops, e.g.
+    # "fbl.yahoo.com"), and client networks (e.g. your own MTA that forwards them). A report
+    # from anyone else, or naming no recipient this relay sent to, is kept for people only.
+    feedback_domains: list[str] = Field(default_factory=list)
+    feedback_networks: list[str] = Field(default_factory=list)
+    # Mail to the complaints and unsubscribe addresses comes from outsiders: its own size
+    # limit, and at most `per_client` messages per `window` from one client address.
+    max_size: int = Field(default=1_048_576, ge=65_536, le=52_428_800)
+    per_client: int = Field(default=20, ge=1)
+    window: float = Field(default=3600.0, gt=0)
+
+    @field_validator("feedback_networks")
+    @classmethod
+    def _feedback_networks(cls, v: list[str]) -> list[str]:
+        for net in v:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{net!r}: {exc}") from None
+        return v
+
+    @field_validator("feedback_domains")
+    @classmethod
+    def _feedback_domains(cls, v: list[str]) -> list[str]:
+        return [d.strip().lower().rstrip(".") for d in v if d.strip()]
 
     @field_validator("address")
     @classmethod

@@ -44,6 +44,7 @@ from proxy.unsubscribe.intake import Intake
 from proxy.unsubscribe.token import TokenKeys
 from proxy.unsubscribe.web import UnsubscribeEndpoint
 from proxy.smtp.authguard import AuthGuard
+from proxy.outbound.dkim import verify as dkim_verify
 from proxy.runtime.listeners import HTTP_MAX_CONNECTIONS, HttpListener, install_accept_error_log
 from proxy.runtime.warmup import warm_up
 
@@ -201,6 +202,9 @@ class Service:
             store=self.store, keys=self.unsubscribe_keys, masker=self.masker, mailto_local=u.mailto_local,
             mailto_domain=u.mailto_domain, complaints_address=f.complaints.address,
             complaints_dir=config.complaints_dir, timeout=f.timeouts.policy,
+            feedback_domains=f.complaints.feedback_domains, feedback_networks=f.complaints.feedback_networks,
+            verify_dkim=lambda raw: dkim_verify(raw, self.resolver), max_size=f.complaints.max_size,
+            per_client=f.complaints.per_client, window=f.complaints.window,
         )
         self.unsubscribe_web: UnsubscribeEndpoint | None = None
         self._unsubscribe_http: HttpListener | None = None

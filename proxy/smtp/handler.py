@@ -233,7 +233,8 @@ class RelayHandler:
         t0 = time.perf_counter()
         if data.content is None:
             if data.error == "too_large":
-                reply = Replies.too_large(settings.max_message_size)
+                reply = Replies.too_large(min(settings.max_message_size, service.intake.max_size) if tx.local
+                                          else settings.max_message_size)
             elif data.error == "bare_eol":
                 reply = Replies.malformed("5.6.0", "Bare CR or LF in message data is not allowed (RFC 5321 2.3.8); send CRLF line endings")
             else:
@@ -241,7 +242,8 @@ class RelayHandler:
             pipeline.audit(service, tx, reply, None, data.size, record, t0)
             return str(reply)
         if tx.local:
-            reply, consumed = await service.intake.consume(tx.local, envelope.mail_from or "", data.content, tx.queue_id)
+            reply, consumed = await service.intake.consume(tx.local, envelope.mail_from or "", data.content, tx.queue_id,
+                                                           client_ip(session))
             record.update(consumed)
             pipeline.audit(service, tx, reply, None, len(data.content), record, t0)
             return str(reply)

@@ -364,9 +364,12 @@ class RelaySMTP(SMTP):
         await self.push("354 End data with <CR><LF>.<CR><LF>")
         self._reset_timeout(settings.data_timeout)
         try:
+            tx = getattr(self.envelope, "tx", None)
+            local = tx is not None and bool(tx.local)  # mail to our own addresses: its own, small limit
             result = await read_data(
                 self._reader,
-                max_size=settings.max_message_size,
+                max_size=min(settings.max_message_size, self.relay_handler.service.intake.max_size) if local
+                else settings.max_message_size,
                 max_line=settings.max_line_length,
                 normalize=settings.normalize,
             )
