@@ -13,6 +13,9 @@ import re
 from dataclasses import dataclass
 
 END = b"\r\n.\r\n"
+# DATA larger than this is checked and unstuffed in a thread, SLICE bytes at a time.
+SLICED_ABOVE = 1024 * 1024
+SLICE = 256 * 1024
 _BARE = re.compile(rb"\r(?!\n)|(?<!\r)\n")
 
 
@@ -115,12 +118,40 @@ async def read_data(
     if too_large:
         return DataResult(None, size, "too_large")
     data = b"".join(chunks)
-    if has_bare_line_ends(data):
-        if not normalize:
-            return DataResult(None, len(data), "bare_eol")
-        data = normalize_line_endings(unstuff(data))
-    else:
-        data = unstuff(data)
-    if has_long_line(data, max_line):
-        return DataResult(None, len(data), "line_too_long")
-    return DataResult(data, len(data))
+    del chunks
+    if len(data) > SLICED_ABOVE:
+        # These C-level passes hold the GIL (about 0.2 s for 20 MB): in a thread, one slice at
+        # a time, so that the event loop gets the GIL back between slices.
+        return await asyncio.to_thread(finish, data, max_line, normalize)
+    return finish(data, max_line, normalize)
+
+
+def _slices(data: bytes, size: int) -> list[bytes]:
+    """`data` cut into pieces of about `size`, each cut made just before a CRLF, so that no
+    CRLF, no line and no CRLF.. (dot-stuffing) is ever split between two pieces."""
+    out, start = [], 0
+    while start < len(data):
+        cut = data.find(b"\r\n", start + size) if start + size < len(data) else -1
+        end = len(data) if cut < 0 else cut
+        out.append(data[start:end])
+        start = end
+    return out
+
+
+def finish(data: bytes, max_line: int, normalize: bool) -> DataResult:
+    """The checks and the unstuffing of complete DATA, slice by slice (see _slices)."""
+    pieces = _slices(data, SLICE) if len(data) > SLICE else [data]
+    del data
+    first = pieces[0]
+    if first.startswith(b"."):
+        pieces[0] = first[1:]
+    bare = any(has_bare_line_ends(p) for p in pieces)
+    if bare and not normalize:
+        return DataResult(None, sum(len(p) for p in pieces), "bare_eol")
+    for i, p in enumerate(pieces):
+        p = p.replace(b"\r\n..", b"\r\n.")
+        pieces[i] = normalize_line_endings(p) if bare else p
+    if any(has_long_line(p, max_line) for p in pieces):
+        return DataResult(None, sum(len(p) for p in pieces), "line_too_long")
+    out = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+    return DataResult(out, len(out))
