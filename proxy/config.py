@@ -133,6 +133,9 @@ class Limits(_Strict):
     max_connections: int = Field(default=1000, ge=1)
     max_connections_per_client: int = Field(default=100, ge=1)
     max_line_length: int = Field(default=998, ge=78)
+    # Message bytes being received, judged and relayed at once, per process: past it, DATA is
+    # answered 452 4.3.1 (the client retries). At least max_message_size is used.
+    max_bytes_in_flight: int = Field(default=128 * 1024 * 1024, ge=1024)
 
 
 class Timeouts(_Strict):

@@ -44,6 +44,7 @@ from proxy.unsubscribe.intake import Intake
 from proxy.unsubscribe.token import TokenKeys
 from proxy.unsubscribe.web import UnsubscribeEndpoint
 from proxy.smtp.authguard import AuthGuard
+from proxy.smtp.inflight import InFlight
 from proxy.outbound.dkim import verify as dkim_verify
 from proxy.runtime.listeners import HTTP_MAX_CONNECTIONS, HttpListener, install_accept_error_log
 from proxy.runtime.warmup import warm_up
@@ -209,6 +210,8 @@ class Service:
         self.unsubscribe_web: UnsubscribeEndpoint | None = None
         self._unsubscribe_http: HttpListener | None = None
         self.auth_guard = AuthGuard()  # failed AUTH per address across connections; the argon2 pool
+        lim = f.limits  # message bytes in flight (proxy/smtp/inflight.py); never below one message
+        self.in_flight = InFlight(max(lim.max_bytes_in_flight, lim.max_message_size))
         if u.listen and self.unsubscribe_keys is not None:
             self.unsubscribe_web = UnsubscribeEndpoint(self.store, self.unsubscribe_keys, self.masker, f.timeouts.policy, u.max_body)
 

@@ -235,6 +235,8 @@ class RelayHandler:
             if data.error == "too_large":
                 reply = Replies.too_large(min(settings.max_message_size, service.intake.max_size) if tx.local
                                           else settings.max_message_size)
+            elif data.error == "in_flight_full":
+                reply = Replies.in_flight_full()
             elif data.error == "bare_eol":
                 reply = Replies.malformed("5.6.0", "Bare CR or LF in message data is not allowed (RFC 5321 2.3.8); send CRLF line endings")
             else:

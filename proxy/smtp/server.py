@@ -372,6 +372,7 @@ class RelaySMTP(SMTP):
                 else settings.max_message_size,
                 max_line=settings.max_line_length,
                 normalize=settings.normalize,
+                in_flight=self.relay_handler.service.in_flight,
             )
         except asyncio.CancelledError:
             self._writer.close()
@@ -386,6 +387,7 @@ class RelaySMTP(SMTP):
             status = await self.relay_handler.handle_message(self, self.session, self.envelope, result)
         finally:
             self._reset_timeout()
+            self.relay_handler.service.in_flight.give(result.reserved)
         self._set_post_data_state()
         self.in_transaction = False
         await self.push(status)
