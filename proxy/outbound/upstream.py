@@ -310,3 +310,9 @@ def upstream_for(config: Config) -> Upstream:
         command_timeout=f.timeouts.upstream_command,
         data_timeout=f.timeouts.upstream_data,
     )
+
+
+def upstream_budget(config: Config) -> float:
+    """How long one message may take upstream: connect, three commands and the data."""
+    t = config.file.timeouts
+    return t.upstream_connect + 3 * t.upstream_command + t.upstream_data

@@ -20,19 +20,19 @@ from typing import Any, Callable
 
 import structlog
 
-import proxy.facts.clamav  # noqa: F401  (registers the clamd fact provider for the attachment check)
 from proxy.audit import AddressMasker
 from proxy.smtp.auth import Credentials
 from proxy.config import Config, ConfigError, parse_hostport
 from proxy.outbound.dkim import Signer, sign_off_loop
 from proxy.dns import Resolver
+from proxy.facts.sources import FactSources
 from proxy.metrics import Metrics
 from proxy.quarantine.notify import Notifier
 from proxy.policy.loader import Policy
 from proxy.quarantine.files import LOST_AND_FOUND
 from proxy.quarantine.files import for_config as quarantine_for_config
 from proxy.smtp.ratelimit import Limit, RateLimiter
-from proxy.outbound.upstream import Upstream, upstream_for
+from proxy.outbound.upstream import Upstream, upstream_budget, upstream_for
 from proxy.runtime.sdnotify import Notifier as SystemdNotifier
 from proxy.smtp.handler import RelayHandler, client_ip
 from proxy.smtp.server import RelaySMTP
@@ -45,9 +45,10 @@ from proxy.unsubscribe.token import TokenKeys
 from proxy.unsubscribe.web import UnsubscribeEndpoint
 from proxy.smtp.authguard import AuthGuard
 from proxy.smtp.inflight import InFlight
-from proxy.outbound.dkim import verify as dkim_verify
+from proxy.facts.dkim import verify as dkim_verify
 from proxy.runtime.listeners import HTTP_MAX_CONNECTIONS, HttpListener, install_accept_error_log
 from proxy.runtime.warmup import warm_up
+from proxy.transaction.deps import TransactionDeps
 
 log = structlog.get_logger("sendwarden.service")
 PROXY_HEADER_TIMEOUT = 10.0
@@ -88,7 +89,7 @@ class Settings:
     def from_config(cls, config: Config) -> "Settings":
         f = config.file
         t = f.timeouts
-        upstream = t.upstream_connect + 3 * t.upstream_command + t.upstream_data
+        upstream = upstream_budget(config)
         return cls(
             hostname=f.hostname,
             max_message_size=f.limits.max_message_size,
@@ -171,6 +172,7 @@ class Service:
         self.systemd = SystemdNotifier()
         # Quarantine and release events for people (a command or a webhook).
         self.notifier = Notifier(config.file.quarantine.notify, config.file.hostname)
+        self.deps = self._transaction_deps()
         self.sessions: set[RelaySMTP] = set()
         self.connection_cap = 1 << 30  # what the open-files limit allows, set at start
         self.per_client: collections.Counter[str] = collections.Counter()
@@ -233,6 +235,22 @@ class Service:
         if getattr(self, "resolver", None) is None or parts.config.file.dns != self._dns:
             self.resolver = Resolver.from_config(parts.config.file.dns)
             self._dns = parts.config.file.dns
+
+    def _transaction_deps(self) -> TransactionDeps:
+        """What the transaction code may use: rebuilt at each reload (masker, budget, resolver)."""
+        return TransactionDeps(
+            facts=FactSources(resolver=self.resolver, store=self.store),
+            pending_writes=self.pending_writes,
+            quarantine=self.quarantine,
+            notifier=self.notifier,
+            unsubscribe_keys=self.unsubscribe_keys,
+            endpoints=self.endpoints,
+            token_days=self.config.file.unsubscribe.token_days,
+            policy_timeout=self.settings.policy_timeout,
+            masker=self.masker,
+            metrics=self.metrics,
+            worker=self.worker if self.reuse_port else None,
+        )
 
     def _share_rate_limits(self) -> None:
         """With the store in PostgreSQL, the fleet shares its rate-limit buckets there too
@@ -429,7 +447,8 @@ class Service:
                             remedy="set [tls] cert and key to a certificate for this host name")
 
     async def _start_milter(self) -> None:
-        from proxy.milter import MilterOptions, MilterServer
+        from proxy.milter.options import MilterOptions
+        from proxy.milter.server import MilterServer
         from proxy.milter.engine import PolicyMilter
 
         m = self.config.file.milter
@@ -490,6 +509,7 @@ class Service:
             log.warning("reload_needs_restart", reason="store, addresses, unsubscribe or complaints changed")
         old_upstream = self.upstream
         self._install(parts)
+        self.deps = self._transaction_deps()
         warm_up(policy)
         freeze_heap()  # the old policy's objects can go now; the new one's are frozen
         if old_upstream is not self.upstream:

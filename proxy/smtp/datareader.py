@@ -9,16 +9,15 @@ accepts `\\n.\\n` would see a second message) is refused, or rewritten to CRLF w
 from __future__ import annotations
 
 import asyncio
-import re
 from dataclasses import dataclass, replace
 
+from proxy.message.lineends import normalize_line_endings
 from proxy.smtp.inflight import InFlight
 
 END = b"\r\n.\r\n"
 # DATA larger than this is checked and unstuffed in a thread, SLICE bytes at a time.
 SLICED_ABOVE = 1024 * 1024
 SLICE = 256 * 1024
-_BARE = re.compile(rb"\r(?!\n)|(?<!\r)\n")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,17 +59,6 @@ def unstuff(data: bytes) -> bytes:
     if data.startswith(b"."):
         data = data[1:]
     return data.replace(b"\r\n..", b"\r\n.")
-
-
-def has_bare_line_ends(data: bytes) -> bool:
-    """Whether any CR or LF stands outside a CRLF pair (three C-level counts, no copy)."""
-    crlf = data.count(b"\r\n")
-    return data.count(b"\r") != crlf or data.count(b"\n") != crlf
-
-
-def normalize_line_endings(data: bytes) -> bytes:
-    """Rewrite bare CR and bare LF to CRLF."""
-    return _BARE.sub(b"\r\n", data)
 
 
 async def read_data(

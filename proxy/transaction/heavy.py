@@ -24,7 +24,7 @@ from typing import Any
 from proxy.message.mime import Message
 from proxy.policy.engine import judge
 from proxy.policy.loader import Policy
-from proxy.policy.registry import Context
+from proxy.policy.context import Context
 from proxy.policy.verdict import Finding, Verdict
 
 # Above this size, or with this many MIME boundary lines, a message is heavy.

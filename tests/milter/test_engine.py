@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy.outbound.dkim import verify
+from proxy.facts.dkim import verify
 from proxy.dns import Resolver
 from proxy.milter.engine import split_headers
 from proxy.policy.loader import BUILTIN_DEFAULT, load_policy
