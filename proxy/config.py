@@ -58,6 +58,16 @@ def _optional_hostport(v: str) -> str:
 HostPortOrOff = Annotated[str, AfterValidator(_optional_hostport)]
 
 
+def valid_networks(v: list[str]) -> list[str]:
+    """A list of networks ("10.0.0.0/8", "192.0.2.1"), each checked; ValueError names a bad one."""
+    for net in v:
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError as exc:
+            raise ValueError(f"{net!r}: {exc}") from None
+    return v
+
+
 class Listener(_Strict):
     name: str = "default"
     address: str = "127.0.0.1:10025"
@@ -378,12 +388,7 @@ class Complaints(_Strict):
     @field_validator("feedback_networks")
     @classmethod
     def _feedback_networks(cls, v: list[str]) -> list[str]:
-        for net in v:
-            try:
-                ipaddress.ip_network(net, strict=False)
-            except ValueError as exc:
-                raise ValueError(f"{net!r}: {exc}") from None
-        return v
+        return valid_networks(v)
 
     @field_validator("feedback_domains")
     @classmethod
@@ -547,12 +552,7 @@ class ConfigFile(_Strict):
     @field_validator("relay_networks")
     @classmethod
     def _networks(cls, v: list[str]) -> list[str]:
-        for net in v:
-            try:
-                ipaddress.ip_network(net, strict=False)
-            except ValueError as exc:
-                raise ValueError(f"{net!r}: {exc}") from None
-        return v
+        return valid_networks(v)
 
     @field_validator("listeners")
     @classmethod
