@@ -364,7 +364,9 @@ class Service:
         cannot go high enough, cap the connections, so that the 421 answers instead."""
         configured = self.config.file.limits.max_connections
         # The HTTP endpoints' connections (each capped, proxy/runtime/listeners.py) come first.
-        spare = SPARE_FILES + 2 * HTTP_MAX_CONNECTIONS
+        f = self.config.file
+        http = sum(1 for on in (f.metrics.address, f.unsubscribe.listen) if on)
+        spare = SPARE_FILES + http * HTTP_MAX_CONNECTIONS
         limit = open_files_limit(2 * configured + spare)
         self.connection_cap = max(1, (limit - spare) // 2)
         if self.connection_cap < configured:

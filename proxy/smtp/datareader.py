@@ -106,6 +106,7 @@ async def read_data(
             if not too_large and size <= max_size:
                 if no_room or (in_flight is not None and not in_flight.take(len(block))):
                     no_room = True
+                    chunks.clear()
                 else:
                     reserved += len(block)
                     chunks.append(block)
@@ -119,8 +120,10 @@ async def read_data(
         elif no_room:
             chunks.clear()
         elif in_flight is not None and not in_flight.take(len(block)):
-            no_room = True  # read on to the end, keeping nothing
+            no_room = True  # read on to the end, keeping nothing, and make room for the others now
             chunks.clear()
+            in_flight.give(reserved)
+            reserved = 0
         else:
             reserved += len(block)
             chunks.append(block)
