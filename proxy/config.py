@@ -123,6 +123,9 @@ class Upstream(_Strict):
     verify: bool = True
     helo: str = ""
     pool_size: int = Field(default=4, ge=0, le=256)
+    # Pass the real client (address, HELO name, protocol) on with XFORWARD when the upstream
+    # offers it (Postfix: smtpd_authorized_xforward_hosts), so its log names that client.
+    xforward: bool = True
 
     @field_validator("url")
     @classmethod

@@ -5,10 +5,14 @@ prefers, at about a tenth of bs4's cost on the inline path (NOTES.md: 0.3 ms aga
 on a 21 KB newsletter).
 
 Visible text is what a reader sees: no script, style or head, nothing hidden by the `hidden`
-attribute or by inline styles that make an element invisible (display:none, visibility:hidden,
-opacity:0, font-size:0, max-height:0 with overflow hidden: the email preheader idioms). Inline
+attribute or by styles (proxy/message/styles.py lists the sixteen ways; the `<style>` blocks are
+applied first where they may hide something, proxy/message/cascade.py), and no text whose
+colour cannot be read on the background painted under it (the nearest ancestor's
+background-color or bgcolor; a background image means it may be read). Hidden links are not
+links of the view, so they count as no unsubscribe, privacy or complaints link. Inline
 elements join their text without a space, so `un<b>subscribe</b>` reads "unsubscribe" and
-`V<span>iagra</span>` cannot hide a word from the content lists.
+`V<span>iagra</span>` cannot hide a word from the content lists. `mark_hidden` marks instead
+of removing, for the reviewer's view.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from functools import lru_cache
 
 from lxml import etree
 
+from proxy.message import cascade
 from proxy.message import styles as inlinestyle
 
 from proxy.message.mime import HtmlView, Link
@@ -27,6 +32,9 @@ MAX_ANCHORS = 5000
 # A 100 KB newsletter has a few thousand elements; past this the walk stops (and says so).
 MAX_ELEMENTS = 50_000
 MAX_INPUTS = 500
+# Honest mail hides a preheader and a few responsive variants; past this many hidden elements
+# (or distinct styles that may hide) the message is hostile, and judged partly (see `problem`).
+MAX_HIDING = 2000
 _INVISIBLE_TAGS = frozenset({"script", "style", "head", "title", "template", "noscript", "select", "option", "textarea"})
 _INLINE_TAGS = frozenset({
     "a", "abbr", "b", "bdi", "bdo", "big", "cite", "code", "data", "del", "dfn", "em", "font", "i",
@@ -159,33 +167,204 @@ def _transform() -> etree.XSLT:
     return xslt
 
 
-def _drop(el: etree._Element) -> None:
-    """Take a hidden element out of the tree, keeping its tail; a block element leaves the
-    space it would have put between words (an inline one none: `V<span hidden>x</span>iagra`
-    reads "Viagra")."""
-    parent = el.getparent()
-    if parent is None:
-        return
-    tail = ("" if el.tag in _INLINE_TAGS else " ") + (el.tail or "")
-    prev = el.getprevious()
-    if prev is not None:
-        prev.tail = (prev.tail or "") + tail
-    else:
-        parent.text = (parent.text or "") + tail
-    parent.remove(el)
+_BGCOLORS = etree.XPath("/descendant::*/@bgcolor", smart_strings=False)
+_FONT_COLORS = etree.XPath("/descendant::font/@color")
+_FONT_TAG = re.compile("<font", re.IGNORECASE)
+# What may set a colour or a background (a backslash: a CSS escape may spell either).
+_COLOURISH = re.compile(r"color|backg|\\", re.IGNORECASE).search
+_LINK_COLOUR: inlinestyle.RGBA = (0.0, 0.0, 0.933, 1.0)  # a link not coloured by the sender: a browser's blue
+_MAX_ANCESTORS = 300  # libxml2 nests at most 256 deep
+HIDDEN_MARK = "data-sendwarden-hidden"
+HIDDEN_TEXT_TAG = "sendwarden-hidden"
 
 
-def _take_out_hidden(root: etree._Element) -> None:
-    """Take out of the tree what a reader does not see (proxy/message/styles.py says which styles
-    hide; most newsletters hide nothing but a preheader, so all styles are looked at together
-    first). Elements with the hidden attribute, display:none and the like go whole; text in a
-    zero font size or hidden visibility is blanked, except where an element inside sets a size
-    or visibility of its own (see inlinestyle.Effect)."""
-    styles = _STYLES(root)
+class _Hider:
+    """Takes what a reader does not see out of the tree, or (`mark`, for the reviewer's view in
+    proxy/quarantine/render.py) marks it: a hidden element gets the HIDDEN_MARK attribute, hidden
+    text is wrapped in a HIDDEN_TEXT_TAG element."""
+
+    def __init__(self, root: etree._Element, mark: bool) -> None:
+        self.root, self.mark = root, mark
+        self.walked: set[etree._Element] = set()
+
+    def drop(self, el: etree._Element) -> None:
+        """Take a hidden element out of the tree, keeping its tail; a block element leaves the
+        space it would have put between words (an inline one none: `V<span hidden>x</span>iagra`
+        reads "Viagra")."""
+        if self.mark:
+            el.set(HIDDEN_MARK, "")
+            return
+        parent = el.getparent()
+        if parent is None:
+            return
+        tail = ("" if el.tag in _INLINE_TAGS else " ") + (el.tail or "")
+        prev = el.getprevious()
+        if prev is not None:
+            prev.tail = (prev.tail or "") + tail
+        else:
+            parent.text = (parent.text or "") + tail
+        parent.remove(el)
+
+    def shown(self, el: etree._Element) -> bool:
+        """Whether el is still in the document (not inside an element taken out or marked)."""
+        top = el
+        while (parent := top.getparent()) is not None:
+            if self.mark and top.get(HIDDEN_MARK) is not None:
+                return False
+            top = parent
+        return top is self.root and not (self.mark and top.get(HIDDEN_MARK) is not None)
+
+    def _hide_text(self, el: etree._Element, child: etree._Element | None) -> None:
+        """Blank el's own text (child None) or child's tail."""
+        if not self.mark:  # a space stays a space: words either side of hidden text stay apart
+            if child is None:
+                el.text = " " if el.text and el.text.split() != [el.text] else None
+            else:
+                child.tail = " " if child.tail and child.tail.split() != [child.tail] else None
+            return
+        text = el.text if child is None else child.tail
+        if not text or not text.strip():
+            return
+        wrap = etree.Element(HIDDEN_TEXT_TAG)
+        wrap.text = text
+        if child is None:
+            el.text = None
+            el.insert(0, wrap)
+        else:
+            child.tail = None
+            child.addnext(wrap)
+
+    def blank(self, start: etree._Element, zero: bool, invisible: bool, colour: inlinestyle.RGBA | None) -> None:
+        """Blank the text that inherits a tiny font size, hidden visibility or a colour that
+        cannot be read on its background from `start`; an element that sets them back is left
+        as it is, with all inside it. A link left with nothing to see (no text; no image, or an
+        invisible one) is taken out."""
+        links: list[tuple[etree._Element, bool]] = []
+        outer = next(start.iterancestors("a"), None)  # <a><font color=white>text</font></a>
+        if outer is not None and outer.get("href") is not None:
+            links.append((outer, invisible))
+        stack = [(start, zero, invisible, colour, _background(start))]
+        while stack:
+            el, zero, invisible, colour, back = stack.pop()
+            self.walked.add(el)
+            self._hide_text(el, None)
+            if el.tag == "a" and el.get("href") is not None:
+                links.append((el, invisible))
+            for child in list(el):
+                if child.tag == HIDDEN_TEXT_TAG:
+                    continue
+                self._hide_text(el, child)  # the tail is the parent's text
+                z, inv, col, b = zero, invisible, colour, back
+                own = None
+                attr = child.get("bgcolor")
+                if attr:
+                    b = _painted(inlinestyle.attribute_colour(attr), b)
+                if child.tag == "font" and child.get("color"):
+                    own = inlinestyle.attribute_colour(child.get("color") or "")
+                style = child.get("style")
+                if style and inlinestyle.may_restore(style):
+                    effect = inlinestyle.effect(style)
+                    if effect.text_zero is not None:
+                        z = effect.text_zero
+                    if effect.visible is not None:
+                        inv = not effect.visible
+                    own = effect.color or own
+                    b = _painted(effect.background, b)
+                if own is None and child.tag == "a" and col is not None:
+                    own = _LINK_COLOUR
+                col = own or col
+                if z or inv or (col is not None and inlinestyle.unreadable(col, _known(b))):
+                    stack.append((child, z, inv, col, b))
+        for link, invisible in links:
+            text = "".join(link.itertext()) if not self.mark else \
+                "".join(link.xpath(f"text()|.//*[not(self::{HIDDEN_TEXT_TAG})]/text()"))
+            if not text.strip() and (invisible or link.find(".//img") is None):
+                self.drop(link)
+
+
+def _painted(own: inlinestyle.RGBA | None, below: inlinestyle.RGBA | None) -> inlinestyle.RGBA | None:
+    """The background under an element's text: its own, unless it sets none or a transparent one."""
+    return own if own is not None and (own == inlinestyle.IMAGE or own[3] >= 0.5) else below
+
+
+def _known(background: inlinestyle.RGBA | None) -> inlinestyle.RGBA | None:
+    return None if background == inlinestyle.IMAGE else background
+
+
+def _background(el: etree._Element) -> inlinestyle.RGBA | None:
+    """The colour painted under el's text: its own or its nearest ancestor's background (a
+    transparent one lets the one below show), white when none; None when an image may be under
+    it."""
+    node: etree._Element | None = el
+    for _ in range(_MAX_ANCESTORS):
+        if node is None:
+            break
+        style = node.get("style")
+        if style and "backg" in style.lower():
+            back = inlinestyle.effect(style).background
+            if back == inlinestyle.IMAGE:
+                return None
+            if back is not None and back[3] >= 0.5:
+                return back
+        if node.get("background"):
+            return None  # <td background="image.png">
+        attr = node.get("bgcolor")
+        if attr and (back := inlinestyle.attribute_colour(attr)) is not None and back[3] >= 0.5:
+            return back
+        node = node.getparent()
+    return inlinestyle.WHITE
+
+
+def _colour_suspects(root: etree._Element, coloured: list[str], fonts_too: bool) -> list[tuple[etree._Element, inlinestyle.RGBA]]:
+    """The elements whose own colour may not be read on some background of the page (its white
+    included), with that colour: only these are worth finding the background they are on.
+    `coloured`: the distinct styles that may set a colour or a background; `fonts_too`: the page
+    may have <font color> (a path over every element, else not walked)."""
+    fonts = _FONT_COLORS(root) if fonts_too else []
+    if not coloured and not fonts:
+        return []
+    texts: dict[inlinestyle.RGBA, list[str]] = {}  # a template uses a few colours in many styles
+    backs = {inlinestyle.WHITE}
+    for style in coloured:
+        e = inlinestyle.effect(style)
+        if e.color is not None:
+            texts.setdefault(e.color, []).append(style)
+        if e.background is not None and e.background != inlinestyle.IMAGE:
+            backs.add(e.background)
+    for value in set(_BGCOLORS(root)):
+        if (back := inlinestyle.attribute_colour(value)) is not None:
+            backs.add(back)
+
+    def suspect(colour: inlinestyle.RGBA) -> bool:
+        return any(inlinestyle.unreadable(colour, b) for b in backs)
+
+    suspects = {style: colour for colour, styles in texts.items() if suspect(colour) for style in styles}
+    found = [(el, suspects[style]) for el, style in _with_styles(root, set(suspects))] if suspects else []
+    for value in fonts:
+        colour = inlinestyle.attribute_colour(str(value))
+        if colour is not None and suspect(colour):
+            found.append((value.getparent(), colour))
+    return found
+
+
+def take_out_hidden(root: etree._Element, mark: bool = False, fonts: bool = True) -> str:
+    """Take out of the tree (or `mark`) what a reader does not see (proxy/message/styles.py says
+    which styles hide; most newsletters hide nothing but a preheader, so all styles are looked
+    at together first). Elements with the hidden attribute, display:none and the like go whole;
+    text in a tiny font size, hidden visibility or a colour that cannot be read on its
+    background is blanked, except where an element inside sets a size, visibility or colour of
+    its own (see inlinestyle.Effect). Returns why the view is partial ("" when whole): past
+    MAX_HIDING hidden elements or distinct hiding styles the rest is left as it is."""
+    hider = _Hider(root, mark)
+    # A template repeats its styles: each distinct one is looked at once (in document order).
+    styles = list(dict.fromkeys(_STYLES(root)))
     gone = [v.getparent() for v in _HIDDEN_ATTRIBUTES(root)]
     faint: list[tuple[etree._Element, inlinestyle.Effect]] = []
     hiding: set[str] = set()
-    for i in inlinestyle.suspects(styles):
+    suspects = inlinestyle.suspects(styles)
+    coloured = [style for style in styles if _COLOURISH(style)]
+    cut = len(suspects) > MAX_HIDING or len(coloured) > MAX_HIDING  # each is parsed once, ~20 us
+    for i in suspects[:MAX_HIDING]:
         effect = inlinestyle.effect(styles[i])
         if effect.subtree or effect.blanks_text:
             hiding.add(styles[i])
@@ -195,49 +374,19 @@ def _take_out_hidden(root: etree._Element) -> None:
             gone.append(el)
         else:
             faint.append((el, effect))
+    colours = _colour_suspects(root, coloured[:MAX_HIDING], fonts)
+    if cut or len(gone) + len(faint) + len(colours) > MAX_HIDING:
+        cut = True
+        del gone[MAX_HIDING:], faint[MAX_HIDING:], colours[MAX_HIDING:]
     for el in gone:
-        _drop(el)
-    walked: set[etree._Element] = set()
+        hider.drop(el)
     for el, effect in faint:
-        if el not in walked and _in_tree(el, root):
-            _blank(el, bool(effect.text_zero), effect.visible is False, walked)
-
-
-def _in_tree(el: etree._Element, root: etree._Element) -> bool:
-    """Whether el is still in the document (not inside an element taken out)."""
-    top = el
-    while (parent := top.getparent()) is not None:
-        top = parent
-    return top is root
-
-
-def _blank(start: etree._Element, zero: bool, invisible: bool, walked: set[etree._Element]) -> None:
-    """Blank the text that inherits a zero font size or hidden visibility from `start`; an
-    element that sets them back is left as it is, with all inside it. A link left with nothing
-    to see (no text; no image, or an invisible one) is taken out."""
-    links: list[tuple[etree._Element, bool]] = []
-    stack = [(start, zero, invisible)]
-    while stack:
-        el, zero, invisible = stack.pop()
-        walked.add(el)
-        el.text = None
-        if el.tag == "a" and el.get("href") is not None:
-            links.append((el, invisible))
-        for child in el:
-            child.tail = None  # the tail is the parent's text
-            child_zero, child_invisible = zero, invisible
-            style = child.get("style")
-            if style and inlinestyle.may_restore(style):
-                effect = inlinestyle.effect(style)
-                if effect.text_zero is not None:
-                    child_zero = effect.text_zero
-                if effect.visible is not None:
-                    child_invisible = not effect.visible
-            if child_zero or child_invisible:
-                stack.append((child, child_zero, child_invisible))
-    for link, invisible in links:
-        if not "".join(link.itertext()).strip() and (invisible or link.find(".//img") is None):
-            _drop(link)
+        if el not in hider.walked and hider.shown(el):
+            hider.blank(el, bool(effect.text_zero), effect.visible is False, None)
+    for el, colour in colours:
+        if el not in hider.walked and hider.shown(el) and inlinestyle.unreadable(colour, _background(el)):
+            hider.blank(el, False, False, colour)
+    return f"more than {MAX_HIDING} hidden elements or hiding styles" if cut else ""
 
 
 def _forms(root: etree._Element) -> tuple[int, int, list[tuple[str, str]], list[str]]:
@@ -278,6 +427,51 @@ def _with_alt(body: str) -> str:
     return _ALT_TEXT.sub("", body) + "".join(" " + alt for alt in _ALT_TEXT.findall(body))
 
 
+def _inline_colours_suspect(root: etree._Element, html: str) -> bool:
+    """Whether an inline or <font> colour may not be read on white: the sheet's backgrounds
+    decide (white text on a dark band whose colour a class sets)."""
+    styles = [style for style in dict.fromkeys(_STYLES(root)) if _COLOURISH(style)]
+    return bool(_colour_suspects(root, styles[:MAX_HIDING], _FONT_TAG.search(html) is not None))
+
+
+def _styled_and_hidden(root: etree._Element, html: str, problem: str, mark: bool = False) -> tuple[etree._Element, str]:
+    """Apply the style sheet where it may hide something (the tree is then the styled HTML's),
+    then take out (or mark) what is hidden; returns the tree and the problem found on the way
+    (or the one given)."""
+    # An element takes at least three characters ("<b>"); only then are the "<" worth counting.
+    elements = 0
+    if len(html) > 3 * MAX_ELEMENTS and html.count("<") > MAX_ELEMENTS:
+        elements = int(root.xpath("count(//*)"))
+        if elements > MAX_ELEMENTS:
+            problem = problem or f"more than {MAX_ELEMENTS} HTML elements"
+    if "<style" in html or "<STYLE" in html or "<Style" in html:
+        css = cascade.style_text(root)
+        if css and (cascade.may_hide(css) or (cascade.paints_background(css) and _inline_colours_suspect(root, html))):
+            styled, why = cascade.inline(html, css, elements or int(root.xpath("count(//*)")))
+            if why:
+                problem = problem or f"HTML style sheet not applied: {why}"
+            elif styled is not html:
+                again, _ = _parse(styled)
+                if again is not None:
+                    root = again
+    partial = take_out_hidden(root, mark, _FONT_TAG.search(html) is not None)
+    return root, problem or partial
+
+
+def mark_hidden(html: str) -> str:
+    """The HTML with what a reader does not see marked (HIDDEN_MARK on hidden elements, hidden
+    text wrapped in HIDDEN_TEXT_TAG), for the reviewer's view."""
+    if not html.strip():
+        return html
+    root, problem = _parse(html)
+    if root is None or problem:  # libxml2 read only part of it (nested too deeply): show it all
+        return html
+    root, _ = _styled_and_hidden(root, html, "", mark=True)
+    if _hides_all(root):
+        root.set(HIDDEN_MARK, "")
+    return str(etree.tostring(root, encoding="unicode", method="html"))
+
+
 def extract(html: str) -> HtmlView:
     """Anchors, visible text, forms and their fields: hidden elements are taken out of the
     tree, then one XSLT pass in C writes the text and marks the links."""
@@ -286,10 +480,7 @@ def extract(html: str) -> HtmlView:
     root, problem = _parse(html)
     if root is None:
         return HtmlView((), "", 0, 0, problem=problem) if problem else _EMPTY
-    # An element takes at least three characters ("<b>"); only then are the "<" worth counting.
-    if len(html) > 3 * MAX_ELEMENTS and html.count("<") > MAX_ELEMENTS and int(root.xpath("count(//*)")) > MAX_ELEMENTS:
-        problem = problem or f"more than {MAX_ELEMENTS} HTML elements"
-    _take_out_hidden(root)
+    root, problem = _styled_and_hidden(root, html, problem)
     if _hides_all(root):
         return HtmlView((), "", 0, 0, problem=problem)
     try:

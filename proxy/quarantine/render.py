@@ -16,7 +16,7 @@ from typing import Any, Iterable, Iterator
 
 from bs4 import BeautifulSoup, NavigableString, Tag
 
-from proxy.message.html import text_links
+from proxy.message.html import HIDDEN_MARK, HIDDEN_TEXT_TAG, mark_hidden, text_links
 from proxy.message.mime import Message, decode_header
 
 # Elements that start a new line, and those that also stand apart by a blank line.
@@ -97,9 +97,19 @@ def _clipped_text(tag: Tag, limit: int = 500) -> str:
     return " ".join(parts)[:limit]
 
 
+def _hidden(tag: Tag) -> str:
+    """What a hidden element says, with the targets of its links: "[hidden: text (href)]"."""
+    words = " ".join(tag.get_text(" ").split())
+    hrefs = [str(a["href"]).strip() for a in ([tag] if tag.name == "a" else []) + tag.find_all("a") if a.get("href")]
+    inside = " ".join([words] + [f"({h})" for h in hrefs]).strip()
+    return f"[hidden: {inside}]" if inside else ""
+
+
 def html_to_text(html: str) -> tuple[str, list[tuple[str, str]]]:
-    """Readable text of an HTML body, links numbered as [n], and the list of those links."""
-    soup = BeautifulSoup(html[:MAX_HTML_CHARS], "lxml")
+    """Readable text of an HTML body, links numbered as [n], and the list of those links. What
+    a reader of the message would not see (proxy/message/html.py judges it, the style sheet
+    applied) is shown as "[hidden: ...]", its links not numbered."""
+    soup = BeautifulSoup(mark_hidden(html[:MAX_HTML_CHARS]), "lxml")
     links: list[tuple[str, str]] = []
     out: list[str] = []
     pending = 0  # newlines owed before the next text: blocks ask, text pays, never more than two
@@ -149,6 +159,9 @@ def html_to_text(html: str) -> tuple[str, list[tuple[str, str]]]:
                 emit(re.sub(r"\s+", " ", str(child)))
             continue
         if not isinstance(child, Tag) or child.name in _SKIP:
+            continue
+        if child.name == HIDDEN_TEXT_TAG or child.get(HIDDEN_MARK) is not None:
+            emit(" " + _hidden(child) + " ")
             continue
         enter(child)
         open_tags.append(child)

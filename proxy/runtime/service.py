@@ -169,6 +169,7 @@ class Service:
         self._recipient_state(config)
         self._share_rate_limits()
         self.metrics = Metrics()
+        self.metrics.watch_link_check(config.state_dir)
         self.systemd = SystemdNotifier()
         # Quarantine and release events for people (a command or a webhook).
         self.notifier = Notifier(config.file.quarantine.notify, config.file.hostname)

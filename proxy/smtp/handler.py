@@ -19,6 +19,7 @@ from proxy.transaction import outcome, recipients
 from proxy.transaction.outcome import Transaction, findings_header, new_queue_id
 from proxy.policy.verdict import Action, Replies, Reply, Verdict
 from proxy.outbound.upstream import Outgoing, Recipient, Result
+from proxy.outbound.xforward import Origin
 from proxy.smtp.datareader import DataResult
 from proxy.smtp.server import protocol_names
 from proxy.unsubscribe.intake import Refused
@@ -315,6 +316,7 @@ class RelayHandler:
             smtputf8=tx.smtputf8,
             body_8bit=tx.body_8bit,
             dsn=tx.mail_dsn,
+            origin=Origin(addr=tx.client_ip, helo=tx.helo, proto=tx.proto),  # for XFORWARD
         )
         t1 = time.perf_counter()
         try:

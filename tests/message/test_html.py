@@ -95,3 +95,95 @@ def test_every_element_with_a_hiding_style_is_found_however_many_styles_differ(d
     view = extract(f"<body>start {hidden} end</body>")
     expected = ["start"] + [w for i in range(2 * distinct) for w in (f"shown{i}", f"seen{i}")] + ["end"]
     assert view.visible_text.split() == expected
+
+
+# -- the style sheet and the sixteen ways of hiding (proxy/message/styles.py lists them)
+
+@pytest.mark.parametrize("style", [
+    "color:#ffffff", "color:#fefefe", "color:rgba(0,0,0,0)", "color:transparent", "font-size:1px", "font-size:0.5pt",
+    "height:0;overflow:hidden", "width:0;overflow:hidden", "max-width:0px;overflow:hidden", "transform:scale(0)",
+    "transform:scaleY(0)", "position:absolute;left:-9999px", "position:fixed;top:-5000px", "text-indent:-9999px",
+    "margin-left:-3000px", "position:absolute;clip:rect(0 0 0 0)", "clip-path:inset(50%)", "clip-path:circle(0)",
+    "content-visibility:hidden", "opacity:0.05",
+])
+def test_each_way_of_hiding(style: str) -> None:
+    view = extract(f"<p>before</p><div style='{style}'>secret <a href='https://h.example/' style='{style}'>h</a></div><p>after</p>")
+    assert view.visible_text == "before after"
+    assert view.anchors == ()
+
+
+@pytest.mark.parametrize("html", [
+    "<p style='color:#999999;font-size:11px'>footer</p>",  # light-grey small footer, contrast 2.85
+    "<p style='color:#cccccc'>footer</p>",  # 1.6: pale but read
+    "<table bgcolor='#111111'><tr><td style='color:#ffffff'>footer</td></tr></table>",  # dark mode
+    "<div style='background:#0066cc'><p style='color:#fff'>footer</p></div>",  # a button
+    "<td style='background:url(x.png);color:#fff'>footer</td>",  # on an image: not known, read
+    "<p style='position:relative;left:-20px'>footer</p>", "<p style='height:0'>footer</p>",
+    "<p style='transform:scale(0.9)'>footer</p>", "<p style='font-size:2px'>footer</p>",
+])
+def test_ordinary_styles_hide_nothing(html: str) -> None:
+    assert extract(html).visible_text == "footer"
+
+
+def test_a_hidden_colour_is_set_back_by_an_element_inside_and_a_link_is_blue() -> None:
+    view = extract("<div style='color:#fff'>gone <b style='color:#333'>kept</b> <a href='https://h.example/'>link</a></div>")
+    assert view.visible_text == "kept link"
+    assert [a.href for a in view.anchors] == ["https://h.example/"]
+
+
+def test_a_link_whose_only_text_is_hidden_by_colour_is_gone() -> None:
+    view = extract("<a href='https://p.example/'><font color='white'>Privacy</font></a> <a href='https://q.example/'><b style='color:#fff'>x</b> y</a>")
+    assert [a.href for a in view.anchors] == ["https://q.example/"]
+
+
+def test_the_style_sheet_hides_by_tag_class_id_attribute_descendant_and_child() -> None:
+    css = ("<style>.a{display:none} #b{visibility:hidden} [data-x] {opacity:0} div.c p{font-size:0}"
+           " ul > li.d{color:#fff} em{display:none}</style>")
+    html = (css + "<p class=a>1</p><p id=b>2</p><p data-x>3</p><div class=c><p>4</p></div><ul><li class=d>5</li></ul>"
+            "<em>6</em><p>seen</p>")
+    assert extract(html).visible_text == "seen"
+
+
+def test_specificity_important_and_inline_order() -> None:
+    html = ("<style>#i p{display:none} p.k{display:block} .m{display:none!important} .n{display:none}</style>"
+            "<div id=i><p class=k>by-id</p></div><p class=m style='display:block'>by-important</p>"
+            "<p class=n style='display:block'>inline-wins</p>")
+    assert extract(html).visible_text == "inline-wins"
+
+
+def test_media_queries_for_a_desktop_screen() -> None:
+    html = ("<style>.m{display:none} @media only screen and (max-width:600px){.m{display:block!important}.d{display:none!important}}"
+            "@media print{.p{display:none}} @media screen and (min-width:480px){.s{display:none}}"
+            "@media (prefers-color-scheme: dark){.l{display:none}}</style>"
+            "<p class=m>mobile</p><p class=d>desktop</p><p class=p>print</p><p class=s>wide</p><p class=l>light</p>")
+    assert extract(html).visible_text == "desktop print light"
+
+
+def test_an_ordinary_style_sheet_is_not_applied() -> None:
+    from proxy.message import cascade
+
+    assert not cascade.may_hide("body{margin:0;font-family:Arial} a{color:#0066cc} td{padding:8px} .f{color:#999}")
+    assert cascade.may_hide(".x{display:none}") and cascade.may_hide(".w{color:#fff}")
+    assert cascade.may_hide(".b{background:#000} .t{color:#111}")
+
+
+def test_inherited_visibility_from_the_sheet_is_set_back_inside() -> None:
+    html = "<style>.h{visibility:hidden} .v{visibility:visible}</style><div class=h>gone <span class=v>back</span></div>"
+    assert extract(html).visible_text == "back"
+
+
+def test_a_partial_view_still_takes_out_what_is_hidden() -> None:
+    from proxy.message.html import MAX_ELEMENTS
+
+    view = extract("<p style='display:none'>secret</p><p>seen</p>" + "<b></b>" * (MAX_ELEMENTS + 1))
+    assert view.problem and "secret" not in view.visible_text and "seen" in view.visible_text
+
+
+def test_a_translucent_colour_is_judged_as_painted() -> None:
+    assert extract("<p style='color:rgba(0,0,0,0.12)'>faded</p><p style='color:rgba(0,0,0,0.6)'>read</p>").visible_text == "read"
+
+
+def test_a_transparent_background_inside_lets_the_one_below_show() -> None:
+    html = ("<div style='background:#fff;color:#fff'>gone <span style='background-color:transparent'>gone too</span>"
+            "<span style='background:#000'>kept</span></div>")
+    assert extract(html).visible_text == "kept"

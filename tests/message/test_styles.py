@@ -14,13 +14,20 @@ HIDING = [
     "displ\\61y:none", "color:red;display:none", "display:none!important; display:block", "visibility:hidden",
     "visibility: collapse", "opacity:0", "opacity: 0.0 !important", "opacity:.0", "opacity:0%", "font-size:0",
     "font-size:0px", "font-size: 0em;", "max-height:0; overflow:hidden", "max-height:0px;overflow-y:hidden",
-    "overflow:hidden;max-height:0",
+    "overflow:hidden;max-height:0", "font-size:1px", "font-size:0.7pt", "font:1px/1px a", "height:0;overflow:hidden",
+    "width:0px;overflow:clip", "max-width:0;overflow-x:hidden", "transform:scale(0)", "transform: scale(1, 0)",
+    "transform:matrix(0,0,0,0,0,0)", "position:absolute;left:-9999px", "position:fixed; top:-2000px", "position:relative;left:-9999px",
+    "text-indent:-9999px", "margin-left:-5000px", "margin:-3000px 0 0 0", "margin: 0 0 0 -5000px", "position:absolute;clip:rect(0 0 0 0)",
+    "position:absolute;clip:rect(1px,1px,1px,1px)", "clip-path:inset(50%)", "clip-path:circle(0)",
+    "content-visibility:hidden", "opacity:0.05",
 ]
 SHOWING = [
     "", "color:red", "display:block", "display:none; display:block", "font-family:\"display:none\"",
     "font-family:'a;display:none'", "opacity:0.9", "opacity:1", "font-size:0.8em", "font-size:12px",
     "max-height:0", "max-height:10px; overflow:hidden", "visibility:visible", "/* display:none */ color:red",
-    "display:none-ish", "display",
+    "display:none-ish", "display", "font-size:2px", "font-size:11px", "height:0", "width:0", "transform:scale(0.5)",
+    "transform:rotate(0)", "position:static;left:-9999px", "left:-9999px", "text-indent:-20px", "margin:-10px",
+    "clip:rect(0 0 0 0)", "clip-path:inset(10%)", "content-visibility:auto", "opacity:0.5",
 ]
 
 
@@ -43,7 +50,10 @@ def test_an_unterminated_comment_ends_with_its_own_style() -> None:
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.lists(st.sampled_from(["display", "opacity", ":", "none", "0", " ", "/*", "*/", ";", "\\", "a",
-                                          "font-size", "max-height", "overflow:hidden", "!important", "\t"]),
+                                          "font-size", "max-height", "overflow:hidden", "!important", "\t", "1px",
+                                          "-9999px", "position:absolute", "left", "text-indent", "transform",
+                                          "scale(0)", "width", "clip-path", "inset(50%)", "content-visibility",
+                                          "hidden"]),
                          max_size=8).map("".join), max_size=6))
 def test_suspects_of_many_styles_are_each_styles_own_test(styles: list[str]) -> None:
     """Looking at all styles at once finds the same styles as looking at each, and no style

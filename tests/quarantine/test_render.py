@@ -66,3 +66,17 @@ def test_deep_nesting_renders_without_recursion_and_bidi_is_named() -> None:
     assert html_to_text(html) == ("deep here [1]", [("here", "https://x.example/")])
     assert safe("Invoice \u202egpj.exe\u200b") == "Invoice <U+202E>gpj.exe<U+200B>"
     assert safe("family \U0001F468\u200d\U0001F469") == "family \U0001F468\u200d\U0001F469"  # ZWJ stays
+
+
+def test_hidden_text_and_links_are_marked_for_the_reviewer() -> None:
+    # the reviewer reads what the recipient would not see, marked, with the hidden link's target;
+    # hidden links are not numbered among the links a reader can follow
+    html = ("<style>.x{display:none}</style><p>Hello <span style='color:#ffffff'>cheap pills</span> world</p>"
+            "<table><tr><td class=x><a href='https://u.example/unsub'>Unsubscribe</a></td></tr></table>"
+            "<p style='font-size:0'>tiny <b style='font-size:14px'>shown</b></p><p><a href='https://x.example/p'>Privacy</a></p>")
+    text, links = html_to_text(html)
+    assert "Hello [hidden: cheap pills] world" in text
+    assert "[hidden: Unsubscribe (https://u.example/unsub)]" in text
+    assert "[hidden: tiny]" in text and "shown" in text and "[hidden: shown" not in text
+    assert links == [("Privacy", "https://x.example/p")]
+    assert "Privacy [1]" in text
