@@ -60,6 +60,16 @@ def _optional_hostport(v: str) -> str:
 HostPortOrOff = Annotated[str, AfterValidator(_optional_hostport)]
 
 
+def valid_networks(v: list[str]) -> list[str]:
+    """A list of networks ("10.0.0.0/8", "192.0.2.1"), each checked; ValueError names a bad one."""
+    for net in v:
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError as exc:
+            raise ValueError(f"{net!r}: {exc}") from None
+    return v
+
+
 class Listener(_Strict):
     name: str = "default"
     address: str = "127.0.0.1:10025"
@@ -138,6 +148,9 @@ class Limits(_Strict):
     max_connections: int = Field(default=1000, ge=1)
     max_connections_per_client: int = Field(default=100, ge=1)
     max_line_length: int = Field(default=998, ge=78)
+    # Message bytes being received, judged and relayed at once, per process: past it, DATA is
+    # answered 452 4.3.1 (the client retries). At least max_message_size is used.
+    max_bytes_in_flight: int = Field(default=128 * 1024 * 1024, ge=1024)
 
 
 class Timeouts(_Strict):
@@ -365,6 +378,27 @@ class Complaints(_Strict):
     # complainant, everything else lands in `directory` (a Maildir) for people to read.
     address: str = ""
     directory: str = "complaints"
+    # Who may make an ARF report suppress (anyone can send one): reporter domains whose DKIM
+    # signature on the report verifies (the mailbox providers' feedback loops, e.g.
+    # "fbl.yahoo.com"), and client networks (e.g. your own MTA that forwards them). A report
+    # from anyone else, or naming no recipient this relay sent to, is kept for people only.
+    feedback_domains: list[str] = Field(default_factory=list)
+    feedback_networks: list[str] = Field(default_factory=list)
+    # Mail to the complaints and unsubscribe addresses comes from outsiders: its own size
+    # limit, and at most `per_client` messages per `window` from one client address.
+    max_size: int = Field(default=1_048_576, ge=65_536, le=52_428_800)
+    per_client: int = Field(default=20, ge=1)
+    window: float = Field(default=3600.0, gt=0)
+
+    @field_validator("feedback_networks")
+    @classmethod
+    def _feedback_networks(cls, v: list[str]) -> list[str]:
+        return valid_networks(v)
+
+    @field_validator("feedback_domains")
+    @classmethod
+    def _feedback_domains(cls, v: list[str]) -> list[str]:
+        return [d.strip().lower().rstrip(".") for d in v if d.strip()]
 
     @field_validator("address")
     @classmethod
@@ -524,12 +558,7 @@ class ConfigFile(_Strict):
     @field_validator("relay_networks")
     @classmethod
     def _networks(cls, v: list[str]) -> list[str]:
-        for net in v:
-            try:
-                ipaddress.ip_network(net, strict=False)
-            except ValueError as exc:
-                raise ValueError(f"{net!r}: {exc}") from None
-        return v
+        return valid_networks(v)
 
     @field_validator("listeners")
     @classmethod

@@ -21,7 +21,7 @@ from email.parser import BytesHeaderParser, BytesParser
 from email.policy import compat32
 from email.policy import default as _default_policy
 from functools import cached_property
-from typing import Callable, Hashable, NamedTuple, TypeVar
+from typing import Any, Callable, Hashable, NamedTuple, TypeVar
 
 from proxy.message.decode import MAX_HEADER_CHARS, decode_header, decode_text, header_text, part_charset, part_names, payload_bytes
 
@@ -131,6 +131,26 @@ if _feedparser.NLCRE_eol.pattern == r"(\r\n|\r|\n)\Z":  # the stdlib as we know 
     _feedparser.NLCRE_eol = _TrailingNewline()  # type: ignore[assignment]
 
 
+class _TooManyParts(Exception):
+    pass
+
+
+def _part_counter() -> Any:
+    """A message factory for the stdlib parser that stops it at part MAX_PARTS + 1: the limit
+    acts while parsing (150,000 empty parts once took the parser 2 s before the limit was
+    applied to what it had built)."""
+    made = -1  # the parser calls its factory once at start, to see what it takes
+
+    def factory(policy: Any = compat32) -> EmailMessage:
+        nonlocal made
+        made += 1
+        if made > MAX_PARTS:
+            raise _TooManyParts()
+        return EmailMessage(policy=policy)
+
+    return factory
+
+
 def _parse(raw: bytes) -> tuple[EmailMessage, str]:
     """Parse the whole message; when the body defeats the parser (absurd nesting blows the
     recursion limit), fall back to the headers alone and say why."""
@@ -145,7 +165,9 @@ def _parse(raw: bytes) -> tuple[EmailMessage, str]:
         except Exception:
             return EmailMessage(policy=compat32), problem
     try:
-        return BytesParser(policy=compat32).parsebytes(raw), ""
+        return BytesParser(_class=_part_counter(), policy=compat32).parsebytes(raw), ""
+    except _TooManyParts:
+        problem = f"more than {MAX_PARTS} MIME parts"
     except (RecursionError, MemoryError) as exc:
         problem = f"the MIME structure could not be parsed ({type(exc).__name__})"
     except Exception as exc:

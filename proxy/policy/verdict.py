@@ -113,6 +113,18 @@ class Replies:
         return Reply(450, "4.7.1", _clean(f"Recipient deferred by policy [{rule}]: {reason}; try again later"))
 
     @staticmethod
+    def auth_locked_out(seconds: float) -> Reply:
+        return Reply(454, "4.7.0", f"Too many failed authentications from your address; try again in {max(1, round(seconds))} s")
+
+    @staticmethod
+    def in_flight_full() -> Reply:
+        return Reply(452, "4.3.1", "Insufficient system storage: too many message bytes in flight, try again later")
+
+    @staticmethod
+    def auth_busy() -> Reply:
+        return Reply(454, "4.7.0", "Temporary authentication failure: too many checks in progress, try again later")
+
+    @staticmethod
     def rate_limited(reason: str) -> Reply:
         return Reply(451, "4.7.1", _clean(f"Rate limit reached, try again later: {reason}"))
 

@@ -15,6 +15,8 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from proxy.runtime.listeners import HttpListener
+
 if TYPE_CHECKING:
     from proxy.runtime.service import Service
 
@@ -58,17 +60,15 @@ class OpsServer:
     def __init__(self, service: "Service", host: str, port: int) -> None:
         self.service = service
         self.host, self.port = host, port
-        self.runner: web.AppRunner | None = None
+        self.listener: HttpListener | None = None
 
     async def start(self) -> tuple[str, int]:
-        self.runner = web.AppRunner(make_app(self.service), access_log=None, handle_signals=False)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, self.host, self.port)
-        await site.start()
-        addr = self.runner.addresses[0]  # the bound port when 0 was asked
-        log.info("ops_listening", address=f"{addr[0]}:{addr[1]}")
-        return addr[0], addr[1]
+        self.listener = HttpListener(make_app(self.service), "ops")
+        addr = await self.listener.start(self.host, self.port)
+        log.info("ops_listening", address=f"{addr[0]}:{addr[1]}", max_connections=self.listener.max_connections)
+        return addr
 
     async def stop(self) -> None:
-        if self.runner is not None:
-            await self.runner.cleanup()
+        if self.listener is not None:
+            await self.listener.stop()
+            self.listener = None

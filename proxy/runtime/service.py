@@ -46,6 +46,10 @@ from proxy.unsubscribe.headers import Endpoints
 from proxy.unsubscribe.intake import Intake
 from proxy.unsubscribe.token import TokenKeys
 from proxy.unsubscribe.web import UnsubscribeEndpoint
+from proxy.smtp.authguard import AuthGuard
+from proxy.smtp.inflight import InFlight
+from proxy.facts.dkim import verify as dkim_verify
+from proxy.runtime.listeners import HTTP_MAX_CONNECTIONS, HttpListener, install_accept_error_log
 from proxy.runtime.warmup import warm_up
 from proxy.transaction.deps import TransactionDeps
 
@@ -219,8 +223,15 @@ class Service:
             store=self.store, keys=self.unsubscribe_keys, masker=self.masker, mailto_local=u.mailto_local,
             mailto_domain=u.mailto_domain, complaints_address=f.complaints.address,
             complaints_dir=config.complaints_dir, timeout=f.timeouts.policy,
+            feedback_domains=f.complaints.feedback_domains, feedback_networks=f.complaints.feedback_networks,
+            verify_dkim=lambda raw: dkim_verify(raw, self.resolver), max_size=f.complaints.max_size,
+            per_client=f.complaints.per_client, window=f.complaints.window,
         )
         self.unsubscribe_web: UnsubscribeEndpoint | None = None
+        self._unsubscribe_http: HttpListener | None = None
+        self.auth_guard = AuthGuard()  # failed AUTH per address across connections; the argon2 pool
+        lim = f.limits  # message bytes in flight (proxy/smtp/inflight.py); never below one message
+        self.in_flight = InFlight(max(lim.max_bytes_in_flight, lim.max_message_size))
         if u.listen and self.unsubscribe_keys is not None:
             self.unsubscribe_web = UnsubscribeEndpoint(self.store, self.unsubscribe_keys, self.masker, f.timeouts.policy, u.max_body)
 
@@ -349,7 +360,7 @@ class Service:
             return False
         user = login.decode("utf-8", "replace")
         pw = password.decode("utf-8", "replace")
-        return await asyncio.to_thread(credentials.verify, user, pw)
+        return await self.auth_guard.check(credentials.verify, user, pw)  # raises ChecksBusy when full
 
     async def dkim_sign(self, data: bytes) -> tuple[bytes, str]:
         """The outgoing bytes with DKIM-Signature(s) prepended, and a note for the audit log."""
@@ -395,16 +406,21 @@ class Service:
         (clients hang without a greeting, the log floods): so raise the limit, and where it
         cannot go high enough, cap the connections, so that the 421 answers instead."""
         configured = self.config.file.limits.max_connections
-        limit = open_files_limit(2 * configured + SPARE_FILES)
-        self.connection_cap = max(1, (limit - SPARE_FILES) // 2)
+        # The HTTP endpoints' connections (each capped, proxy/runtime/listeners.py) come first.
+        f = self.config.file
+        http = sum(1 for on in (f.metrics.address, f.unsubscribe.listen) if on)
+        spare = SPARE_FILES + http * HTTP_MAX_CONNECTIONS
+        limit = open_files_limit(2 * configured + spare)
+        self.connection_cap = max(1, (limit - spare) // 2)
         if self.connection_cap < configured:
             log.warning("connection_limit_lowered", configured=configured, effective=self.connection_cap,
-                        open_files_limit=limit, remedy=f"raise the open-files limit to {2 * configured + SPARE_FILES}")
+                        open_files_limit=limit, remedy=f"raise the open-files limit to {2 * configured + spare}")
 
     async def start(self, front: str = "smtp") -> None:
         """Open the stores and start serving: SMTP listeners (`front="smtp"`), or the milter
         socket for an MTA (`front="milter"`); the ops and unsubscribe endpoints either way."""
         self._fit_connection_limit()
+        install_accept_error_log(asyncio.get_running_loop())
         try:
             await self.store.open()
             await self.store.prune(time.time(), SENDS_KEPT)
@@ -435,6 +451,7 @@ class Service:
                 log.info("listening", listener=listener.name, address=f"{addr[0]}:{addr[1]}",
                          proxy_protocol=listener.proxy_protocol,
                          proxy_networks=listener.proxy_networks if listener.proxy_protocol else [])
+        self._warn_dev_certificate()
         metrics = self.config.file.metrics
         if metrics.address and self.worker == 0:
             from proxy.runtime.opsweb import OpsServer
@@ -442,7 +459,11 @@ class Service:
             self._ops = OpsServer(self, *parse_hostport(metrics.address))
             self.ops_address = await self._ops.start()
         if self.unsubscribe_web is not None and self.worker == 0:
-            await self.unsubscribe_web.start(*parse_hostport(self.config.file.unsubscribe.listen))
+            host, port = parse_hostport(self.config.file.unsubscribe.listen)
+            self._unsubscribe_http = HttpListener(self.unsubscribe_web.app(), "unsubscribe")
+            _, self.unsubscribe_web.port = await self._unsubscribe_http.start(host, port)
+            log.info("unsubscribe_endpoint_listening", address=f"{host}:{self.unsubscribe_web.port}",
+                     max_connections=self._unsubscribe_http.max_connections)
         await self.probe_upstream()
         self._tasks.append(loop.create_task(self._probe_loop()))
         self._tasks.append(loop.create_task(self._prune_loop()))
@@ -454,6 +475,23 @@ class Service:
         if self.worker == 0:
             self.systemd.ready(self.summary())
             self.systemd.start_watchdog(self.summary)
+
+    def _warn_dev_certificate(self) -> None:
+        """The self-signed development certificate is for trying things out on this machine: a
+        client elsewhere gets no proof of whom it talks to (its STARTTLS, and so its AUTH
+        password, can be intercepted). Say so at start for each listener it would serve."""
+        tls = self.config.file.tls
+        if tls.cert or not tls.dev_cert or self.tls_context is None:
+            return
+        for listener in self.config.file.listeners:
+            host = listener.host_port[0]
+            try:
+                loopback = ipaddress.ip_address(host.strip("[]")).is_loopback
+            except ValueError:
+                loopback = host == "localhost"
+            if not loopback:
+                log.warning("dev_certificate_on_public_listener", listener=listener.name, address=listener.address,
+                            remedy="set [tls] cert and key to a certificate for this host name")
 
     async def _start_milter(self) -> None:
         from proxy.milter.options import MilterOptions
@@ -554,8 +592,9 @@ class Service:
             server.close()
         if self.milter is not None:
             await self.milter.stop(self.config.file.timeouts.shutdown)
-        if self.unsubscribe_web is not None and self.worker == 0:
-            await self.unsubscribe_web.stop()
+        if self._unsubscribe_http is not None:
+            await self._unsubscribe_http.stop()
+            self._unsubscribe_http = None
         for session in list(self.sessions):
             if session.in_transaction:
                 session.closing = True
@@ -581,6 +620,7 @@ class Service:
         await self.store.close()
         if self.host_share is not None:
             self.host_share.close()
+        self.auth_guard.close()
         self.systemd.close()
         log.info("stopped", last_hour=dict(self.metrics.last_hour.totals()))
         self._stopped.set()

@@ -129,8 +129,13 @@ class RelayHandler:
     async def verify_login(self, login: bytes, password: bytes) -> bool:
         return await self.service.verify_login(login, password)
 
-    def login_failed(self, server: "RelaySMTP", login: bytes) -> None:
-        log.warning("auth_failed", client=client_ip(server.session) if server.session else "", user=login.decode("utf-8", "replace")[:64])
+    def login_failed(self, server: "RelaySMTP", login: bytes, locked_out: bool = False) -> None:
+        client = client_ip(server.session) if server.session else ""
+        log.warning("auth_failed", client=client, user=login.decode("utf-8", "replace")[:64])
+        if locked_out:
+            guard = self.service.auth_guard
+            log.warning("auth_locked_out", client=client, failures=guard.max_failures, window_s=guard.window,
+                        lockout_s=guard.lockout)
 
     # -- SMTP hooks -------------------------------------------------------------------------------
 
@@ -260,7 +265,10 @@ class RelayHandler:
         t0 = time.perf_counter()
         if data.content is None:
             if data.error == "too_large":
-                reply = Replies.too_large(settings.max_message_size)
+                reply = Replies.too_large(min(settings.max_message_size, service.intake.max_size) if tx.local
+                                          else settings.max_message_size)
+            elif data.error == "in_flight_full":
+                reply = Replies.in_flight_full()
             elif data.error == "bare_eol":
                 reply = Replies.malformed("5.6.0", "Bare CR or LF in message data is not allowed (RFC 5321 2.3.8); send CRLF line endings")
             else:
@@ -268,7 +276,8 @@ class RelayHandler:
             outcome.audit(service.deps, tx, reply, None, data.size, record, t0)
             return str(reply)
         if tx.local:
-            reply, consumed = await service.intake.consume(tx.local, envelope.mail_from or "", data.content, tx.queue_id)
+            reply, consumed = await service.intake.consume(tx.local, envelope.mail_from or "", data.content, tx.queue_id,
+                                                           client_ip(session))
             record.update(consumed)
             outcome.audit(service.deps, tx, reply, None, len(data.content), record, t0)
             return str(reply)

@@ -20,9 +20,11 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, syntax
+import structlog
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, TLSSetupException, syntax
 
 from proxy.policy.verdict import Replies
+from proxy.smtp.authguard import ChecksBusy
 from proxy.smtp.datareader import read_data
 
 if TYPE_CHECKING:
@@ -36,6 +38,7 @@ _ENHANCED = {
     534: "5.7.9", 535: "5.7.8", 538: "5.7.11", 550: "5.0.0", 551: "5.1.6", 552: "5.3.4", 553: "5.1.3",
     554: "5.0.0", 555: "5.5.4",
 }
+log = structlog.get_logger("sendwarden.smtp")
 _HAS_ENHANCED = re.compile(r"^\d{3}[ -][245]\.\d{1,3}\.\d{1,3}(?: |$)")
 _DSN_MAIL = {"RET", "ENVID"}
 _DSN_RCPT = {"NOTIFY", "ORCPT"}
@@ -269,14 +272,36 @@ class RelaySMTP(SMTP):
         if go_on:
             await super().smtp_RCPT(arg)
 
+    async def handle_exception(self, error: Exception) -> str:
+        """A failed TLS handshake after STARTTLS (a scanner, a client with an old protocol) is
+        the client's problem: one warning line with the reason, no traceback."""
+        if isinstance(error, TLSSetupException):
+            peer = self.session.peer if self.session else ""
+            cause = error.__cause__
+            log.warning("tls_handshake_failed", client=str(peer[0]) if isinstance(peer, tuple) else str(peer),
+                        reason=(getattr(cause, "reason", None) or type(cause).__name__) if cause else "")
+            return ""  # aiosmtpd closes the connection and sends nothing after a failed handshake
+        return await super().handle_exception(error)
+
     # -- AUTH: verify off the event loop -------------------------------------------------------
 
     async def _verify(self, mechanism: str, login: bytes, password: bytes) -> AuthResult:
-        ok = await self.relay_handler.verify_login(login, password)
+        guard = self.relay_handler.service.auth_guard
+        client = str(self.session.peer[0]) if self.session and isinstance(self.session.peer, tuple) else ""
+        locked = guard.locked_for(client)
+        if locked:  # no password check at all: not even a right one may pass during a lockout
+            await self.push(str(Replies.auth_locked_out(locked)))
+            return AuthResult(success=False, handled=True)
+        try:
+            ok = await self.relay_handler.verify_login(login, password)
+        except ChecksBusy:
+            await self.push(str(Replies.auth_busy()))
+            return AuthResult(success=False, handled=True)
         if ok:
+            guard.succeeded(client)
             return AuthResult(success=True, auth_data=LoginPassword(login, password))
         self.failed_logins += 1
-        self.relay_handler.login_failed(self, login)
+        self.relay_handler.login_failed(self, login, locked_out=guard.failed(client))
         # Slow down guessing; after a few failures, hang up.
         await asyncio.sleep(AUTH_FAILURE_DELAY)
         if self.failed_logins >= MAX_AUTH_FAILURES:
@@ -339,11 +364,15 @@ class RelaySMTP(SMTP):
         await self.push("354 End data with <CR><LF>.<CR><LF>")
         self._reset_timeout(settings.data_timeout)
         try:
+            tx = getattr(self.envelope, "tx", None)
+            local = tx is not None and bool(tx.local)  # mail to our own addresses: its own, small limit
             result = await read_data(
                 self._reader,
-                max_size=settings.max_message_size,
+                max_size=min(settings.max_message_size, self.relay_handler.service.intake.max_size) if local
+                else settings.max_message_size,
                 max_line=settings.max_line_length,
                 normalize=settings.normalize,
+                in_flight=self.relay_handler.service.in_flight,
             )
         except asyncio.CancelledError:
             self._writer.close()
@@ -358,6 +387,7 @@ class RelaySMTP(SMTP):
             status = await self.relay_handler.handle_message(self, self.session, self.envelope, result)
         finally:
             self._reset_timeout()
+            self.relay_handler.service.in_flight.give(result.reserved)
         self._set_post_data_state()
         self.in_transaction = False
         await self.push(status)

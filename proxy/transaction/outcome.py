@@ -16,11 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from proxy.transaction import recipients
+from proxy.transaction import heavy, recipients
 from proxy.facts.gather import gather
 from proxy.message.mime import Message
 from proxy.metrics import reply_class
-from proxy.policy.engine import judge
 from proxy.policy.loader import Policy
 from proxy.policy.context import Context
 from proxy.policy.verdict import Action, Finding, Replies, Reply, Verdict
@@ -93,14 +92,14 @@ class Judgement:
 async def evaluate(deps: TransactionDeps, tx: Transaction, content: bytes, record: dict[str, Any]) -> Judgement:
     """Parse once, insert List-Unsubscribe where the policy asks, gather facts, judge."""
     t0 = time.perf_counter()
-    message = Message.from_bytes(content)
+    message = await heavy.parse(content)  # a heavy message in a worker thread (transaction/heavy.py)
     plan = tx.ensure_plan()
     rcpt_addresses = [r.address for r in tx.recipients]
     head, why_not = recipients.list_unsubscribe_block(deps, tx.policy, plan, tx.marketing, rcpt_addresses, message)
     if head:
         # Prepended only: the message itself is never re-serialised. Judged as it will go out.
         content = head + content
-        message = Message.from_bytes(content)
+        message = await heavy.parse(content)
         record["list_unsubscribe"] = "inserted"
     elif why_not:
         record["list_unsubscribe"] = f"not inserted: {why_not}"
@@ -118,7 +117,7 @@ async def evaluate(deps: TransactionDeps, tx: Transaction, content: bytes, recor
     if facts:
         ctx = replace(ctx, facts=facts)
     try:
-        verdict = judge(tx.policy, message, ctx, extra=tx.rcpt_findings)
+        verdict = await heavy.judge_message(tx.policy, message, ctx, tx.rcpt_findings)
     except Exception as exc:  # the engine itself failed: never relay unjudged
         log.error("engine_failed", queue_id=tx.queue_id, error=repr(exc), exc_info=True)
         verdict = Verdict(tx.policy.action(tx.stream, "check.error"), (), tx.policy.monitor, tx.stream, (repr(exc),))

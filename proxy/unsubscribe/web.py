@@ -5,7 +5,9 @@
 
 A GET never unsubscribes: link scanners and previews fetch URLs. A forged token gets 403, an
 expired one 410, a malformed one 404; each is logged. Bodies over the configured size get 413.
-Run it behind a TLS-terminating proxy that forwards to `[unsubscribe] listen`.
+Run it behind a TLS-terminating proxy that forwards to `[unsubscribe] listen`. The service
+serves `app()` with a connection cap and a header timeout (proxy/runtime/listeners.py); a body
+must arrive within BODY_TIMEOUT (408).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from proxy.unsubscribe.token import Token, TokenError, TokenKeys
 
 log = structlog.get_logger("sendwarden.unsubscribe")
 _STATUS = {"malformed": 404, "forged": 403, "expired": 410}
+# Seconds a one-click POST may take to send its (small) body; the head has its own timeout.
+BODY_TIMEOUT = 10.0
 _PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
 <title>{title}</title></head><body style="font-family:sans-serif;max-width:36em;margin:3em auto">
 <h1>{title}</h1>{body}</body></html>"""
@@ -46,27 +50,13 @@ class UnsubscribeEndpoint:
         self.masker = masker
         self.timeout = timeout
         self.max_body = max_body
-        self.runner: web.AppRunner | None = None
-        self.port = 0
+        self.port = 0  # where it listens, once the service serves app() (proxy/runtime/listeners.py)
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self.max_body, middlewares=[_security_headers])
         app.router.add_get("/unsubscribe/{token}", self.confirm)
         app.router.add_post("/unsubscribe/{token}", self.one_click)
         return app
-
-    async def start(self, host: str, port: int) -> None:
-        self.runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, host, port, reuse_address=True)
-        await site.start()
-        self.port = int(self.runner.addresses[0][1])
-        log.info("unsubscribe_endpoint_listening", address=f"{host}:{self.port}")
-
-    async def stop(self) -> None:
-        if self.runner is not None:
-            await self.runner.cleanup()
-            self.runner = None
 
     def _token(self, request: web.Request) -> tuple[Token | None, web.Response | None]:
         try:
@@ -91,7 +81,11 @@ class UnsubscribeEndpoint:
         token, refusal = self._token(request)
         if token is None:
             return refusal or page("Not found", "", 404)
-        form = await request.post()  # raises 413 past client_max_size
+        try:
+            form = await asyncio.wait_for(request.post(), BODY_TIMEOUT)  # raises 413 past client_max_size
+        except TimeoutError:
+            log.warning("unsubscribe_body_timeout", client=request.remote or "")
+            return page("Request timeout", "<p>The request did not arrive in time.</p>", 408)
         if form.get("List-Unsubscribe") != "One-Click":
             return page("Bad request", "<p>Expected List-Unsubscribe=One-Click (RFC 8058).</p>", 400)
         entry = Suppression(token.address, token.scope, "unsubscribe", "one-click", time.time())

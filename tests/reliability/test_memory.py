@@ -192,3 +192,30 @@ async def test_an_open_files_limit_below_the_connection_limit_lowers_it(serve, s
     await warm_up(relay.port)
     assert await relay.stop() == 0
     assert "Too many open files" not in relay.log.read_text()
+
+
+async def test_message_bytes_in_flight_are_budgeted(serve, tmp_path) -> None:
+    """Three 19 MB messages at once against a 45 MB budget for message bytes in flight: what
+    does not fit is answered 452 4.3.1 (read to its end, kept nowhere), and sent again once the
+    others are through, it is relayed: nothing lost. Peak memory and the replies are printed."""
+    from tests.reliability.test_heavy_messages import attachment, send
+
+    outbox = tmp_path / "outbox"
+    relay = await serve(f"maildir:{outbox}",
+                        {"limits": {"max_message_size": 25 * MB, "max_bytes_in_flight": 45 * MB}}, POLICY)
+    await warm_up(relay.port)
+    before = relay.status("VmHWM")
+    messages = [attachment(14 * MB, f"inflight{i}") for i in range(3)]  # about 19 MB each, base64
+    replies = await asyncio.gather(*(send(relay.port, m) for m in messages))
+    codes = sorted(r[:9] for r in replies)
+    refused = [m for m, r in zip(messages, replies) if r.startswith("452")]
+    assert codes.count("452 4.3.1") >= 1 and all(c.startswith(("250", "452")) for c in codes), replies
+    again = [await send(relay.port, m) for m in refused]
+    assert all(r.startswith("250") for r in again), again
+    peak = relay.status("VmHWM")
+    delivered = sum(b"@heavy.test>" in f.read_bytes()[:2000] for f in (outbox / "new").iterdir())
+    assert delivered == 3
+    record("bytes in flight budget 45 MB, three 19 MB at once", first_replies="/".join(r[:9] for r in replies),
+           retried_ok=len(again), delivered=delivered, peak_rss_before_MB=round(before / MB, 1),
+           peak_rss_after_MB=round(peak / MB, 1), growth_MB=round((peak - before) / MB, 1))
+    assert await relay.stop() == 0

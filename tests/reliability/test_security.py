@@ -239,3 +239,102 @@ async def test_a_proxy_listener_without_trusted_balancers_is_refused_at_start(tm
     finally:
         await relay.stop()
     assert sink.received == []
+
+
+async def auth_once(port: int, local: str, password: str, user: str = USER) -> tuple[int, str]:
+    client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, source_address=(local, 0),
+                             start_tls=True, tls_context=no_verify(), timeout=30)
+    await client.connect()
+    await client.ehlo()
+    try:
+        reply = await client.auth_plain(user, password)
+        return reply.code, reply.message
+    except aiosmtplib.SMTPResponseException as exc:
+        return exc.code, exc.message
+    finally:
+        client.close()
+
+
+async def test_auth_guessing_across_connections_locks_the_address_out(start_relay, sink: Sink, credentials) -> None:
+    """One guess per connection, from one address: after five failures the address is locked
+    out (454 4.7.0 from the reply catalogue, no password checked, the right one neither);
+    another address is not affected. Regression: 20 connections from one address guessed at 9 a
+    second (the per-connection limit of three only made the guesser open more connections)."""
+    from proxy.smtp.authguard import LOCKOUT, MAX_FAILURES
+
+    relay = await start_relay({"auth": {"credentials": credentials}}, policy=POLICY)
+    with capture_logs() as logs:
+        t = time.monotonic()
+        guesses = [await auth_once(relay.port, "127.0.0.2", f"guess-{i}") for i in range(MAX_FAILURES)]
+        guessing_s = time.monotonic() - t
+        locked = await auth_once(relay.port, "127.0.0.2", PASSWORD)
+        other = await auth_once(relay.port, "127.0.0.3", PASSWORD)
+    assert [code for code, _ in guesses] == [535] * MAX_FAILURES
+    assert locked[0] == 454 and "4.7.0" in locked[1] and "try again in" in locked[1], locked
+    assert other[0] == 235
+    lockouts = [e for e in logs if e["event"] == "auth_locked_out"]
+    assert [(e["client"], e["lockout_s"]) for e in lockouts] == [("127.0.0.2", LOCKOUT)]
+    record("auth guessing across connections", failures_before_lockout=MAX_FAILURES,
+           guesses_per_s=round(MAX_FAILURES / guessing_s, 1), locked_reply=f"{locked[0]} {locked[1][:60]}")
+
+
+async def test_concurrent_password_checks_are_bounded(start_relay, sink: Sink, credentials) -> None:
+    """40 AUTH attempts at once from 40 addresses: at most CHECK_WORKERS argon2 checks run and
+    CHECK_QUEUE wait; the rest are answered 454 at once, and ordinary relaying from another
+    client goes on meanwhile."""
+    from proxy.smtp.authguard import CHECK_QUEUE, CHECK_WORKERS
+
+    relay = await start_relay({"auth": {"credentials": credentials}}, policy=POLICY)
+
+    async def relay_one(mid: str) -> int:
+        client = aiosmtplib.SMTP(hostname="127.0.0.1", port=relay.port, start_tls=False, timeout=30)
+        await client.connect()
+        t = time.monotonic()
+        await client.sendmail(SENDER, ["reader@example.org"], make_message(mid, "relay"))
+        await client.quit()
+        return round((time.monotonic() - t) * 1000)
+
+    quiet_ms = await relay_one("<before-flood@auth.test>")
+    flood = [asyncio.create_task(auth_once(relay.port, f"127.0.1.{i}", "wrong")) for i in range(1, 41)]
+    await asyncio.sleep(0.3)
+    relay_ms = await relay_one("<during-flood@auth.test>")
+    answers = await asyncio.gather(*flood)
+    codes = sorted(code for code, _ in answers)
+    busy = codes.count(454)
+    assert set(codes) <= {454, 535} and codes.count(535) <= CHECK_WORKERS + CHECK_QUEUE + 5, codes
+    assert busy >= 40 - (CHECK_WORKERS + CHECK_QUEUE + 5)
+    record("40 concurrent AUTH attempts", checked=codes.count(535), answered_busy_454=busy,
+           relay_ms_quiet=quiet_ms, relay_ms_during_flood=relay_ms)
+
+
+async def test_a_failed_tls_handshake_is_one_line_and_the_dev_certificate_is_named(serve, sink: Sink, credentials) -> None:
+    """A client that says STARTTLS and then sends garbage (or an old protocol) costs one log
+    line, not a traceback; serving the self-signed development certificate on an address
+    other than loopback is a warning at start."""
+    port = free_port()
+    relay = await serve(sink.url, {"auth": {"credentials": credentials},
+                                   "listeners": [{"name": "default", "address": f"127.0.0.1:{port}"},
+                                                 {"name": "public", "address": f"0.0.0.0:{free_port()}"}]}, POLICY)
+    for _ in range(3):
+        c = await RawClient.connect(port)
+        await c.reply()
+        await c.cmd("EHLO x")
+        assert (await c.cmd("STARTTLS")).startswith("220")
+        await c.send(b"\x16\x03\x01\x00\x05garbage that is no TLS record\r\n" * 3)
+        try:
+            await asyncio.wait_for(c.reader.read(), 5)
+        except (ConnectionError, TimeoutError):
+            pass
+        await c.close()
+    c = await RawClient.connect(port)
+    assert (await c.reply()).startswith("220")
+    await c.close()
+    assert await relay.stop() == 0
+    events = relay.events()
+    text = relay.log.read_text()
+    failed = [e for e in events if e["event"] == "tls_handshake_failed"]
+    assert "Traceback" not in text and all(e["event"] != "<not json>" for e in events), text[-3000:]
+    assert len(failed) == 3 and all(e["client"] == "127.0.0.1" for e in failed), failed
+    dev = [e for e in events if e["event"] == "dev_certificate_on_public_listener"]
+    assert [e["listener"] for e in dev] == ["public"]
+    record("tls handshake failures", handshakes=3, log_lines=len(failed), tracebacks=0)

@@ -175,7 +175,11 @@ async def deliver(relay, raw: bytes) -> str:
 
 
 async def test_arf_abuse_report_suppresses_the_complainant(start_relay, sink) -> None:
-    relay = await start(start_relay, {"relay_networks": ["127.0.0.2/32"]})
+    # The feedback loop's reports come through 127.0.0.1 (configured), and name a recipient the
+    # send ledger has; forged reports are tests/reliability/test_complaints.py's.
+    relay = await start(start_relay, {"relay_networks": ["127.0.0.2/32"],
+                                      "complaints": {**LOOP["complaints"], "feedback_networks": ["127.0.0.1/32"]}})
+    await relay.store.record_sends(["complainer@example.net"], "shop", "marketing", time.time() - 3600)
     reply = await deliver(relay, (FIXTURES / "arf" / "abuse-report.eml").read_bytes())
     assert reply.startswith("250 2.0.0")
     [entry] = await relay.store.suppressions("complainer@example.net")

@@ -85,6 +85,7 @@ def test_parser_recursion_falls_back_to_the_headers(monkeypatch: pytest.MonkeyPa
     import proxy.message.mime
 
     monkeypatch.setattr(proxy.message.mime, "MAX_MULTIPARTS", 10_000)
+    monkeypatch.setattr(proxy.message.mime, "MAX_PARTS", 10_000)  # else the part limit stops the parser first
     [f] = [f for f in found(nested(1500), family="message") if f.rule == "message.unparseable"]
     assert "could not be parsed (RecursionError)" in f.detail
 
