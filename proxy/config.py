@@ -392,6 +392,15 @@ class Dns(_Strict):
         return v
 
 
+class Recipients(_Strict):
+    """RCPT-time checks that need the network (the policy says what a finding does)."""
+
+    # recipient.domain_unroutable: resolve each recipient domain (MX, else A/AAAA) at RCPT and
+    # refuse domains that cannot receive mail. Turn off for a relay whose upstream does its
+    # own routing (a smarthost that rewrites or routes domains the public DNS does not know).
+    verify_domains: bool = True
+
+
 class DkimKey(_Strict):
     """One signing key: mail whose From domain is `domain` (or a subdomain of it) is signed with
     d=`domain`, s=`selector`. Several keys for one domain (RSA and Ed25519) all sign."""
@@ -482,6 +491,7 @@ class ConfigFile(_Strict):
     unsubscribe: Unsubscribe = Unsubscribe()
     complaints: Complaints = Complaints()
     dns: Dns = Dns()
+    recipients: Recipients = Recipients()
     dkim: Dkim = Dkim()
 
     @field_validator("rate_limits")

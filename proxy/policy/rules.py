@@ -34,9 +34,11 @@ RULES: dict[str, str] = {
     "recipient.blocked_destination": "recipient domain or TLD is blocked (export controls, sanctions)",
     # compliance and content
     "compliance.complaint_address_missing": "the complaints address does not appear in the message",
+    "compliance.complaint_rate": "the sender domain's spam-complaint rate over 7 days is above the limit",
     "content.deceptive_link": "link text shows another domain than the link goes to, or a suspicious target",
     "content.credential_form": "the message asks for passwords in a form",
     "content.prohibited": "prohibited content category matched",
+    "content.blocklisted_link": "a linked domain (or the From domain) is listed on a configured DNS URI blocklist",
     "attachment.dangerous": "executable, script or macro attachment",
     "rate.exceeded": "rate limit reached",
     # message hygiene and engine faults

@@ -96,6 +96,18 @@ async def test_suppressed_recipient_is_refused_at_rcpt(rig: Rig) -> None:
     assert [r for r, _ in rig.sink.received[0].rcpts] == ["reader@example.org"]
 
 
+async def test_unroutable_recipient_is_refused_at_rcpt_and_the_other_delivered(rig: Rig) -> None:
+    rig.dns.zone("test", "ok MX 10 mx.ok.test.\nmx.ok A 192.0.2.25\nnullmx MX 0 .\n")
+    rig.dns.behaviour.servfail.add("broken.test")
+    rig.service.config = rig.service.config.replace(recipients={"verify_domains": True})
+    answers = await rig.send(COMPLIANT, rcpts=("a@nullmx.test", "b@broken.test", "c@ok.test"))
+    assert answers[3].startswith("550 5.1.2 Recipient refused by policy [recipient.domain_unroutable]"), answers
+    assert answers[4].startswith("451 4.4.3 Recipient deferred [lookup.failed]"), answers
+    assert answers[5].startswith("250") and answers[-1].startswith("250 2.0.0 Ok: queued as ")
+    await rig.delivered(1)
+    assert [r for r, _ in rig.sink.received[0].rcpts] == ["c@ok.test"]
+
+
 async def test_quarantined_message_is_held_by_sendwarden(rig: Rig, tmp_path: Path) -> None:
     policy = tmp_path / "q.toml"
     policy.write_text('[actions]\n"unsubscribe.*" = "quarantine"\n')

@@ -9,6 +9,7 @@ from proxy.policy.checks import (  # noqa: F401
     links,
     optout,
     privacy,
+    recipient,
     sender,
     subject,
     unsubscribe,
