@@ -53,6 +53,7 @@ class Metrics:
         self.findings = PCounter("sendwarden_findings_total", "Findings, by rule and the action the policy gave it", ["rule", "action"], registry=r)
         self.rcpt_refusals = PCounter("sendwarden_rcpt_refusals_total", "Recipients refused at RCPT, by rule", ["rule"], registry=r)
         self.recipient_domains = PCounter("sendwarden_recipient_domain_checks_total", "Recipient domains judged at RCPT, by outcome (ok or the rule found)", ["result"], registry=r)
+        self.blocklist_lookups = PCounter("sendwarden_blocklist_lookups_total", "URI blocklist lookups, by zone and result (listed, clean, failed)", ["zone", "result"], registry=r)
         self.upstream_replies = PCounter("sendwarden_upstream_replies_total", "Upstream outcomes, by reply class (2xx, 4xx, 5xx, unreachable)", ["reply_class"], registry=r)
         self.policy_seconds = Histogram("sendwarden_policy_seconds", "Time to look up facts and judge one message", registry=r, buckets=_LATENCY_BUCKETS)
         self.upstream_seconds = Histogram("sendwarden_upstream_seconds", "Time to relay one message upstream", registry=r, buckets=_LATENCY_BUCKETS)

@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import proxy.facts.blocklist  # noqa: F401  (the fact providers --online asks, as the relay's Service does)
+import proxy.outbound.dkim  # noqa: F401
 from proxy.commands.common import CliError, load
+from proxy.config import Config
+from proxy.dns import Resolver
+from proxy.facts.gather import gather
 from proxy.message.mime import Message
 from proxy.policy.engine import judge
+from proxy.policy.loader import Policy
 from proxy.policy.registry import Context
-from proxy.policy.verdict import Action, Replies, Reply, Verdict
+from proxy.policy.verdict import Action, Finding, Replies, Reply, Verdict
+from proxy.transaction.recipients import domain_findings
 
 EXIT_STATUS = {Action.RELAY: 0, Action.QUARANTINE: 2, Action.REJECT: 3, Action.TEMPFAIL: 4}
 
@@ -50,8 +59,31 @@ def scan_result(verdict: Verdict) -> dict[str, Any]:
     }
 
 
+class Online:
+    """What the fact providers use when `scan --online` looks facts up as the relay does."""
+
+    def __init__(self, config: Config) -> None:
+        self.resolver = Resolver.from_config(config.file.dns)
+        self.metrics = None
+
+
+async def _judge(config: Config, policy: Policy, message: Message, ctx: Context, online: bool) -> Verdict:
+    """Judge as the relay would: the recipients' domains (blocked destinations always; routing
+    only online), then, online, the message's facts (DNS, blocklists) under the policy timeout."""
+    timeout = config.file.timeouts.policy
+    lookups = Online(config) if online else None
+    resolver = lookups.resolver if lookups is not None and config.file.recipients.verify_domains else None
+    extra: list[Finding] = []
+    for rcpt in ctx.rcpts:
+        extra += await domain_findings(resolver, policy.options["recipient"], rcpt, timeout)  # type: ignore[arg-type]
+    if lookups is not None:
+        facts = await gather(lookups, policy, message, ctx, timeout)  # type: ignore[arg-type]
+        ctx = replace(ctx, facts=facts or None)
+    return judge(policy, message, ctx, extra=extra)
+
+
 def cmd_scan(args: argparse.Namespace) -> int:
-    _, policy = load(args.config, args.policy)
+    config, policy = load(args.config, args.policy)
     raw = read_input(args.file)
     stream = policy.resolve_stream(listener=args.listener or "", user=args.user, sender=args.mail_from or "")
     ctx = Context(
@@ -62,7 +94,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
         auth_user=args.user,
         now=time.time(),
     )
-    verdict = judge(policy, Message.from_bytes(raw), ctx)
+    verdict = asyncio.run(_judge(config, policy, Message.from_bytes(raw), ctx, args.online))
     result = scan_result(verdict)
     if args.json:
         print(json.dumps(result))
@@ -83,5 +115,8 @@ def register(sub: Any) -> None:
     s.add_argument("--rcpt", metavar="ADDR", action="append")
     s.add_argument("--user", metavar="NAME", help="as if authenticated as NAME")
     s.add_argument("--listener", metavar="NAME", help="as if received on listener NAME")
+    s.add_argument("--online", action="store_true",
+                   help="look facts up as the relay does: recipient domains and URI blocklists through the "
+                        "configured resolver, DKIM keys (default: offline, those rules stay silent)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_scan)

@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 import structlog
 
+import proxy.facts.blocklist  # noqa: F401  (registers the URI blocklist fact provider)
 import proxy.facts.clamav  # noqa: F401  (registers the clamd fact provider for the attachment check)
 from proxy.audit import AddressMasker
 from proxy.smtp.auth import Credentials

@@ -108,6 +108,20 @@ async def test_unroutable_recipient_is_refused_at_rcpt_and_the_other_delivered(r
     assert [r for r, _ in rig.sink.received[0].rcpts] == ["c@ok.test"]
 
 
+async def test_blocklisted_link_is_refused_at_end_of_message(rig: Rig, tmp_path: Path) -> None:
+    rig.dns.zone("dbl.test", "evil-shop.com A 127.0.1.2\n")
+    policy = tmp_path / "b.toml"
+    policy.write_text('[actions]\n"content.blocklisted_link" = "reject"\n"unsubscribe.*" = "reject"\n[checks.blocklist]\n'
+                      'enabled = true\n[[checks.blocklist.zones]]\nzone = "dbl.test"\ncodes = { "127.0.1.2" = "spam domain" }\n')
+    rig.service.policy = load_policy(policy)
+    bad = COMPLIANT.replace(b"</body>", b'<a href="https://www.evil-shop.com/">deal</a></body>')
+    answers = await rig.send(bad)
+    assert answers[-1].startswith("550 5.7.1 Message refused by policy [content.blocklisted_link]"), answers
+    answers = await rig.send(COMPLIANT)
+    assert answers[-1].startswith("250 2.0.0 Ok: queued as "), answers
+    await rig.delivered(1)
+
+
 async def test_quarantined_message_is_held_by_sendwarden(rig: Rig, tmp_path: Path) -> None:
     policy = tmp_path / "q.toml"
     policy.write_text('[actions]\n"unsubscribe.*" = "quarantine"\n')

@@ -2,6 +2,7 @@
 
 from proxy.policy.checks import (  # noqa: F401
     attachments,
+    blocklist,
     consent,
     content,
     frequency,

@@ -1,0 +1,50 @@
+"""The URI blocklist fact: every (domain, zone) pair of a message looked up at once through
+the one resolver (its cache serves the domains a newsletter links to message after message),
+each answer or failure kept apart, so that one slow zone costs a `lookup.failed` for its own
+names and the others still count. The whole fact runs under the policy time budget
+(proxy/facts/gather.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Awaitable
+
+from proxy.dns import DnsFailure, Resolver
+from proxy.facts.gather import provider
+from proxy.message.mime import Message
+from proxy.policy.checks.blocklist import FACT, BlocklistOptions, Zone, ZoneAnswer, lookup_domains
+from proxy.policy.registry import Context
+
+__all__ = ["blocklist_fact", "look_up"]
+
+
+async def look_up(resolver: Resolver, domains: list[str], zones: list[Zone], count: Any = None) -> tuple[ZoneAnswer, ...]:
+    """A records of DOMAIN.ZONE for each pair, in parallel; `count(zone, result)` when given."""
+
+    async def one(domain: str, zone: str) -> ZoneAnswer:
+        try:
+            answer = await resolver.query(f"{domain}.{zone}", "A")
+        except DnsFailure as exc:
+            result = ZoneAnswer(domain, zone, error=str(exc))
+        else:
+            result = ZoneAnswer(domain, zone, tuple(answer.values))
+        if count is not None:
+            count(zone, "failed" if result.error else "listed" if result.addresses else "clean")
+        return result
+
+    return tuple(await asyncio.gather(*(one(d, z.zone) for d in domains for z in zones)))
+
+
+@provider(FACT, "blocklist")
+def blocklist_fact(service: Any, message: Message, ctx: Context,
+                   opts: BlocklistOptions) -> tuple[ZoneAnswer, ...] | None | Awaitable[tuple[ZoneAnswer, ...]]:
+    """None when no zone is configured, () at once when the message names no domain, else the
+    lookups to await."""
+    if not opts.zones:
+        return None
+    domains = lookup_domains(message, opts)
+    if not domains:
+        return ()
+    metrics = getattr(service, "metrics", None)
+    count = (lambda zone, result: metrics.blocklist_lookups.labels(zone, result).inc()) if metrics is not None else None
+    return look_up(service.resolver, domains, opts.zones, count)
