@@ -401,6 +401,36 @@ class Recipients(_Strict):
     verify_domains: bool = True
 
 
+class Links(_Strict):
+    """`sendwarden links check`: the prober of the privacy links senders put in their mail."""
+
+    # The prober connects to global addresses only, so that a sender's link cannot reach into
+    # the network it runs in (10.0.0.5, a name resolving to 127.0.0.1, a redirect to
+    # 169.254.169.254). Internal ranges it may reach anyway, e.g. ["10.20.0.0/16"] for privacy
+    # pages served from your own network.
+    allow_networks: list[str] = Field(default_factory=list)
+    concurrency: int = Field(default=8, ge=1, le=256)
+    timeout: float = Field(default=10, gt=0, le=120)  # seconds per URL
+
+    @field_validator("allow_networks")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        for net in v:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{net!r}: {exc}") from None
+        return v
+
+
+class Reputation(_Strict):
+    """Dead privacy links and complaint rates, shared by a fleet through the store."""
+
+    # How often each relay re-reads them from the store (seconds): a mark made by `links
+    # check`, or a complaint rate crossing its limit, acts on new messages within this time.
+    refresh: float = Field(default=60, gt=0, le=3600)
+
+
 class DkimKey(_Strict):
     """One signing key: mail whose From domain is `domain` (or a subdomain of it) is signed with
     d=`domain`, s=`selector`. Several keys for one domain (RSA and Ed25519) all sign."""
@@ -492,6 +522,8 @@ class ConfigFile(_Strict):
     complaints: Complaints = Complaints()
     dns: Dns = Dns()
     recipients: Recipients = Recipients()
+    reputation: Reputation = Reputation()
+    links: Links = Links()
     dkim: Dkim = Dkim()
 
     @field_validator("rate_limits")

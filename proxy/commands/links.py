@@ -3,8 +3,13 @@
 The AUP says the privacy-policy link in a marketing message must keep working for 30 days after
 the send. The relay records every privacy URL it relays (with the sender domain and the send
 times); this command probes those whose window is still open (HEAD, then GET; redirects
-followed to a final 2xx; bounded concurrency and timeouts), prints the dead ones with who used
-them, and exits 2 when any is dead, so a systemd timer or cron job can alert on it.
+followed to a final 2xx; bounded concurrency and timeouts; only global addresses, unless the
+configuration's [links] allow_networks lists internal ranges), prints the dead ones with who
+used them, and exits 2 when any is dead, so a systemd timer or cron job can alert on it.
+
+Each result is written to the store: a dead link is marked (new messages that carry it get
+`privacy.link_dead` once the relays re-read the marks), a live one, or one whose window has
+closed, loses its mark.
 """
 
 from __future__ import annotations
@@ -15,8 +20,11 @@ import time
 from typing import Any
 
 from proxy.commands.storecli import add_common, run
-from proxy.outbound.linkprobe import probe_links
-from proxy.store.base import PrivacyLink, RecipientStore
+from proxy.config import load_config
+from proxy.dns import Resolver
+from proxy.outbound.linkprobe import ProbeResult, probe_links
+from proxy.policy.checks.privacy import normalise_url
+from proxy.store.base import DeadLink, PrivacyLink, RecipientStore
 
 EXIT_DEAD = 2
 
@@ -25,10 +33,36 @@ def _when(ts: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.gmtime(ts))
 
 
+def marks(results: list[ProbeResult], marked: list[DeadLink], now: float) -> tuple[list[DeadLink], list[tuple[str, str]]]:
+    """The marks to set (dead links) and to clear (live links, and marked links not probed
+    any more: their window has closed), by sender domain and normalised URL."""
+    dead: list[DeadLink] = []
+    alive: list[tuple[str, str]] = []
+    for r in results:
+        link: PrivacyLink = r.record  # type: ignore[assignment]
+        key = (link.sender_domain, normalise_url(link.url))
+        if r.alive:
+            alive.append(key)
+        else:
+            dead.append(DeadLink(key[1], key[0], now, now, (r.error or f"HTTP {r.status}")[:300]))
+    probed = {(d.sender_domain, d.url) for d in dead} | set(alive)
+    alive += [(m.sender_domain, m.url) for m in marked if (m.sender_domain, m.url) not in probed]
+    return dead, alive
+
+
 def cmd_links_check(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    cfg = config.file.links
+
     async def body(store: RecipientStore) -> list[Any]:
-        records: list[PrivacyLink] = await store.privacy_links_within(time.time(), args.days)
-        return await probe_links(records, concurrency=args.concurrency, timeout=args.timeout)
+        now = time.time()
+        records: list[PrivacyLink] = await store.privacy_links_within(now, args.days)
+        results = await probe_links(records, concurrency=args.concurrency or cfg.concurrency,
+                                    timeout=args.timeout or cfg.timeout, resolver=Resolver.from_config(config.file.dns),
+                                    allow_networks=cfg.allow_networks)
+        dead, alive = marks(results, await store.dead_privacy_links(), now)
+        await store.mark_privacy_links(dead, alive, now)
+        return results
 
     results = run(args, body)
     dead = [r for r in results if not r.alive]
@@ -45,16 +79,18 @@ def cmd_links_check(args: argparse.Namespace) -> int:
             why = r.error or f"HTTP {r.status}"
             print(f"DEAD  {link.url}\n      {why}; used by {link.sender_domain} in {link.messages} message(s), "
                   f"{_when(link.first_sent)} .. {_when(link.last_sent)} UTC")
+        if dead:
+            print("marked dead in the store: new messages carrying these links get privacy.link_dead until a check finds them alive")
     return EXIT_DEAD if dead else 0
 
 
 def register(sub: Any) -> None:
     s = sub.add_parser("links", help="the privacy-link duty: probe recorded privacy URLs")
     lsub = s.add_subparsers(dest="links_command", required=True, metavar="ACTION")
-    c = lsub.add_parser("check", help="probe every privacy URL still inside its window; exit 2 when one is dead")
+    c = lsub.add_parser("check", help="probe every privacy URL still inside its window, mark the dead; exit 2 when one is dead")
     add_common(c)
     c.add_argument("--days", type=int, default=30, help="the window after the last send (default 30)")
-    c.add_argument("--concurrency", type=int, default=8)
-    c.add_argument("--timeout", type=float, default=10.0, help="seconds per URL")
+    c.add_argument("--concurrency", type=int, default=0, help="parallel probes (default: [links] concurrency, 8)")
+    c.add_argument("--timeout", type=float, default=0.0, help="seconds per URL (default: [links] timeout, 10)")
     c.add_argument("--json", action="store_true", help="one JSON line per URL")
     c.set_defaults(func=cmd_links_check)

@@ -17,11 +17,13 @@ from proxy.commands.common import CliError, load
 from proxy.config import Config
 from proxy.dns import Resolver
 from proxy.facts.gather import gather
+from proxy.facts.reputation import Reputation
 from proxy.message.mime import Message
 from proxy.policy.engine import judge
 from proxy.policy.loader import Policy
 from proxy.policy.registry import Context
 from proxy.policy.verdict import Action, Finding, Replies, Reply, Verdict
+from proxy.store import StoreError, from_config
 from proxy.transaction.recipients import domain_findings
 
 EXIT_STATUS = {Action.RELAY: 0, Action.QUARANTINE: 2, Action.REJECT: 3, Action.TEMPFAIL: 4}
@@ -60,11 +62,23 @@ def scan_result(verdict: Verdict) -> dict[str, Any]:
 
 
 class Online:
-    """What the fact providers use when `scan --online` looks facts up as the relay does."""
+    """What the fact providers use when `scan --online` looks facts up as the relay does: the
+    configured resolver, and the dead privacy links and complaint rates read from the store."""
 
     def __init__(self, config: Config) -> None:
         self.resolver = Resolver.from_config(config.file.dns)
         self.metrics = None
+        self.reputation = Reputation()
+
+    async def load(self, config: Config, policy: Policy) -> None:
+        store = from_config(config)
+        try:
+            await store.open()
+            await self.reputation.refresh(store, policy.options["complaint_rate"])  # type: ignore[arg-type]
+        except StoreError as exc:
+            print(f"sendwarden: store: {exc}; judged without dead links and complaint rates", file=sys.stderr)
+        finally:
+            await store.close()
 
 
 async def _judge(config: Config, policy: Policy, message: Message, ctx: Context, online: bool) -> Verdict:
@@ -72,6 +86,8 @@ async def _judge(config: Config, policy: Policy, message: Message, ctx: Context,
     only online), then, online, the message's facts (DNS, blocklists) under the policy timeout."""
     timeout = config.file.timeouts.policy
     lookups = Online(config) if online else None
+    if lookups is not None:
+        await lookups.load(config, policy)
     resolver = lookups.resolver if lookups is not None and config.file.recipients.verify_domains else None
     extra: list[Finding] = []
     for rcpt in ctx.rcpts:
@@ -116,7 +132,8 @@ def register(sub: Any) -> None:
     s.add_argument("--user", metavar="NAME", help="as if authenticated as NAME")
     s.add_argument("--listener", metavar="NAME", help="as if received on listener NAME")
     s.add_argument("--online", action="store_true",
-                   help="look facts up as the relay does: recipient domains and URI blocklists through the "
-                        "configured resolver, DKIM keys (default: offline, those rules stay silent)")
+                   help="look facts up as the relay does: recipient domains, URI blocklists and DKIM keys through "
+                        "the configured resolver; dead privacy links and complaint rates from the store "
+                        "(default: offline, those rules stay silent)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_scan)

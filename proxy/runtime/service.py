@@ -22,6 +22,7 @@ import structlog
 
 import proxy.facts.blocklist  # noqa: F401  (registers the URI blocklist fact provider)
 import proxy.facts.clamav  # noqa: F401  (registers the clamd fact provider for the attachment check)
+from proxy.facts.reputation import Reputation
 from proxy.audit import AddressMasker
 from proxy.smtp.auth import Credentials
 from proxy.config import Config, ConfigError, parse_hostport
@@ -165,6 +166,8 @@ class Service:
         self._recipient_state(config)
         self._share_rate_limits()
         self.metrics = Metrics()
+        # Dead privacy links and complaint rates, re-read from the store now and then.
+        self.reputation = Reputation(self.metrics)
         self.systemd = SystemdNotifier()
         # Quarantine and release events for people (a command or a webhook).
         self.notifier = Notifier(config.file.quarantine.notify, config.file.hostname)
@@ -350,6 +353,7 @@ class Service:
             await self.store.prune(time.time(), SENDS_KEPT)
         except StoreError as exc:
             raise ConfigError(f"{self.config.source}: store: {exc}") from None
+        await self.refresh_reputation()
         await asyncio.to_thread(self.quarantine.open)
         repair = await asyncio.to_thread(self.quarantine.repair)
         if repair.skipped:  # another worker (or a review command) has it open: its check, not ours
@@ -384,6 +388,7 @@ class Service:
         await self.probe_upstream()
         self._tasks.append(loop.create_task(self._probe_loop()))
         self._tasks.append(loop.create_task(self._prune_loop()))
+        self._tasks.append(loop.create_task(self._reputation_loop()))
         warmed = warm_up(self.policy)  # the first client's message does not pay for first use
         log.info("ready", upstream=repr(self.upstream), policy=self.policy.source, monitor=self.policy.monitor,
                  worker=self.worker, warm_up_ms=round(warmed * 1000, 1))
@@ -417,6 +422,15 @@ class Service:
         while True:
             await asyncio.sleep(self.config.file.metrics.probe_interval)
             await self.probe_upstream()
+
+    async def refresh_reputation(self) -> bool:
+        """Re-read dead privacy links and complaint counts from the store (a fleet shares them)."""
+        return await self.reputation.refresh(self.store, self.policy.options["complaint_rate"])  # type: ignore[arg-type]
+
+    async def _reputation_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.file.reputation.refresh)
+            await self.refresh_reputation()
 
     async def _prune_loop(self) -> None:
         """Forget sends older than any frequency window, now and then, so the table stays small."""

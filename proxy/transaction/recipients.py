@@ -198,13 +198,15 @@ async def after_relay(service: "Service", p: Plan, stream: str, marketing: bool,
     turned into a failure for a message already delivered."""
     now = time.time()
     try:
-        counted = rcpts if marketing and p.frequency else []
+        if not marketing:
+            return
+        counted = rcpts if p.frequency else []
         # The privacy check's own finder, with the policy's words: what it found is recorded.
-        urls = privacy_urls(message, privacy_options) if marketing else ()
-        if counted or urls:
-            domain = sender_domain(message, mail_from) if urls else ""
-            await service.pending_writes.run("delivery", lambda: service.store.record_delivery(
-                now, counted, p.brand, stream, sender_domain=domain, urls=urls))
+        urls = privacy_urls(message, privacy_options)
+        # Delivered recipients per sender domain and brand: the complaint rate's denominator.
+        domain = sender_domain(message, mail_from)
+        await service.pending_writes.run("delivery", lambda: service.store.record_delivery(
+            now, counted, p.brand, stream, sender_domain=domain, urls=urls, delivered=len(rcpts)))
     except ValueError as exc:
         log.error("store_write_failed", during="after_relay", error=str(exc) or type(exc).__name__)
 

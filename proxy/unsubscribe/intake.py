@@ -94,16 +94,21 @@ class Intake:
         record: dict[str, object] = {"consumed": sorted({r.kind for r in rcpts})}
         now = time.time()
         entries = [Suppression(r.token.address, r.token.scope, "unsubscribe", "mailto", now) for r in rcpts if r.token]
+        counted = ""  # the sender domain a complaint acted on counts against
         try:
             if any(r.kind == "complaints" for r in rcpts):
-                entry, how = self._complaint(content, now)
+                entry, how, counted = self._complaint(content, now)
                 record["complaint"] = how
                 if entry is not None:
                     entries.append(entry)
                 else:
+                    counted = ""
                     record["stored"] = await self._store_for_people(mail_from, content, queue_id)
             if entries:
                 await asyncio.wait_for(self.store.suppress(entries), self.timeout)
+            if counted:
+                record["complaint_counted"] = counted
+                record["complaint_brand"] = await asyncio.wait_for(self.store.record_complaint(counted, now), self.timeout)
         except (StoreError, TimeoutError, OSError) as exc:
             reason = str(exc) or type(exc).__name__
             log.error("intake_failed", queue_id=queue_id, error=reason)
@@ -116,19 +121,21 @@ class Intake:
                      via=e.source, rcpt=self.masker(e.address), scope=str(e.scope), queue_id=queue_id)
         return Reply(250, "2.0.0", f"Ok: received id={queue_id}"), record
 
-    def _complaint(self, content: bytes, now: float) -> tuple[Suppression | None, str]:
-        """An abuse report's complainant as a global complaint suppression, if it names one."""
+    def _complaint(self, content: bytes, now: float) -> tuple[Suppression | None, str, str]:
+        """An abuse report's complainant as a global complaint suppression, if it names one,
+        and the sender domain the complaint counts against (the complaint-rate guard)."""
         report = arf.parse(content)
         if report is None:
-            return None, "not an ARF report"
+            return None, "not an ARF report", ""
         if report.feedback_type != "abuse":
-            return None, f"feedback type {report.feedback_type or 'missing'}"
+            return None, f"feedback type {report.feedback_type or 'missing'}", ""
         found = arf.complainant(report, self.keys, now)
         if found is None:
             log.warning("complaint_without_recipient", reporter=report.reporter)
-            return None, "no recipient in the report"
+            return None, "no recipient in the report", ""
         address, where = found
-        return Suppression(address, GLOBAL, "complaint", f"arf:{report.reporter}", now), f"arf ({where})"
+        entry = Suppression(address, GLOBAL, "complaint", f"arf:{report.reporter}", now)
+        return entry, f"arf ({where})", arf.sender_domain(report)
 
     async def _store_for_people(self, mail_from: str, content: bytes, queue_id: str) -> str:
         if self._mailbox is None:

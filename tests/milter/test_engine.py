@@ -19,7 +19,7 @@ from proxy.dns import Resolver
 from proxy.milter.engine import split_headers
 from proxy.policy.loader import BUILTIN_DEFAULT, load_policy
 from proxy.runtime.service import Service
-from proxy.store.base import GLOBAL, Suppression
+from proxy.store.base import GLOBAL, DeadLink, Suppression
 from tests.conftest import ROOT, make_config
 from tests.support.dkimkit import key_config, make_key
 from tests.support.dnsserver import DnsServer
@@ -120,6 +120,15 @@ async def test_blocklisted_link_is_refused_at_end_of_message(rig: Rig, tmp_path:
     answers = await rig.send(COMPLIANT)
     assert answers[-1].startswith("250 2.0.0 Ok: queued as "), answers
     await rig.delivered(1)
+
+
+async def test_dead_privacy_link_is_refused_at_end_of_message(rig: Rig) -> None:
+    await rig.service.store.mark_privacy_links(
+        [DeadLink("https://shop.example.com/privacy", "shop.example.com", time.time(), time.time(), "HTTP 404")], [], time.time())
+    await rig.service.refresh_reputation()
+    answers = await rig.send(COMPLIANT)
+    assert answers[-1].startswith("550 5.7.1 Message refused by policy [privacy.link_dead]"), answers
+    assert rig.sink.received == []
 
 
 async def test_quarantined_message_is_held_by_sendwarden(rig: Rig, tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from proxy.policy.checks import (  # noqa: F401
     attachments,
     blocklist,
+    complaints,
     consent,
     content,
     frequency,
