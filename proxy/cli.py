@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "dnscheck",
     "milter",
     "links",
+    "complaints",
 )
 
 

@@ -68,7 +68,7 @@ class Online:
     def __init__(self, config: Config) -> None:
         self.resolver = Resolver.from_config(config.file.dns)
         self.metrics = None
-        self.reputation = Reputation()
+        self.reputation = Reputation(announce=False)
 
     async def load(self, config: Config, policy: Policy) -> None:
         store = from_config(config)

@@ -32,8 +32,9 @@ LEVELS = {"low_volume": 0, "ok": 0, "warning": 1, "limit": 2}
 class Reputation:
     """The snapshot. `refresh` reads the store; the providers below read the snapshot."""
 
-    def __init__(self, metrics: Any = None) -> None:
+    def __init__(self, metrics: Any = None, announce: bool = True) -> None:
         self.metrics = metrics
+        self.announce = announce  # log level changes (the relay); a one-off reader (scan) does not
         self.dead: dict[str, str] = {}  # normalised URL → why
         self.dead_links: list[DeadLink] = []
         self.rates: dict[str, Rate] = {}
@@ -50,6 +51,8 @@ class Reputation:
             dead = await store.dead_privacy_links()
             counts = await store.sender_counts(now - opts.window_days * 86400) if opts.enabled else []
         except StoreError as exc:
+            if not self.announce:
+                raise
             log.warning("reputation_refresh_failed", error=str(exc), snapshot_age=round(now - self.loaded_at) if self.loaded_at else None)
             if self.metrics is not None:
                 self.metrics.reputation_failures.inc()
@@ -67,10 +70,10 @@ class Reputation:
         levels = {scope: r.level(opts) for scope, r in self.rates.items()}
         for scope in set(levels) | set(self.levels):
             before, after = self.levels.get(scope, "ok"), levels.get(scope, "ok")
-            if LEVELS.get(before, 0) == LEVELS.get(after, 0):
+            if LEVELS.get(before, 0) == LEVELS.get(after, 0) or not self.announce:
                 continue
             r = self.rates.get(scope)
-            fields = {"scope": scope, "level": after, "was": before}
+            fields: dict[str, Any] = {"scope": scope, "level": after, "was": before}
             if r is not None:
                 fields.update(rate=round(r.rate, 5), complaints=r.complaints, delivered=r.delivered)
             if after == "limit":

@@ -131,6 +131,17 @@ async def test_dead_privacy_link_is_refused_at_end_of_message(rig: Rig) -> None:
     assert rig.sink.received == []
 
 
+async def test_marketing_over_the_complaint_limit_is_deferred(rig: Rig) -> None:
+    now = time.time()
+    await rig.service.store.count_delivered("shop.example.com", "marketing", 1000, now)
+    for _ in range(4):  # 0.4 %: over the default 0.3 % limit
+        await rig.service.store.record_complaint("shop.example.com", now)
+    await rig.service.refresh_reputation()
+    answers = await rig.send(COMPLIANT)
+    assert answers[-1].startswith("451 4.4.3 Message deferred by policy [compliance.complaint_rate]"), answers
+    assert rig.sink.received == []
+
+
 async def test_quarantined_message_is_held_by_sendwarden(rig: Rig, tmp_path: Path) -> None:
     policy = tmp_path / "q.toml"
     policy.write_text('[actions]\n"unsubscribe.*" = "quarantine"\n')
