@@ -27,6 +27,7 @@ from proxy.policy.checks.privacy import normalise_url
 from proxy.store.base import DeadLink, PrivacyLink, RecipientStore
 
 EXIT_DEAD = 2
+EXIT_UNCHECKED = 3  # nothing dead, but some links could not be checked (DNS failed)
 
 
 def _when(ts: float) -> str:
@@ -38,14 +39,17 @@ def marks(results: list[ProbeResult], marked: list[DeadLink], now: float) -> tup
     any more: their window has closed), by sender domain and normalised URL."""
     dead: list[DeadLink] = []
     alive: list[tuple[str, str]] = []
+    unchecked: set[tuple[str, str]] = set()
     for r in results:
         link: PrivacyLink = r.record  # type: ignore[assignment]
         key = (link.sender_domain, normalise_url(link.url))
-        if r.alive:
+        if not r.checked:  # our DNS failed: keep whatever mark it has, set none
+            unchecked.add(key)
+        elif r.alive:
             alive.append(key)
         else:
             dead.append(DeadLink(key[1], key[0], now, now, (r.error or f"HTTP {r.status}")[:300]))
-    probed = {(d.sender_domain, d.url) for d in dead} | set(alive)
+    probed = {(d.sender_domain, d.url) for d in dead} | set(alive) | unchecked
     alive += [(m.sender_domain, m.url) for m in marked if (m.sender_domain, m.url) not in probed]
     return dead, alive
 
@@ -65,15 +69,17 @@ def cmd_links_check(args: argparse.Namespace) -> int:
         return results
 
     results = run(args, body)
-    dead = [r for r in results if not r.alive]
+    dead = [r for r in results if not r.alive and r.checked]
+    unchecked = [r for r in results if not r.checked]
     if args.json:
         for r in results:
             link: PrivacyLink = r.record
-            print(json.dumps({"url": link.url, "alive": r.alive, "status": r.status, "final_url": r.final_url,
+            print(json.dumps({"url": link.url, "alive": r.alive, "checked": r.checked, "status": r.status, "final_url": r.final_url,
                               "error": r.error, "sender_domain": link.sender_domain, "messages": link.messages,
                               "first_sent": link.first_sent, "last_sent": link.last_sent}))
     else:
-        print(f"{len(results)} privacy link(s) inside their 30-day window; {len(dead)} dead")
+        print(f"{len(results)} privacy link(s) inside their 30-day window; {len(dead)} dead"
+              + (f"; {len(unchecked)} not checked (DNS failed; their marks are kept)" if unchecked else ""))
         for r in dead:
             link = r.record
             why = r.error or f"HTTP {r.status}"
@@ -81,7 +87,7 @@ def cmd_links_check(args: argparse.Namespace) -> int:
                   f"{_when(link.first_sent)} .. {_when(link.last_sent)} UTC")
         if dead:
             print("marked dead in the store: new messages carrying these links get privacy.link_dead until a check finds them alive")
-    return EXIT_DEAD if dead else 0
+    return EXIT_DEAD if dead else EXIT_UNCHECKED if unchecked else 0
 
 
 def register(sub: Any) -> None:

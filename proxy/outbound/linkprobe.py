@@ -75,6 +75,11 @@ class ProbeResult:
     def url(self) -> str:
         return self.record.url
 
+    @property
+    def checked(self) -> bool:
+        """False when our own DNS failed: the link is neither dead nor alive, and keeps its mark."""
+        return not self.error.startswith("not checked:")
+
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -82,6 +87,10 @@ REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 class Forbidden(OSError):
     """A host that resolves only to addresses the prober may not connect to."""
+
+
+class Unchecked(OSError):
+    """Our own DNS could not answer: nothing is known about the link (neither dead nor alive)."""
 
 
 @dataclass(frozen=True)
@@ -121,7 +130,7 @@ class GuardedResolver(AbstractResolver):
         try:
             found = await self.resolver.addresses(host)
         except DnsFailure as exc:
-            raise OSError(f"DNS: {exc}") from None
+            raise Unchecked(f"not checked: DNS lookup failed: {exc}") from None
         if not found:
             raise OSError(f"{host} has no A or AAAA records")
         allowed = [a for a in found if not self.guard.problem(a)]
@@ -180,7 +189,7 @@ async def _probe(session: aiohttp.ClientSession, record: Probed, max_redirects: 
     head = await _request(session, "HEAD", url, max_redirects, guard)
     if head[0] is not None and 200 <= head[0] < 300:
         return _result(record, True, head, "HEAD", started)
-    if head[0] is None and (head[3] in ("timeout", "too many redirects") or head[3].startswith("refused:")):
+    if head[0] is None and (head[3] in ("timeout", "too many redirects") or head[3].startswith(("refused:", "not checked:"))):
         return _result(record, False, head, "HEAD", started)
     get = await _request(session, "GET", url, max_redirects, guard)
     alive = get[0] is not None and 200 <= get[0] < 300
@@ -216,7 +225,7 @@ async def _request(session: aiohttp.ClientSession, method: str, url: str, max_re
         return None, current, tuple(chain), "timeout"
     except aiohttp.ClientConnectorError as exc:
         cause: Any = exc.os_error
-        if isinstance(cause, Forbidden):
+        if isinstance(cause, (Forbidden, Unchecked)):
             return None, current, tuple(chain), str(cause)
         return None, current, tuple(chain), str(exc) or type(exc).__name__
     except aiohttp.ClientError as exc:
@@ -231,4 +240,4 @@ def _result(record: Probed, alive: bool, answer: _Answer, method: str, started: 
                        round(time.monotonic() - started, 3), chain)
 
 
-__all__ = ["AddressGuard", "Forbidden", "LinkRecord", "ProbeResult", "Probed", "WINDOW_DAYS", "due", "probe_links"]
+__all__ = ["AddressGuard", "Forbidden", "Unchecked", "LinkRecord", "ProbeResult", "Probed", "WINDOW_DAYS", "due", "probe_links"]

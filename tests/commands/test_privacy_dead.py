@@ -87,6 +87,24 @@ async def test_dead_privacy_link_is_marked_refused_and_cleared(start_relay, sink
     assert [s.value for s in relay.metrics.privacy_links_dead.collect()[0].samples] == []
 
 
+def test_marks_set_cleared_and_kept() -> None:
+    from proxy.commands.links import marks
+    from proxy.outbound.linkprobe import ProbeResult
+    from proxy.store.base import PrivacyLink
+
+    def result(url: str, alive: bool, error: str = "") -> ProbeResult:
+        return ProbeResult(PrivacyLink(url, "shop.example.com", 1.0, 2.0, 1), alive, None if error else 200, url, "GET", error)
+
+    old = [DeadLink("https://a.example/privacy", "shop.example.com", 1.0, 1.0, "x"),
+           DeadLink("https://c.example/privacy", "shop.example.com", 1.0, 1.0, "x"),
+           DeadLink("https://gone.example/privacy", "shop.example.com", 1.0, 1.0, "x")]
+    dead, alive = marks([result("https://A.example/privacy/", True), result("https://b.example/privacy?u=1", False, "HTTP 404"),
+                         result("https://c.example/privacy", False, "not checked: DNS lookup failed: SERVFAIL")], old, 5.0)
+    assert [(d.url, d.reason) for d in dead] == [("https://b.example/privacy", "HTTP 404")]
+    # a.example came back; gone.example left its window; c.example could not be checked: kept.
+    assert sorted(alive) == [("shop.example.com", "https://a.example/privacy"), ("shop.example.com", "https://gone.example/privacy")]
+
+
 async def test_marks_stay_in_force_when_the_store_cannot_be_read(start_relay, sink) -> None:
     # Suppressions and caps off: this relay needs the store for nothing else at RCPT.
     relay = await start_relay(policy=POLICY + "[checks.optout]\nenabled = false\n[checks.frequency]\nenabled = false\n")

@@ -191,6 +191,17 @@ async def test_internal_addresses_are_refused_unless_allowed(http: Server, dns_s
     assert not metadata.alive and "169.254.169.254" in metadata.error
 
 
+async def test_a_dns_failure_leaves_the_link_unchecked(http: Server, dns_server) -> None:
+    port = http.base.rsplit(":", 1)[1]
+    dns_server.zone("test", "inside A 127.0.0.1\n")
+    dns_server.behaviour.servfail.add("down.test")
+    resolver = Resolver([dns_server.nameserver], timeout=1)
+    down, inside = await probe_links([LinkRecord(f"http://down.test:{port}/privacy"), LinkRecord(f"http://inside.test:{port}/privacy")],
+                                     timeout=2, resolver=resolver, allow_networks=LOOPBACK)
+    assert not down.alive and not down.checked and down.error.startswith("not checked: DNS lookup failed")
+    assert inside.alive and inside.checked
+
+
 async def test_every_redirect_is_checked(http: Server) -> None:
     [r] = await probe_links([LinkRecord(f"{http.base}/to-other-loopback")], timeout=2, allow_networks=["127.0.0.1/32"])
     assert not r.alive and r.error.startswith("refused: 127.0.0.2") and r.redirects == (f"{http.base}/to-other-loopback",)

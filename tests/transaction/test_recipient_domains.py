@@ -147,3 +147,28 @@ async def test_switched_off_no_lookup_is_made(start_relay, sink, dns_server) -> 
     errors, _ = await send(relay, ["b@dead.test"])
     assert errors == {} and dns_server.queries == []
     assert relay.config.file.recipients.verify_domains is False
+
+
+async def test_scan_judges_recipients_as_the_relay_does(dns_server, tmp_path, cli_env) -> None:
+    import json
+
+    from tests.conftest import ROOT, SENDWARDEN
+
+    dns_server.zone("test", ZONE)
+    policy = tmp_path / "p.toml"
+    policy.write_text('[actions]\n"recipient.*" = "reject"\n[checks.recipient]\nblocked_tlds = ["ru"]\n')
+    config = tmp_path / "sendwarden.toml"
+    config.write_text(f'state_dir = "{tmp_path / "var"}"\npolicy = "{policy}"\n[dns]\nnameservers = ["{dns_server.nameserver}"]\n')
+
+    async def scan(*args: str) -> tuple[int, list[str]]:
+        proc = await asyncio.create_subprocess_exec(*SENDWARDEN, "scan", "--json", "--config", str(config), *args,
+                                                    str(ROOT / "examples" / "compliant.eml"), env=cli_env,
+                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        assert b"Traceback" not in err, err
+        return proc.returncode or 0, [f["rule"] for f in json.loads(out)["findings"]]
+
+    assert await scan("--rcpt", "a@ok.test", "--rcpt", "b@x.example.ru") == (3, ["recipient.blocked_destination"])
+    assert await scan("--rcpt", "b@dead.test") == (0, [])  # offline: no lookup
+    assert not [q for q in dns_server.queries if q[0] == "dead.test"]
+    assert await scan("--online", "--rcpt", "a@ok.test", "--rcpt", "b@dead.test") == (3, ["recipient.domain_unroutable"])
