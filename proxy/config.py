@@ -58,6 +58,19 @@ def _optional_hostport(v: str) -> str:
 HostPortOrOff = Annotated[str, AfterValidator(_optional_hostport)]
 
 
+def _networks(v: list[str]) -> list[str]:
+    for net in v:
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError as exc:
+            raise ValueError(f"{net!r}: {exc}") from None
+    return v
+
+
+# A list of networks ("10.0.0.0/8", "::1/128", or a single address).
+Networks = Annotated[list[str], AfterValidator(_networks)]
+
+
 class Listener(_Strict):
     name: str = "default"
     address: str = "127.0.0.1:10025"
@@ -408,19 +421,9 @@ class Links(_Strict):
     # the network it runs in (10.0.0.5, a name resolving to 127.0.0.1, a redirect to
     # 169.254.169.254). Internal ranges it may reach anyway, e.g. ["10.20.0.0/16"] for privacy
     # pages served from your own network.
-    allow_networks: list[str] = Field(default_factory=list)
+    allow_networks: Networks = Field(default_factory=list)
     concurrency: int = Field(default=8, ge=1, le=256)
     timeout: float = Field(default=10, gt=0, le=120)  # seconds per URL
-
-    @field_validator("allow_networks")
-    @classmethod
-    def _networks(cls, v: list[str]) -> list[str]:
-        for net in v:
-            try:
-                ipaddress.ip_network(net, strict=False)
-            except ValueError as exc:
-                raise ValueError(f"{net!r}: {exc}") from None
-        return v
 
 
 class Reputation(_Strict):
@@ -503,7 +506,7 @@ class ConfigFile(_Strict):
     # Default: sqlite:STATE_DIR/recipients.sqlite3.
     store: str = ""
     # Client networks that may relay without AUTH. Everybody else must authenticate.
-    relay_networks: list[str] = Field(default_factory=lambda: ["127.0.0.1/32", "::1/128"])
+    relay_networks: Networks = Field(default_factory=lambda: ["127.0.0.1/32", "::1/128"])
     listeners: list[Listener] = Field(default_factory=lambda: [Listener()])
     tls: TLS = TLS()
     auth: Auth = Auth()
@@ -547,16 +550,6 @@ class ConfigFile(_Strict):
             return v
         if v and not (v.startswith("sqlite:") and len(v) > len("sqlite:")):
             raise ValueError("expected sqlite:PATH or postgresql://USER@HOST[:PORT]/DATABASE")
-        return v
-
-    @field_validator("relay_networks")
-    @classmethod
-    def _networks(cls, v: list[str]) -> list[str]:
-        for net in v:
-            try:
-                ipaddress.ip_network(net, strict=False)
-            except ValueError as exc:
-                raise ValueError(f"{net!r}: {exc}") from None
         return v
 
     @field_validator("listeners")

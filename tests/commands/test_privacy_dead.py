@@ -6,10 +6,8 @@ alive clears the mark."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 
-import aiosmtplib
 import pytest
 
 from proxy.commands.status import summarize
@@ -17,6 +15,8 @@ from proxy.store.base import DeadLink
 from tests.commands.test_links import run_cli
 from tests.conftest import ROOT
 from tests.outbound.test_linkprobe import Server, http  # noqa: F401  (the loopback HTTP server fixture)
+from tests.support.recipient_helpers import send_message
+from tests.support.scancli import scan_json
 
 COMPLIANT = (ROOT / "examples" / "compliant.eml").read_bytes().replace(b"\n", b"\r\n")
 POLICY = '[actions]\n"privacy.*" = "reject"\n"unsubscribe.*" = "reject"\n[checks.privacy]\nrequire_https = false\n'
@@ -24,18 +24,6 @@ POLICY = '[actions]\n"privacy.*" = "reject"\n"unsubscribe.*" = "reject"\n[checks
 
 def with_privacy(url: str) -> bytes:
     return COMPLIANT.replace(b"https://shop.example.com/privacy", url.encode())
-
-
-async def send(relay, data: bytes) -> tuple[int, str]:
-    client = aiosmtplib.SMTP(hostname="127.0.0.1", port=relay.port, start_tls=False)
-    await client.connect()
-    try:
-        _, text = await client.sendmail("news@shop.example.com", ["reader@example.org"], data)
-        return 250, text
-    except aiosmtplib.SMTPDataError as exc:
-        return exc.code, exc.message
-    finally:
-        await client.quit()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -51,8 +39,8 @@ async def test_dead_privacy_link_is_marked_refused_and_cleared(start_relay, sink
     dns_server.zone("shop.test", "privacy A 127.0.0.1\n")
     gone, live = f"http://privacy.shop.test:{port}/gone", f"http://privacy.shop.test:{port}/privacy"
     relay = await start_relay({"store": store_url}, policy=POLICY)
-    assert (await send(relay, with_privacy(gone)))[0] == 250
-    assert (await send(relay, with_privacy(live)))[0] == 250
+    assert (await send_message(relay, with_privacy(gone)))[0] == 250
+    assert (await send_message(relay, with_privacy(live)))[0] == 250
 
     config = tmp_path / "cli.toml"
     config.write_text(f'state_dir = "{tmp_path / "var"}"\nstore = "{store_url}"\n[dns]\nnameservers = ["{dns_server.nameserver}"]\n'
@@ -63,9 +51,9 @@ async def test_dead_privacy_link_is_marked_refused_and_cleared(start_relay, sink
     assert (mark.sender_domain, mark.url, mark.reason) == ("shop.example.com", gone, "HTTP 404 Not Found")
 
     await relay.refresh_reputation()  # what the relay does every [reputation] refresh seconds
-    code, text = await send(relay, with_privacy(gone))
+    code, text = await send_message(relay, with_privacy(gone))
     assert code == 550 and "[privacy.link_dead]" in text, text
-    assert (await send(relay, with_privacy(live)))[0] == 250
+    assert (await send_message(relay, with_privacy(live)))[0] == 250
     samples = {s.labels["sender_domain"]: s.value for s in relay.metrics.privacy_links_dead.collect()[0].samples}
     assert samples == {"shop.example.com": 1.0}
     from prometheus_client import generate_latest
@@ -83,7 +71,7 @@ async def test_dead_privacy_link_is_marked_refused_and_cleared(start_relay, sink
     assert rc == 0 and all(json.loads(line)["alive"] for line in out.splitlines()), out
     assert await relay.store.dead_privacy_links() == []
     await relay.refresh_reputation()
-    assert (await send(relay, with_privacy(gone)))[0] == 250
+    assert (await send_message(relay, with_privacy(gone)))[0] == 250
     assert [s.value for s in relay.metrics.privacy_links_dead.collect()[0].samples] == []
 
 
@@ -113,7 +101,7 @@ async def test_marks_stay_in_force_when_the_store_cannot_be_read(start_relay, si
     assert await relay.refresh_reputation()
     await relay.store.close()  # the store goes away: the snapshot already read stays in force
     assert not await relay.refresh_reputation()
-    code, text = await send(relay, COMPLIANT)
+    code, text = await send_message(relay, COMPLIANT)
     assert code == 550 and "[privacy.link_dead]" in text
     failures = [s.value for s in relay.metrics.reputation_failures.collect()[0].samples if s.name.endswith("_total")]
     assert failures == [1.0]
@@ -133,15 +121,6 @@ async def test_scan_online_reads_the_marks(tmp_path, cli_env) -> None:
     eml = tmp_path / "m.eml"
     eml.write_bytes(COMPLIANT)
 
-    async def scan(*extra: str) -> tuple[int, dict]:
-        from tests.conftest import SENDWARDEN
-
-        proc = await asyncio.create_subprocess_exec(*SENDWARDEN, "scan", "--json", "--config", str(config), *extra, str(eml),
-                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=cli_env)
-        out, err = await asyncio.wait_for(proc.communicate(), 60)
-        assert b"Traceback" not in err, err
-        return proc.returncode or 0, json.loads(out)
-
-    code, doc = await scan("--online")
+    code, doc = await scan_json(cli_env, config, eml, "--online")
     assert code == 3 and [f["rule"] for f in doc["findings"]] == ["privacy.link_dead"]
-    assert (await scan())[1]["findings"] == []
+    assert (await scan_json(cli_env, config, eml))[1]["findings"] == []

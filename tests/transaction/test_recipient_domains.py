@@ -14,7 +14,7 @@ from proxy.policy.checks.recipient import RecipientOptions, Route, blocked_findi
 from proxy.policy.loader import load_policy
 from proxy.transaction.recipients import decide
 from tests.support.dnsserver import DnsServer
-from tests.support.recipient_helpers import COMPLIANT, SENDER
+from tests.support.recipient_helpers import send
 
 ZONE = """
     ok          MX   10 mx.ok.test.
@@ -29,16 +29,6 @@ ZONE = """
 
 def dns_config(server: DnsServer) -> dict:
     return {"dns": {"nameservers": [server.nameserver], "timeout": 1.0}, "recipients": {"verify_domains": True}}
-
-
-async def send(relay, rcpts: list[str]) -> tuple[dict, str]:
-    client = aiosmtplib.SMTP(hostname="127.0.0.1", port=relay.port, start_tls=False)
-    await client.connect()
-    try:
-        errors, text = await client.sendmail(SENDER, rcpts, COMPLIANT)
-    finally:
-        await client.quit()
-    return {k: (v.code, v.message) for k, v in errors.items()}, text
 
 
 # -- pure ---------------------------------------------------------------------------------------
@@ -150,9 +140,8 @@ async def test_switched_off_no_lookup_is_made(start_relay, sink, dns_server) -> 
 
 
 async def test_scan_judges_recipients_as_the_relay_does(dns_server, tmp_path, cli_env) -> None:
-    import json
-
-    from tests.conftest import ROOT, SENDWARDEN
+    from tests.conftest import ROOT
+    from tests.support.scancli import scan_json
 
     dns_server.zone("test", ZONE)
     policy = tmp_path / "p.toml"
@@ -161,12 +150,8 @@ async def test_scan_judges_recipients_as_the_relay_does(dns_server, tmp_path, cl
     config.write_text(f'state_dir = "{tmp_path / "var"}"\npolicy = "{policy}"\n[dns]\nnameservers = ["{dns_server.nameserver}"]\n')
 
     async def scan(*args: str) -> tuple[int, list[str]]:
-        proc = await asyncio.create_subprocess_exec(*SENDWARDEN, "scan", "--json", "--config", str(config), *args,
-                                                    str(ROOT / "examples" / "compliant.eml"), env=cli_env,
-                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        out, err = await asyncio.wait_for(proc.communicate(), 60)
-        assert b"Traceback" not in err, err
-        return proc.returncode or 0, [f["rule"] for f in json.loads(out)["findings"]]
+        code, doc = await scan_json(cli_env, config, ROOT / "examples" / "compliant.eml", *args)
+        return code, [f["rule"] for f in doc["findings"]]
 
     assert await scan("--rcpt", "a@ok.test", "--rcpt", "b@x.example.ru") == (3, ["recipient.blocked_destination"])
     assert await scan("--rcpt", "b@dead.test") == (0, [])  # offline: no lookup

@@ -17,7 +17,8 @@ from structlog.testing import capture_logs
 from proxy.policy.checks.complaints import ComplaintRateOptions, Rate, rates
 from proxy.store.base import SenderCount
 from tests.conftest import FIXTURES, SENDWARDEN
-from tests.support.recipient_helpers import COMPLIANT, SENDER
+from tests.support.recipient_helpers import COMPLIANT, send_message
+from tests.support.scancli import scan_json
 
 POLICY = """
 [policy]
@@ -50,16 +51,8 @@ def store_url(request: pytest.FixtureRequest, tmp_path) -> str:
     return request.getfixturevalue("pg_url")
 
 
-async def send(relay, rcpts: list[str]) -> tuple[int, str]:
-    client = aiosmtplib.SMTP(hostname="127.0.0.1", port=relay.port, start_tls=False)
-    await client.connect()
-    try:
-        _, text = await client.sendmail(SENDER, rcpts, COMPLIANT)
-        return 250, text
-    except aiosmtplib.SMTPDataError as exc:
-        return exc.code, exc.message
-    finally:
-        await client.quit()
+async def send(relay, rcpts: list[str]) -> tuple[int, str]:  # type: ignore[no-untyped-def]
+    return await send_message(relay, COMPLIANT, tuple(rcpts))
 
 
 async def complain(relay, complainant: str) -> None:
@@ -140,11 +133,8 @@ async def test_scan_online_reads_the_rates(tmp_path, cli_env) -> None:
     await store.close()
     eml = tmp_path / "m.eml"
     eml.write_bytes(COMPLIANT)
-    proc = await asyncio.create_subprocess_exec(*SENDWARDEN, "scan", "--json", "--online", "--config", str(config), str(eml),
-                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=cli_env)
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    doc = json.loads(out)
-    assert proc.returncode == 4 and [f["rule"] for f in doc["findings"]] == ["compliance.complaint_rate"], (doc, err)
+    code, doc = await scan_json(cli_env, config, eml, "--online")
+    assert code == 4 and [f["rule"] for f in doc["findings"]] == ["compliance.complaint_rate"], doc
     assert doc["smtp"]["code"] == 451
 
 

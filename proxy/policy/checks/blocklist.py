@@ -22,9 +22,9 @@ from typing import Iterator
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from proxy.facts.gather import LookupFailed
-from proxy.message.domains import to_alabel
 from proxy.message.mime import Message
 from proxy.message.urls import ip_host, known_suffix, registrable, scheme_and_host
+from proxy.policy.checks.sender_options import domain_name
 from proxy.policy.registry import Context, Options, check, options
 from proxy.policy.verdict import Finding
 
@@ -50,10 +50,7 @@ class Zone(BaseModel):
     @field_validator("zone")
     @classmethod
     def _zone(cls, value: str) -> str:
-        a = to_alabel(value)
-        if a is None or "." not in a:
-            raise ValueError(f"{value!r} is not a DNS zone name")
-        return a
+        return domain_name(value)
 
     @field_validator("codes")
     @classmethod

@@ -5,16 +5,14 @@ hits; the newsletters of the corpus pass with the lists on."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-
-import aiosmtplib
 import pytest
 
 from proxy.message.mime import Message
 from proxy.policy.checks.blocklist import BlocklistOptions, Zone, ZoneAnswer, answer_findings, lookup_domains
-from tests.conftest import ROOT, SENDWARDEN
+from tests.conftest import ROOT
 from tests.support.dnsserver import DnsServer
+from tests.support.recipient_helpers import send_message
+from tests.support.scancli import scan_json
 
 COMPLIANT = (ROOT / "examples" / "compliant.eml").read_bytes().replace(b"\n", b"\r\n")
 CORPUS = ROOT / "tests" / "fixtures" / "corpus"
@@ -94,27 +92,14 @@ async def relay_with_lists(start_relay, dns_server, policy: str = POLICY, policy
                               "timeouts": {"policy": policy_timeout}}, policy=policy)
 
 
-async def send(relay, data: bytes) -> tuple[int, str]:
-    client = aiosmtplib.SMTP(hostname="127.0.0.1", port=relay.port, start_tls=False)
-    await client.connect()
-    try:
-        try:
-            _, text = await client.sendmail("news@shop.example.com", ["reader@example.org"], data)
-            return 250, text
-        except aiosmtplib.SMTPDataError as exc:
-            return exc.code, exc.message
-    finally:
-        await client.quit()
-
-
 async def test_listed_link_is_refused_with_the_reason(start_relay, sink, dns_server) -> None:
     relay = await relay_with_lists(start_relay, lists(dns_server))
-    code, text = await send(relay, with_link("https://www.evil-shop.com/deal"))
+    code, text = await send_message(relay, with_link("https://www.evil-shop.com/deal"))
     assert code == 550 and "[content.blocklisted_link]" in text
-    code, text = await send(relay, with_link("https://both-bad.com/"))
+    code, text = await send_message(relay, with_link("https://both-bad.com/"))
     assert code == 550 and "[content.blocklisted_link]" in text
     assert sink.received == []
-    code, _ = await send(relay, COMPLIANT)
+    code, _ = await send_message(relay, COMPLIANT)
     assert code == 250 and len(sink.received) == 1
     found = {s.labels["rule"] for s in relay.metrics.findings.collect()[0].samples if s.name.endswith("_total")}
     assert "content.blocklisted_link" in found
@@ -127,7 +112,7 @@ async def test_refused_queries_and_failures_defer_never_pass(start_relay, sink, 
     lists(dns_server).behaviour.servfail.add("broken.com.multi.test")
     relay = await relay_with_lists(start_relay, dns_server)
     for url in ("https://via-public.org/", "https://blocked-query.com/", "https://rewritten.info/", "https://broken.com/"):
-        code, text = await send(relay, with_link(url))
+        code, text = await send_message(relay, with_link(url))
         assert code == 451 and text.startswith("4.4.3") and "[lookup.failed]" in text, (url, text)
     assert sink.received == []
 
@@ -138,7 +123,7 @@ async def test_lookups_run_in_parallel_under_the_policy_timeout(start_relay, sin
     lists(dns_server).behaviour.delay = 0.3
     relay = await relay_with_lists(start_relay, dns_server, policy_timeout=2.5, dns_timeout=2.4)
     links = "".join(f'<a href="https://site{n}.com/">{n}</a>' for n in range(7)).encode()
-    code, text = await send(relay, COMPLIANT.replace(b"</body>", links + b"</body>"))
+    code, text = await send_message(relay, COMPLIANT.replace(b"</body>", links + b"</body>"))
     assert code == 250, text
 
 
@@ -146,7 +131,7 @@ async def test_corpus_newsletters_pass_with_the_lists_on(start_relay, sink, dns_
     relay = await relay_with_lists(start_relay, lists(dns_server))
     for name in ("newsletter_en.eml", "newsletter_nl.eml", "newsletter_mjml.eml"):
         data = (CORPUS / name).read_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-        code, text = await send(relay, data)
+        code, text = await send_message(relay, data)
         assert code == 250, (name, text)
     assert [q for q in dns_server.queries if q[0].endswith(".dbl.test")]
 
@@ -160,15 +145,8 @@ async def test_scan_online_looks_up_and_offline_does_not(dns_server, tmp_path, c
     eml = tmp_path / "m.eml"
     eml.write_bytes(with_link("https://www.evil-shop.com/deal"))
 
-    async def scan(*extra: str) -> tuple[int, dict]:
-        proc = await asyncio.create_subprocess_exec(*SENDWARDEN, "scan", "--json", "--config", str(config), *extra, str(eml),
-                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=cli_env)
-        out, err = await asyncio.wait_for(proc.communicate(), 60)
-        assert b"Traceback" not in err, err
-        return proc.returncode or 0, json.loads(out)
-
-    code, doc = await scan("--online")
+    code, doc = await scan_json(cli_env, config, eml, "--online")
     assert code == 3 and doc["findings"] == [{"rule": "content.blocklisted_link", "action": "reject",
                                               "detail": "evil-shop.com is listed on dbl.test: spam domain"}]
-    code, doc = await scan()
+    code, doc = await scan_json(cli_env, config, eml)
     assert code == 0 and doc["findings"] == []
