@@ -21,18 +21,26 @@ __all__ = ["blocklist_fact", "look_up"]
 async def look_up(resolver: Resolver, domains: list[str], zones: list[Zone], count: Any = None) -> tuple[ZoneAnswer, ...]:
     """A records of DOMAIN.ZONE for each pair, in parallel; `count(zone, result)` when given."""
 
+    def counted(result: ZoneAnswer) -> ZoneAnswer:
+        if count is not None:
+            count(result.zone, "failed" if result.error else "listed" if result.addresses else "clean")
+        return result
+
     async def one(domain: str, zone: str) -> ZoneAnswer:
         try:
             answer = await resolver.query(f"{domain}.{zone}", "A")
         except DnsFailure as exc:
-            result = ZoneAnswer(domain, zone, error=str(exc))
-        else:
-            result = ZoneAnswer(domain, zone, tuple(answer.values))
-        if count is not None:
-            count(zone, "failed" if result.error else "listed" if result.addresses else "clean")
-        return result
+            return counted(ZoneAnswer(domain, zone, error=str(exc)))
+        return counted(ZoneAnswer(domain, zone, tuple(answer.values)))
 
-    return tuple(await asyncio.gather(*(one(d, z.zone) for d in domains for z in zones)))
+    # The cache answers most pairs at once (a newsletter links to the same domains message after
+    # message): only the others cost a task and a query.
+    pairs = [(d, z.zone) for d in domains for z in zones]
+    known = [resolver.cached(f"{d}.{z}", "A") for d, z in pairs]
+    missing = [one(d, z) for (d, z), k in zip(pairs, known) if k is None]
+    fetched = iter(await asyncio.gather(*missing)) if missing else iter(())
+    return tuple(next(fetched) if k is None else counted(ZoneAnswer(d, z, tuple(k.values)))
+                 for (d, z), k in zip(pairs, known))
 
 
 @provider(FACT, "blocklist")

@@ -12,7 +12,22 @@ from __future__ import annotations
 from proxy.dns import Resolver
 from proxy.policy.checks.recipient import Route
 
-__all__ = ["route"]
+__all__ = ["cached_route", "route"]
+
+
+def cached_route(resolver: Resolver, domain: str) -> Route | None:
+    """The `Route` from the resolver's cache alone, or None when a lookup is needed."""
+    mx = resolver.cached(domain, "MX")
+    if mx is None:
+        return None
+    if mx.nxdomain:
+        return Route(domain, nxdomain=True)
+    if mx.values:
+        return Route(domain, mx=tuple(sorted(mx.values)))
+    a, aaaa = resolver.cached(domain, "A"), resolver.cached(domain, "AAAA")
+    if a is None or aaaa is None:
+        return None
+    return Route(domain, addresses=(*a.values, *aaaa.values))
 
 
 async def route(resolver: Resolver, domain: str) -> Route:

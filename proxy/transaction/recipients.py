@@ -19,7 +19,7 @@ import structlog
 
 from proxy.dns import DnsFailure, Resolver
 from proxy.facts.gather import LookupFailed, provider
-from proxy.facts.routing import route
+from proxy.facts.routing import cached_route, route
 from proxy.message.mime import Message
 from proxy.policy.checks import consent, frequency, optout
 from proxy.policy.checks.privacy import privacy_urls
@@ -127,12 +127,15 @@ async def domain_findings(resolver: Resolver | None, opts: RecipientOptions, add
     found = blocked_findings(opts, domain)
     if found or resolver is None:
         return found
-    try:
-        fact: Any = await asyncio.wait_for(route(resolver, domain), timeout)
-    except DnsFailure as exc:
-        fact = LookupFailed(str(exc))
-    except TimeoutError:
-        fact = LookupFailed(f"no answer within {timeout:g}s")
+    fact: Any = cached_route(resolver, domain)  # the common case: no await, no timer
+    if fact is None:
+        try:
+            async with asyncio.timeout(timeout):
+                fact = await route(resolver, domain)
+        except DnsFailure as exc:
+            fact = LookupFailed(str(exc))
+        except TimeoutError:
+            fact = LookupFailed(f"no answer within {timeout:g}s")
     return route_findings(fact, domain)
 
 
