@@ -17,7 +17,7 @@ import structlog
 
 from proxy.facts.gather import provider
 from proxy.message.mime import Message
-from proxy.policy.checks import complaints
+from proxy.policy.checks import complaints, optout
 from proxy.policy.checks.complaints import ComplaintRateOptions, Rate, rates
 from proxy.policy.checks.privacy import DEAD_FACT, PrivacyOptions, dead_links, normalise_url
 from proxy.policy.registry import Context
@@ -41,8 +41,13 @@ class Reputation:
         self.levels: dict[str, str] = {}
         self.loaded_at = 0.0
 
-    def rate_for(self, domain: str) -> Rate | None:
-        return self.rates.get(f"domain:{domain}") if domain else None
+    def rate_for(self, domain: str, brand: str = "") -> Rate | None:
+        """The sender domain's rate, or the brand's when only the brand is over the limit."""
+        mine = self.rates.get(f"domain:{domain}") if domain else None
+        theirs = self.rates.get(f"brand:{brand}") if brand else None
+        if theirs is not None and self.levels.get(theirs.scope) == "limit" and self.levels.get(f"domain:{domain}") != "limit":
+            return theirs
+        return mine
 
     async def refresh(self, store: RecipientStore, opts: ComplaintRateOptions, now: float | None = None) -> bool:
         """Re-read marks and counts; False (the old snapshot kept) when the store cannot answer."""
@@ -112,8 +117,12 @@ def privacy_dead_fact(service: Any, message: Message, ctx: Context, opts: Privac
 
 @provider(complaints.FACT, "complaint_rate")
 def complaint_rate_fact(service: Any, message: Message, ctx: Context, opts: ComplaintRateOptions) -> Rate | None:
-    """The sender (From) domain's complaint rate, at once from the snapshot."""
+    """The sender (From) domain's complaint rate (or its brand's, when the brand is over the
+    limit and the domain is not), at once from the snapshot."""
     reputation: Reputation | None = getattr(service, "reputation", None)
     if reputation is None or not ctx.marketing:
         return None
-    return reputation.rate_for(message.from_domain or ctx.mail_from.rpartition("@")[2].lower())
+    policy = getattr(service, "policy", None)
+    # The transaction's brand, as the recipient checks and the delivery counts name it.
+    brand = optout.rcpt_brand(policy.options["optout"], ctx.stream, ctx.mail_from, ctx.auth_user) if policy is not None else ""
+    return reputation.rate_for(message.from_domain or ctx.mail_from.rpartition("@")[2].lower(), brand)

@@ -10,12 +10,11 @@ import json
 
 import pytest
 
-from proxy.commands.status import summarize
 from proxy.store.base import DeadLink
 from tests.commands.test_links import run_cli
 from tests.conftest import ROOT
 from tests.outbound.test_linkprobe import Server, http  # noqa: F401  (the loopback HTTP server fixture)
-from tests.support.recipient_helpers import send_message
+from tests.support.recipient_helpers import send_message, status_of
 from tests.support.scancli import scan_json
 
 COMPLIANT = (ROOT / "examples" / "compliant.eml").read_bytes().replace(b"\n", b"\r\n")
@@ -56,14 +55,7 @@ async def test_dead_privacy_link_is_marked_refused_and_cleared(start_relay, sink
     assert (await send_message(relay, with_privacy(live)))[0] == 250
     samples = {s.labels["sender_domain"]: s.value for s in relay.metrics.privacy_links_dead.collect()[0].samples}
     assert samples == {"shop.example.com": 1.0}
-    from prometheus_client import generate_latest
-    from prometheus_client.parser import text_string_to_metric_families
-
-    scraped: dict = {}
-    for family in text_string_to_metric_families(generate_latest(relay.metrics.registry).decode()):
-        for s in family.samples:
-            scraped.setdefault(s.name, {})[tuple(sorted(s.labels.items()))] = s.value
-    assert summarize(scraped)["privacy_links_dead"] == {"shop.example.com": 1}
+    assert status_of(relay)["privacy_links_dead"] == {"shop.example.com": 1}
 
     # The sender fixes the page: the next check finds it alive and clears the mark.
     http.fixed = True

@@ -68,3 +68,17 @@ async def send_message(relay, data: bytes = COMPLIANT, rcpts: tuple[str, ...] = 
         return 250, text
     except aiosmtplib.SMTPDataError as exc:
         return exc.code, exc.message
+
+
+def status_of(relay) -> dict:  # type: ignore[no-untyped-def]
+    """What `sendwarden status --json` would print for the relay, from its metrics as scraped."""
+    from prometheus_client import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from proxy.commands.status import summarize
+
+    samples: dict = {}
+    for family in text_string_to_metric_families(generate_latest(relay.metrics.registry).decode()):
+        for s in family.samples:
+            samples.setdefault(s.name, {})[tuple(sorted(s.labels.items()))] = s.value
+    return summarize(samples)

@@ -17,7 +17,7 @@ from structlog.testing import capture_logs
 from proxy.policy.checks.complaints import ComplaintRateOptions, Rate, rates
 from proxy.store.base import SenderCount
 from tests.conftest import FIXTURES, SENDWARDEN
-from tests.support.recipient_helpers import COMPLIANT, send_message
+from tests.support.recipient_helpers import COMPLIANT, send_message, status_of
 from tests.support.scancli import scan_json
 
 POLICY = """
@@ -98,6 +98,7 @@ async def test_complaints_warn_then_defer_marketing_then_clear(start_relay, sink
     over = [e for e in logs if e["event"] == "complaint_rate_over_limit"]
     assert {e["scope"] for e in over} == {"domain:shop.example.com", "brand:marketing"}
     assert over[0]["complaints"] == 2 and over[0]["delivered"] == 11
+    assert status_of(relay)["complaint_rates"]["domain:shop.example.com"] == {"rate": 2 / 11, "level": "limit"}
     code, text = await send(relay, ["r4@example.org"])
     assert code == 451 and text.startswith("4.4.3") and "[compliance.complaint_rate]" in text, text
     assert "shop.example.com: 2 spam complaints on 11 delivered" in text
@@ -136,6 +137,22 @@ async def test_scan_online_reads_the_rates(tmp_path, cli_env) -> None:
     code, doc = await scan_json(cli_env, config, eml, "--online")
     assert code == 4 and [f["rule"] for f in doc["findings"]] == ["compliance.complaint_rate"], doc
     assert doc["smtp"]["code"] == 451
+
+
+async def test_a_brand_over_the_limit_defers_its_other_domains_too(start_relay, sink) -> None:
+    relay = await start_relay(policy=POLICY)
+    now = time.time()
+    # The brand "marketing" (this stream's) sends from two domains; the other one drew the complaints.
+    await relay.store.count_delivered("shop.example.com", "marketing", 100, now)
+    await relay.store.count_delivered("outlet.example.com", "marketing", 10, now - 7200)
+    await relay.store.count_delivered("outlet.example.com", "marketing", 10, now)
+    for _ in range(20):
+        await relay.store.record_complaint("outlet.example.com", now)
+    await relay.refresh_reputation()
+    assert relay.reputation.levels["domain:shop.example.com"] == "ok"
+    assert relay.reputation.levels["brand:marketing"] == "limit"
+    code, text = await send(relay, ["r@example.org"])
+    assert code == 451 and "[compliance.complaint_rate]" in text and "marketing: 20 spam complaints" in text, text
 
 
 async def test_too_little_volume_does_not_count(start_relay, sink) -> None:

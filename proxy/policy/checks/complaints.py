@@ -4,8 +4,8 @@ Complaints (the ARF reports the intake acts on) divided by delivered marketing r
 sender domain and per brand, over a sliding window (7 days by default, counted in whole
 hours), once the window holds at least `min_delivered` recipients. Above `warning` a metric
 and a log line; above `limit`, `compliance.complaint_rate` on that sender domain's marketing
-messages (tempfail by default: nothing is lost, and the sender sees why). It clears itself when
-the rate falls back under the limit.
+messages, and on the marketing of a brand over its limit (tempfail by default: nothing is lost,
+and the sender sees why). It clears itself when the rate falls back under the limit.
 
 Pure: `rates` turns the store's counts into `Rate`s; the shell keeps them in memory
 (proxy/facts/reputation.py, refreshed from the store a fleet shares) and hands the sender
