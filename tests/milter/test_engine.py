@@ -108,6 +108,18 @@ async def test_unroutable_recipient_is_refused_at_rcpt_and_the_other_delivered(r
     assert [r for r, _ in rig.sink.received[0].rcpts] == ["c@ok.test"]
 
 
+async def test_blocked_destination_is_refused_at_rcpt(rig: Rig, tmp_path: Path) -> None:
+    policy = tmp_path / "blocked.toml"
+    policy.write_text('[actions]\n"recipient.*" = "reject"\n"unsubscribe.*" = "reject"\n'
+                      '[checks.recipient]\nblocked_domains = ["sanctioned.example"]\n')
+    rig.service.policy = load_policy(policy)
+    answers = await rig.send(COMPLIANT, rcpts=("a@mail.sanctioned.example", "reader@example.org"))
+    assert answers[3].startswith("550 5.7.1 Recipient refused by policy [recipient.blocked_destination]"), answers
+    assert answers[-1].startswith("250 2.0.0 Ok: queued as "), answers
+    await rig.delivered(1)
+    assert [r for r, _ in rig.sink.received[0].rcpts] == ["reader@example.org"]
+
+
 async def test_blocklisted_link_is_refused_at_end_of_message(rig: Rig, tmp_path: Path) -> None:
     rig.dns.zone("dbl.test", "evil-shop.com A 127.0.1.2\n")
     policy = tmp_path / "b.toml"
