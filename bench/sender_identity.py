@@ -22,7 +22,9 @@ sys.path.insert(0, str(ROOT))
 import dkim  # noqa: E402
 
 from proxy.config import OVERSIGNED_HEADERS, SIGNED_HEADERS  # noqa: E402
-from proxy.outbound.dkim import DkimVerification, Signer, verify  # noqa: E402
+from proxy.facts.dkim import verify  # noqa: E402
+from proxy.outbound.dkim import Signer  # noqa: E402
+from proxy.policy.context import DkimVerification  # noqa: E402
 from proxy.dns import Resolver  # noqa: E402
 from proxy.message.mime import Message  # noqa: E402
 from proxy.policy.loader import BUILTIN_DEFAULT, load_policy  # noqa: E402

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from typing import Any
 
 from proxy.commands.storecli import add_common, run
 from proxy.config import load_config
 from proxy.dns import Resolver
+from proxy.metrics import write_link_check
 from proxy.outbound.linkprobe import ProbeResult, probe_links
 from proxy.policy.checks.privacy import normalise_url
 from proxy.store.base import DeadLink, PrivacyLink, RecipientStore
@@ -71,6 +73,10 @@ def cmd_links_check(args: argparse.Namespace) -> int:
     results = run(args, body)
     dead = [r for r in results if not r.alive and r.checked]
     unchecked = [r for r in results if not r.checked]
+    try:  # for the relay's /metrics (sendwarden_links_dead), and so for alerts
+        write_link_check(config.state_dir, len(results), len(dead), time.time())
+    except OSError as exc:
+        print(f"sendwarden: the result was not recorded for /metrics: {exc}", file=sys.stderr)
     if args.json:
         for r in results:
             link: PrivacyLink = r.record

@@ -11,12 +11,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import proxy.facts.blocklist  # noqa: F401  (the fact providers --online asks, as the relay's Service does)
-import proxy.outbound.dkim  # noqa: F401
+from proxy.audit import configure
 from proxy.commands.common import CliError, load
 from proxy.config import Config
 from proxy.dns import Resolver
 from proxy.facts.gather import gather
+from proxy.facts.sources import FactSources
 from proxy.facts.reputation import Reputation
 from proxy.message.mime import Message
 from proxy.policy.engine import judge
@@ -61,45 +61,56 @@ def scan_result(verdict: Verdict) -> dict[str, Any]:
     }
 
 
-class Online:
+class _Stderr:
+    """sys.stderr as it is at each write (the command also runs in-process, under pytest's
+    capture, which replaces and closes sys.stderr)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
+async def online_sources(config: Config, policy: Policy) -> FactSources:
     """What the fact providers use when `scan --online` looks facts up as the relay does: the
     configured resolver, and the dead privacy links and complaint rates read from the store."""
-
-    def __init__(self, config: Config) -> None:
-        self.resolver = Resolver.from_config(config.file.dns)
-        self.metrics = None
-        self.reputation = Reputation(announce=False)
-
-    async def load(self, config: Config, policy: Policy) -> None:
-        store = from_config(config)
-        try:
-            await store.open()
-            await self.reputation.refresh(store, policy.options["complaint_rate"])  # type: ignore[arg-type]
-        except StoreError as exc:
-            print(f"sendwarden: store: {exc}; judged without dead links and complaint rates", file=sys.stderr)
-        finally:
-            await store.close()
+    store = from_config(config)
+    reputation = Reputation(announce=False)
+    reputation.optout = policy.options["optout"]
+    try:
+        await store.open()
+        await reputation.refresh(store, policy.options["complaint_rate"])  # type: ignore[arg-type]
+    except StoreError as exc:
+        print(f"sendwarden: store: {exc}; judged without dead links and complaint rates", file=sys.stderr)
+    finally:
+        await store.close()  # the snapshot is read; no provider asks the store itself here
+    return FactSources(Resolver.from_config(config.file.dns), store, reputation=reputation)
 
 
 async def _judge(config: Config, policy: Policy, message: Message, ctx: Context, online: bool) -> Verdict:
     """Judge as the relay would: the recipients' domains (blocked destinations always; routing
     only online), then, online, the message's facts (DNS, blocklists) under the policy timeout."""
     timeout = config.file.timeouts.policy
-    lookups = Online(config) if online else None
-    if lookups is not None:
-        await lookups.load(config, policy)
+    lookups = await online_sources(config, policy) if online else None
     resolver = lookups.resolver if lookups is not None and config.file.recipients.verify_domains else None
     extra: list[Finding] = []
     for rcpt in ctx.rcpts:
         extra += await domain_findings(resolver, policy.options["recipient"], rcpt, timeout)  # type: ignore[arg-type]
     if lookups is not None:
-        facts = await gather(lookups, policy, message, ctx, timeout)  # type: ignore[arg-type]
+        facts = await gather(lookups, policy, message, ctx, timeout)
         ctx = replace(ctx, facts=facts or None)
     return judge(policy, message, ctx, extra=extra)
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
     config, policy = load(args.config, args.policy)
+    # Log lines (a check that failed, a pattern that ran out of time) go to stderr, so that
+    # stdout is the result alone (`--json` is parsed by scripts).
+    configure(config.file.audit.level, "auto", stream=_Stderr())
     raw = read_input(args.file)
     stream = policy.resolve_stream(listener=args.listener or "", user=args.user, sender=args.mail_from or "")
     ctx = Context(

@@ -10,10 +10,9 @@ import asyncio
 from typing import Any, Awaitable
 
 from proxy.dns import DnsFailure, Resolver
-from proxy.facts.gather import provider
 from proxy.message.mime import Message
-from proxy.policy.checks.blocklist import FACT, BlocklistOptions, Zone, ZoneAnswer, lookup_domains
-from proxy.policy.registry import Context
+from proxy.policy.checks.blocklist import BlocklistOptions, Zone, ZoneAnswer, lookup_domains
+from proxy.policy.context import Context
 
 __all__ = ["blocklist_fact", "look_up"]
 
@@ -43,8 +42,7 @@ async def look_up(resolver: Resolver, domains: list[str], zones: list[Zone], cou
                  for (d, z), k in zip(pairs, known))
 
 
-@provider(FACT, "blocklist")
-def blocklist_fact(service: Any, message: Message, ctx: Context,
+def blocklist_fact(sources: Any, message: Message, ctx: Context,
                    opts: BlocklistOptions) -> tuple[ZoneAnswer, ...] | None | Awaitable[tuple[ZoneAnswer, ...]]:
     """None when no zone is configured, () at once when the message names no domain, else the
     lookups to await."""
@@ -53,6 +51,6 @@ def blocklist_fact(service: Any, message: Message, ctx: Context,
     domains = lookup_domains(message, opts)
     if not domains:
         return ()
-    metrics = getattr(service, "metrics", None)
+    metrics = sources.metrics
     count = (lambda zone, result: metrics.blocklist_lookups.labels(zone, result).inc()) if metrics is not None else None
-    return look_up(service.resolver, domains, opts.zones, count)
+    return look_up(sources.resolver, domains, opts.zones, count)

@@ -9,22 +9,19 @@ timed out, clamd error) becomes a `LookupFailed` fact that the policy maps per
 
 Protocol (clamd(8)): send `zINSTREAM\\0`, then chunks each prefixed with their length as a
 4-byte big-endian integer, then a zero-length chunk; clamd answers one NUL-terminated line,
-`stream: OK`, `stream: <signature> FOUND` or `<reason> ERROR`.
+`stream: OK`, `stream: <signature> FOUND` or `<reason> ERROR`. The `ScanResult` record lives in
+the policy core (proxy/policy/context.py), which reads it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import struct
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Awaitable
+from typing import Any, Awaitable
 
-from proxy.facts.gather import provider
+from proxy.facts.sources import FactSources
 from proxy.message.mime import Message
-from proxy.policy.registry import Context
-
-if TYPE_CHECKING:
-    from proxy.runtime.service import Service
+from proxy.policy.context import Context, ScanResult
 
 __all__ = ["ClamdError", "ScanResult", "instream", "scan_fact"]
 
@@ -34,15 +31,6 @@ MAX_REPLY = 4096
 
 class ClamdError(Exception):
     """clamd could not be reached, or did not give a scan result."""
-
-
-@dataclass(frozen=True, slots=True)
-class ScanResult:
-    """clamd's verdict: the signatures it found (empty when clean); `scanned` is False when
-    the message was not sent to clamd (no attachments and scan = "attachments")."""
-
-    found: tuple[str, ...] = ()
-    scanned: bool = True
 
 
 async def _connect(address: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -99,8 +87,7 @@ def parse_reply(text: str, address: str = "clamd") -> ScanResult:
     raise ClamdError(f"clamd at {address} answered {text[:200]!r}")
 
 
-@provider("clamav", "attachment")
-def scan_fact(service: "Service", message: Message, ctx: Context, opts: Any) -> ScanResult | None | Awaitable[ScanResult]:
+def scan_fact(sources: FactSources, message: Message, ctx: Context, opts: Any) -> ScanResult | None | Awaitable[ScanResult]:
     """The `clamav` fact: None when clamd is not configured, at once when there is nothing to
     scan, else the scan to await."""
     cfg = opts.clamav

@@ -15,15 +15,14 @@ from typing import Any
 
 import structlog
 
-from proxy.facts.gather import provider
 from proxy.message.mime import Message
-from proxy.policy.checks import complaints, optout
+from proxy.policy.checks import optout
 from proxy.policy.checks.complaints import ComplaintRateOptions, Rate, rates
-from proxy.policy.checks.privacy import DEAD_FACT, PrivacyOptions, dead_links, normalise_url
-from proxy.policy.registry import Context
+from proxy.policy.checks.privacy import PrivacyOptions, dead_links, normalise_url
+from proxy.policy.context import Context
 from proxy.store.base import DeadLink, RecipientStore, StoreError
 
-__all__ = ["Reputation"]
+__all__ = ["Reputation", "complaint_rate_fact", "privacy_dead_fact"]
 
 log = structlog.get_logger("sendwarden.reputation")
 LEVELS = {"low_volume": 0, "ok": 0, "warning": 1, "limit": 2}
@@ -40,6 +39,7 @@ class Reputation:
         self.rates: dict[str, Rate] = {}
         self.levels: dict[str, str] = {}
         self.loaded_at = 0.0
+        self.optout: Any = None  # the policy's OptoutOptions: they name a transaction's brand
 
     def rate_for(self, domain: str, brand: str = "") -> Rate | None:
         """The sender domain's rate, or the brand's when only the brand is over the limit."""
@@ -106,23 +106,21 @@ class Reputation:
             m.complaint_rate_level.labels(scope).set(LEVELS.get(self.levels.get(scope, "ok"), 0))
 
 
-@provider(DEAD_FACT, "privacy")
-def privacy_dead_fact(service: Any, message: Message, ctx: Context, opts: PrivacyOptions) -> dict[str, str] | None:
+def privacy_dead_fact(sources: Any, message: Message, ctx: Context, opts: PrivacyOptions) -> dict[str, str] | None:
     """The message's privacy URLs marked dead, at once from the snapshot."""
-    reputation: Reputation | None = getattr(service, "reputation", None)
+    reputation: Reputation | None = sources.reputation
     if reputation is None or not reputation.dead:
         return None
     return dead_links(message, opts, reputation.dead) or None
 
 
-@provider(complaints.FACT, "complaint_rate")
-def complaint_rate_fact(service: Any, message: Message, ctx: Context, opts: ComplaintRateOptions) -> Rate | None:
+def complaint_rate_fact(sources: Any, message: Message, ctx: Context, opts: ComplaintRateOptions) -> Rate | None:
     """The sender (From) domain's complaint rate (or its brand's, when the brand is over the
     limit and the domain is not), at once from the snapshot."""
-    reputation: Reputation | None = getattr(service, "reputation", None)
+    reputation: Reputation | None = sources.reputation
     if reputation is None or not ctx.marketing:
         return None
-    policy = getattr(service, "policy", None)
     # The transaction's brand, as the recipient checks and the delivery counts name it.
-    brand = optout.rcpt_brand(policy.options["optout"], ctx.stream, ctx.mail_from, ctx.auth_user) if policy is not None else ""
+    o = reputation.optout
+    brand = optout.rcpt_brand(o, ctx.stream, ctx.mail_from, ctx.auth_user) if o is not None else ""
     return reputation.rate_for(message.from_domain or ctx.mail_from.rpartition("@")[2].lower(), brand)

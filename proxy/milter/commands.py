@@ -12,7 +12,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from proxy.milter import wire
+import proxy.milter.wire as wire
 from proxy.milter.wire import ActionFlag, Family, ProtocolError, ProtocolFlag
 
 _OPTNEG = struct.Struct("!III")

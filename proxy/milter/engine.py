@@ -1,5 +1,5 @@
 """The policy engine behind the milter: the same streams, recipient state, checks, quarantine,
-DKIM signing, audit log and metrics as the SMTP relay, through proxy/transaction/pipeline.py.
+DKIM signing, audit log and metrics as the SMTP relay, through proxy/transaction/outcome.py.
 
 In milter mode the MTA owns the SMTP session and the queue; sendwarden answers per recipient at
 RCPT and once at end of message:
@@ -16,20 +16,24 @@ RCPT and once at end of message:
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
-from proxy.transaction import pipeline, recipients
+from proxy.transaction import outcome, recipients
 from proxy.milter.application import AddHeader, Decision, InsertHeader, Macros, MilterApplication
 from proxy.milter.application import Transaction as MilterTransaction
 from proxy.milter.wire import Family
-from proxy.transaction.pipeline import Transaction, findings_header, new_queue_id
+from proxy.transaction.outcome import Transaction, findings_header, new_queue_id
 from proxy.policy.verdict import Action, Replies, Reply
 from proxy.outbound.upstream import Recipient
 
 if TYPE_CHECKING:
-    from proxy.runtime.service import Service
+    from proxy.audit import AddressMasker
+    from proxy.config import Config
+    from proxy.metrics import Metrics
+    from proxy.policy.loader import Policy
+    from proxy.transaction.deps import TransactionDeps
 
 log = structlog.get_logger("sendwarden.milter")
 
@@ -50,10 +54,22 @@ def split_headers(block: bytes) -> list[tuple[str, str]]:
     return out
 
 
+class MilterRelay(Protocol):
+    """What the milter uses of the running relay (proxy/runtime/service.py's `Service`)."""
+
+    config: "Config"
+    policy: "Policy"
+    masker: "AddressMasker"
+    metrics: "Metrics"
+    deps: "TransactionDeps"
+
+    async def dkim_sign(self, data: bytes) -> tuple[bytes, str]: ...
+
+
 class PolicyMilter(MilterApplication):
     """One per MTA connection."""
 
-    def __init__(self, service: "Service", listener: str = "milter") -> None:
+    def __init__(self, service: MilterRelay, listener: str = "milter") -> None:
         self.service = service
         self.listener = listener
         self.client_ip = ""
@@ -87,7 +103,7 @@ class PolicyMilter(MilterApplication):
         tx = self.tx
         if tx is None:
             return None
-        screening = await recipients.screen(self.service, tx.policy, tx.ensure_plan(), tx.stream, recipient)
+        screening = await recipients.screen(self.service.deps, tx.policy, tx.ensure_plan(), tx.stream, recipient)
         if screening.reply is not None:
             self.service.metrics.rcpt_refusals.labels(screening.rule).inc()
             log.info("rcpt_refused", rcpt=self.service.masker(recipient), reply=str(screening.reply))
@@ -108,7 +124,7 @@ class PolicyMilter(MilterApplication):
             tx.queue_id = transaction.queue_id
         record: dict[str, Any] = {"front": "milter"}
         t0 = time.perf_counter()
-        judgement = await pipeline.evaluate(service, tx, transaction.message, record)
+        judgement = await outcome.evaluate(service.deps, tx, transaction.message, record)
         verdict = judgement.verdict
         action = verdict.effective
         edits: list[Any] = []
@@ -137,19 +153,19 @@ class PolicyMilter(MilterApplication):
             edits = [InsertHeader(0, name, value) for name, value in reversed(split_headers(top))]
             decision = Decision(decision.outcome, decision.reply, decision.reason, tuple(edits))
         if action == Action.RELAY:
-            await pipeline.accepted(service, tx, judgement)
-        pipeline.audit(service, tx, reply, verdict, len(transaction.message), record, t0)
+            await outcome.accepted(service.deps, tx, judgement)
+        outcome.audit(service.deps, tx, reply, verdict, len(transaction.message), record, t0)
         structlog.contextvars.unbind_contextvars("queue_id")
         self.tx = None
         return decision
 
-    async def _quarantine(self, tx: Transaction, judgement: pipeline.Judgement, original: bytes,
+    async def _quarantine(self, tx: Transaction, judgement: outcome.Judgement, original: bytes,
                           record: dict[str, Any]) -> tuple[Decision, Reply]:
         mode = self.service.config.file.milter.quarantine
         rules = ", ".join(sorted({j.rule for j in judgement.verdict.deciding()}))
         if mode == "mta":
             return Decision.quarantine(f"sendwarden: {rules}"), Reply(250, "2.6.0", f"held in the MTA's hold queue [{rules}]")
-        reply = await pipeline.hold(self.service, tx, judgement, original, record)
+        reply = await outcome.hold(self.service.deps, tx, judgement, original, record)
         if not reply.is_success:  # not on disk: the MTA must keep it and the client retry
             return Decision.tempfail(reply), reply
         if mode == "sendwarden":

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import struct
 
-from proxy.milter import wire
+import proxy.milter.wire as wire
 from proxy.milter.application import AddHeader, ChangeHeader, Decision, HeaderEdit, InsertHeader, Outcome
 from proxy.milter.options import Negotiated
 from proxy.milter.wire import ActionFlag, MacroStage, ProtocolFlag, encode_packet

@@ -19,7 +19,8 @@ from typing import Any
 
 import structlog
 
-from proxy.milter import replies, wire
+import proxy.milter.replies as replies
+import proxy.milter.wire as wire
 from proxy.milter.application import MilterApplication, Transaction
 from proxy.milter.assembly import MessageAssembly
 from proxy.milter.commands import (

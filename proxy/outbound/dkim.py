@@ -1,17 +1,12 @@
-"""DKIM with dkimpy: signing on the way out, verifying what arrives already signed.
+"""DKIM signing with dkimpy, on the way out.
 
 Signing (`Signer`) is the last change made to a message: the relay prepends its own headers,
 then the DKIM-Signature goes on top; the message itself is never re-serialised. Keys are loaded
 once, at start. A message is signed with every key configured for its From domain, or for the
 nearest parent domain within the same organisational domain (relaxed DMARC alignment), with
 relaxed/relaxed canonicalisation, covering the configured header fields and oversigning those
-that nobody may add later.
-
-Verifying (`verify`) looks up each signature's key through the one async resolver (shared TTL
-cache) and then lets dkimpy check the signature against the fetched key. (dkimpy's own async
-path, `dkim.asyncsupport`, imports aiodns at import time even when given another lookup
-function; fetching first and then verifying offline keeps a single resolver and one dependency
-less.) A DNS failure makes that signature `temperror`; the policy decides what that means.
+that nobody may add later. Verifying what arrives already signed is a fact lookup
+(proxy/facts/dkim.py); it parses messages with the same `FastDKIM`.
 """
 
 from __future__ import annotations
@@ -19,43 +14,34 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import logging
-from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any, Awaitable, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import dkim
-import dkim.util
 import structlog
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
-from proxy.outbound.dkimkeys import KeyFileError, SigningKey, load_key
-from proxy.dns import DnsFailure, Resolver
 from proxy.message.domains import org_domain, to_alabel
-from proxy.facts.gather import provider
+from proxy.outbound.dkimkeys import KeyFileError, SigningKey, load_key
 from proxy.tomlfile import ConfigError
 
 if TYPE_CHECKING:
     from proxy.config import Config
-    from proxy.message.mime import Message
-    from proxy.policy.registry import Context
-    from proxy.runtime.service import Service
 
 log = structlog.get_logger("sendwarden.dkim")
-_quiet = logging.getLogger("sendwarden.dkimpy")  # dkimpy logs every verification failure as an error
-_quiet.addHandler(logging.NullHandler())
-_quiet.propagate = False
-# Above this size the CPU part of verifying (canonicalising and hashing the body) runs in a
-# thread, so that one huge message does not stall every other session.
+quiet = logging.getLogger("sendwarden.dkimpy")  # dkimpy logs every verification failure as an error
+quiet.addHandler(logging.NullHandler())
+quiet.propagate = False
+# Above this size the CPU part of signing or verifying (canonicalising and hashing the body)
+# runs in a thread, so that one huge message does not stall every other session.
 THREAD_ABOVE = 256 * 1024
 
-Status = Literal["pass", "fail", "permerror", "temperror"]
-
-__all__ = ["DkimVerification", "SignatureResult", "Signer", "verify"]
+__all__ = ["FastDKIM", "Signer", "THREAD_ABOVE", "quiet", "sign_off_loop"]
 
 
-class _DKIM(dkim.DKIM):
+class FastDKIM(dkim.DKIM):
     """dkimpy's DKIM with two speed-ups that change no result (a test pins signatures byte for
     byte to dkimpy's own signer):
 
@@ -148,7 +134,7 @@ class Signer:
         if not self.by_domain:
             return data, ""
         try:
-            d = _DKIM(data, logger=_quiet)
+            d = FastDKIM(data, logger=quiet)
             froms = [v for n, v in d.headers if n.lower() == b"from"]
             pairs = email.utils.getaddresses([froms[0].decode("utf-8", "replace")]) if len(froms) == 1 else []
             if len(pairs) != 1:
@@ -170,131 +156,9 @@ class Signer:
         return b"".join(sigs) + data, note
 
 
-# -- verifying -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class SignatureResult:
-    domain: str  # d=, lower case
-    selector: str
-    status: Status
-    reason: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class DkimVerification:
-    """The DKIM fact: one result per signature, topmost first."""
-
-    signatures: tuple[SignatureResult, ...] = ()
-    not_verified: int = 0  # signatures beyond the limit
-
-
 async def sign_off_loop(signer: Signer, data: bytes) -> tuple[bytes, str]:
     """`signer.sign`, with a large message hashed in a thread (about 0.1 s a MB), so that it
     does not stall every other session."""
     if len(data) > THREAD_ABOVE:
         return await asyncio.to_thread(signer.sign, data)
     return signer.sign(data)
-
-
-def _key_record(records: list[str]) -> str | None:
-    keys = [r for r in records if r.lstrip().startswith("v=DKIM1") or "p=" in r]
-    return keys[0] if keys else None
-
-
-async def verify(raw: bytes, resolver: Resolver, max_signatures: int = 5) -> DkimVerification:
-    """Verify every DKIM signature of `raw` (up to `max_signatures`)."""
-    try:
-        d = _DKIM(raw, logger=_quiet, minkey=1024)
-    except Exception as exc:  # a header block dkimpy cannot split: no signature can verify
-        return DkimVerification((SignatureResult("", "", "permerror", f"message cannot be parsed for DKIM: {exc}"),))
-    sig_values = [v for n, v in d.headers if n.lower() == b"dkim-signature"]
-    tags: list[dict[bytes, bytes] | str] = []
-    for value in sig_values[:max_signatures]:
-        try:
-            tags.append(dkim.util.parse_tag_value(value))
-        except Exception as exc:
-            tags.append(f"unparseable signature: {exc}")
-    names = sorted({_name(t) for t in tags if isinstance(t, dict) and _name(t)})
-    fetched = dict(zip(names, await asyncio.gather(*(_fetch(resolver, n) for n in names)), strict=True))
-    keys = {n: r for n, r in fetched.items() if isinstance(r, str)}
-
-    def lookup(name: bytes, timeout: float = 5) -> bytes | None:
-        record = keys.get(name.decode("ascii", "replace").lower().rstrip("."))
-        return record.encode() if record is not None else None
-
-    def run() -> list[SignatureResult]:
-        out = []
-        for idx, t in enumerate(tags):
-            if isinstance(t, str):
-                out.append(SignatureResult("", "", "permerror", t))
-                continue
-            dom = t.get(b"d", b"").decode("ascii", "replace").lower()
-            sel = t.get(b"s", b"").decode("ascii", "replace").lower()
-            name = _name(t)
-            if not name:
-                out.append(SignatureResult(dom, sel, "permerror", "signature lacks d= or s="))
-                continue
-            got = fetched[name]
-            if isinstance(got, DnsFailure):
-                out.append(SignatureResult(dom, sel, "temperror", f"key lookup failed: {got}"))
-            elif got is None:
-                out.append(SignatureResult(dom, sel, "permerror", f"no DKIM key published at {name}"))
-            else:
-                out.append(_key_problem(name, got, dom, sel) or _check(d, idx, dom, sel, lookup))
-        return out
-
-    results = await asyncio.to_thread(run) if len(raw) > THREAD_ABOVE else run()
-    return DkimVerification(tuple(results), max(0, len(sig_values) - max_signatures))
-
-
-def _name(tags: dict[bytes, bytes]) -> str:
-    s, d = tags.get(b"s"), tags.get(b"d")
-    if not s or not d:
-        return ""
-    return f"{s.decode('ascii', 'replace')}._domainkey.{d.decode('ascii', 'replace')}".lower().rstrip(".")
-
-
-async def _fetch(resolver: Resolver, name: str) -> str | DnsFailure | None:
-    try:
-        return _key_record(await resolver.txt(name))
-    except DnsFailure as exc:
-        return exc
-
-
-def _key_problem(name: str, record: str, dom: str, sel: str) -> SignatureResult | None:
-    """A key record that cannot verify anything is a permanent error with a reason (dkimpy
-    itself would only log it and answer False)."""
-    try:
-        dkim.evaluate_pk(name.encode(), record.encode())
-    except Exception as exc:  # KeyFormatError, binascii.Error, ...: all mean an unusable record
-        return SignatureResult(dom, sel, "permerror", f"bad key record at {name}: {exc or type(exc).__name__}")
-    return None
-
-
-def _check(d: dkim.DKIM, idx: int, dom: str, sel: str, lookup: Any) -> SignatureResult:
-    try:
-        ok = d.verify(idx, dnsfunc=lookup)
-    except dkim.KeyFormatError as exc:
-        return SignatureResult(dom, sel, "permerror", f"bad key record: {exc}")
-    except (dkim.MessageFormatError, dkim.ParameterError) as exc:
-        return SignatureResult(dom, sel, "permerror", f"malformed signature: {exc}")
-    except dkim.DKIMException as exc:  # ValidationError: body hash mismatch, expired, ...
-        return SignatureResult(dom, sel, "fail", str(exc))
-    except Exception as exc:  # hostile input can break dkimpy in other ways; still a verdict
-        return SignatureResult(dom, sel, "permerror", f"{type(exc).__name__}: {exc}")
-    if ok:
-        return SignatureResult(dom, sel, "pass")
-    return SignatureResult(dom, sel, "fail", "signature does not match the signed header fields or the key")
-
-
-NOT_SIGNED = DkimVerification()
-
-
-@provider("dkim", "sender")
-def dkim_fact(service: "Service", message: "Message", ctx: "Context", opts: Any) -> DkimVerification | Awaitable[DkimVerification]:
-    """The DKIM fact for the sender checks: at once (and no DNS) for unsigned mail, else the
-    verification to await."""
-    if not getattr(opts, "dkim_verify", True) or message.count("DKIM-Signature") == 0:
-        return NOT_SIGNED
-    return verify(message.raw, service.resolver, getattr(opts, "dkim_max_signatures", 5))

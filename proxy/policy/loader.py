@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from proxy.policy.registry import CHECKS, FAMILY_OPTIONS, Check, Options, load_builtin_checks
+from proxy.policy.registry import CHECKS, FAMILY_OPTIONS, Check, Options
 from proxy.policy.rules import FAMILIES, RULES, family
 from proxy.policy.verdict import Action
 from proxy.tomlfile import ConfigError, read_toml, validate
@@ -139,7 +139,8 @@ def _lookup(overrides: dict[str, str], rule: str) -> str | None:
 
 
 def build(data: dict[str, Any], source: str) -> Policy:
-    load_builtin_checks()
+    import proxy.policy.checks  # noqa: F401  (each check module registers its checks)
+
     pf = validate(PolicyFile, data, source)
     options: dict[str, Options] = {}
     # Files a policy names (content lists) resolve relative to the policy file.

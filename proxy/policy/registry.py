@@ -5,11 +5,12 @@ file (`[checks.FAMILY]`), validated by the family's options model."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable
 
 from pydantic import BaseModel, ConfigDict
 
 from proxy.message.mime import Message
+from proxy.policy.context import Context
 from proxy.policy.rules import RULES
 from proxy.policy.verdict import Finding
 
@@ -19,21 +20,6 @@ class Options(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     enabled: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class Context:
-    """Everything a check may know besides the message, fetched by the shell beforehand."""
-
-    stream: str = "marketing"
-    marketing: bool = True
-    mail_from: str = ""
-    rcpts: tuple[str, ...] = ()
-    client_ip: str = ""
-    helo: str = ""
-    auth_user: str | None = None
-    now: float = 0.0
-    facts: Mapping[str, Any] | None = None
 
 
 CheckFn = Callable[[Message, Context, Any], Iterable[Finding]]
@@ -75,8 +61,3 @@ def check(family: str, *, rules: tuple[str, ...], marketing_only: bool = False) 
         return fn
 
     return register
-
-
-def load_builtin_checks() -> None:
-    """Import every check module so that it registers itself."""
-    import proxy.policy.checks  # noqa: F401

@@ -20,21 +20,20 @@ from typing import Any, Callable
 
 import structlog
 
-import proxy.facts.blocklist  # noqa: F401  (registers the URI blocklist fact provider)
-import proxy.facts.clamav  # noqa: F401  (registers the clamd fact provider for the attachment check)
 from proxy.facts.reputation import Reputation
 from proxy.audit import AddressMasker
 from proxy.smtp.auth import Credentials
 from proxy.config import Config, ConfigError, parse_hostport
 from proxy.outbound.dkim import Signer, sign_off_loop
 from proxy.dns import Resolver
+from proxy.facts.sources import FactSources
 from proxy.metrics import Metrics
 from proxy.quarantine.notify import Notifier
 from proxy.policy.loader import Policy
 from proxy.quarantine.files import LOST_AND_FOUND
 from proxy.quarantine.files import for_config as quarantine_for_config
 from proxy.smtp.ratelimit import Limit, RateLimiter
-from proxy.outbound.upstream import Upstream, upstream_for
+from proxy.outbound.upstream import Upstream, upstream_budget, upstream_for
 from proxy.runtime.sdnotify import Notifier as SystemdNotifier
 from proxy.smtp.handler import RelayHandler, client_ip
 from proxy.smtp.server import RelaySMTP
@@ -46,6 +45,7 @@ from proxy.unsubscribe.intake import Intake
 from proxy.unsubscribe.token import TokenKeys
 from proxy.unsubscribe.web import UnsubscribeEndpoint
 from proxy.runtime.warmup import warm_up
+from proxy.transaction.deps import TransactionDeps
 
 log = structlog.get_logger("sendwarden.service")
 PROXY_HEADER_TIMEOUT = 10.0
@@ -86,7 +86,7 @@ class Settings:
     def from_config(cls, config: Config) -> "Settings":
         f = config.file
         t = f.timeouts
-        upstream = t.upstream_connect + 3 * t.upstream_command + t.upstream_data
+        upstream = upstream_budget(config)
         return cls(
             hostname=f.hostname,
             max_message_size=f.limits.max_message_size,
@@ -166,11 +166,13 @@ class Service:
         self._recipient_state(config)
         self._share_rate_limits()
         self.metrics = Metrics()
+        self.metrics.watch_link_check(config.state_dir)
         # Dead privacy links and complaint rates, re-read from the store now and then.
         self.reputation = Reputation(self.metrics)
         self.systemd = SystemdNotifier()
         # Quarantine and release events for people (a command or a webhook).
         self.notifier = Notifier(config.file.quarantine.notify, config.file.hostname)
+        self.deps = self._transaction_deps()
         self.sessions: set[RelaySMTP] = set()
         self.connection_cap = 1 << 30  # what the open-files limit allows, set at start
         self.per_client: collections.Counter[str] = collections.Counter()
@@ -226,6 +228,23 @@ class Service:
         if getattr(self, "resolver", None) is None or parts.config.file.dns != self._dns:
             self.resolver = Resolver.from_config(parts.config.file.dns)
             self._dns = parts.config.file.dns
+
+    def _transaction_deps(self) -> TransactionDeps:
+        """What the transaction code may use: rebuilt at each reload (masker, budget, resolver)."""
+        return TransactionDeps(
+            facts=FactSources(resolver=self.resolver, store=self.store, reputation=self.reputation, metrics=self.metrics),
+            pending_writes=self.pending_writes,
+            quarantine=self.quarantine,
+            notifier=self.notifier,
+            unsubscribe_keys=self.unsubscribe_keys,
+            endpoints=self.endpoints,
+            token_days=self.config.file.unsubscribe.token_days,
+            policy_timeout=self.settings.policy_timeout,
+            masker=self.masker,
+            metrics=self.metrics,
+            worker=self.worker if self.reuse_port else None,
+            verify_domains=self.config.file.recipients.verify_domains,
+        )
 
     def _share_rate_limits(self) -> None:
         """With the store in PostgreSQL, the fleet shares its rate-limit buckets there too
@@ -376,7 +395,9 @@ class Service:
             for sock in server.sockets:
                 addr = sock.getsockname()
                 self.addresses.append((addr[0], addr[1]))
-                log.info("listening", listener=listener.name, address=f"{addr[0]}:{addr[1]}", proxy_protocol=listener.proxy_protocol)
+                log.info("listening", listener=listener.name, address=f"{addr[0]}:{addr[1]}",
+                         proxy_protocol=listener.proxy_protocol,
+                         proxy_networks=listener.proxy_networks if listener.proxy_protocol else [])
         metrics = self.config.file.metrics
         if metrics.address and self.worker == 0:
             from proxy.runtime.opsweb import OpsServer
@@ -397,7 +418,8 @@ class Service:
             self.systemd.start_watchdog(self.summary)
 
     async def _start_milter(self) -> None:
-        from proxy.milter import MilterOptions, MilterServer
+        from proxy.milter.options import MilterOptions
+        from proxy.milter.server import MilterServer
         from proxy.milter.engine import PolicyMilter
 
         m = self.config.file.milter
@@ -425,6 +447,7 @@ class Service:
 
     async def refresh_reputation(self) -> bool:
         """Re-read dead privacy links and complaint counts from the store (a fleet shares them)."""
+        self.reputation.optout = self.policy.options["optout"]  # names the brand of a transaction
         return await self.reputation.refresh(self.store, self.policy.options["complaint_rate"])  # type: ignore[arg-type]
 
     async def _reputation_loop(self) -> None:
@@ -467,6 +490,7 @@ class Service:
             log.warning("reload_needs_restart", reason="store, addresses, unsubscribe or complaints changed")
         old_upstream = self.upstream
         self._install(parts)
+        self.deps = self._transaction_deps()
         warm_up(policy)
         freeze_heap()  # the old policy's objects can go now; the new one's are frozen
         if old_upstream is not self.upstream:

@@ -9,11 +9,11 @@ accepts `\\n.\\n` would see a second message) is refused, or rewritten to CRLF w
 from __future__ import annotations
 
 import asyncio
-import re
 from dataclasses import dataclass
 
+from proxy.message.lineends import has_bare_line_ends, normalize_line_endings
+
 END = b"\r\n.\r\n"
-_BARE = re.compile(rb"\r(?!\n)|(?<!\r)\n")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,17 +52,6 @@ def unstuff(data: bytes) -> bytes:
     if data.startswith(b"."):
         data = data[1:]
     return data.replace(b"\r\n..", b"\r\n.")
-
-
-def has_bare_line_ends(data: bytes) -> bool:
-    """Whether any CR or LF stands outside a CRLF pair (three C-level counts, no copy)."""
-    crlf = data.count(b"\r\n")
-    return data.count(b"\r") != crlf or data.count(b"\n") != crlf
-
-
-def normalize_line_endings(data: bytes) -> bytes:
-    """Rewrite bare CR and bare LF to CRLF."""
-    return _BARE.sub(b"\r\n", data)
 
 
 async def read_data(

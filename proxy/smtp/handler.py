@@ -1,5 +1,5 @@
 """The aiosmtpd handler: decides who may relay, collects the envelope, and for each message runs
-the pipeline (proxy/transaction/pipeline.py) and acts on the verdict in SMTP: relay upstream, quarantine,
+the transaction code (proxy/transaction/) and acts on the verdict in SMTP: relay upstream, quarantine,
 reject or defer.
 """
 
@@ -9,23 +9,31 @@ import asyncio
 import inspect
 import re
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 from aiosmtpd.smtp import Envelope, Session
 
 from proxy.outbound import received as trace
-from proxy.transaction import pipeline, recipients
-from proxy.transaction.pipeline import Transaction, findings_header, new_queue_id
+from proxy.transaction import outcome, recipients
+from proxy.transaction.outcome import Transaction, findings_header, new_queue_id
 from proxy.policy.verdict import Action, Replies, Reply, Verdict
 from proxy.outbound.upstream import Outgoing, Recipient, Result
+from proxy.outbound.xforward import Origin
 from proxy.smtp.datareader import DataResult
 from proxy.smtp.server import protocol_names
 from proxy.unsubscribe.intake import Refused
 
 if TYPE_CHECKING:
-    from proxy.runtime.service import Service
+    from proxy.audit import AddressMasker
+    from proxy.config import Config
+    from proxy.metrics import Metrics
+    from proxy.outbound.upstream import Upstream
+    from proxy.policy.loader import Policy
+    from proxy.smtp.ratelimit import RateLimiter
     from proxy.smtp.server import RelaySMTP
+    from proxy.transaction.deps import TransactionDeps
+    from proxy.unsubscribe.intake import Intake
 
 log = structlog.get_logger("sendwarden.smtp")
 _EXTENSIONS = ("250-PIPELINING", "250-ENHANCEDSTATUSCODES", "250-DSN")
@@ -70,14 +78,38 @@ def received_header(hostname: str, session: Session, queue_id: str, rcpts: list[
                           proto=protocol_name(session), queue_id=queue_id, rcpts=[r.address for r in rcpts])
 
 
+class Relay(Protocol):
+    """What the handler uses of the running relay (proxy/runtime/service.py's `Service`): the
+    parts a reload swaps, the connection registry, and the transaction dependencies."""
+
+    config: "Config"
+    policy: "Policy"
+    settings: Any
+    closing: bool
+    intake: "Intake"
+    masker: "AddressMasker"
+    metrics: "Metrics"
+    rate: "RateLimiter"
+    deps: "TransactionDeps"
+    upstream: "Upstream"
+
+    def admit(self, server: "RelaySMTP", transport: asyncio.BaseTransport) -> bool: ...
+    def release(self, server: "RelaySMTP") -> None: ...
+    def rekey(self, server: "RelaySMTP", real_ip: str) -> bool: ...
+    def proxy_allowed(self, listener: str, peer_ip: str) -> bool: ...
+    def auth_offered(self, server: "RelaySMTP") -> bool: ...
+    async def verify_login(self, login: bytes, password: bytes) -> bool: ...
+    async def dkim_sign(self, data: bytes) -> tuple[bytes, str]: ...
+
+
 class RelayHandler:
-    """One per listener; the shared state lives in the `Service`."""
+    """One per listener; the shared state lives in the running relay (`Relay`)."""
 
     def __dir__(self) -> list[str]:
         # What aiosmtpd looks up on a handler for every connection (see RelaySMTP.__dir__).
         return protocol_names(type(self), ("handle_", "auth_"))
 
-    def __init__(self, service: "Service", listener: str) -> None:
+    def __init__(self, service: Relay, listener: str) -> None:
         self.service = service
         self.listener = listener
         self.hook_table: dict[str, Any] | None = None  # aiosmtpd's handle_* table, one for all connections
@@ -197,7 +229,7 @@ class RelayHandler:
             reply = Replies.auth_required() if service.auth_offered(server) else Replies.relay_denied()
             log.warning("relay_refused", client=client_ip(session), rcpt=service.masker(address), reply=str(reply))
             return str(reply)
-        screening = await recipients.screen(service, tx.policy, tx.ensure_plan(), tx.stream, address)
+        screening = await recipients.screen(service.deps, tx.policy, tx.ensure_plan(), tx.stream, address)
         if screening.reply is not None:
             service.metrics.rcpt_refusals.labels(screening.rule).inc()
             log.info("rcpt_refused", rcpt=service.masker(address), reply=str(screening.reply))
@@ -233,15 +265,15 @@ class RelayHandler:
                 reply = Replies.malformed("5.6.0", "Bare CR or LF in message data is not allowed (RFC 5321 2.3.8); send CRLF line endings")
             else:
                 reply = Replies.malformed("5.6.0", f"Message has a line longer than {settings.max_line_length} characters (RFC 5321 4.5.3.1.6)")
-            pipeline.audit(service, tx, reply, None, data.size, record, t0)
+            outcome.audit(service.deps, tx, reply, None, data.size, record, t0)
             return str(reply)
         if tx.local:
             reply, consumed = await service.intake.consume(tx.local, envelope.mail_from or "", data.content, tx.queue_id)
             record.update(consumed)
-            pipeline.audit(service, tx, reply, None, len(data.content), record, t0)
+            outcome.audit(service.deps, tx, reply, None, len(data.content), record, t0)
             return str(reply)
 
-        judgement = await pipeline.evaluate(service, tx, data.content, record)
+        judgement = await outcome.evaluate(service.deps, tx, data.content, record)
         verdict = judgement.verdict
         action = verdict.effective
         if action == Action.REJECT:
@@ -249,12 +281,12 @@ class RelayHandler:
         elif action == Action.TEMPFAIL:
             reply = verdict.tempfail_reply()
         elif action == Action.QUARANTINE:
-            reply = await pipeline.hold(service, tx, judgement, data.content, record)
+            reply = await outcome.hold(service.deps, tx, judgement, data.content, record)
         else:
             reply = await self._relay(session, tx, judgement.content, verdict, record)
             if reply.is_success:
-                await pipeline.accepted(service, tx, judgement)
-        pipeline.audit(service, tx, reply, verdict, len(judgement.content), record, t0)
+                await outcome.accepted(service.deps, tx, judgement)
+        outcome.audit(service.deps, tx, reply, verdict, len(judgement.content), record, t0)
         structlog.contextvars.unbind_contextvars("queue_id")
         return str(reply)
 
@@ -275,6 +307,7 @@ class RelayHandler:
             smtputf8=tx.smtputf8,
             body_8bit=tx.body_8bit,
             dsn=tx.mail_dsn,
+            origin=Origin(addr=tx.client_ip, helo=tx.helo, proto=tx.proto),  # for XFORWARD
         )
         t1 = time.perf_counter()
         try:

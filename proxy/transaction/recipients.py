@@ -1,5 +1,6 @@
-"""Recipient state in the relay: the per-RCPT screening, the after-DATA suppression lookup, and
-what is written once the upstream accepted a message (frequency counts, privacy links).
+"""Recipient state in the relay: the per-RCPT screening, and what is written once the upstream
+accepted a message (frequency counts, privacy links). The after-DATA suppression lookup is a
+fact provider (proxy/facts/suppressions.py).
 
 The store is asked once per RCPT, within the policy time budget; the pure functions of the
 optout, consent and frequency check modules turn its answer into findings, and the policy maps
@@ -13,25 +14,23 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Awaitable
+from typing import Any
 
 import structlog
 
 from proxy.dns import DnsFailure, Resolver
-from proxy.facts.gather import LookupFailed, provider
 from proxy.facts.routing import cached_route, route
 from proxy.message.mime import Message
 from proxy.policy.checks import consent, frequency, optout
 from proxy.policy.checks.privacy import privacy_urls
 from proxy.policy.checks.recipient import RecipientOptions, blocked_findings, recipient_domain, route_findings
+from proxy.policy.context import LookupFailed
 from proxy.policy.loader import Policy
-from proxy.policy.registry import Context
 from proxy.policy.verdict import Action, Finding, Replies, Reply
-from proxy.store.base import InvalidAddress, Query, StoreError, Suppression
+from proxy.store.base import InvalidAddress, Query, StoreError
+from proxy.transaction.deps import TransactionDeps
 from proxy.unsubscribe.headers import list_unsubscribe, token_scope, why_not
 
-if TYPE_CHECKING:
-    from proxy.runtime.service import Service
 
 log = structlog.get_logger("sendwarden.recipients")
 # Privacy-policy link words (multilingual); the content-rules work supplies the real finder.
@@ -139,14 +138,14 @@ async def domain_findings(resolver: Resolver | None, opts: RecipientOptions, add
     return route_findings(fact, domain)
 
 
-async def screen(service: "Service", policy: Policy, p: Plan, stream: str, address: str) -> Screening:
+async def screen(deps: TransactionDeps, policy: Policy, p: Plan, stream: str, address: str) -> Screening:
     """The per-RCPT answer for one recipient: its domain, then its state in the store, within
     the policy time budget."""
-    timeout = service.settings.policy_timeout
-    resolver = service.resolver if service.config.file.recipients.verify_domains else None
+    timeout = deps.policy_timeout
+    resolver = deps.facts.resolver if deps.verify_domains else None
     found = await domain_findings(resolver, policy.options["recipient"], address, timeout)  # type: ignore[arg-type]
     if resolver is not None:
-        service.metrics.recipient_domains.labels(found[0].rule if found else "ok").inc()
+        deps.metrics.recipient_domains.labels(found[0].rule if found else "ok").inc()
     if found:
         early = decide(policy, stream, found)
         if early.reply is not None:
@@ -154,7 +153,7 @@ async def screen(service: "Service", policy: Policy, p: Plan, stream: str, addre
     if not p.needed:
         return Screening(None, found)
     try:
-        state = await asyncio.wait_for(service.store.lookup(address, p.query, time.time()), timeout)
+        state = await asyncio.wait_for(deps.store.lookup(address, p.query, time.time()), timeout)
     except InvalidAddress as exc:
         return Screening(Reply(553, "5.1.3", f"Bad recipient address: {exc}"[:200]), rule="recipient.invalid")
     except (StoreError, TimeoutError) as exc:
@@ -174,19 +173,19 @@ def unavailable(policy: Policy, stream: str, reason: str) -> Screening:
     return Screening(Replies.store_unavailable(reason), rule="lookup.failed")
 
 
-def list_unsubscribe_block(service: "Service", policy: Policy, p: Plan, marketing: bool, rcpts: list[str],
+def list_unsubscribe_block(deps: TransactionDeps, policy: Policy, p: Plan, marketing: bool, rcpts: list[str],
                            message: Message) -> tuple[bytes, str]:
     """The List-Unsubscribe headers to prepend (b"" for none) and, when none, why not."""
     o: optout.OptoutOptions = policy.options["optout"]  # type: ignore[assignment]
     if not (o.insert_list_unsubscribe and marketing):
         return b"", ""
-    keys = service.unsubscribe_keys
-    reason = why_not(message, len(rcpts), service.endpoints) if keys else "no unsubscribe key"
+    keys = deps.unsubscribe_keys
+    reason = why_not(message, len(rcpts), deps.endpoints) if keys else "no unsubscribe key"
     if reason or keys is None:
         return b"", reason or ""
     scope = token_scope(o.unsubscribe_scope, p.brand, optout.list_id(message, o.list_header))
-    expires = int(time.time()) + service.config.file.unsubscribe.token_days * 86400
-    return list_unsubscribe(keys, service.endpoints, rcpts[0], scope, expires), ""
+    expires = int(time.time()) + deps.token_days * 86400
+    return list_unsubscribe(keys, deps.endpoints, rcpts[0], scope, expires), ""
 
 
 def sender_domain(message: Message, mail_from: str) -> str:
@@ -194,7 +193,7 @@ def sender_domain(message: Message, mail_from: str) -> str:
     return (addrs[0] if addrs else mail_from).rpartition("@")[2].lower()
 
 
-async def after_relay(service: "Service", p: Plan, stream: str, marketing: bool, mail_from: str,
+async def after_relay(deps: TransactionDeps, p: Plan, stream: str, marketing: bool, mail_from: str,
                       rcpts: list[str], message: Message, privacy_options: Any = None) -> None:
     """Once the upstream accepted a message: count it for frequency, note its privacy links.
     A write the store cannot take now is kept and replayed (proxy/store/pending.py), never
@@ -208,18 +207,7 @@ async def after_relay(service: "Service", p: Plan, stream: str, marketing: bool,
         urls = privacy_urls(message, privacy_options)
         # Delivered recipients per sender domain and brand: the complaint rate's denominator.
         domain = sender_domain(message, mail_from)
-        await service.pending_writes.run("delivery", lambda: service.store.record_delivery(
+        await deps.pending_writes.run("delivery", lambda: deps.store.record_delivery(
             now, counted, p.brand, stream, sender_domain=domain, urls=urls, delivered=len(rcpts)))
     except ValueError as exc:
         log.error("store_write_failed", during="after_relay", error=str(exc) or type(exc).__name__)
-
-
-@provider(optout.LATE_FACT, "optout")
-def suppressions_after_data(service: "Service", message: Message, ctx: Context,
-                            opts: optout.OptoutOptions) -> dict[str, list[Suppression]] | None | Awaitable[dict[str, list[Suppression]]]:
-    """Suppressions in the scopes only the headers revealed (see optout.late_scopes): None at
-    once when there are none, else the store lookup to await."""
-    scopes = optout.late_scopes(opts, message, ctx)
-    if not scopes or not ctx.rcpts:
-        return None
-    return service.store.suppressions_for(list(ctx.rcpts), scopes)

@@ -20,14 +20,18 @@ import structlog
 from proxy.outbound import received as trace
 from proxy.config import Config, parse_duration
 from proxy.outbound.dkim import Signer, sign_off_loop
+from proxy.dns import Resolver
+from proxy.facts.sources import FactSources
+from proxy.message.lineends import has_bare_line_ends, normalize_line_endings
 from proxy.message.mime import Message
 from proxy.quarantine.notify import Notifier
 from proxy.policy.loader import Policy
-from proxy.policy.registry import Context
+from proxy.policy.context import Context
+from proxy.store import from_config as store_from_config
 from proxy.policy.verdict import Action, Verdict
 from proxy.quarantine.files import Quarantine, QuarantineError
-from proxy.outbound.upstream import Outgoing, Recipient, Result, Upstream
-from proxy.smtp.datareader import has_bare_line_ends, normalize_line_endings
+from proxy.outbound.upstream import Outgoing, Recipient, Result, Upstream, upstream_budget
+from proxy.outbound.xforward import Origin
 
 log = structlog.get_logger("sendwarden.review")
 
@@ -111,7 +115,8 @@ class Reviewer:
     """One reviewer's session: who they are, and the upstream/policy a release uses."""
 
     def __init__(self, q: Quarantine, config: Config, actor: str, os_user: str,
-                 upstream: Upstream | None = None, notifier: Notifier | None = None) -> None:
+                 upstream: Upstream | None = None, notifier: Notifier | None = None,
+                 fact_sources: FactSources | None = None) -> None:
         self.q = q
         self.config = config
         self.actor = actor
@@ -119,6 +124,16 @@ class Reviewer:
         self.upstream = upstream
         self.notifier = notifier or Notifier(config.file.quarantine.notify, config.file.hostname)
         self._signer: Signer | None = None
+        self._fact_sources = fact_sources
+
+    @property
+    def fact_sources(self) -> FactSources:
+        """The resolver and store of the configuration, made on the first recheck. The store
+        is not opened, as when the release built a whole service for its facts: a lookup
+        that needs it is a failed lookup, which the policy maps."""
+        if self._fact_sources is None:
+            self._fact_sources = FactSources(Resolver.from_config(self.config.file.dns), store_from_config(self.config))
+        return self._fact_sources
 
     @property
     def signer(self) -> Signer:
@@ -164,7 +179,7 @@ class Reviewer:
                     self.q.give_back(hold_id, token, self.actor, why)
                     return Outcome(hold_id, "refused_by_policy", False, why, findings)
                 if verdict.judged and policy.tag_header:
-                    from proxy.transaction.pipeline import findings_header
+                    from proxy.transaction.outcome import findings_header
 
                     head += findings_header(verdict)
             # The same last step as the relay: DKIM-sign what goes out, nothing added after it.
@@ -176,6 +191,9 @@ class Reviewer:
                 smtputf8=bool(row["smtputf8"]),
                 body_8bit=not raw.isascii(),
                 dsn=json.loads(row["mail_dsn"]),
+                # The client that sent it, as recorded when it was held: the MTA logs that
+                # client for the release too, not the reviewer's machine.
+                origin=Origin(addr=row["client"] or "", helo=row["helo"] or "", proto=row["proto"] or ""),
             )
             sending = True
             result = await self._send(out, row["queue_id"])
@@ -203,10 +221,9 @@ class Reviewer:
 
     async def _send(self, out: Outgoing, queue_id: str) -> Result:
         from proxy.policy.verdict import Replies
-        from proxy.runtime.service import Settings
 
         assert self.upstream is not None, "a release needs an upstream"
-        budget = Settings.from_config(self.config).upstream_budget
+        budget = upstream_budget(self.config)
         try:
             return await asyncio.wait_for(self.upstream.send(out, queue_id), budget)
         except asyncio.TimeoutError:
@@ -251,7 +268,7 @@ class Reviewer:
     async def _recheck(self, policy: Policy, row: sqlite3.Row, raw: bytes) -> Verdict:
         from dataclasses import replace
 
-        from proxy.facts.gather import PROVIDERS, gather
+        from proxy.facts.gather import gather
         from proxy.policy.engine import judge
 
         message = Message.from_bytes(raw)
@@ -259,14 +276,9 @@ class Reviewer:
         ctx = Context(stream=stream, marketing=policy.streams[stream].marketing, mail_from=row["mail_from"],
                       rcpts=tuple(r["address"] for r in json.loads(row["rcpts"])), client_ip=row["client"],
                       helo=row["helo"], auth_user=row["auth_user"], now=time.time())
-        if PROVIDERS:
-            # Facts come from the same providers as in the relay, against the same config.
-            from proxy.runtime.service import Service
-
-            service = Service(self.config, policy, upstream=self.upstream)
-            facts = await gather(service, policy, message, ctx, self.config.file.timeouts.policy)
-            ctx = replace(ctx, facts=facts)
-        return judge(policy, message, ctx)
+        # Facts come from the same providers as in the relay, against the same config.
+        facts = await gather(self.fact_sources, policy, message, ctx, self.config.file.timeouts.policy)
+        return judge(policy, message, replace(ctx, facts=facts))
 
     # -- delete and purge -------------------------------------------------------------------------
 

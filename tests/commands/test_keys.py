@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from proxy.config import Config, ConfigFile
-from proxy.outbound.dkim import Signer, verify
+from proxy.facts.dkim import verify
+from proxy.outbound.dkim import Signer
 from proxy.outbound.dkimkeys import load_key
 from proxy.dns import Resolver
 from proxy.runtime.tls import server_context

@@ -1,4 +1,4 @@
-"""Fact providers (proxy/facts/gather.py): answers given at once, lookups awaited within the budget,
+"""Fact providers (proxy/facts/gather.py, the list in proxy/facts/providers.py): answers given at once, lookups awaited within the budget,
 failures and timeouts turned into LookupFailed facts."""
 
 from __future__ import annotations
@@ -8,55 +8,51 @@ from typing import Any
 
 import pytest
 
-from proxy.facts.gather import PROVIDERS, LookupFailed, Provider, gather
+from proxy.facts.gather import gather
+from proxy.facts.providers import PROVIDERS
+from proxy.facts.sources import Provider
 from proxy.message.mime import Message
 from proxy.policy.loader import BUILTIN_DEFAULT, load_policy
-from proxy.policy.registry import Context
+from proxy.policy.context import Context, LookupFailed
 
 RAW = b"From: news@shop.example.com\r\nTo: reader@example.org\r\nSubject: Hi\r\n\r\nHello\r\n"
 
 
-def at_once(service: Any, message: Message, ctx: Context, opts: Any) -> str:
+def at_once(sources: Any, message: Message, ctx: Context, opts: Any) -> str:
     return "answered at once"
 
 
-def looked_up(service: Any, message: Message, ctx: Context, opts: Any) -> Any:
+def looked_up(sources: Any, message: Message, ctx: Context, opts: Any) -> Any:
     async def lookup() -> str:
         await asyncio.sleep(0.01)
         return "looked up"
     return lookup()
 
 
-def broken(service: Any, message: Message, ctx: Context, opts: Any) -> Any:
+def broken(sources: Any, message: Message, ctx: Context, opts: Any) -> Any:
     raise ValueError("no config")
 
 
-def failing_lookup(service: Any, message: Message, ctx: Context, opts: Any) -> Any:
+def failing_lookup(sources: Any, message: Message, ctx: Context, opts: Any) -> Any:
     async def lookup() -> str:
         raise ConnectionRefusedError("refused")
     return lookup()
 
 
-def hanging(service: Any, message: Message, ctx: Context, opts: Any) -> Any:
+def hanging(sources: Any, message: Message, ctx: Context, opts: Any) -> Any:
     return asyncio.sleep(60)
 
 
-@pytest.fixture
-def providers(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("proxy.facts.gather.PROVIDERS", {})
-    import proxy.facts.gather
-
-    for fn in (at_once, looked_up, broken, failing_lookup, hanging):
-        proxy.facts.gather.PROVIDERS[fn.__name__] = Provider(fn.__name__, "content", fn)
-    proxy.facts.gather.PROVIDERS["elsewhere"] = Provider("elsewhere", "no-such-family", at_once)
+TEST_PROVIDERS = tuple(Provider(fn.__name__, "content", fn) for fn in (at_once, looked_up, broken, failing_lookup, hanging)) + (
+    Provider("elsewhere", "no-such-family", at_once),)
 
 
-async def test_answers_lookups_failures_and_timeouts(providers: None) -> None:
+async def test_answers_lookups_failures_and_timeouts() -> None:
     policy = load_policy(BUILTIN_DEFAULT)
     ctx = Context(stream=policy.default_stream, marketing=True)
     loop = asyncio.get_running_loop()
     started = loop.time()
-    facts = await gather(None, policy, Message.from_bytes(RAW), ctx, timeout=0.3)  # type: ignore[arg-type]
+    facts = await gather(None, policy, Message.from_bytes(RAW), ctx, timeout=0.3, providers=TEST_PROVIDERS)  # type: ignore[arg-type]
     assert loop.time() - started < 5
     assert set(facts) == {"at_once", "looked_up", "broken", "failing_lookup", "hanging"}  # not a disabled family
     assert facts["at_once"] == "answered at once" and facts["looked_up"] == "looked up"
@@ -65,25 +61,20 @@ async def test_answers_lookups_failures_and_timeouts(providers: None) -> None:
     assert isinstance(facts["hanging"], LookupFailed) and "no answer within 0.3s" in facts["hanging"].reason
 
 
-async def test_no_task_when_every_provider_answers_at_once(providers: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    import proxy.facts.gather
-
-    proxy.facts.gather.PROVIDERS.clear()
-    proxy.facts.gather.PROVIDERS["at_once"] = Provider("at_once", "content", at_once)
+async def test_no_task_when_every_provider_answers_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(asyncio, "ensure_future", lambda *a, **k: pytest.fail("a task was made"))
     policy = load_policy(BUILTIN_DEFAULT)
-    facts = await gather(None, policy, Message.from_bytes(RAW), Context(stream=policy.default_stream), timeout=1)  # type: ignore[arg-type]
+    facts = await gather(None, policy, Message.from_bytes(RAW), Context(stream=policy.default_stream), timeout=1,  # type: ignore[arg-type]
+                         providers=(Provider("at_once", "content", at_once),))
     assert facts == {"at_once": "answered at once"}
 
 
 def test_the_shipped_providers_answer_at_once_for_a_plain_message() -> None:
     """Unsigned, no attachments, no late opt-out scopes: no lookup to await."""
-    import proxy.runtime.service  # noqa: F401  (registers every provider)
-
-    assert {"dkim", "clamav", "suppressions_after_data"} <= set(PROVIDERS)
+    assert {"dkim", "clamav", "suppressions_after_data"} <= {p.name for p in PROVIDERS}
     policy = load_policy(BUILTIN_DEFAULT)
     ctx = Context(stream=policy.default_stream, marketing=True, rcpts=("reader@example.org",))
     message = Message.from_bytes(RAW)
-    for p in PROVIDERS.values():
+    for p in PROVIDERS:
         answer = p.fn(None, message, ctx, policy.options[p.family])  # type: ignore[arg-type]
         assert not asyncio.iscoroutine(answer), p.name

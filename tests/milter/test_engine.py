@@ -7,6 +7,7 @@ running milter (the real Service, front="milter") in smtpd_milters and relays to
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy.outbound.dkim import verify
+from proxy.facts.dkim import verify
 from proxy.dns import Resolver
 from proxy.milter.engine import split_headers
 from proxy.policy.loader import BUILTIN_DEFAULT, load_policy
@@ -99,7 +100,7 @@ async def test_suppressed_recipient_is_refused_at_rcpt(rig: Rig) -> None:
 async def test_unroutable_recipient_is_refused_at_rcpt_and_the_other_delivered(rig: Rig) -> None:
     rig.dns.zone("test", "ok MX 10 mx.ok.test.\nmx.ok A 192.0.2.25\nnullmx MX 0 .\n")
     rig.dns.behaviour.servfail.add("broken.test")
-    rig.service.config = rig.service.config.replace(recipients={"verify_domains": True})
+    rig.service.deps = dataclasses.replace(rig.service.deps, verify_domains=True)
     answers = await rig.send(COMPLIANT, rcpts=("a@nullmx.test", "b@broken.test", "c@ok.test"))
     assert answers[3].startswith("550 5.1.2 Recipient refused by policy [recipient.domain_unroutable]"), answers
     assert answers[4].startswith("451 4.4.3 Recipient deferred [lookup.failed]"), answers

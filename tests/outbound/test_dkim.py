@@ -10,7 +10,8 @@ import dkim
 import pytest
 
 from proxy.config import OVERSIGNED_HEADERS, SIGNED_HEADERS
-from proxy.outbound.dkim import Signer, verify
+from proxy.facts.dkim import verify
+from proxy.outbound.dkim import Signer
 from proxy.outbound.dkimkeys import KeyFileError, load_key
 from proxy.dns import Resolver
 from tests.conftest import ROOT

@@ -10,7 +10,8 @@ import aiosmtplib
 import pytest
 from structlog.testing import capture_logs
 
-from proxy.outbound.dkim import Signer, verify
+from proxy.facts.dkim import verify
+from proxy.outbound.dkim import Signer
 from proxy.dns import Resolver
 from tests.conftest import ROOT
 from tests.support.dkimkit import key_config, make_key

@@ -15,7 +15,7 @@ from typing import Iterator, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from proxy.facts.gather import LookupFailed
+from proxy.policy.context import LookupFailed
 from proxy.message.mime import Message
 from proxy.message.filetypes import Limits, Rules, inspect, name_problem
 from proxy.policy.registry import Context, Options, check, options

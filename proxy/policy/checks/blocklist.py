@@ -21,7 +21,7 @@ from typing import Iterator
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from proxy.facts.gather import LookupFailed
+from proxy.policy.context import LookupFailed
 from proxy.message.mime import Message
 from proxy.message.urls import ip_host, known_suffix, registrable, scheme_and_host
 from proxy.policy.checks.sender_options import domain_name

@@ -13,7 +13,7 @@ from pydantic import Field, field_validator
 
 from proxy.policy.registry import Options, options
 from proxy.policy.verdict import Finding
-from proxy.store.base import RecipientState
+from proxy.policy.recipientstate import RecipientState
 
 
 @options("consent")

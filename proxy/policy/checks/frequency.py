@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from proxy.policy.registry import Options, options
 from proxy.policy.verdict import Finding
-from proxy.store.base import GLOBAL, RecipientState, Scope
+from proxy.policy.recipientstate import GLOBAL, RecipientState, Scope
 
 _UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION = re.compile(r"^\s*(\d+)\s*([mhdw])\s*$")

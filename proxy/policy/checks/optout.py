@@ -17,11 +17,11 @@ from typing import Iterator, Literal, Mapping, Sequence
 
 from pydantic import Field, field_validator
 
-from proxy.facts.gather import LookupFailed
+from proxy.policy.context import LookupFailed
 from proxy.message.mime import Message
 from proxy.policy.registry import Context, Options, check, options
 from proxy.policy.verdict import Finding
-from proxy.store.base import GLOBAL, RecipientState, Scope, Suppression
+from proxy.policy.recipientstate import GLOBAL, RecipientState, Scope, Suppression
 
 LATE_FACT = "suppressions_after_data"
 _HEADER_NAME = re.compile(r"^[!-9;-~]+$")

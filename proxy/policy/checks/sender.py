@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Iterator
 
 from proxy.message.domains import addresses_in, aligned, domain_of, domains_in, to_alabel, to_ulabel
-from proxy.facts.gather import LookupFailed
+from proxy.policy.context import LookupFailed
 from proxy.message.mime import Message
 from proxy.policy.checks.sender_options import SenderOptions
 from proxy.policy.registry import Context, Options, check

@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from proxy.outbound.dkim import DkimVerification, SignatureResult
-from proxy.facts.gather import LookupFailed
+from proxy.policy.context import DkimVerification, LookupFailed, SignatureResult
 from proxy.message.mime import Message
 from proxy.policy.engine import judge
 from proxy.policy.loader import BUILTIN_DEFAULT, build, load_policy

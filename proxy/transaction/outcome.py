@@ -17,19 +17,19 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from proxy.transaction import recipients
-from proxy.facts.gather import PROVIDERS, gather
+from proxy.facts.gather import gather
 from proxy.message.mime import Message
 from proxy.metrics import reply_class
 from proxy.policy.engine import judge
 from proxy.policy.loader import Policy
-from proxy.policy.registry import Context
+from proxy.policy.context import Context
 from proxy.policy.verdict import Action, Finding, Replies, Reply, Verdict
 from proxy.quarantine.files import Held, QuarantineError
+from proxy.transaction.deps import TransactionDeps
 from proxy.transaction.recipients import Plan
 from proxy.outbound.upstream import Recipient
 
 if TYPE_CHECKING:
-    from proxy.runtime.service import Service
     from proxy.unsubscribe.intake import Local
 
 log = structlog.get_logger("sendwarden.pipeline")
@@ -90,13 +90,13 @@ class Judgement:
     verdict: Verdict
 
 
-async def evaluate(service: "Service", tx: Transaction, content: bytes, record: dict[str, Any]) -> Judgement:
+async def evaluate(deps: TransactionDeps, tx: Transaction, content: bytes, record: dict[str, Any]) -> Judgement:
     """Parse once, insert List-Unsubscribe where the policy asks, gather facts, judge."""
     t0 = time.perf_counter()
     message = Message.from_bytes(content)
     plan = tx.ensure_plan()
     rcpt_addresses = [r.address for r in tx.recipients]
-    head, why_not = recipients.list_unsubscribe_block(service, tx.policy, plan, tx.marketing, rcpt_addresses, message)
+    head, why_not = recipients.list_unsubscribe_block(deps, tx.policy, plan, tx.marketing, rcpt_addresses, message)
     if head:
         # Prepended only: the message itself is never re-serialised. Judged as it will go out.
         content = head + content
@@ -114,10 +114,9 @@ async def evaluate(service: "Service", tx: Transaction, content: bytes, record: 
         auth_user=tx.auth_user,
         now=time.time(),
     )
-    if PROVIDERS:
-        facts = await gather(service, tx.policy, message, ctx, service.settings.policy_timeout)
-        if facts:
-            ctx = replace(ctx, facts=facts)
+    facts = await gather(deps.facts, tx.policy, message, ctx, deps.policy_timeout)
+    if facts:
+        ctx = replace(ctx, facts=facts)
     try:
         verdict = judge(tx.policy, message, ctx, extra=tx.rcpt_findings)
     except Exception as exc:  # the engine itself failed: never relay unjudged
@@ -127,7 +126,7 @@ async def evaluate(service: "Service", tx: Transaction, content: bytes, record: 
     return Judgement(message, content, head or b"", verdict)
 
 
-async def hold(service: "Service", tx: Transaction, judgement: Judgement, original: bytes, record: dict[str, Any]) -> Reply:
+async def hold(deps: TransactionDeps, tx: Transaction, judgement: Judgement, original: bytes, record: dict[str, Any]) -> Reply:
     """Keep the message (as it arrived) in the quarantine; the reply says on disk or 451."""
     verdict = judgement.verdict
     held = Held(
@@ -145,27 +144,27 @@ async def hold(service: "Service", tx: Transaction, judgement: Judgement, origin
         proto=tx.proto,
     )
     try:
-        hold_id = await service.quarantine.hold(original, held)
+        hold_id = await deps.quarantine.hold(original, held)
     except QuarantineError as exc:
         log.error("quarantine_failed", queue_id=tx.queue_id, error=str(exc))
         record["store_error"] = "quarantine"
         return Replies.store_unavailable(str(exc))
-    service.notifier.quarantined(hold_id, held)
+    deps.notifier.quarantined(hold_id, held)
     record["hold_id"] = hold_id
     return Replies.quarantined(hold_id)
 
 
-async def accepted(service: "Service", tx: Transaction, judgement: Judgement) -> None:
+async def accepted(deps: TransactionDeps, tx: Transaction, judgement: Judgement) -> None:
     """Bookkeeping once the next hop has the message: frequency counts, privacy links."""
-    await recipients.after_relay(service, tx.ensure_plan(), tx.stream, tx.marketing, tx.mail_from,
+    await recipients.after_relay(deps, tx.ensure_plan(), tx.stream, tx.marketing, tx.mail_from,
                                  [r.address for r in tx.recipients], judgement.message,
                                  tx.policy.options.get("privacy"))
 
 
-def audit(service: "Service", tx: Transaction, reply: Reply, verdict: Verdict | None, size: int,
+def audit(deps: TransactionDeps, tx: Transaction, reply: Reply, verdict: Verdict | None, size: int,
           record: dict[str, Any], t0: float) -> None:
     """The one audit line of a message, and its metrics."""
-    mask = service.masker
+    mask = deps.masker
     log.info(
         "message",
         queue_id=tx.queue_id,
@@ -184,10 +183,10 @@ def audit(service: "Service", tx: Transaction, reply: Reply, verdict: Verdict | 
         rules=verdict.rules if verdict else [],
         reply=str(reply),
         total_ms=round((time.perf_counter() - t0) * 1000, 3),
-        **({"worker": service.worker} if service.reuse_port else {}),
+        **({"worker": deps.worker} if deps.worker is not None else {}),
         **record,
     )
-    m = service.metrics
+    m = deps.metrics
     m.message(tx.stream, str(verdict.effective) if verdict else "refused")
     if verdict is not None:
         for j in verdict.judged:

@@ -1,0 +1,82 @@
+"""One message's way through the transaction code with only the parts it uses (a
+`TransactionDeps` of a real SQLite store, a real file quarantine and the real resolver), no
+running service: screening at RCPT, judging, holding, and the bookkeeping after relay."""
+
+from __future__ import annotations
+
+import time
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from proxy.audit import AddressMasker
+from proxy.config import Notify
+from proxy.dns import Resolver
+from proxy.facts.sources import FactSources
+from proxy.metrics import Metrics
+from proxy.policy.loader import build
+from proxy.policy.verdict import Action
+from proxy.quarantine.files import Quarantine
+from proxy.quarantine.notify import Notifier
+from proxy.store import GLOBAL, AddressNormalizer, ConsentRecord, Suppression
+from proxy.store.pending import PendingWrites
+from proxy.store.sqlite import SqliteStore
+from proxy.transaction import outcome, recipients
+from proxy.transaction.deps import TransactionDeps
+from proxy.unsubscribe.headers import Endpoints
+from tests.support.recipient_helpers import BARE, COMPLIANT, SENDER, policy
+
+
+@pytest.fixture
+async def deps(tmp_path: Path):
+    store = SqliteStore(tmp_path / "state.db", AddressNormalizer())
+    await store.open()
+    quarantine = Quarantine(tmp_path / "quarantine")
+    quarantine.open()
+    notifier = Notifier(Notify(), "relay.example")
+    pending = PendingWrites(5)
+    yield TransactionDeps(
+        facts=FactSources(Resolver(), store), pending_writes=pending, quarantine=quarantine, notifier=notifier,
+        unsubscribe_keys=None, endpoints=Endpoints(), token_days=30, policy_timeout=5, masker=AddressMasker("clear", b""),
+        metrics=Metrics(),
+    )
+    quarantine.close()
+    await pending.close()
+    await store.close()
+
+
+def transaction(text: str, rcpts: list[str]) -> outcome.Transaction:
+    pol = build(tomllib.loads(text), "test.toml")
+    tx = outcome.Transaction(outcome.new_queue_id(), SENDER, pol, "marketing", time.monotonic())
+    tx.recipients = [outcome.Recipient(r) for r in rcpts]
+    return tx
+
+
+async def test_a_suppressed_recipient_is_refused_at_rcpt(deps: TransactionDeps) -> None:
+    await deps.store.suppress([Suppression("gone@example.org", GLOBAL, "unsubscribe")])
+    await deps.store.add_consent([ConsentRecord(a, "shop", time.time() - 86400, "signup-form")
+                                  for a in ("gone@example.org", "reader@example.org")], time.time())
+    tx = transaction(policy(), [])
+    refused = await recipients.screen(deps, tx.policy, tx.ensure_plan(), tx.stream, "gone@example.org")
+    kept = await recipients.screen(deps, tx.policy, tx.ensure_plan(), tx.stream, "reader@example.org")
+    assert refused.reply is not None and refused.reply.code == 550 and refused.rule == "optout.suppressed"
+    assert kept.reply is None
+
+
+async def test_judged_then_held_or_counted_without_a_service(deps: TransactionDeps) -> None:
+    tx = transaction(policy(frequency=""), ["reader@example.org"])
+    record: dict[str, object] = {}
+    judgement = await outcome.evaluate(deps, tx, COMPLIANT, record)
+    assert judgement.verdict.effective == Action.RELAY, judgement.verdict.rules
+    await outcome.accepted(deps, tx, judgement)
+    state = await deps.store.lookup("reader@example.org", tx.ensure_plan().query, time.time())
+    assert sum(state.sends.values()) >= 1  # counted for the frequency cap
+
+    bare = transaction(policy(), ["reader@example.org"])
+    judgement = await outcome.evaluate(deps, bare, BARE, {})
+    assert judgement.verdict.action == Action.REJECT  # no unsubscribe: the policy says reject
+    reply = await outcome.hold(deps, bare, judgement, BARE, record)
+    assert reply.code == 250 and reply.enhanced == "2.6.0"
+    assert deps.quarantine.get(str(record["hold_id"])) is not None
+    outcome.audit(deps, bare, reply, judgement.verdict, len(BARE), record, time.perf_counter())
