@@ -51,6 +51,6 @@ def blocklist_fact(sources: Any, message: Message, ctx: Context,
     domains = lookup_domains(message, opts)
     if not domains:
         return ()
-    metrics = sources.metrics
+    metrics = getattr(sources, "metrics", None)
     count = (lambda zone, result: metrics.blocklist_lookups.labels(zone, result).inc()) if metrics is not None else None
     return look_up(sources.resolver, domains, opts.zones, count)

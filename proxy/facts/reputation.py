@@ -108,7 +108,7 @@ class Reputation:
 
 def privacy_dead_fact(sources: Any, message: Message, ctx: Context, opts: PrivacyOptions) -> dict[str, str] | None:
     """The message's privacy URLs marked dead, at once from the snapshot."""
-    reputation: Reputation | None = sources.reputation
+    reputation: Reputation | None = getattr(sources, "reputation", None)
     if reputation is None or not reputation.dead:
         return None
     return dead_links(message, opts, reputation.dead) or None
@@ -117,7 +117,7 @@ def privacy_dead_fact(sources: Any, message: Message, ctx: Context, opts: Privac
 def complaint_rate_fact(sources: Any, message: Message, ctx: Context, opts: ComplaintRateOptions) -> Rate | None:
     """The sender (From) domain's complaint rate (or its brand's, when the brand is over the
     limit and the domain is not), at once from the snapshot."""
-    reputation: Reputation | None = sources.reputation
+    reputation: Reputation | None = getattr(sources, "reputation", None)
     if reputation is None or not ctx.marketing:
         return None
     # The transaction's brand, as the recipient checks and the delivery counts name it.

@@ -25,7 +25,8 @@ from proxy.policy.context import LookupFailed
 from proxy.message.mime import Message
 from proxy.message.urls import ip_host, known_suffix, registrable, scheme_and_host
 from proxy.policy.checks.sender_options import domain_name
-from proxy.policy.registry import Context, Options, check, options
+from proxy.policy.context import Context
+from proxy.policy.registry import Options, check, options
 from proxy.policy.verdict import Finding
 
 __all__ = ["BlocklistOptions", "FACT", "Zone", "ZoneAnswer", "answer_findings", "lookup_domains"]

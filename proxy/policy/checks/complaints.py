@@ -20,7 +20,8 @@ from typing import Any, Iterable, Iterator
 from pydantic import Field, model_validator
 
 from proxy.message.mime import Message
-from proxy.policy.registry import Context, Options, check, options
+from proxy.policy.context import Context
+from proxy.policy.registry import Options, check, options
 from proxy.policy.verdict import Finding
 
 __all__ = ["FACT", "ComplaintRateOptions", "Rate", "rates"]
