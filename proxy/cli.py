@@ -33,6 +33,7 @@ COMMAND_MODULES = (
     "milter",
     "links",
     "completion",
+    "complaints",
 )
 
 

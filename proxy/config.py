@@ -70,6 +70,10 @@ def valid_networks(v: list[str]) -> list[str]:
     return v
 
 
+# A list of networks ("10.0.0.0/8", "::1/128", or a single address).
+Networks = Annotated[list[str], AfterValidator(valid_networks)]
+
+
 class Listener(_Strict):
     name: str = "default"
     address: str = "127.0.0.1:10025"
@@ -439,6 +443,35 @@ class Dns(_Strict):
         return v
 
 
+class Recipients(_Strict):
+    """RCPT-time checks that need the network (the policy says what a finding does)."""
+
+    # recipient.domain_unroutable: resolve each recipient domain (MX, else A/AAAA) at RCPT and
+    # refuse domains that cannot receive mail. Turn off for a relay whose upstream does its
+    # own routing (a smarthost that rewrites or routes domains the public DNS does not know).
+    verify_domains: bool = True
+
+
+class Links(_Strict):
+    """`sendwarden links check`: the prober of the privacy links senders put in their mail."""
+
+    # The prober connects to global addresses only, so that a sender's link cannot reach into
+    # the network it runs in (10.0.0.5, a name resolving to 127.0.0.1, a redirect to
+    # 169.254.169.254). Internal ranges it may reach anyway, e.g. ["10.20.0.0/16"] for privacy
+    # pages served from your own network.
+    allow_networks: Networks = Field(default_factory=list)
+    concurrency: int = Field(default=8, ge=1, le=256)
+    timeout: float = Field(default=10, gt=0, le=120)  # seconds per URL
+
+
+class Reputation(_Strict):
+    """Dead privacy links and complaint rates, shared by a fleet through the store."""
+
+    # How often each relay re-reads them from the store (seconds): a mark made by `links
+    # check`, or a complaint rate crossing its limit, acts on new messages within this time.
+    refresh: float = Field(default=60, gt=0, le=3600)
+
+
 class DkimKey(_Strict):
     """One signing key: mail whose From domain is `domain` (or a subdomain of it) is signed with
     d=`domain`, s=`selector`. Several keys for one domain (RSA and Ed25519) all sign."""
@@ -512,7 +545,7 @@ class ConfigFile(_Strict):
     # Default: sqlite:STATE_DIR/recipients.sqlite3.
     store: str = ""
     # Client networks that may relay without AUTH. Everybody else must authenticate.
-    relay_networks: list[str] = Field(default_factory=lambda: ["127.0.0.1/32", "::1/128"])
+    relay_networks: Networks = Field(default_factory=lambda: ["127.0.0.1/32", "::1/128"])
     listeners: list[Listener] = Field(default_factory=lambda: [Listener()])
     tls: TLS = TLS()
     auth: Auth = Auth()
@@ -530,6 +563,9 @@ class ConfigFile(_Strict):
     unsubscribe: Unsubscribe = Unsubscribe()
     complaints: Complaints = Complaints()
     dns: Dns = Dns()
+    recipients: Recipients = Recipients()
+    reputation: Reputation = Reputation()
+    links: Links = Links()
     dkim: Dkim = Dkim()
 
     @field_validator("rate_limits")
@@ -554,11 +590,6 @@ class ConfigFile(_Strict):
         if v and not (v.startswith("sqlite:") and len(v) > len("sqlite:")):
             raise ValueError("expected sqlite:PATH or postgresql://USER@HOST[:PORT]/DATABASE")
         return v
-
-    @field_validator("relay_networks")
-    @classmethod
-    def _networks(cls, v: list[str]) -> list[str]:
-        return valid_networks(v)
 
     @field_validator("listeners")
     @classmethod

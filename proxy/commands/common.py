@@ -21,6 +21,7 @@ EXIT_SUPPRESSED = 10  # `suppress check`: the address is suppressed
 EXIT_NOT_READY = 11  # `dns-check`, `links check`, `status`: a requirement is not met
 EXIT_NONE = 12  # nothing matched: `suppress remove`, `consent show`, `quarantine release|delete` by filter
 EXIT_NOT_DONE = 13  # `quarantine release|delete`: an action did not happen (refused, busy, recheck)
+EXIT_UNCHECKED = 14  # `links check`: nothing dead, but some links could not be checked (our DNS failed)
 
 
 class CliError(Exception):

@@ -8,20 +8,30 @@ verdict; several print one line each and a summary, and exit with the strongest 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import mailbox
 import sys
 import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator
 
 from proxy.audit import configure
 from proxy.commands.common import EXIT_ERROR, CliError, add_config, exits, load
+from proxy.config import Config
+from proxy.dns import Resolver
+from proxy.facts.gather import gather
+from proxy.facts.sources import FactSources
+from proxy.facts.reputation import Reputation
 from proxy.message.mime import Message
 from proxy.policy.engine import judge
+from proxy.policy.loader import Policy
 from proxy.policy.registry import Context
-from proxy.policy.verdict import Action, Replies, Reply, Verdict
+from proxy.policy.verdict import Action, Finding, Replies, Reply, Verdict
+from proxy.store import StoreError, from_config
+from proxy.transaction.recipients import domain_findings
 
 EXIT_STATUS = {Action.RELAY: 0, Action.QUARANTINE: 2, Action.REJECT: 3, Action.TEMPFAIL: 4}
 
@@ -110,6 +120,37 @@ class _Stderr:
         return sys.stderr.isatty()
 
 
+async def online_sources(config: Config, policy: Policy) -> FactSources:
+    """What the fact providers use when `scan --online` looks facts up as the relay does: the
+    configured resolver, and the dead privacy links and complaint rates read from the store."""
+    store = from_config(config)
+    reputation = Reputation(announce=False)
+    reputation.optout = policy.options["optout"]
+    try:
+        await store.open()
+        await reputation.refresh(store, policy.options["complaint_rate"])  # type: ignore[arg-type]
+    except StoreError as exc:
+        print(f"sendwarden: store: {exc}; judged without dead links and complaint rates", file=sys.stderr)
+    finally:
+        await store.close()  # the snapshot is read; no provider asks the store itself here
+    return FactSources(Resolver.from_config(config.file.dns), store, reputation=reputation)
+
+
+async def _judge(config: Config, policy: Policy, message: Message, ctx: Context, online: bool) -> Verdict:
+    """Judge as the relay would: the recipients' domains (blocked destinations always; routing
+    only online), then, online, the message's facts (DNS, blocklists) under the policy timeout."""
+    timeout = config.file.timeouts.policy
+    lookups = await online_sources(config, policy) if online else None
+    resolver = lookups.resolver if lookups is not None and config.file.recipients.verify_domains else None
+    extra: list[Finding] = []
+    for rcpt in ctx.rcpts:
+        extra += await domain_findings(resolver, policy.options["recipient"], rcpt, timeout)  # type: ignore[arg-type]
+    if lookups is not None:
+        facts = await gather(lookups, policy, message, ctx, timeout)
+        ctx = replace(ctx, facts=facts or None)
+    return judge(policy, message, ctx, extra=extra)
+
+
 def cmd_scan(args: argparse.Namespace) -> int:
     config, policy = load(args.config, args.policy)
     # Log lines (a check that failed, a pattern that ran out of time) go to stderr, so that
@@ -126,7 +167,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
             auth_user=args.user,
             now=time.time(),
         )
-        return judge(policy, Message.from_bytes(raw), ctx)
+        return asyncio.run(_judge(config, policy, Message.from_bytes(raw), ctx, args.online))
 
     if len(args.files) == 1 and (args.files[0] == "-" or not Path(args.files[0]).is_dir()):
         found = list(messages(args.files[0]))
@@ -180,6 +221,10 @@ def register(sub: Any) -> None:
     s.add_argument("--rcpt", metavar="ADDR", action="append", help="an envelope recipient (repeatable)")
     s.add_argument("--user", metavar="NAME", help="as if authenticated as NAME")
     s.add_argument("--listener", metavar="NAME", help="as if received on listener NAME")
+    s.add_argument("--online", action="store_true",
+                   help="look facts up as the relay does: recipient domains, URI blocklists and DKIM keys through "
+                        "the configured resolver; dead privacy links and complaint rates from the store "
+                        "(default: offline, those rules stay silent)")
     s.add_argument("--json", action="store_true",
                    help="the verdict as JSON (several messages: one object per line, each with its \"file\"; the summary on stderr)")
     exits(s, {0: "relay (several messages: every one would be relayed)", 1: "an error; several messages: one could not be read",

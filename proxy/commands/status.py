@@ -32,12 +32,19 @@ def summarize(samples: dict[str, dict[tuple[tuple[str, str], ...], float]]) -> d
         return next(iter(samples.get(name, {0: 0.0}).values()), 0.0)
 
     last_hour = {dict(k).get("action", ""): int(v) for k, v in samples.get("sendwarden_messages_last_hour", {}).items()}
+    dead = {dict(k).get("sender_domain", ""): int(v) for k, v in samples.get("sendwarden_privacy_links_dead", {}).items() if v}
+    rates = samples.get("sendwarden_complaint_rate", {})
+    levels = {dict(k).get("scope", ""): int(v) for k, v in samples.get("sendwarden_complaint_rate_level", {}).items()}
+    complaints = {scope: {"rate": rates.get((("scope", scope),), 0.0), "level": ("warning", "limit")[level - 1]}
+                  for scope, level in sorted(levels.items()) if level}
     return {
         "uptime_seconds": int(one("sendwarden_uptime_seconds")),
         "last_hour": last_hour,
         "quarantine_held": int(one("sendwarden_quarantine_held")),
         "upstream_up": one("sendwarden_upstream_up") == 1,
         "connections": int(one("sendwarden_connections")),
+        "privacy_links_dead": dead,
+        "complaint_rates": complaints,
         "reloads_failed": int(sum(v for k, v in samples.get("sendwarden_reloads_total", {}).items() if dict(k).get("result") == "failed")),
     }
 
@@ -67,6 +74,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"quarantine    {info['quarantine_held']} held")
         print(f"upstream      {'up' if info['upstream_up'] else 'DOWN'}")
         print(f"connections   {info['connections']}")
+        for domain, n in sorted(info["privacy_links_dead"].items()):
+            print(f"privacy link  {n} dead link(s) of {domain} (see `sendwarden links check`)")
+        for scope, r in info["complaint_rates"].items():
+            print(f"complaints    {scope} at {r['rate']:.2%}: above the {r['level']} (see `sendwarden complaints show`)")
         if info["reloads_failed"]:
             print(f"reloads       {info['reloads_failed']} failed (see the log)")
     return 0 if info["upstream_up"] else EXIT_NOT_READY

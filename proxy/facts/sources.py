@@ -27,6 +27,10 @@ class FactSources:
     resolver: Resolver
     store: RecipientStore
     clock: Callable[[], float] = time.time
+    # proxy.facts.reputation.Reputation: dead privacy links and complaint rates, as last read
+    # from the store (None: not known here, those rules stay silent).
+    reputation: Any = None
+    metrics: Any = None  # proxy.metrics.Metrics, for the lookups' own counters
 
 
 # provider(sources, message, context, family options) -> the fact, or an awaitable of it

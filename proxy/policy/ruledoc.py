@@ -23,7 +23,7 @@ FAMILY_TITLES = {
     "consent": "Consent",
     "frequency": "Frequency",
     "recipient": "Recipients",
-    "compliance": "Complaints address",
+    "compliance": "Complaints",
     "content": "Content",
     "attachment": "Attachments",
     "rate": "Rate limits",
@@ -34,11 +34,8 @@ FAMILY_TITLES = {
 
 # Rules whose outcome the policy's [actions] do not decide, and what happens instead.
 OUTSIDE_POLICY = {
-    "privacy.link_dead": "reported by `sendwarden links check` (exit status 11), not per message",
     "rate.exceeded": "always `451 4.7.1`, a retry later succeeds",
     "recipient.invalid": "always `553 5.1.3` at RCPT, for that recipient",
-    "recipient.domain_unroutable": "in the catalogue, not checked yet",
-    "recipient.blocked_destination": "in the catalogue, not checked yet",
 }
 
 HEADER = """\

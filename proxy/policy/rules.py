@@ -34,9 +34,11 @@ RULES: dict[str, str] = {
     "recipient.blocked_destination": "recipient domain or TLD is blocked (export controls, sanctions)",
     # compliance and content
     "compliance.complaint_address_missing": "the complaints address does not appear in the message",
+    "compliance.complaint_rate": "the sender domain's spam-complaint rate over 7 days is above the limit",
     "content.deceptive_link": "link text shows another domain than the link goes to, or a suspicious target",
     "content.credential_form": "the message asks for passwords in a form",
     "content.prohibited": "prohibited content category matched",
+    "content.blocklisted_link": "a linked domain (or the From domain) is listed on a configured DNS URI blocklist",
     "attachment.dangerous": "executable, script or macro attachment",
     "rate.exceeded": "rate limit reached",
     # message hygiene and engine faults
@@ -94,11 +96,16 @@ FIXES: dict[str, str] = {
     "recipient.invalid": "Correct or remove the address; do not send to addresses you have not verified.",
     "recipient.domain_unroutable": "Correct or remove the address: its domain cannot receive mail.",
     "recipient.blocked_destination": "Do not send to this destination: it is blocked (export controls, sanctions).",
+    "compliance.complaint_rate": "Mail only people who asked for it, make unsubscribing easy, and remove complainers; "
+                                 "marketing resumes by itself once the rate falls under the limit "
+                                 "(`sendwarden complaints show`).",
     "compliance.complaint_address_missing": "Show the configured complaints address in a clearly visible place "
                                             "in the message.",
     "content.deceptive_link": "Make link text show where the link goes; link to your own domain, without "
                               "shorteners or bare IP addresses.",
     "content.credential_form": "Never ask for passwords or card data in an email; link to your site's login page.",
+    "content.blocklisted_link": "Remove links to the listed domain (the finding names it and the list), or have the "
+                                "listing reviewed by the list's operator.",
     "content.prohibited": "Remove content the AUP does not allow (the finding names the category and the words).",
     "attachment.dangerous": "Do not attach executables, scripts, installers or macro-enabled documents; link to a "
                             "download on your site.",

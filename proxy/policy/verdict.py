@@ -109,6 +109,16 @@ class Replies:
         return Reply(550, "5.7.1", _clean(f"Recipient refused by policy [{rule}]: {reason}"))
 
     @staticmethod
+    def recipient_unroutable(rule: str, reason: str) -> Reply:
+        """RFC 3463 5.1.2: the destination system (the recipient's domain) cannot take mail."""
+        return Reply(550, "5.1.2", _clean(f"Recipient refused by policy [{rule}]: {reason}"))
+
+    @staticmethod
+    def recipient_lookup_failed(rule: str, reason: str) -> Reply:
+        """A fact about the recipient could not be looked up (DNS): never final, the client retries."""
+        return Reply(451, "4.4.3", _clean(f"Recipient deferred [{rule}]: {reason}; try again later"))
+
+    @staticmethod
     def recipient_deferred(rule: str, reason: str) -> Reply:
         return Reply(450, "4.7.1", _clean(f"Recipient deferred by policy [{rule}]: {reason}; try again later"))
 

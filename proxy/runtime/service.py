@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 import structlog
 
+from proxy.facts.reputation import Reputation
 from proxy.audit import AddressMasker
 from proxy.smtp.auth import Credentials
 from proxy.config import Config, ConfigError, parse_hostport
@@ -187,6 +188,8 @@ class Service:
         self._share_rate_limits()
         self.metrics = Metrics()
         self.metrics.watch_link_check(config.state_dir)
+        # Dead privacy links and complaint rates, re-read from the store now and then.
+        self.reputation = Reputation(self.metrics)
         self.systemd = SystemdNotifier()
         # Quarantine and release events for people (a command or a webhook).
         self.notifier = Notifier(config.file.quarantine.notify, config.file.hostname)
@@ -259,7 +262,7 @@ class Service:
     def _transaction_deps(self) -> TransactionDeps:
         """What the transaction code may use: rebuilt at each reload (masker, budget, resolver)."""
         return TransactionDeps(
-            facts=FactSources(resolver=self.resolver, store=self.store),
+            facts=FactSources(resolver=self.resolver, store=self.store, reputation=self.reputation, metrics=self.metrics),
             pending_writes=self.pending_writes,
             quarantine=self.quarantine,
             notifier=self.notifier,
@@ -270,6 +273,7 @@ class Service:
             masker=self.masker,
             metrics=self.metrics,
             worker=self.worker if self.reuse_port else None,
+            verify_domains=self.config.file.recipients.verify_domains,
         )
 
     def _share_rate_limits(self) -> None:
@@ -426,6 +430,7 @@ class Service:
             await self.store.prune(time.time(), SENDS_KEPT)
         except StoreError as exc:
             raise ConfigError(f"{self.config.source}: store: {exc}") from None
+        await self.refresh_reputation()
         await asyncio.to_thread(self.quarantine.open)
         repair = await asyncio.to_thread(self.quarantine.repair)
         if repair.skipped:  # another worker (or a review command) has it open: its check, not ours
@@ -469,6 +474,7 @@ class Service:
         self._tasks.append(loop.create_task(self._prune_loop()))
         if self.metrics.shared:
             self._tasks.append(loop.create_task(self._last_hour_loop()))
+        self._tasks.append(loop.create_task(self._reputation_loop()))
         warmed = warm_up(self.policy)  # the first client's message does not pay for first use
         log.info("ready", upstream=repr(self.upstream), policy=self.policy.source, monitor=self.policy.monitor,
                  worker=self.worker, warm_up_ms=round(warmed * 1000, 1))
@@ -521,6 +527,16 @@ class Service:
         while True:
             await asyncio.sleep(self.config.file.metrics.probe_interval)
             await self.probe_upstream()
+
+    async def refresh_reputation(self) -> bool:
+        """Re-read dead privacy links and complaint counts from the store (a fleet shares them)."""
+        self.reputation.optout = self.policy.options["optout"]  # names the brand of a transaction
+        return await self.reputation.refresh(self.store, self.policy.options["complaint_rate"])  # type: ignore[arg-type]
+
+    async def _reputation_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.file.reputation.refresh)
+            await self.refresh_reputation()
 
     async def _prune_loop(self) -> None:
         """Forget sends older than any frequency window, now and then, so the table stays small."""

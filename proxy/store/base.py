@@ -55,6 +55,33 @@ class PrivacyLink:
     messages: int
 
 
+@dataclass(frozen=True, slots=True)
+class DeadLink:
+    """A privacy URL (normalised) that `links check` found dead inside its window, per sender
+    domain that used it; the mark stays until a later probe finds the URL alive."""
+
+    url: str
+    sender_domain: str
+    since: float  # first found dead (kept while it stays dead)
+    checked_at: float  # the latest probe that found it dead
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SenderCount:
+    """Marketing recipients delivered and complaints received for one sender domain and brand
+    over a window (the complaint-rate guard)."""
+
+    sender_domain: str
+    brand: str
+    delivered: int
+    complaints: int
+
+
+HOUR = 3600
+SENDER_COUNTS_KEPT = 30 * 86400  # complaint-rate windows are 7 days; a month stays for `complaints show`
+
+
 # The column order both backends select records in, and the records made from such rows.
 SUPPRESSION_COLS = "address, scope_kind, scope_value, reason, source, created"
 CONSENT_COLS = "id, address, scope, status, consented_at, source, proof, recorded_at, superseded_by"
@@ -111,13 +138,38 @@ class RecipientStore(abc.ABC):
         """Note that a message with these privacy-policy URLs went out at `at`."""
 
     async def record_delivery(self, at: float, addresses: Sequence[str] = (), brand: str = "", stream: str = "",
-                              sender_domain: str = "", urls: Sequence[str] = ()) -> None:
-        """Both after-relay writes of one message (send counts when `addresses`, privacy links
-        when `urls`); a backend may do them in one round trip."""
+                              sender_domain: str = "", urls: Sequence[str] = (), delivered: int = 0) -> None:
+        """The after-relay writes of one message (send counts when `addresses`, privacy links
+        when `urls`, `delivered` recipients counted for `sender_domain` and `brand`); a backend
+        may do them in one round trip."""
         if addresses:
             await self.record_sends(addresses, brand, stream, at)
         if urls:
             await self.record_privacy_links(sender_domain, urls, at)
+        if delivered:
+            await self.count_delivered(sender_domain, brand, delivered, at)
+
+    @abc.abstractmethod
+    async def count_delivered(self, sender_domain: str, brand: str, count: int, at: float) -> None:
+        """Add `count` delivered marketing recipients to the sender domain's and brand's hour."""
+
+    @abc.abstractmethod
+    async def record_complaint(self, sender_domain: str, at: float) -> str:
+        """Count one complaint against the sender domain, in the hour of `at`, under the brand
+        that domain delivered the most for in the last 7 days ("" when none); returns the brand."""
+
+    @abc.abstractmethod
+    async def sender_counts(self, since: float) -> list[SenderCount]:
+        """Delivered and complaints per sender domain and brand, from `since` on (whole hours)."""
+
+    @abc.abstractmethod
+    async def mark_privacy_links(self, dead: Sequence[DeadLink], alive: Sequence[tuple[str, str]], at: float) -> None:
+        """After a probe round: mark `dead` links (keeping the first `since` of a link already
+        marked), clear the marks of `alive` (sender_domain, url) pairs, in one transaction."""
+
+    @abc.abstractmethod
+    async def dead_privacy_links(self) -> list[DeadLink]:
+        """Every privacy link marked dead, by sender domain and URL."""
 
     @abc.abstractmethod
     async def privacy_links_within(self, now: float, days: int = PRIVACY_DAYS) -> list[PrivacyLink]:
@@ -172,7 +224,7 @@ class RecipientStore(abc.ABC):
 
 
 __all__ = [
-    "CONSENT_STATUSES", "ConsentRecord", "FREQUENCY_SCOPES", "FrequencyOverride", "GLOBAL", "InvalidAddress",
+    "CONSENT_STATUSES", "ConsentRecord", "DeadLink", "HOUR", "SENDER_COUNTS_KEPT", "SenderCount", "FREQUENCY_SCOPES", "FrequencyOverride", "GLOBAL", "InvalidAddress",
     "PRIVACY_DAYS", "PrivacyLink", "Query", "REASONS", "RecipientState", "RecipientStore", "SUPPRESSION_SCOPES",
     "CONSENT_COLS", "SUPPRESSION_COLS", "Scope", "StoreError", "Suppression", "consent_row", "count_sends",
     "suppression_row",

@@ -13,8 +13,9 @@ from typing import Any, AsyncIterator, Sequence
 
 from proxy.store.address import AddressNormalizer
 from proxy.store.base import (
-    ConsentRecord, FrequencyOverride, PrivacyLink, Query, RecipientState, RecipientStore, Scope, Suppression,
-    CONSENT_COLS, SUPPRESSION_COLS, consent_row, count_sends, suppression_row,
+    HOUR, SENDER_COUNTS_KEPT, ConsentRecord, DeadLink, FrequencyOverride, PrivacyLink, Query, RecipientState,
+    RecipientStore, Scope, SenderCount, Suppression, CONSENT_COLS, SUPPRESSION_COLS, consent_row, count_sends,
+    suppression_row,
 )
 from proxy.store.pg_schema import STORE, migrate
 from proxy.store.pgconn import PgPool
@@ -118,6 +119,50 @@ class PgStore(RecipientStore):
                 " last_sent = greatest(privacy_link.last_sent, excluded.last_sent)",
                 sender_domain.lower(), unique, at,
             )
+
+    async def count_delivered(self, sender_domain: str, brand: str, count: int, at: float) -> None:
+        if count <= 0:
+            return
+        async with self.pool.connection() as db:
+            await db.execute("INSERT INTO sender_counts (sender_domain, brand, hour, delivered) VALUES ($1, $2, $3, $4)"
+                             " ON CONFLICT (sender_domain, brand, hour) DO UPDATE SET"
+                             " delivered = sender_counts.delivered + excluded.delivered",
+                             sender_domain.lower(), brand, int(at // HOUR), count)
+
+    async def record_complaint(self, sender_domain: str, at: float) -> str:
+        hour = int(at // HOUR)
+        async with self.pool.connection() as db:
+            brand = await db.fetchval(
+                "WITH b AS (SELECT coalesce((SELECT brand FROM sender_counts WHERE sender_domain = $1 AND hour > $2 - 168"
+                " GROUP BY brand ORDER BY sum(delivered) DESC, brand LIMIT 1), '') AS brand)"
+                " INSERT INTO sender_counts (sender_domain, brand, hour, complaints) SELECT $1, b.brand, $2, 1 FROM b"
+                " ON CONFLICT (sender_domain, brand, hour) DO UPDATE SET complaints = sender_counts.complaints + 1"
+                " RETURNING brand", sender_domain.lower(), hour)
+        return str(brand or "")
+
+    async def sender_counts(self, since: float) -> list[SenderCount]:
+        async with self.pool.connection() as db:
+            rows = await db.fetch("SELECT sender_domain, brand, sum(delivered), sum(complaints) FROM sender_counts"
+                                  " WHERE hour >= $1 GROUP BY sender_domain, brand ORDER BY sender_domain, brand",
+                                  int(since // HOUR))
+        return [SenderCount(r[0], r[1], int(r[2]), int(r[3])) for r in rows]
+
+    async def mark_privacy_links(self, dead: Sequence[DeadLink], alive: Sequence[tuple[str, str]], at: float) -> None:
+        async with self.pool.connection() as db, db.transaction():
+            if dead:
+                await db.executemany(
+                    "INSERT INTO privacy_link_dead (sender_domain, url, since, checked_at, reason) VALUES ($1, $2, $3, $4, $5)"
+                    " ON CONFLICT (sender_domain, url) DO UPDATE SET checked_at = excluded.checked_at, reason = excluded.reason",
+                    [(d.sender_domain.lower(), d.url, d.since, d.checked_at, d.reason) for d in dead])
+            if alive:
+                await db.executemany("DELETE FROM privacy_link_dead WHERE sender_domain = $1 AND url = $2",
+                                     [(domain.lower(), url) for domain, url in alive])
+
+    async def dead_privacy_links(self) -> list[DeadLink]:
+        async with self.pool.connection() as db:
+            rows = await db.fetch("SELECT sender_domain, url, since, checked_at, reason FROM privacy_link_dead"
+                                  " ORDER BY sender_domain, url")
+        return [DeadLink(r[1], r[0], r[2], r[3], r[4]) for r in rows]
 
     async def privacy_links_within(self, now: float, days: int = 30) -> list[PrivacyLink]:
         async with self.pool.connection() as db:
@@ -239,6 +284,7 @@ class PgStore(RecipientStore):
 
     async def prune(self, now: float, keep_sends: float) -> int:
         async with self.pool.connection() as db:
+            await db.execute("DELETE FROM sender_counts WHERE hour < $1", int((now - SENDER_COUNTS_KEPT) // HOUR))
             return _count(await db.execute("DELETE FROM sends WHERE at < $1", now - keep_sends))
 
     async def counts(self) -> dict[str, int]:

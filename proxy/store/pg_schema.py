@@ -106,6 +106,28 @@ STORE: tuple[str, ...] = (
         stamp  double precision NOT NULL
     );
     """,
+    # 3: dead privacy links and complaint-rate counts (as SQLite's migration 2): shared by the
+    # fleet, counted by upsert-increment so that nodes never lose each other's counts.
+    """
+    CREATE TABLE privacy_link_dead (
+        sender_domain text NOT NULL,
+        url           text NOT NULL,
+        since         double precision NOT NULL,
+        checked_at    double precision NOT NULL,
+        reason        text NOT NULL DEFAULT '',
+        PRIMARY KEY (sender_domain, url)
+    );
+
+    CREATE TABLE sender_counts (
+        sender_domain text NOT NULL,
+        brand         text NOT NULL DEFAULT '',
+        hour          bigint NOT NULL,
+        delivered     bigint NOT NULL DEFAULT 0,
+        complaints    bigint NOT NULL DEFAULT 0,
+        PRIMARY KEY (sender_domain, brand, hour)
+    );
+    CREATE INDEX sender_counts_hour ON sender_counts (hour);
+    """,
 )
 
 QUARANTINE: tuple[str, ...] = (

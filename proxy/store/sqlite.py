@@ -30,8 +30,8 @@ import structlog
 
 from proxy.store.address import AddressNormalizer
 from proxy.store.base import (
-    ConsentRecord, FrequencyOverride, PrivacyLink, Query, RecipientState, RecipientStore, Scope, StoreError,
-    Suppression, CONSENT_COLS, SUPPRESSION_COLS, consent_row, count_sends, suppression_row,
+    HOUR, SENDER_COUNTS_KEPT, ConsentRecord, DeadLink, FrequencyOverride, PrivacyLink, Query, RecipientState, RecipientStore, Scope,
+    SenderCount, StoreError, Suppression, CONSENT_COLS, SUPPRESSION_COLS, consent_row, count_sends, suppression_row,
 )
 from proxy.store.sqlite_schema import migrate
 from proxy.store.thread import DbThread
@@ -69,6 +69,10 @@ class _Transaction:
         finally:
             if not self.durable:
                 self.db.execute("PRAGMA synchronous=FULL")
+
+
+_COUNT_DELIVERED = ("INSERT INTO sender_counts (sender_domain, brand, hour, delivered) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT (sender_domain, brand, hour) DO UPDATE SET delivered = delivered + excluded.delivered")
 
 
 @lru_cache(maxsize=8)
@@ -237,16 +241,18 @@ class SqliteStore(RecipientStore):
         await self.record_delivery(at, sender_domain=sender_domain, urls=urls)
 
     async def record_delivery(self, at: float, addresses: Sequence[str] = (), brand: str = "", stream: str = "",
-                              sender_domain: str = "", urls: Sequence[str] = ()) -> None:
-        """Send counts and privacy links of one message: one hop to the writer thread, one
-        transaction, no fsync (see the module docstring)."""
+                              sender_domain: str = "", urls: Sequence[str] = (), delivered: int = 0) -> None:
+        """Send counts, privacy links and the delivered count of one message: one hop to the
+        writer thread, one transaction, no fsync (see the module docstring)."""
         sends = [(self.normalize(a), at, brand, stream) for a in addresses]
         links = [(sender_domain.lower(), url, at, at) for url in dict.fromkeys(urls)]
-        if not sends and not links:
+        if not sends and not links and not delivered:
             return
 
         def write(db: sqlite3.Connection) -> None:
             with _Transaction(db, durable=False):
+                if delivered:
+                    db.execute(_COUNT_DELIVERED, (sender_domain.lower(), brand, int(at // HOUR), delivered))
                 if sends:
                     db.executemany("INSERT INTO sends (address, at, brand, stream) VALUES (?, ?, ?, ?)", sends)
                 if links:
@@ -258,6 +264,50 @@ class SqliteStore(RecipientStore):
                     )
 
         await self._run("write", write)
+
+    async def count_delivered(self, sender_domain: str, brand: str, count: int, at: float) -> None:
+        await self.record_delivery(at, brand=brand, sender_domain=sender_domain, delivered=count)
+
+    async def record_complaint(self, sender_domain: str, at: float) -> str:
+        domain = sender_domain.lower()
+
+        def write(db: sqlite3.Connection) -> str:
+            with _Transaction(db):
+                row = db.execute("SELECT brand FROM sender_counts WHERE sender_domain = ? AND hour > ? GROUP BY brand"
+                                 " ORDER BY sum(delivered) DESC, brand LIMIT 1", (domain, int(at // HOUR) - 7 * 24)).fetchone()
+                brand = row[0] if row else ""
+                db.execute("INSERT INTO sender_counts (sender_domain, brand, hour, complaints) VALUES (?, ?, ?, 1)"
+                           " ON CONFLICT (sender_domain, brand, hour) DO UPDATE SET complaints = complaints + 1",
+                           (domain, brand, int(at // HOUR)))
+                return str(brand)
+
+        return await self._run("write", write)
+
+    async def sender_counts(self, since: float) -> list[SenderCount]:
+        def read(db: sqlite3.Connection) -> list[SenderCount]:
+            rows = db.execute("SELECT sender_domain, brand, sum(delivered), sum(complaints) FROM sender_counts"
+                              " WHERE hour >= ? GROUP BY sender_domain, brand ORDER BY sender_domain, brand",
+                              (int(since // HOUR),))
+            return [SenderCount(r[0], r[1], int(r[2]), int(r[3])) for r in rows]
+
+        return await self._run("read", read)
+
+    async def mark_privacy_links(self, dead: Sequence[DeadLink], alive: Sequence[tuple[str, str]], at: float) -> None:
+        marks = [(d.sender_domain.lower(), d.url, d.since, d.checked_at, d.reason) for d in dead]
+        clear = [(domain.lower(), url) for domain, url in alive]
+
+        def write(db: sqlite3.Connection) -> None:
+            with _Transaction(db):
+                db.executemany("INSERT INTO privacy_link_dead (sender_domain, url, since, checked_at, reason)"
+                               " VALUES (?, ?, ?, ?, ?) ON CONFLICT (sender_domain, url) DO UPDATE SET"
+                               " checked_at = excluded.checked_at, reason = excluded.reason", marks)
+                db.executemany("DELETE FROM privacy_link_dead WHERE sender_domain = ? AND url = ?", clear)
+
+        await self._run("write", write)
+
+    async def dead_privacy_links(self) -> list[DeadLink]:
+        return await self._run("read", lambda db: [DeadLink(r[1], r[0], r[2], r[3], r[4]) for r in db.execute(
+            "SELECT sender_domain, url, since, checked_at, reason FROM privacy_link_dead ORDER BY sender_domain, url")])
 
     async def privacy_links_within(self, now: float, days: int = 30) -> list[PrivacyLink]:
         def read(db: sqlite3.Connection) -> list[PrivacyLink]:
@@ -389,6 +439,7 @@ class SqliteStore(RecipientStore):
     async def prune(self, now: float, keep_sends: float) -> int:
         def write(db: sqlite3.Connection) -> int:
             with _Transaction(db):
+                db.execute("DELETE FROM sender_counts WHERE hour < ?", (int((now - SENDER_COUNTS_KEPT) // HOUR),))
                 return db.execute("DELETE FROM sends WHERE at < ?", (now - keep_sends,)).rowcount
 
         return await self._run("write", write)

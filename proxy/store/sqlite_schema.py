@@ -79,6 +79,28 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE INDEX privacy_link_last ON privacy_link (last_sent);
     """,
+    # 2: dead privacy links found by `links check`; delivered and complaint counts per sender
+    # domain, brand and hour (the complaint-rate guard).
+    """
+    CREATE TABLE privacy_link_dead (
+        sender_domain TEXT NOT NULL,
+        url           TEXT NOT NULL,      -- normalised (proxy/policy/checks/privacy.normalise_url)
+        since         REAL NOT NULL,
+        checked_at    REAL NOT NULL,
+        reason        TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (sender_domain, url)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE sender_counts (
+        sender_domain TEXT NOT NULL,
+        brand         TEXT NOT NULL DEFAULT '',
+        hour          INTEGER NOT NULL,   -- unix time // 3600
+        delivered     INTEGER NOT NULL DEFAULT 0,
+        complaints    INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (sender_domain, brand, hour)
+    ) WITHOUT ROWID;
+    CREATE INDEX sender_counts_hour ON sender_counts (hour);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -37,6 +37,7 @@ class TransactionDeps:
     masker: AddressMasker
     metrics: Metrics
     worker: int | None = None  # named in the audit line when several workers share the ports
+    verify_domains: bool = False  # [recipients] verify_domains: resolve recipient domains at RCPT
 
     @property
     def store(self) -> RecipientStore:

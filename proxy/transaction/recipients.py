@@ -18,9 +18,13 @@ from typing import Any
 
 import structlog
 
+from proxy.dns import DnsFailure, Resolver
+from proxy.facts.routing import cached_route, route
 from proxy.message.mime import Message
 from proxy.policy.checks import consent, frequency, optout
 from proxy.policy.checks.privacy import privacy_urls
+from proxy.policy.checks.recipient import RecipientOptions, blocked_findings, recipient_domain, route_findings
+from proxy.policy.context import LookupFailed
 from proxy.policy.loader import Policy
 from proxy.policy.verdict import Action, Finding, Replies, Reply
 from proxy.store.base import InvalidAddress, Query, StoreError
@@ -84,34 +88,79 @@ def findings(policy: Policy, p: Plan, stream: str, address: str, state: Any) -> 
 
 
 def decide(policy: Policy, stream: str, found: list[Finding]) -> Screening:
-    """Refuse the recipient when a finding's action is reject (and the policy enforces)."""
-    if policy.monitor:
+    """Refuse the recipient when a finding's action is reject, defer it when tempfail (and the
+    policy enforces); otherwise accept it and carry the findings to the message's verdict. A
+    failed lookup is never a permanent refusal, whatever its action: the client retries."""
+    if policy.monitor or not found:
         return Screening(None, found)
-    refusing = [f for f in found if policy.action(stream, f.rule) == Action.REJECT]
-    if not refusing:
-        return Screening(None, found)
-    f_opts: frequency.FrequencyOptions = policy.options["frequency"]  # type: ignore[assignment]
-    permanent = [f for f in refusing if f.rule != "frequency.exceeded" or f_opts.reply == "permanent"]
-    first = (permanent or refusing)[0]
-    reason = first.detail.partition(": ")[2] or first.detail
-    if permanent:
+    acted = [(f, policy.action(stream, f.rule)) for f in found]
+    refusing = [f for f, a in acted if a == Action.REJECT and f.rule != "lookup.failed"]
+    deferring = [f for f, a in acted if a == Action.TEMPFAIL or (a == Action.REJECT and f.rule == "lookup.failed")]
+    if refusing:
+        f_opts: frequency.FrequencyOptions = policy.options["frequency"]  # type: ignore[assignment]
+        permanent = [f for f in refusing if f.rule != "frequency.exceeded" or f_opts.reply == "permanent"]
+        first = (permanent or refusing)[0]
+        reason = first.detail.partition(": ")[2] or first.detail
+        if not permanent:
+            return Screening(Replies.recipient_deferred(first.rule, reason), rule=first.rule)
+        if first.rule == "recipient.domain_unroutable":
+            return Screening(Replies.recipient_unroutable(first.rule, first.detail), rule=first.rule)
         return Screening(Replies.recipient_refused(first.rule, reason), rule=first.rule)
-    return Screening(Replies.recipient_deferred(first.rule, reason), rule=first.rule)
+    if deferring:
+        first = deferring[0]
+        if first.rule == "lookup.failed":
+            return Screening(Replies.recipient_lookup_failed(first.rule, first.detail), rule=first.rule)
+        return Screening(Replies.recipient_deferred(first.rule, first.detail.partition(": ")[2] or first.detail), rule=first.rule)
+    return Screening(None, found)
+
+
+async def domain_findings(resolver: Resolver | None, opts: RecipientOptions, address: str, timeout: float) -> list[Finding]:
+    """recipient.blocked_destination (pure), then recipient.domain_unroutable from one lookup
+    through the resolver (None: not resolved, the upstream routes). A blocked domain is not
+    looked up; an address literal or a domain that is no name is left to the store and the MTA."""
+    if not opts.enabled:
+        return []
+    domain = recipient_domain(address)
+    if not domain:
+        return []
+    found = blocked_findings(opts, domain)
+    if found or resolver is None:
+        return found
+    fact: Any = cached_route(resolver, domain)  # the common case: no await, no timer
+    if fact is None:
+        try:
+            async with asyncio.timeout(timeout):
+                fact = await route(resolver, domain)
+        except DnsFailure as exc:
+            fact = LookupFailed(str(exc))
+        except TimeoutError:
+            fact = LookupFailed(f"no answer within {timeout:g}s")
+    return route_findings(fact, domain)
 
 
 async def screen(deps: TransactionDeps, policy: Policy, p: Plan, stream: str, address: str) -> Screening:
-    """The per-RCPT answer for one recipient, within the policy time budget."""
+    """The per-RCPT answer for one recipient: its domain, then its state in the store, within
+    the policy time budget."""
+    timeout = deps.policy_timeout
+    resolver = deps.facts.resolver if deps.verify_domains else None
+    found = await domain_findings(resolver, policy.options["recipient"], address, timeout)  # type: ignore[arg-type]
+    if resolver is not None:
+        deps.metrics.recipient_domains.labels(found[0].rule if found else "ok").inc()
+    if found:
+        early = decide(policy, stream, found)
+        if early.reply is not None:
+            return early
     if not p.needed:
-        return Screening()
+        return Screening(None, found)
     try:
-        state = await asyncio.wait_for(deps.store.lookup(address, p.query, time.time()), deps.policy_timeout)
+        state = await asyncio.wait_for(deps.store.lookup(address, p.query, time.time()), timeout)
     except InvalidAddress as exc:
         return Screening(Reply(553, "5.1.3", f"Bad recipient address: {exc}"[:200]), rule="recipient.invalid")
     except (StoreError, TimeoutError) as exc:
         reason = str(exc) or "no answer in time"
         log.error("store_unavailable", during="rcpt", error=reason)
         return unavailable(policy, stream, reason)
-    return decide(policy, stream, findings(policy, p, stream, address, state))
+    return decide(policy, stream, found + findings(policy, p, stream, address, state))
 
 
 def unavailable(policy: Policy, stream: str, reason: str) -> Screening:
@@ -151,12 +200,14 @@ async def after_relay(deps: TransactionDeps, p: Plan, stream: str, marketing: bo
     turned into a failure for a message already delivered."""
     now = time.time()
     try:
-        counted = rcpts if marketing and p.frequency else []
+        if not marketing:
+            return
+        counted = rcpts if p.frequency else []
         # The privacy check's own finder, with the policy's words: what it found is recorded.
-        urls = privacy_urls(message, privacy_options) if marketing else ()
-        if counted or urls:
-            domain = sender_domain(message, mail_from) if urls else ""
-            await deps.pending_writes.run("delivery", lambda: deps.store.record_delivery(
-                now, counted, p.brand, stream, sender_domain=domain, urls=urls))
+        urls = privacy_urls(message, privacy_options)
+        # Delivered recipients per sender domain and brand: the complaint rate's denominator.
+        domain = sender_domain(message, mail_from)
+        await deps.pending_writes.run("delivery", lambda: deps.store.record_delivery(
+            now, counted, p.brand, stream, sender_domain=domain, urls=urls, delivered=len(rcpts)))
     except ValueError as exc:
         log.error("store_write_failed", during="after_relay", error=str(exc) or type(exc).__name__)

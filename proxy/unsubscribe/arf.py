@@ -87,6 +87,16 @@ def _one_address(value: str) -> str | None:
     return pairs[0] if len(pairs) == 1 else None
 
 
+def sender_domain(report: Report) -> str:
+    """The From domain of the original message the report is about ("" when it does not say):
+    the domain the complaint counts against (the complaint-rate guard)."""
+    orig = report.original
+    if orig is None:
+        return ""
+    addr = _one_address(" ".join(str(v) for v in orig.get_all("From") or []))
+    return addr.rpartition("@")[2].strip().lower() if addr else ""
+
+
 def complainant(report: Report, keys: TokenKeys | None, now: float) -> tuple[str, str] | None:
     """(address, where it was found), or None when the report does not say who complained."""
     orig = report.original

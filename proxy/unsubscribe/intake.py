@@ -142,16 +142,21 @@ class Intake:
         record: dict[str, object] = {"consumed": sorted({r.kind for r in rcpts})}
         now = time.time()
         entries = [Suppression(r.token.address, r.token.scope, "unsubscribe", "mailto", now) for r in rcpts if r.token]
+        counted = ""  # the sender domain a complaint acted on counts against
         try:
             if any(r.kind == "complaints" for r in rcpts):
-                entry, how = await self._complaint(content, now, client)
+                entry, how, counted = await self._complaint(content, now, client)
                 record["complaint"] = how
                 if entry is not None:
                     entries.append(entry)
                 else:
+                    counted = ""
                     record["stored"] = await self._store_for_people(mail_from, content, queue_id)
             if entries:
                 await asyncio.wait_for(self.store.suppress(entries), self.timeout)
+            if counted:
+                record["complaint_counted"] = counted
+                record["complaint_brand"] = await asyncio.wait_for(self.store.record_complaint(counted, now), self.timeout)
         except (StoreError, TimeoutError, OSError) as exc:
             reason = str(exc) or type(exc).__name__
             log.error("intake_failed", queue_id=queue_id, error=reason)
@@ -164,20 +169,21 @@ class Intake:
                      via=e.source, rcpt=self.masker(e.address), scope=str(e.scope), queue_id=queue_id)
         return Reply(250, "2.0.0", f"Ok: received id={queue_id}"), record
 
-    async def _complaint(self, content: bytes, now: float, client: str) -> tuple[Suppression | None, str]:
+    async def _complaint(self, content: bytes, now: float, client: str) -> tuple[Suppression | None, str, str]:
         """An abuse report's complainant as a global complaint suppression, when the report
-        comes from a feedback loop and names someone we sent to; else None and why."""
+        comes from a feedback loop and names someone we sent to (else None and why), and the
+        sender domain an acted-on complaint counts against (the complaint-rate guard)."""
         if len(content) > self.max_size:  # parse nothing larger (the DATA limit is the same)
-            return None, "too large to parse"
+            return None, "too large to parse", ""
         report = arf.parse(content)
         if report is None:
-            return None, "not an ARF report"
+            return None, "not an ARF report", ""
         if report.feedback_type != "abuse":
-            return None, f"feedback type {report.feedback_type or 'missing'}"
+            return None, f"feedback type {report.feedback_type or 'missing'}", ""
         found = arf.complainant(report, self.keys, now)
         if found is None:
             log.warning("complaint_without_recipient", reporter=report.reporter)
-            return None, "no recipient in the report"
+            return None, "no recipient in the report", ""
         address, where = found
         source = await self._feedback_source(content, client)
         sent = where == "token" or await self._sent_to(address, now)
@@ -186,8 +192,8 @@ class Intake:
                                               ("names no recipient this relay sent to", not sent)) if bad)
             log.warning("complaint_not_acted_on", reporter=report.reporter, client=client, found_in=where,
                         rcpt=self.masker(address), reason=why)
-            return None, f"kept for people: {why}"
-        return Suppression(address, GLOBAL, "complaint", f"arf:{report.reporter}", now), f"arf ({where}; {source})"
+            return None, f"kept for people: {why}", ""
+        return Suppression(address, GLOBAL, "complaint", f"arf:{report.reporter}", now), f"arf ({where}; {source})", arf.sender_domain(report)
 
     async def _feedback_source(self, content: bytes, client: str) -> str:
         """How the report proves it comes from a feedback loop ("" when it does not)."""

@@ -12,6 +12,10 @@ from tests.conftest import SENDWARDEN
 from tests.outbound.test_linkprobe import Server, http  # noqa: F401  (the loopback HTTP server fixture)
 
 
+# The test server runs on loopback, which the prober refuses unless the configuration allows it.
+LOOPBACK = '[links]\nallow_networks = ["127.0.0.0/8"]\n'
+
+
 async def run_cli(env: dict[str, str], *args: str) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(*SENDWARDEN, "links", "check", *args, env=env,
                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
@@ -24,7 +28,7 @@ async def test_links_check_reports_dead_links_with_their_senders(tmp_path, http:
     from proxy.store import from_config
 
     config = tmp_path / "sendwarden.toml"
-    config.write_text(f'state_dir = "{tmp_path / "var"}"\n')
+    config.write_text(f'state_dir = "{tmp_path / "var"}"\n' + LOOPBACK)
     store = from_config(load_config(config))
     await store.open()
     now = time.time()
@@ -55,7 +59,7 @@ async def test_links_check_all_alive_exits_zero(tmp_path, http: Server, cli_env)
     from proxy.store import from_config
 
     config = tmp_path / "sendwarden.toml"
-    config.write_text(f'state_dir = "{tmp_path / "var"}"\n')
+    config.write_text(f'state_dir = "{tmp_path / "var"}"\n' + LOOPBACK)
     store = from_config(load_config(config))
     await store.open()
     await store.record_privacy_links("shop.example.com", [f"{http.base}/privacy"], time.time())
@@ -73,7 +77,7 @@ async def test_the_result_reaches_the_relays_metrics(tmp_path, http: Server, cli
     from proxy.store import from_config
 
     config = tmp_path / "sendwarden.toml"
-    config.write_text(f'state_dir = "{tmp_path / "var"}"\n')
+    config.write_text(f'state_dir = "{tmp_path / "var"}"\n' + LOOPBACK)
     relay = await start_relay()  # the same state directory (tests/conftest.make_config)
     assert relay.config.state_dir == tmp_path / "var"
 

@@ -7,6 +7,7 @@ running milter (the real Service, front="milter") in smtpd_milters and relays to
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from proxy.dns import Resolver
 from proxy.milter.engine import split_headers
 from proxy.policy.loader import BUILTIN_DEFAULT, load_policy
 from proxy.runtime.service import Service
-from proxy.store.base import GLOBAL, Suppression
+from proxy.store.base import GLOBAL, DeadLink, Suppression
 from tests.conftest import ROOT, make_config
 from tests.support.dkimkit import key_config, make_key
 from tests.support.dnsserver import DnsServer
@@ -94,6 +95,64 @@ async def test_suppressed_recipient_is_refused_at_rcpt(rig: Rig) -> None:
     assert answers[4].startswith("250") and answers[-1].startswith("250 2.0.0 Ok: queued as ")
     await rig.delivered(1)
     assert [r for r, _ in rig.sink.received[0].rcpts] == ["reader@example.org"]
+
+
+async def test_unroutable_recipient_is_refused_at_rcpt_and_the_other_delivered(rig: Rig) -> None:
+    rig.dns.zone("test", "ok MX 10 mx.ok.test.\nmx.ok A 192.0.2.25\nnullmx MX 0 .\n")
+    rig.dns.behaviour.servfail.add("broken.test")
+    rig.service.deps = dataclasses.replace(rig.service.deps, verify_domains=True)
+    answers = await rig.send(COMPLIANT, rcpts=("a@nullmx.test", "b@broken.test", "c@ok.test"))
+    assert answers[3].startswith("550 5.1.2 Recipient refused by policy [recipient.domain_unroutable]"), answers
+    assert answers[4].startswith("451 4.4.3 Recipient deferred [lookup.failed]"), answers
+    assert answers[5].startswith("250") and answers[-1].startswith("250 2.0.0 Ok: queued as ")
+    await rig.delivered(1)
+    assert [r for r, _ in rig.sink.received[0].rcpts] == ["c@ok.test"]
+
+
+async def test_blocked_destination_is_refused_at_rcpt(rig: Rig, tmp_path: Path) -> None:
+    policy = tmp_path / "blocked.toml"
+    policy.write_text('[actions]\n"recipient.*" = "reject"\n"unsubscribe.*" = "reject"\n'
+                      '[checks.recipient]\nblocked_domains = ["sanctioned.example"]\n')
+    rig.service.policy = load_policy(policy)
+    answers = await rig.send(COMPLIANT, rcpts=("a@mail.sanctioned.example", "reader@example.org"))
+    assert answers[3].startswith("550 5.7.1 Recipient refused by policy [recipient.blocked_destination]"), answers
+    assert answers[-1].startswith("250 2.0.0 Ok: queued as "), answers
+    await rig.delivered(1)
+    assert [r for r, _ in rig.sink.received[0].rcpts] == ["reader@example.org"]
+
+
+async def test_blocklisted_link_is_refused_at_end_of_message(rig: Rig, tmp_path: Path) -> None:
+    rig.dns.zone("dbl.test", "evil-shop.com A 127.0.1.2\n")
+    policy = tmp_path / "b.toml"
+    policy.write_text('[actions]\n"content.blocklisted_link" = "reject"\n"unsubscribe.*" = "reject"\n[checks.blocklist]\n'
+                      'enabled = true\n[[checks.blocklist.zones]]\nzone = "dbl.test"\ncodes = { "127.0.1.2" = "spam domain" }\n')
+    rig.service.policy = load_policy(policy)
+    bad = COMPLIANT.replace(b"</body>", b'<a href="https://www.evil-shop.com/">deal</a></body>')
+    answers = await rig.send(bad)
+    assert answers[-1].startswith("550 5.7.1 Message refused by policy [content.blocklisted_link]"), answers
+    answers = await rig.send(COMPLIANT)
+    assert answers[-1].startswith("250 2.0.0 Ok: queued as "), answers
+    await rig.delivered(1)
+
+
+async def test_dead_privacy_link_is_refused_at_end_of_message(rig: Rig) -> None:
+    await rig.service.store.mark_privacy_links(
+        [DeadLink("https://shop.example.com/privacy", "shop.example.com", time.time(), time.time(), "HTTP 404")], [], time.time())
+    await rig.service.refresh_reputation()
+    answers = await rig.send(COMPLIANT)
+    assert answers[-1].startswith("550 5.7.1 Message refused by policy [privacy.link_dead]"), answers
+    assert rig.sink.received == []
+
+
+async def test_marketing_over_the_complaint_limit_is_deferred(rig: Rig) -> None:
+    now = time.time()
+    await rig.service.store.count_delivered("shop.example.com", "marketing", 1000, now)
+    for _ in range(4):  # 0.4 %: over the default 0.3 % limit
+        await rig.service.store.record_complaint("shop.example.com", now)
+    await rig.service.refresh_reputation()
+    answers = await rig.send(COMPLIANT)
+    assert answers[-1].startswith("451 4.4.3 Message deferred by policy [compliance.complaint_rate]"), answers
+    assert rig.sink.received == []
 
 
 async def test_quarantined_message_is_held_by_sendwarden(rig: Rig, tmp_path: Path) -> None:

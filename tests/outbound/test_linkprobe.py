@@ -12,7 +12,12 @@ from typing import AsyncIterator
 import pytest
 from aiohttp import web
 
+from proxy.dns import Resolver
 from proxy.outbound.linkprobe import LinkRecord, due, probe_links
+
+
+# The test server runs on loopback, which the prober refuses unless told otherwise.
+LOOPBACK = ["127.0.0.0/8"]
 
 
 class Server:
@@ -21,6 +26,7 @@ class Server:
         self.in_flight = 0
         self.peak = 0
         self.base = ""
+        self.fixed = False  # /gone answers 404 until a test fixes it
 
 
 @pytest.fixture
@@ -69,11 +75,21 @@ async def http() -> AsyncIterator[Server]:
     app.router.add_get("/no-head", live, allow_head=False)  # HEAD → 405
     app.router.add_route("*", "/head-501", head_not_implemented)
     app.router.add_get("/dead", dead)
+
+    async def gone(request: web.Request) -> web.Response:
+        return web.Response(text="our privacy policy, back") if srv.fixed else web.Response(status=404, text="gone")
+
+    app.router.add_get("/gone", gone)
     app.router.add_get("/broken", broken)
     app.router.add_get("/to-dead", redirect("/dead", 302))
     app.router.add_get("/loop", redirect("/loop", 302))
     app.router.add_get("/slow", slow)
     app.router.add_get("/counted/{n}", counted)
+
+    async def to_other_loopback(request: web.Request) -> web.Response:
+        raise web.HTTPFound(f"http://127.0.0.2:{request.url.port}/privacy")
+
+    app.router.add_get("/to-other-loopback", to_other_loopback)
     runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.1)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -101,7 +117,7 @@ async def test_live_redirecting_head_refusing_and_dead(http: Server) -> None:
         LinkRecord(f"{b}/to-dead"),
         LinkRecord(f"{b}/broken"),
     ]
-    results = await probe_links(records, concurrency=4, timeout=3)
+    results = await probe_links(records, concurrency=4, timeout=3, allow_networks=LOOPBACK)
     by = {r.url.rsplit("/", 1)[1]: r for r in results}
     assert [r.record for r in results] == records  # in order, the record kept for the report
 
@@ -131,7 +147,7 @@ async def test_failures_without_a_response(http: Server) -> None:
         LinkRecord("http://[::1/privacy"),
     ]
     t0 = time.monotonic()
-    loop, slow, refused, ftp, bad = await probe_links(records, timeout=0.5, max_redirects=3)
+    loop, slow, refused, ftp, bad = await probe_links(records, timeout=0.5, max_redirects=3, allow_networks=LOOPBACK)
     assert time.monotonic() - t0 < 4  # each bounded by the 0.5 s timeout, not the server's 5 s
     assert not loop.alive and loop.error == "too many redirects"
     assert not slow.alive and slow.error == "timeout" and slow.status is None
@@ -143,10 +159,53 @@ async def test_failures_without_a_response(http: Server) -> None:
 async def test_concurrency_is_bounded(http: Server) -> None:
     records = [LinkRecord(f"{http.base}/counted/{n}") for n in range(9)]
     t0 = time.monotonic()
-    results = await probe_links(records, concurrency=3, timeout=5)
+    results = await probe_links(records, concurrency=3, timeout=5, allow_networks=LOOPBACK)
     assert all(r.alive for r in results)
     assert 2 <= http.peak <= 3
     assert time.monotonic() - t0 >= 0.55  # three rounds of 0.2 s
+
+
+async def test_internal_addresses_are_refused_unless_allowed(http: Server, dns_server) -> None:
+    port = http.base.rsplit(":", 1)[1]
+    dns_server.zone("test", """
+        inside    A    127.0.0.1
+        metadata  A    169.254.169.254
+        private   A    10.0.0.5
+        mixed     A    10.0.0.5
+        mixed     A    127.0.0.1
+    """)
+    resolver = Resolver([dns_server.nameserver], timeout=1)
+    urls = [f"{http.base}/privacy", f"http://inside.test:{port}/privacy", f"http://metadata.test:{port}/latest",
+            f"http://private.test:{port}/", f"http://[::1]:{port}/privacy", f"http://[::ffff:127.0.0.1]:{port}/privacy",
+            f"http://0x7f000001:{port}/privacy"]
+    results = await probe_links([LinkRecord(u) for u in urls], timeout=2, resolver=resolver)
+    for r in results:
+        assert not r.alive and r.error.startswith("refused: "), (r.url, r.error)
+    assert http.seen == []  # nothing reached the server
+    # With loopback allowed, loopback names work; other internal ranges stay refused, and a
+    # name with both kinds of address is reached on the allowed one only.
+    inside, metadata, mixed = await probe_links(
+        [LinkRecord(f"http://inside.test:{port}/privacy"), LinkRecord(f"http://metadata.test:{port}/"),
+         LinkRecord(f"http://mixed.test:{port}/privacy")], timeout=2, resolver=resolver, allow_networks=LOOPBACK)
+    assert inside.alive and mixed.alive
+    assert not metadata.alive and "169.254.169.254" in metadata.error
+
+
+async def test_a_dns_failure_leaves_the_link_unchecked(http: Server, dns_server) -> None:
+    port = http.base.rsplit(":", 1)[1]
+    dns_server.zone("test", "inside A 127.0.0.1\n")
+    dns_server.behaviour.servfail.add("down.test")
+    resolver = Resolver([dns_server.nameserver], timeout=1)
+    down, inside = await probe_links([LinkRecord(f"http://down.test:{port}/privacy"), LinkRecord(f"http://inside.test:{port}/privacy")],
+                                     timeout=2, resolver=resolver, allow_networks=LOOPBACK)
+    assert not down.alive and not down.checked and down.error.startswith("not checked: DNS lookup failed")
+    assert inside.alive and inside.checked
+
+
+async def test_every_redirect_is_checked(http: Server) -> None:
+    [r] = await probe_links([LinkRecord(f"{http.base}/to-other-loopback")], timeout=2, allow_networks=["127.0.0.1/32"])
+    assert not r.alive and r.error.startswith("refused: 127.0.0.2") and r.redirects == (f"{http.base}/to-other-loopback",)
+    assert ("GET", "/privacy") not in http.seen and ("HEAD", "/privacy") not in http.seen
 
 
 def test_due_keeps_records_inside_their_window() -> None:

@@ -48,6 +48,7 @@ class ServeProcess:
             "listeners": [{"name": "default", "address": f"127.0.0.1:{self.port}"}],
             "upstream": {"url": upstream, "pool_size": 4},
             "timeouts": {"upstream_connect": 3, "upstream_command": 3, "upstream_data": 5, "shutdown": 5},
+            "recipients": {"verify_domains": False},  # no resolver outside the machine
         }
         if policy is not None:
             path = tmp_path / "policy.toml"

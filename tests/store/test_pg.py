@@ -109,3 +109,24 @@ async def test_bad_or_unreachable_urls_are_store_errors() -> None:
             await open_store(url, NORMALIZE).open()
     assert "***" in repr(open_store("postgresql://sw:secret@db.example:5432/sw", NORMALIZE))
     assert "secret" not in repr(open_store("postgresql://sw:secret@db.example:5432/sw", NORMALIZE))
+
+
+async def test_complaint_counts_from_two_nodes_add_up(pg_url: str) -> None:
+    nodes = [open_store(pg_url, NORMALIZE) for _ in range(2)]
+    await asyncio.gather(*(n.open() for n in nodes))
+    try:
+        now = time.time()
+        await asyncio.gather(*(nodes[i % 2].count_delivered("Shop.Example.com", "shop", 3, now) for i in range(40)),
+                             *(nodes[i % 2].record_complaint("shop.example.com", now) for i in range(10)))
+        [row] = await nodes[0].sender_counts(now - WEEK)
+        assert (row.sender_domain, row.delivered, row.complaints) == ("shop.example.com", 120, 10)
+        # A complaint counts against the brand the domain delivered most for.
+        await nodes[1].count_delivered("shop.example.com", "outlet", 500, now - 3600)
+        assert await nodes[0].record_complaint("shop.example.com", now) == "outlet"
+        assert await nodes[0].record_complaint("nobody.example", now) == ""
+        # Hours past the 30 days kept are pruned.
+        await nodes[0].count_delivered("shop.example.com", "shop", 5, now - 40 * 86400)
+        await nodes[0].prune(now, 400 * 86400)
+        assert sum(c.delivered for c in await nodes[1].sender_counts(0)) == 620
+    finally:
+        await asyncio.gather(*(n.close() for n in nodes))

@@ -39,6 +39,7 @@ def write_config(base: Path, name: str, store: str, upstream: str, policy: Path,
     config = base / f"{name}.toml"
     config.write_text(
         f'state_dir = "{base / name}"\nworkers = 1\nstore = "{store}"\npolicy = "{policy}"\n'
+        f'[recipients]\nverify_domains = false\n'  # no resolver outside the machine
         f'[upstream]\nurl = "{upstream}"\n[timeouts]\nshutdown = 10\n'
         f'[unsubscribe]\nlisten = "127.0.0.1:{web_port}"\nbase_url = "https://unsub.test"\n'
         f'mailto_domain = "unsub.test"\nkey_file = "{key}"\n'

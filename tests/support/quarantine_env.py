@@ -69,6 +69,8 @@ policy = "{policy}"
 [[listeners]]
 name = "default"
 address = "127.0.0.1:0"
+[recipients]
+verify_domains = false
 [upstream]
 url = "{upstream}"
 pool_size = 2

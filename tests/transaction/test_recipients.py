@@ -10,7 +10,7 @@ import aiosmtplib
 import pytest
 
 from proxy.store import GLOBAL, ConsentRecord, Scope, Suppression
-from tests.support.recipient_helpers import COMPLIANT, SENDER, policy
+from tests.support.recipient_helpers import COMPLIANT, SENDER, policy, send
 from tests.support.smtpclient import RawClient
 
 DAY = 86400.0
@@ -32,16 +32,6 @@ def start_relay(request: pytest.FixtureRequest, start_relay):
 
 async def consent(relay, *addresses: str, scope: str = "shop") -> None:
     await relay.store.add_consent([ConsentRecord(a, scope, time.time() - DAY, "signup-form", f"form-{a}") for a in addresses], time.time())
-
-
-async def send(relay, rcpts: list[str], data: bytes = COMPLIANT, sender: str = SENDER) -> tuple[dict, str]:
-    client = aiosmtplib.SMTP(hostname="127.0.0.1", port=relay.port, start_tls=False)
-    await client.connect()
-    try:
-        errors, text = await client.sendmail(sender, rcpts, data)
-    finally:
-        await client.quit()
-    return {k: (v.code, v.message) for k, v in errors.items()}, text
 
 
 async def test_refused_recipients_get_their_own_reply_and_the_rest_go_through(start_relay, sink) -> None:

@@ -2,6 +2,8 @@
 
 from proxy.policy.checks import (  # noqa: F401
     attachments,
+    blocklist,
+    complaints,
     consent,
     content,
     frequency,
@@ -9,6 +11,7 @@ from proxy.policy.checks import (  # noqa: F401
     links,
     optout,
     privacy,
+    recipient,
     sender,
     subject,
     unsubscribe,

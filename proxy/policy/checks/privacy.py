@@ -3,12 +3,17 @@ that link must keep working for 30 days after the send date).
 
 `privacy_urls(msg, opts)` is the pure function the relay uses after relaying a marketing
 message, to record each privacy URL with the send time for the 30-day reachability probe.
+
+`privacy.link_dead`: `sendwarden links check` found one of the message's privacy URLs dead
+inside its window and marked it in the store (shared by a fleet); new messages that carry it
+are refused (by default) until the page works again and a later probe clears the mark. The
+shell hands the marks over as the `privacy_dead` fact: normalised URL → why it is dead.
 """
 
 from __future__ import annotations
 
 from functools import cache
-from typing import Iterator
+from typing import Iterator, Mapping
 from urllib.parse import urlsplit
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
@@ -19,7 +24,9 @@ from proxy.message.patterns import LinkWords
 from proxy.policy.registry import Context, Options, check, options
 from proxy.policy.verdict import Finding
 
-__all__ = ["PrivacyOptions", "privacy_urls", "normalise_url"]
+__all__ = ["DEAD_FACT", "PrivacyOptions", "dead_links", "privacy_urls", "normalise_url"]
+
+DEAD_FACT = "privacy_dead"
 
 
 @options("privacy")
@@ -138,4 +145,23 @@ def link(msg: Message, ctx: Context, opts: PrivacyOptions) -> Iterator[Finding]:
             "privacy.link_unapproved",
             f"privacy link {urls[0][:120]} is not one of the approved URLs of {msg.from_domain}",
             "link to the privacy policy URL registered for your sender domain: " + ", ".join(sorted(approved))[:200],
+        )
+
+
+def dead_links(msg: Message, opts: PrivacyOptions, marks: Mapping[str, str]) -> dict[str, str]:
+    """The message's privacy URLs that are marked dead (URL as sent → why), from the marks by
+    normalised URL."""
+    if not marks:
+        return {}
+    return {u: marks[n] for u in privacy_urls(msg, opts) if (n := normalise_url(u)) in marks}
+
+
+@check("privacy", rules=("privacy.link_dead",), marketing_only=True)
+def link_dead(msg: Message, ctx: Context, opts: PrivacyOptions) -> Iterator[Finding]:
+    found: Mapping[str, str] | None = (ctx.facts or {}).get(DEAD_FACT)
+    for url, why in (found or {}).items():
+        yield Finding(
+            "privacy.link_dead",
+            f"the privacy link {url[:120]} was found dead by the link check ({why[:120]})",
+            "fix the privacy page (it must keep working for 30 days after each send) or link to one that works",
         )

@@ -27,10 +27,11 @@ from pydantic import Field, PrivateAttr, field_validator
 from proxy.message.domains import Alignment, org_domain, registrable_label, skeleton, skeletons, to_alabel, to_ulabel
 from proxy.policy.registry import Options, options
 
-__all__ = ["DomainList", "SenderOptions"]
+__all__ = ["DomainList", "SenderOptions", "domain_name"]
 
 
-def _domain(value: str) -> str:
+def domain_name(value: str) -> str:
+    """`value` in A-label form; ValueError when it is not a domain name (with at least one dot)."""
     a = to_alabel(value)
     if a is None or "." not in a:
         raise ValueError(f"{value!r} is not a domain name")
@@ -39,7 +40,7 @@ def _domain(value: str) -> str:
 
 def _domain_pattern(value: str) -> str:
     wild = value.startswith("*.")
-    return ("*." if wild else "") + _domain(value[2:] if wild else value)
+    return ("*." if wild else "") + domain_name(value[2:] if wild else value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,13 +116,13 @@ class SenderOptions(Options):
                 raise ValueError(f"brand name {name!r} has no letters or digits")
             if not ds:
                 raise ValueError(f"brand {name!r}: list at least one of its domains")
-            out[name] = [_domain(d) for d in ds]
+            out[name] = [domain_name(d) for d in ds]
         return out
 
     @field_validator("dkim_third_party")
     @classmethod
     def _third(cls, v: list[str]) -> list[str]:
-        return [_domain(d) for d in v]
+        return [domain_name(d) for d in v]
 
     def model_post_init(self, context: Any) -> None:
         self._lists = {("", ""): DomainList.of(self.domains)} if self.domains else {}
