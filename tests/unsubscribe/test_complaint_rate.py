@@ -56,6 +56,9 @@ async def send(relay, rcpts: list[str]) -> tuple[int, str]:  # type: ignore[no-u
 
 
 async def complain(relay, complainant: str) -> None:
+    # A report is acted on only from a feedback loop (here: the client 127.0.0.1, configured) and
+    # for a recipient the send ledger has (issue 17); tests/reliability/test_complaints.py has the forged ones.
+    await relay.store.record_sends([complainant], "marketing", "marketing", time.time() - 60)
     client = aiosmtplib.SMTP(hostname="127.0.0.1", port=relay.port, start_tls=False)
     await client.connect()
     try:
@@ -83,7 +86,7 @@ def levels(relay) -> dict[str, float]:
 
 
 async def test_complaints_warn_then_defer_marketing_then_clear(start_relay, sink, tmp_path, cli_env, store_url) -> None:
-    relay = await start_relay({"store": store_url, "complaints": {"address": "abuse@relay.test"}}, policy=POLICY)
+    relay = await start_relay({"store": store_url, "complaints": {"address": "abuse@relay.test", "feedback_networks": ["127.0.0.1/32"]}}, policy=POLICY)
     assert (await send(relay, [f"r{n}@example.org" for n in range(10)]))[0] == 250
     await complain(relay, "r1@example.org")
     with capture_logs() as logs:
@@ -156,7 +159,7 @@ async def test_a_brand_over_the_limit_defers_its_other_domains_too(start_relay, 
 
 
 async def test_too_little_volume_does_not_count(start_relay, sink) -> None:
-    relay = await start_relay({"complaints": {"address": "abuse@relay.test"}}, policy=POLICY)
+    relay = await start_relay({"complaints": {"address": "abuse@relay.test", "feedback_networks": ["127.0.0.1/32"]}}, policy=POLICY)
     assert (await send(relay, ["a@example.org", "b@example.org"]))[0] == 250
     await complain(relay, "a@example.org")  # 1 in 2, but under the minimum volume of 10
     await relay.refresh_reputation()
