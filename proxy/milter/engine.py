@@ -21,10 +21,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 import structlog
 
 from proxy.transaction import outcome, recipients
+from proxy.transaction.evaluate import Judgement, evaluate
 from proxy.milter.application import AddHeader, Decision, InsertHeader, Macros, MilterApplication
 from proxy.milter.application import Transaction as MilterTransaction
 from proxy.milter.wire import Family
-from proxy.transaction.outcome import Transaction, findings_header, new_queue_id
+from proxy.transaction.envelope import Transaction, new_queue_id
+from proxy.transaction.outcome import findings_header
 from proxy.policy.verdict import Action, Replies, Reply
 from proxy.outbound.upstream import Recipient
 
@@ -124,7 +126,7 @@ class PolicyMilter(MilterApplication):
             tx.queue_id = transaction.queue_id
         record: dict[str, Any] = {"front": "milter"}
         t0 = time.perf_counter()
-        judgement = await outcome.evaluate(service.deps, tx, transaction.message, record)
+        judgement = await evaluate(service.deps, tx, transaction.message, record)
         verdict = judgement.verdict
         action = verdict.effective
         edits: list[Any] = []
@@ -159,7 +161,7 @@ class PolicyMilter(MilterApplication):
         self.tx = None
         return decision
 
-    async def _quarantine(self, tx: Transaction, judgement: outcome.Judgement, original: bytes,
+    async def _quarantine(self, tx: Transaction, judgement: Judgement, original: bytes,
                           record: dict[str, Any]) -> tuple[Decision, Reply]:
         mode = self.service.config.file.milter.quarantine
         rules = ", ".join(sorted({j.rule for j in judgement.verdict.deciding()}))

@@ -16,7 +16,9 @@ from aiosmtpd.smtp import Envelope, Session
 
 from proxy.outbound import received as trace
 from proxy.transaction import outcome, recipients
-from proxy.transaction.outcome import Transaction, findings_header, new_queue_id
+from proxy.transaction.evaluate import evaluate
+from proxy.transaction.envelope import Transaction, new_queue_id
+from proxy.transaction.outcome import findings_header
 from proxy.policy.verdict import Action, Replies, Reply, Verdict
 from proxy.outbound.upstream import Outgoing, Recipient, Result
 from proxy.smtp.datareader import DataResult
@@ -272,7 +274,7 @@ class RelayHandler:
             outcome.audit(service.deps, tx, reply, None, len(data.content), record, t0)
             return str(reply)
 
-        judgement = await outcome.evaluate(service.deps, tx, data.content, record)
+        judgement = await evaluate(service.deps, tx, data.content, record)
         verdict = judgement.verdict
         action = verdict.effective
         if action == Action.REJECT:

@@ -23,7 +23,9 @@ from proxy.store import GLOBAL, AddressNormalizer, ConsentRecord, Suppression
 from proxy.store.pending import PendingWrites
 from proxy.store.sqlite import SqliteStore
 from proxy.transaction import outcome, recipients
+from proxy.transaction.evaluate import evaluate
 from proxy.transaction.deps import TransactionDeps
+from proxy.transaction.envelope import Recipient, Transaction, new_queue_id
 from proxy.unsubscribe.headers import Endpoints
 from tests.support.recipient_helpers import BARE, COMPLIANT, SENDER, policy
 
@@ -46,10 +48,10 @@ async def deps(tmp_path: Path):
     await store.close()
 
 
-def transaction(text: str, rcpts: list[str]) -> outcome.Transaction:
+def transaction(text: str, rcpts: list[str]) -> Transaction:
     pol = build(tomllib.loads(text), "test.toml")
-    tx = outcome.Transaction(outcome.new_queue_id(), SENDER, pol, "marketing", time.monotonic())
-    tx.recipients = [outcome.Recipient(r) for r in rcpts]
+    tx = Transaction(new_queue_id(), SENDER, pol, "marketing", time.monotonic())
+    tx.recipients = [Recipient(r) for r in rcpts]
     return tx
 
 
@@ -67,14 +69,14 @@ async def test_a_suppressed_recipient_is_refused_at_rcpt(deps: TransactionDeps) 
 async def test_judged_then_held_or_counted_without_a_service(deps: TransactionDeps) -> None:
     tx = transaction(policy(frequency=""), ["reader@example.org"])
     record: dict[str, object] = {}
-    judgement = await outcome.evaluate(deps, tx, COMPLIANT, record)
+    judgement = await evaluate(deps, tx, COMPLIANT, record)
     assert judgement.verdict.effective == Action.RELAY, judgement.verdict.rules
     await outcome.accepted(deps, tx, judgement)
     state = await deps.store.lookup("reader@example.org", tx.ensure_plan().query, time.time())
     assert sum(state.sends.values()) >= 1  # counted for the frequency cap
 
     bare = transaction(policy(), ["reader@example.org"])
-    judgement = await outcome.evaluate(deps, bare, BARE, {})
+    judgement = await evaluate(deps, bare, BARE, {})
     assert judgement.verdict.action == Action.REJECT  # no unsubscribe: the policy says reject
     reply = await outcome.hold(deps, bare, judgement, BARE, record)
     assert reply.code == 250 and reply.enhanced == "2.6.0"
