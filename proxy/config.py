@@ -98,7 +98,7 @@ class Auth(_Strict):
     mechanisms: list[Literal["PLAIN", "LOGIN"]] = Field(default_factory=lambda: ["PLAIN", "LOGIN"])
 
 
-class Upstream(_Strict):
+class UpstreamSection(_Strict):
     # smtp://HOST:PORT (the MTA), or maildir:PATH (a development sink).
     url: str = "maildir:var/outbox"
     starttls: Literal["opportunistic", "required", "off"] = "opportunistic"
@@ -468,7 +468,7 @@ class ConfigFile(_Strict):
     listeners: list[Listener] = Field(default_factory=lambda: [Listener()])
     tls: TLS = TLS()
     auth: Auth = Auth()
-    upstream: Upstream = Upstream()
+    upstream: UpstreamSection = UpstreamSection()
     limits: Limits = Limits()
     timeouts: Timeouts = Timeouts()
     smtp: Smtp = Smtp()

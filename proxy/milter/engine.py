@@ -23,7 +23,7 @@ import structlog
 from proxy.transaction import outcome, recipients
 from proxy.transaction.evaluate import Judgement, evaluate
 from proxy.milter.application import AddHeader, Decision, InsertHeader, Macros, MilterApplication
-from proxy.milter.application import Transaction as MilterTransaction
+from proxy.milter.application import MilterTransaction
 from proxy.milter.wire import Family
 from proxy.transaction.envelope import Transaction, new_queue_id
 from proxy.transaction.outcome import findings_header

@@ -21,7 +21,7 @@ import structlog
 
 import proxy.milter.replies as replies
 import proxy.milter.wire as wire
-from proxy.milter.application import MilterApplication, Transaction
+from proxy.milter.application import MilterApplication, MilterTransaction
 from proxy.milter.assembly import MessageAssembly
 from proxy.milter.commands import (
     Abort, Body, Command, Connect, Data, EndOfHeaders, EndOfMessage, Header, Helo, Macro, Mail, OptNeg, Quit,
@@ -295,7 +295,7 @@ class MilterSession:
         self.txn = None
         self.txn_macros = {}
 
-    async def _judge(self, transaction: Transaction, agreed: Negotiated) -> bytes:
+    async def _judge(self, transaction: MilterTransaction, agreed: Negotiated) -> bytes:
         """end_of_message, with SMFIR_PROGRESS every progress_interval so that the MTA's own
         timeout does not fire while the application works; then the decision as packets."""
         task = asyncio.ensure_future(self._call("end_of_message", self.options.message_timeout, transaction))

@@ -33,7 +33,7 @@ from proxy.quarantine.files import LOST_AND_FOUND
 from proxy.quarantine.files import for_config as quarantine_for_config
 from proxy.smtp.ratelimit import Limit, RateLimiter
 from proxy.outbound.upstream import Upstream, upstream_budget, upstream_for
-from proxy.runtime.sdnotify import Notifier as SystemdNotifier
+from proxy.runtime.sdnotify import SystemdNotifier
 from proxy.smtp.handler import RelayHandler, client_ip
 from proxy.smtp.server import RelaySMTP
 from proxy.store import StoreError, from_config
