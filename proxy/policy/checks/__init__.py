@@ -2,10 +2,10 @@
 
 from proxy.policy.checks import (  # noqa: F401
     attachments,
+    compliance,
     consent,
     content,
     frequency,
-    hygiene,
     links,
     optout,
     privacy,
