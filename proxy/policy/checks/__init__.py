@@ -10,6 +10,7 @@ from proxy.policy.checks import (  # noqa: F401
     optout,
     privacy,
     sender,
+    structure,
     subject,
     unsubscribe,
 )
