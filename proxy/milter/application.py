@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from proxy.milter.wire import Family
-from proxy.policy.verdict import Reply
+from proxy.replies import Reply
 
 Macros = Mapping[str, str]
 """Macro values from the MTA, keyed without braces: "i", "j", "auth_authen", "client_addr"…"""

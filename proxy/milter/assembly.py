@@ -11,7 +11,7 @@ from __future__ import annotations
 from types import MappingProxyType
 
 from proxy.milter.application import MilterTransaction
-from proxy.policy.verdict import Reply
+from proxy.replies import Reply
 
 
 class MessageAssembly:

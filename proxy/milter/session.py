@@ -29,7 +29,7 @@ from proxy.milter.commands import (
 )
 from proxy.milter.options import MilterOptions, Negotiated, negotiate
 from proxy.milter.wire import ProtocolError, ProtocolFlag
-from proxy.policy.verdict import Replies, Reply
+from proxy.replies import Replies, Reply
 
 log = structlog.get_logger("sendwarden.milter")
 
@@ -37,7 +37,7 @@ READ_SIZE = 65536
 _CONNECTION_MACROS = (wire.SMFIC_CONNECT, wire.SMFIC_HELO)
 # Postfix sends a handful of macros per stage; a peer that defines thousands is not an MTA.
 MAX_MACROS = 1000
-TOO_MANY_RECIPIENTS = Reply(452, "4.5.3", "Too many recipients")
+TOO_MANY_RECIPIENTS = Replies.too_many_recipients()
 
 
 class AppFailed(Exception):

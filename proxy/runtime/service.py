@@ -44,7 +44,7 @@ from proxy.unsubscribe.intake import Intake
 from proxy.unsubscribe.token import TokenKeys
 from proxy.unsubscribe.web import UnsubscribeEndpoint
 from proxy.runtime.warmup import warm_up
-from proxy.transaction.deps import TransactionDeps
+from proxy.transaction.deps import JudgingDeps, TransactionDeps
 
 log = structlog.get_logger("sendwarden.service")
 PROXY_HEADER_TIMEOUT = 10.0
@@ -228,14 +228,16 @@ class Service:
     def _transaction_deps(self) -> TransactionDeps:
         """What the transaction code may use: rebuilt at each reload (masker, budget, resolver)."""
         return TransactionDeps(
-            facts=FactSources(resolver=self.resolver, store=self.store),
+            judging=JudgingDeps(
+                facts=FactSources(resolver=self.resolver, store=self.store),
+                unsubscribe_keys=self.unsubscribe_keys,
+                endpoints=self.endpoints,
+                token_days=self.config.file.unsubscribe.token_days,
+                policy_timeout=self.settings.policy_timeout,
+            ),
             pending_writes=self.pending_writes,
             quarantine=self.quarantine,
             notifier=self.notifier,
-            unsubscribe_keys=self.unsubscribe_keys,
-            endpoints=self.endpoints,
-            token_days=self.config.file.unsubscribe.token_days,
-            policy_timeout=self.settings.policy_timeout,
             masker=self.masker,
             metrics=self.metrics,
             worker=self.worker if self.reuse_port else None,

@@ -16,7 +16,7 @@ from proxy.policy.context import Context
 from proxy.policy.engine import judge
 from proxy.policy.verdict import Verdict
 from proxy.transaction import recipients
-from proxy.transaction.deps import TransactionDeps
+from proxy.transaction.deps import JudgingDeps
 from proxy.transaction.envelope import Transaction
 
 __all__ = ["Judgement", "evaluate"]
@@ -32,7 +32,7 @@ class Judgement:
     verdict: Verdict
 
 
-async def evaluate(deps: TransactionDeps, tx: Transaction, content: bytes, record: dict[str, Any]) -> Judgement:
+async def evaluate(deps: JudgingDeps, tx: Transaction, content: bytes, record: dict[str, Any]) -> Judgement:
     """Parse once, insert List-Unsubscribe where the policy asks, gather facts, judge."""
     t0 = time.perf_counter()
     message = Message.from_bytes(content)
@@ -56,7 +56,7 @@ async def evaluate(deps: TransactionDeps, tx: Transaction, content: bytes, recor
         auth_user=tx.auth_user,
         now=time.time(),
     )
-    facts = await gather(deps.facts, tx.policy, message, ctx, deps.policy_timeout)
+    facts = await gather(deps.facts, tx.policy, message, ctx, deps.policy_timeout, deps.providers) if deps.facts else None
     if facts:
         ctx = replace(ctx, facts=facts)
     try:

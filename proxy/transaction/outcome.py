@@ -8,12 +8,13 @@ verdict in their own protocol with these, so both fronts behave the same.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Awaitable, Callable, TypeVar
 
 import structlog
 
 from proxy.metrics import reply_class
-from proxy.policy.verdict import Action, Replies, Reply, Verdict
+from proxy.policy.verdict import Action, Verdict
+from proxy.replies import Replies, Reply
 from proxy.quarantine.files import Held, QuarantineError
 from proxy.transaction import recipients
 from proxy.transaction.deps import TransactionDeps
@@ -21,6 +22,22 @@ from proxy.transaction.envelope import Transaction
 from proxy.transaction.evaluate import Judgement
 
 log = structlog.get_logger("sendwarden.pipeline")
+T = TypeVar("T")
+
+
+async def act(verdict: Verdict, *, refuse: Callable[[Reply], T], hold: Callable[[], Awaitable[T]],
+              relay: Callable[[], Awaitable[T]]) -> T:
+    """The one dispatch from a verdict to its outcome, for the relay, the milter and `scan`:
+    reject and tempfail answer the verdict's reply (`refuse`, in the front's own protocol),
+    quarantine holds the message, relay sends it on. In monitor mode everything is relayed."""
+    action = verdict.effective
+    if action == Action.REJECT:
+        return refuse(verdict.reject_reply())
+    if action == Action.TEMPFAIL:
+        return refuse(verdict.tempfail_reply())
+    if action == Action.QUARANTINE:
+        return await hold()
+    return await relay()
 
 
 def findings_header(verdict: Verdict) -> bytes:

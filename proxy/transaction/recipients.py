@@ -21,10 +21,12 @@ import structlog
 from proxy.message.mime import Message
 from proxy.policy.checks import consent, frequency, optout
 from proxy.policy.checks.privacy import privacy_urls
+from proxy.policy import engine
 from proxy.policy.loader import Policy
-from proxy.policy.verdict import Action, Finding, Replies, Reply
+from proxy.policy.verdict import Action, Finding
+from proxy.replies import Replies, Reply
 from proxy.store.base import InvalidAddress, Query, StoreError
-from proxy.transaction.deps import TransactionDeps
+from proxy.transaction.deps import JudgingDeps, TransactionDeps
 from proxy.unsubscribe.headers import list_unsubscribe, token_scope, why_not
 
 
@@ -84,12 +86,13 @@ def findings(policy: Policy, p: Plan, stream: str, address: str, state: Any) -> 
 
 
 def decide(policy: Policy, stream: str, found: list[Finding]) -> Screening:
-    """Refuse the recipient when a finding's action is reject (and the policy enforces)."""
-    if policy.monitor:
+    """Refuse the recipient when the engine's verdict on its findings is reject (and the policy
+    enforces): the same engine and action mapping as for the message. Other actions go with the
+    message, whose verdict then includes these findings."""
+    verdict = engine.decide(policy, stream, found)
+    if verdict.effective != Action.REJECT:
         return Screening(None, found)
-    refusing = [f for f in found if policy.action(stream, f.rule) == Action.REJECT]
-    if not refusing:
-        return Screening(None, found)
+    refusing = [j.finding for j in verdict.deciding()]
     f_opts: frequency.FrequencyOptions = policy.options["frequency"]  # type: ignore[assignment]
     permanent = [f for f in refusing if f.rule != "frequency.exceeded" or f_opts.reply == "permanent"]
     first = (permanent or refusing)[0]
@@ -99,14 +102,14 @@ def decide(policy: Policy, stream: str, found: list[Finding]) -> Screening:
     return Screening(Replies.recipient_deferred(first.rule, reason), rule=first.rule)
 
 
-async def screen(deps: TransactionDeps, policy: Policy, p: Plan, stream: str, address: str) -> Screening:
+async def screen(deps: JudgingDeps, policy: Policy, p: Plan, stream: str, address: str) -> Screening:
     """The per-RCPT answer for one recipient, within the policy time budget."""
-    if not p.needed:
+    if not p.needed or deps.facts is None:  # nothing to ask, or `scan` offline (it says so)
         return Screening()
     try:
-        state = await asyncio.wait_for(deps.store.lookup(address, p.query, time.time()), deps.policy_timeout)
+        state = await asyncio.wait_for(deps.facts.store.lookup(address, p.query, time.time()), deps.policy_timeout)
     except InvalidAddress as exc:
-        return Screening(Reply(553, "5.1.3", f"Bad recipient address: {exc}"[:200]), rule="recipient.invalid")
+        return Screening(Replies.bad_recipient(str(exc)), rule="recipient.invalid")
     except (StoreError, TimeoutError) as exc:
         reason = str(exc) or "no answer in time"
         log.error("store_unavailable", during="rcpt", error=reason)
@@ -124,7 +127,7 @@ def unavailable(policy: Policy, stream: str, reason: str) -> Screening:
     return Screening(Replies.store_unavailable(reason), rule="lookup.failed")
 
 
-def list_unsubscribe_block(deps: TransactionDeps, policy: Policy, p: Plan, marketing: bool, rcpts: list[str],
+def list_unsubscribe_block(deps: JudgingDeps, policy: Policy, p: Plan, marketing: bool, rcpts: list[str],
                            message: Message) -> tuple[bytes, str]:
     """The List-Unsubscribe headers to prepend (b"" for none) and, when none, why not."""
     o: optout.OptoutOptions = policy.options["optout"]  # type: ignore[assignment]

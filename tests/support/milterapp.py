@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from proxy.milter import AddHeader, Decision, Family, InsertHeader, Macros, MilterApplication, MilterTransaction
-from proxy.policy.verdict import Replies, Reply
+from proxy.replies import Replies, Reply
 
 SUPPRESSED_REPLY = Replies.recipient_refused("optout.suppressed", "the recipient unsubscribed; remove them")
 TEMPFAIL_REPLY = Reply(451, "4.7.1", "Demo milter asks you to try again later")

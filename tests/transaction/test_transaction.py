@@ -24,7 +24,7 @@ from proxy.store.pending import PendingWrites
 from proxy.store.sqlite import SqliteStore
 from proxy.transaction import outcome, recipients
 from proxy.transaction.evaluate import evaluate
-from proxy.transaction.deps import TransactionDeps
+from proxy.transaction.deps import JudgingDeps, TransactionDeps
 from proxy.transaction.envelope import Recipient, Transaction, new_queue_id
 from proxy.unsubscribe.headers import Endpoints
 from tests.support.recipient_helpers import BARE, COMPLIANT, SENDER, policy
@@ -38,11 +38,10 @@ async def deps(tmp_path: Path):
     quarantine.open()
     notifier = Notifier(Notify(), "relay.example")
     pending = PendingWrites(5)
-    yield TransactionDeps(
-        facts=FactSources(Resolver(), store), pending_writes=pending, quarantine=quarantine, notifier=notifier,
-        unsubscribe_keys=None, endpoints=Endpoints(), token_days=30, policy_timeout=5, masker=AddressMasker("clear", b""),
-        metrics=Metrics(),
-    )
+    judging = JudgingDeps(FactSources(Resolver(), store), unsubscribe_keys=None, endpoints=Endpoints(), token_days=30,
+                          policy_timeout=5)
+    yield TransactionDeps(judging, pending_writes=pending, quarantine=quarantine, notifier=notifier,
+                          masker=AddressMasker("clear", b""), metrics=Metrics())
     quarantine.close()
     await pending.close()
     await store.close()
@@ -60,8 +59,8 @@ async def test_a_suppressed_recipient_is_refused_at_rcpt(deps: TransactionDeps) 
     await deps.store.add_consent([ConsentRecord(a, "shop", time.time() - 86400, "signup-form")
                                   for a in ("gone@example.org", "reader@example.org")], time.time())
     tx = transaction(policy(), [])
-    refused = await recipients.screen(deps, tx.policy, tx.ensure_plan(), tx.stream, "gone@example.org")
-    kept = await recipients.screen(deps, tx.policy, tx.ensure_plan(), tx.stream, "reader@example.org")
+    refused = await recipients.screen(deps.judging, tx.policy, tx.ensure_plan(), tx.stream, "gone@example.org")
+    kept = await recipients.screen(deps.judging, tx.policy, tx.ensure_plan(), tx.stream, "reader@example.org")
     assert refused.reply is not None and refused.reply.code == 550 and refused.rule == "optout.suppressed"
     assert kept.reply is None
 
@@ -69,14 +68,14 @@ async def test_a_suppressed_recipient_is_refused_at_rcpt(deps: TransactionDeps) 
 async def test_judged_then_held_or_counted_without_a_service(deps: TransactionDeps) -> None:
     tx = transaction(policy(frequency=""), ["reader@example.org"])
     record: dict[str, object] = {}
-    judgement = await evaluate(deps, tx, COMPLIANT, record)
+    judgement = await evaluate(deps.judging, tx, COMPLIANT, record)
     assert judgement.verdict.effective == Action.RELAY, judgement.verdict.rules
     await outcome.accepted(deps, tx, judgement)
     state = await deps.store.lookup("reader@example.org", tx.ensure_plan().query, time.time())
     assert sum(state.sends.values()) >= 1  # counted for the frequency cap
 
     bare = transaction(policy(), ["reader@example.org"])
-    judgement = await evaluate(deps, bare, BARE, {})
+    judgement = await evaluate(deps.judging, bare, BARE, {})
     assert judgement.verdict.action == Action.REJECT  # no unsubscribe: the policy says reject
     reply = await outcome.hold(deps, bare, judgement, BARE, record)
     assert reply.code == 250 and reply.enhanced == "2.6.0"
