@@ -9,14 +9,13 @@ to the working directory.
 from __future__ import annotations
 
 import ipaddress
-import re
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from proxy.tomlfile import ConfigError, read_toml, validate
+from proxy.tomlfile import ConfigError, parse_duration, read_toml, validate
 
 EMBEDDED = "embedded default"
 
@@ -150,16 +149,6 @@ class Smtp(_Strict):
     banner: str = "sendwarden ESMTP"
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.I)
-_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
-def parse_duration(text: str) -> float:
-    """'30d', '12h', '90m', '2w', '45s' → seconds. A bare number is refused: the unit matters."""
-    m = _DURATION.match(text)
-    if not m:
-        raise ValueError(f"{text!r}: expected a number and a unit (s, m, h, d or w), such as 30d or 12h")
-    return float(m.group(1)) * _UNIT[m.group(2).lower()]
 
 
 NotifyEvent = Literal["quarantined", "released", "release_failed", "deleted"]

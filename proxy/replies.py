@@ -160,6 +160,11 @@ class Replies:
         return Reply(451, "4.7.1", _clean(f"Rate limit reached, try again later: {reason}"))
 
     @staticmethod
+    def rate_refused(reason: str) -> Reply:
+        """A rate limit reached, and the policy says `rate.exceeded` = reject."""
+        return Reply(550, "5.7.1", _clean(f"Rate limit reached, refused by policy [rate.exceeded]: {reason}"))
+
+    @staticmethod
     def upstream_unavailable(reason: str) -> Reply:
         return Reply(451, "4.4.1", _clean(f"Upstream MTA not available, try again later: {reason}"))
 

@@ -20,7 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from proxy.policy.registry import CHECKS, FAMILY_OPTIONS, Check, Options
-from proxy.policy.rules import FAMILIES, RULES, family
+from proxy.policy.rules import FAMILIES, RULES, UNMAPPED_ACTIONS, family
 from proxy.policy.verdict import Action
 from proxy.tomlfile import ConfigError, read_toml, validate
 
@@ -185,6 +185,8 @@ def build(data: dict[str, Any], source: str) -> Policy:
         for rule in [*RULES, "*"]:
             stream_choice = _lookup({k: str(v) for k, v in stream.actions.items()}, rule) if stream.actions else None
             choice = stream_choice or _lookup(pf.actions, rule)
+            if not choice:
+                choice = UNMAPPED_ACTIONS.get(rule)
             table[rule] = Action.parse(choice) if choice else default_action
         action_table[name] = table
         checks[name] = tuple(

@@ -19,7 +19,7 @@ from proxy.transaction import outcome, recipients
 from proxy.transaction.evaluate import evaluate
 from proxy.transaction.envelope import Transaction, new_queue_id
 from proxy.transaction.outcome import findings_header
-from proxy.policy.verdict import Verdict
+from proxy.policy.verdict import Finding, Verdict
 from proxy.replies import EHLO_AUTH_BARE, EHLO_EXTENSIONS, Replies, Reply
 from proxy.outbound.upstream import Outgoing, Recipient, Result
 from proxy.smtp.datareader import DataResult
@@ -179,10 +179,15 @@ class RelayHandler:
         if user:
             keys["auth_user"] = user
         broken = await service.rate.check_message(traffic_class, keys)
+        carried: list[Finding] = []
         if broken is not None:
             service.metrics.rate_limited.labels(broken.name).inc()
             log.info("rate_limited", limit=broken.name, client=ip, key=broken.per)
-            return str(Replies.rate_limited(f"{broken.name} (messages per {broken.window:g}s per {broken.per})"))
+            limited = recipients.rate_exceeded(policy, stream.name,
+                                               f"{broken.name} (messages per {broken.window:g}s per {broken.per})")
+            if limited.reply is not None:
+                return str(limited.reply)
+            carried = limited.findings
         envelope.mail_from = address
         envelope.mail_options.extend(options)
         tx = Transaction(new_queue_id(), address, policy, stream.name, time.monotonic(), listener=self.listener,
@@ -191,6 +196,7 @@ class RelayHandler:
         tx.body_8bit = "BODY=8BITMIME" in options
         tx.traffic_class, tx.rate_keys = traffic_class, keys
         tx.inbound_only = inbound_only
+        tx.rcpt_findings.extend(carried)
         envelope.tx = tx  # type: ignore[attr-defined]
         server.in_transaction = True
         structlog.contextvars.bind_contextvars(queue_id=tx.queue_id)
@@ -209,9 +215,12 @@ class RelayHandler:
         broken = await self.service.rate.check_recipient(tx.traffic_class, tx.rate_keys, domain, domain not in tx.domains)
         if broken is not None:
             self.service.metrics.rate_limited.labels(broken.name).inc()
-            self.service.metrics.rcpt_refusals.labels("rate.exceeded").inc()
             log.info("rate_limited", limit=broken.name, key=broken.per)
-            return str(Replies.rate_limited(f"{broken.name} (per {broken.per})"))
+            limited = recipients.rate_exceeded(tx.policy, tx.stream, f"{broken.name} (per {broken.per})")
+            if limited.reply is not None:
+                self.service.metrics.rcpt_refusals.labels("rate.exceeded").inc()
+                return str(limited.reply)
+            tx.rcpt_findings.extend(limited.findings)
         tx.domains.add(domain)
         service = self.service
         try:

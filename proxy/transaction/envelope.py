@@ -47,7 +47,7 @@ class Transaction:
     inbound_only: bool = False  # the client may not relay: only sendwarden's own addresses
     local: list["Local"] = field(default_factory=list)  # recipients that are sendwarden itself
     plan: Plan | None = None  # the recipient-state lookups, fixed at the first RCPT
-    rcpt_findings: list[Finding] = field(default_factory=list)  # accepted with findings at RCPT
+    rcpt_findings: list[Finding] = field(default_factory=list)  # let in with findings at MAIL or RCPT
 
     @property
     def marketing(self) -> bool:

@@ -109,12 +109,36 @@ async def screen(deps: JudgingDeps, policy: Policy, p: Plan, stream: str, addres
     try:
         state = await asyncio.wait_for(deps.facts.store.lookup(address, p.query, time.time()), deps.policy_timeout)
     except InvalidAddress as exc:
-        return Screening(Replies.bad_recipient(str(exc)), rule="recipient.invalid")
+        return invalid(policy, stream, str(exc))
     except (StoreError, TimeoutError) as exc:
         reason = str(exc) or "no answer in time"
         log.error("store_unavailable", during="rcpt", error=reason)
         return unavailable(policy, stream, reason)
     return decide(policy, stream, findings(policy, p, stream, address, state))
+
+
+def invalid(policy: Policy, stream: str, reason: str) -> Screening:
+    """A recipient the store cannot file (`recipient.invalid`), decided like every RCPT-time
+    finding: refused with 553 5.1.3 (the code for a bad address) when the policy rejects it,
+    else accepted with the finding going to the message's verdict."""
+    finding = Finding("recipient.invalid", f"bad recipient address: {reason}"[:300], "correct or remove the address")
+    screening = decide(policy, stream, [finding])
+    if screening.reply is None:
+        return screening
+    return Screening(Replies.bad_recipient(reason), rule="recipient.invalid")
+
+
+def rate_exceeded(policy: Policy, stream: str, reason: str) -> Screening:
+    """A rate limit reached (`rate.exceeded`), with the action the policy gives it: tempfail
+    answers 451 4.7.1 and the client retries later, reject refuses for good, quarantine or
+    relay let the message or recipient in and carry the finding to the message's verdict (held,
+    or tagged). Rate limits protect the node and the upstream, so they hold in monitor mode too."""
+    action = policy.action(stream, "rate.exceeded")
+    if action == Action.TEMPFAIL:
+        return Screening(Replies.rate_limited(reason), rule="rate.exceeded")
+    if action == Action.REJECT:
+        return Screening(Replies.rate_refused(reason), rule="rate.exceeded")
+    return Screening(None, [Finding("rate.exceeded", f"rate limit reached: {reason}"[:300], "send more slowly")])
 
 
 def unavailable(policy: Policy, stream: str, reason: str) -> Screening:
