@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 import tomllib
+from dataclasses import astuple
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from proxy.metrics import Metrics
 from proxy.policy.loader import build
 from proxy.policy.verdict import Action
 from proxy.quarantine.files import Quarantine
+from proxy.replies import Replies
 from proxy.quarantine.notify import Notifier
 from proxy.store import GLOBAL, AddressNormalizer, ConsentRecord, Suppression
 from proxy.store.pending import PendingWrites
@@ -61,7 +63,8 @@ async def test_a_suppressed_recipient_is_refused_at_rcpt(deps: TransactionDeps) 
     tx = transaction(policy(), [])
     refused = await recipients.screen(deps.judging, tx.policy, tx.ensure_plan(), tx.stream, "gone@example.org")
     kept = await recipients.screen(deps.judging, tx.policy, tx.ensure_plan(), tx.stream, "reader@example.org")
-    assert refused.reply is not None and refused.reply.code == 550 and refused.rule == "optout.suppressed"
+    assert refused.reply is not None and refused.rule == "optout.suppressed"
+    assert (refused.reply.code, refused.reply.enhanced) == astuple(Replies.recipient_refused("r", "x"))[:2]
     assert kept.reply is None
 
 
@@ -78,6 +81,6 @@ async def test_judged_then_held_or_counted_without_a_service(deps: TransactionDe
     judgement = await evaluate(deps.judging, bare, BARE, {})
     assert judgement.verdict.action == Action.REJECT  # no unsubscribe: the policy says reject
     reply = await outcome.hold(deps, bare, judgement, BARE, record)
-    assert reply.code == 250 and reply.enhanced == "2.6.0"
+    assert (reply.code, reply.enhanced) == astuple(Replies.quarantined("x"))[:2]
     assert deps.quarantine.get(str(record["hold_id"])) is not None
     outcome.audit(deps, bare, reply, judgement.verdict, len(BARE), record, time.perf_counter())
