@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("sendwarden.smtp")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# The replies of every transaction, formatted once.
+SENDER_OK, RECIPIENT_OK, RESET_OK = str(Replies.sender_ok()), str(Replies.recipient_ok()), str(Replies.reset())
 
 
 def address_problem(address: str, smtputf8: bool) -> tuple[str, str]:
@@ -200,7 +202,7 @@ class RelayHandler:
         envelope.tx = tx  # type: ignore[attr-defined]
         server.in_transaction = True
         structlog.contextvars.bind_contextvars(queue_id=tx.queue_id)
-        return str(Replies.sender_ok())
+        return SENDER_OK
 
     async def handle_RCPT(self, server: "RelaySMTP", session: Session, envelope: Envelope, address: str, options: list[str]) -> str:
         tx: Transaction | None = getattr(envelope, "tx", None)
@@ -234,7 +236,7 @@ class RelayHandler:
         if local is not None:
             tx.local.append(local)
             envelope.rcpt_tos.append(address)
-            return str(Replies.recipient_ok())
+            return RECIPIENT_OK
         if tx.inbound_only:
             reply = Replies.auth_required() if service.auth_offered(server) else Replies.relay_denied()
             log.warning("relay_refused", client=client_ip(session), rcpt=service.masker(address), reply=str(reply))
@@ -248,12 +250,12 @@ class RelayHandler:
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(options)
         tx.recipients.append(Recipient(address, dict(server.pending_dsn)))
-        return str(Replies.recipient_ok())
+        return RECIPIENT_OK
 
     async def handle_RSET(self, server: "RelaySMTP", session: Session, envelope: Envelope) -> str:
         server.in_transaction = False
         structlog.contextvars.unbind_contextvars("queue_id")
-        return str(Replies.reset())
+        return RESET_OK
 
     async def handle_exception(self, error: Exception) -> str:
         # Never echo internals to the client (aiosmtpd's default does); log them instead.

@@ -89,6 +89,8 @@ def decide(policy: Policy, stream: str, found: list[Finding]) -> Screening:
     """Refuse the recipient when the engine's verdict on its findings is reject (and the policy
     enforces): the same engine and action mapping as for the message. Other actions go with the
     message, whose verdict then includes these findings."""
+    if not found:  # the common case: nothing to decide
+        return Screening()
     verdict = engine.decide(policy, stream, found)
     if verdict.effective != Action.REJECT:
         return Screening(None, found)

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import json
 
-import aiosmtplib
 import pytest
 
 from proxy.replies import Replies
 from tests.conftest import ROOT
+from tests.runtime.test_operations import send as send_message
 from tests.support.smtpclient import RawClient
 
 COMPLIANT = (ROOT / "examples" / "compliant.eml").read_bytes().replace(b"\n", b"\r\n")
@@ -25,17 +25,7 @@ def policy(actions: str) -> str:
 
 
 async def send(port: int, rcpts: list[str]) -> tuple[int, str]:
-    client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False, timeout=20)
-    await client.connect()
-    try:
-        _, text = await client.sendmail("news@shop.example.com", rcpts, COMPLIANT)
-        return 250, text
-    except aiosmtplib.SMTPRecipientsRefused as exc:
-        return exc.recipients[0].code, exc.recipients[0].message
-    except aiosmtplib.SMTPResponseException as exc:
-        return exc.code, exc.message
-    finally:
-        client.close()
+    return await send_message(port, COMPLIANT, rcpts=rcpts)
 
 
 @pytest.mark.parametrize("action, code, enhanced", [
