@@ -10,8 +10,10 @@ STAMP   := $(VENV)/.installed-stamp
 # system mail server on port 25; opendkim-tools: an independent DKIM verifier; iproute2 and
 # openssl: test namespaces and dev certificates; clamav-daemon: the ClamAV tests start clamd
 # themselves with a one-signature database; e2fsprogs: mkfs.ext4 for the small filesystem a
-# quarantine fills up).
-DEBS    := swaks postfix systemd opendkim-tools iproute2 openssl clamav-daemon e2fsprogs
+# quarantine fills up; prometheus: promtool checks and unit-tests docs/monitoring's alert rules.
+# Its package enables a Prometheus server (and node exporter) on systemd hosts: sysdeps stops and
+# disables them again, nothing of it runs for the tests).
+DEBS    := swaks postfix systemd opendkim-tools iproute2 openssl clamav-daemon e2fsprogs prometheus
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test deps sysdeps clean
@@ -31,7 +33,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # Install the Debian packages the tests use, only when one is missing. Postfix is preseeded to
-# "No configuration": no main.cf, so no mail daemon starts or listens on port 25.
+# "No configuration": no main.cf, so no mail daemon starts or listens on port 25. Only promtool
+# of the prometheus package is used: its server is stopped and disabled where systemd runs.
 sysdeps:
 	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -39,6 +42,9 @@ sysdeps:
 	  echo "postfix postfix/main_mailer_type select No configuration" | $(SUDO) debconf-set-selections && \
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	  if [ -d /run/systemd/system ]; then \
+	    $(SUDO) systemctl disable --now prometheus.service prometheus-node-exporter.service 2>/dev/null || true; \
+	  fi; \
 	fi
 
 clean:

@@ -63,7 +63,8 @@ class Listener(_Strict):
     # PROXY protocol v1/v2 (HAProxy, cloud balancers): the real client address comes from the
     # header, and policy applies to it. Without this, a PROXY line is just a bad command.
     proxy_protocol: bool = False
-    # Who may send the PROXY header (the balancers). Empty: anyone who can reach the listener.
+    # Who may send the PROXY header (the balancers). Required with proxy_protocol: a header
+    # from anyone else would let them claim any client address, relay_networks included.
     proxy_networks: list[str] = Field(default_factory=list)
 
     @field_validator("address")
@@ -71,6 +72,13 @@ class Listener(_Strict):
     def _address(cls, v: str) -> str:
         parse_hostport(v)
         return v
+
+    @model_validator(mode="after")
+    def _proxy_trust(self) -> "Listener":
+        if self.proxy_protocol and not self.proxy_networks:
+            raise ValueError(f"listener {self.name!r}: proxy_protocol = true needs proxy_networks "
+                             "(the balancers' addresses); without it anyone could claim any client address")
+        return self
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -104,6 +112,9 @@ class UpstreamSection(_Strict):
     verify: bool = True
     helo: str = ""
     pool_size: int = Field(default=4, ge=0, le=256)
+    # Pass the real client (address, HELO name, protocol) on with XFORWARD when the upstream
+    # offers it (Postfix: smtpd_authorized_xforward_hosts), so its log names that client.
+    xforward: bool = True
 
     @field_validator("url")
     @classmethod

@@ -7,11 +7,16 @@ collide). Names follow Prometheus conventions: `sendwarden_` prefix, `_total` fo
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from collections import Counter, deque
-from typing import Callable
+from pathlib import Path
+from typing import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter as PCounter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -42,6 +47,52 @@ class LastHour:
         return total
 
 
+# `sendwarden links check` runs as a oneshot (a systemd timer) and leaves its result here, in the
+# state directory; the relay exports it, so that an alert can see dead privacy links.
+LINK_CHECK_FILE = "links-check.json"
+
+
+def write_link_check(state_dir: Path, checked: int, dead: int, at: float) -> Path:
+    """Record a link check's result atomically (write, fsync, rename)."""
+    path = state_dir / LINK_CHECK_FILE
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump({"checked": checked, "dead": dead, "finished": at}, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+class LinkCheckCollector(Collector):
+    """The last link check's result, read at scrape time (a collector of its own rather than
+    gauges: the values live in a file another process writes). The file is read again only when
+    it changed (one stat per scrape); a missing or unreadable one reads as no check yet."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._seen: tuple[int, int] | None = None
+        self._values = (0.0, 0.0, 0.0)
+
+    def _read(self) -> tuple[float, float, float]:
+        try:
+            st = self.path.stat()
+            if (st.st_mtime_ns, st.st_size) != self._seen:
+                data = json.loads(self.path.read_text(encoding="utf-8"))
+                self._values = (float(data["checked"]), float(data["dead"]), float(data["finished"]))
+                self._seen = (st.st_mtime_ns, st.st_size)
+        except (OSError, ValueError, TypeError, KeyError):
+            self._values, self._seen = (0.0, 0.0, 0.0), None
+        return self._values
+
+    def collect(self) -> Iterator[Metric]:
+        checked, dead, finished = self._read()
+        yield GaugeMetricFamily("sendwarden_links_checked", "Privacy links the last `links check` probed", value=checked)
+        yield GaugeMetricFamily("sendwarden_links_dead", "Privacy links the last `links check` found dead", value=dead)
+        yield GaugeMetricFamily("sendwarden_links_check_timestamp_seconds",
+                                "When the last `links check` finished (Unix time; 0: none yet)", value=finished)
+
+
 class Metrics:
     ACTIONS = ("relay", "quarantine", "reject", "refused")
 
@@ -66,6 +117,10 @@ class Metrics:
         self.uptime = Gauge("sendwarden_uptime_seconds", "Seconds since the process started", registry=r)
         self.uptime.set_function(lambda: time.time() - self.started)
         self.last_hour = LastHour()
+
+    def watch_link_check(self, state_dir: Path) -> None:
+        """Export the result `sendwarden links check` left in the state directory."""
+        self.registry.register(LinkCheckCollector(state_dir / LINK_CHECK_FILE))
 
     def message(self, stream: str, action: str) -> None:
         self.messages.labels(stream, action).inc()

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from typing import Any
 
 from proxy.commands.storecli import add_common, run
+from proxy.config import load_config
+from proxy.metrics import write_link_check
 from proxy.outbound.linkprobe import probe_links
 from proxy.store.base import PrivacyLink, RecipientStore
 
@@ -32,6 +35,10 @@ def cmd_links_check(args: argparse.Namespace) -> int:
 
     results = run(args, body)
     dead = [r for r in results if not r.alive]
+    try:  # for the relay's /metrics (sendwarden_links_dead), and so for alerts
+        write_link_check(load_config(args.config).state_dir, len(results), len(dead), time.time())
+    except OSError as exc:
+        print(f"sendwarden: the result was not recorded for /metrics: {exc}", file=sys.stderr)
     if args.json:
         for r in results:
             link: PrivacyLink = r.record

@@ -28,11 +28,17 @@ from proxy.transaction.release import Filters, Outcome, Reviewer, find, rules_of
 
 EXIT_INPUT, EXIT_FAILED = 1, 2
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+# Characters that reorder or hide text on the reviewer's screen: bidi embeddings, overrides and
+# isolates (`Invoice <U+202E>gpj.exe` reads as "Invoice exe.jpg"), marks, line and paragraph
+# separators, zero-width and invisible characters. Shown by their code point, so the reviewer
+# sees that they are there. (ZWJ/ZWNJ stay: emoji and several scripts need them.)
+_HIDDEN = re.compile("[\u00ad\u061c\u180e\u200b\u200e\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb]")
 
 
 def safe(text: str) -> str:
-    """Text from a message, made harmless for a terminal (no escape sequences, no surrogates)."""
-    return _CONTROL.sub("?", text)
+    """Text from a message, made harmless for a terminal (no escape sequences, no surrogates)
+    and for a reader (no bidi tricks or invisible characters: they show as <U+XXXX>)."""
+    return _HIDDEN.sub(lambda m: f"<U+{ord(m.group(0)):04X}>", _CONTROL.sub("?", text))
 
 
 def actor(args: argparse.Namespace) -> tuple[str, str]:
@@ -134,6 +140,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     _, q, reviewer = setup(args)
     row = _row(q, args.id)
     if args.raw:
+        if sys.stdout.isatty() and not args.force:
+            raise CliError("--raw writes the message's exact bytes, escape sequences included: not to a terminal; "
+                           "redirect it to a file or a pager (or add --force)")
         raw = _raw(q, args.id)
         reviewer.revealed(args.id, "raw bytes")
         sys.stdout.flush()
@@ -303,7 +312,9 @@ def register(sub: Any) -> None:
     p = qsub.add_parser("show", parents=[common], help="one message: envelope, findings, headers, body as text, links, attachments")
     p.add_argument("id")
     p.add_argument("--reveal", action="store_true", help="show recipient addresses in clear (logged)")
-    p.add_argument("--raw", action="store_true", help="print the exact stored bytes (logged, as it reveals addresses)")
+    p.add_argument("--raw", action="store_true", help="print the exact stored bytes (logged, as it reveals addresses); "
+                   "refused on a terminal unless --force")
+    p.add_argument("--force", action="store_true", help="with --raw: write to a terminal all the same")
     p.add_argument("--text", action="store_true", help="show the text/plain part instead of the rendered HTML")
     p.set_defaults(func=_errors_for_people(cmd_show))
 

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from proxy.audit import configure
 from proxy.commands.common import CliError, load
 from proxy.config import Config
 from proxy.dns import Resolver
@@ -123,8 +124,25 @@ async def judge_as_relay(config: Config, tx: Transaction, raw: bytes, online: bo
     return scan_result(verdict, await scan_reply(verdict), skipped, refused)
 
 
+class _Stderr:
+    """sys.stderr as it is at each write (the command also runs in-process, under pytest's
+    capture, which replaces and closes sys.stderr)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
 def cmd_scan(args: argparse.Namespace) -> int:
     config, policy = load(args.config, args.policy)
+    # Log lines (a check that failed, a pattern that ran out of time) go to stderr, so that
+    # stdout is the result alone (`--json` is parsed by scripts).
+    configure(config.file.audit.level, "auto", stream=_Stderr())
     raw = read_input(args.file)
     mail_from = args.mail_from or ""
     stream = policy.resolve_stream(listener=args.listener or "", user=args.user, sender=mail_from)

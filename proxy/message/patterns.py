@@ -14,7 +14,9 @@ is the pattern tried, so a clean 7 KB text costs a fraction of a millisecond how
 the lists are. A regular expression term should start with a word or an alternation of words
 (`(?:buy|order)\\s+...`) so that it has such first words; one that does not makes every scan
 of its set run the pattern over the whole text. Scan text with `normalise()` first: lower
-case, whitespace collapsed.
+case, whitespace collapsed. A set with a regular expression term runs on the time-limited
+engine of opsregex.py (a term that runs out of time raises PatternTimeout); a set of words
+only stays on `re`: its trie cannot backtrack badly.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ import re._constants as _sre  # the stdlib's regex parser: to find a regex term'
 import re._parser as _sre_parse
 from bisect import bisect_right
 from itertools import accumulate
-from typing import Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+from proxy.message.opsregex import OpsPattern, PatternError
 
 ALLOW = "allow"
 _SEP = "\x00"  # a space or hyphen inside a term, in the trie
@@ -98,9 +102,13 @@ class TermSet:
     covered by an allowed phrase."""
 
     def __init__(self, body: str, labels: tuple[tuple[str, str], ...], size: int,
-                 exact: dict[str, frozenset[str] | None], prefixes: tuple[str, ...], anchored: bool) -> None:
-        self.pattern = re.compile(rf"(?<!\w)(?:{body})(?!\w)")
-        self._at = re.compile(rf"(?:{body})(?!\w)").match
+                 exact: dict[str, frozenset[str] | None], prefixes: tuple[str, ...], anchored: bool,
+                 ops_regex: bool = False) -> None:
+        # Ops' own regular expressions are in the body: the time-limited engine (probed at load
+        # term by term already, so not again here).
+        self._compile: Any = (lambda src: OpsPattern(src, probe=False)) if ops_regex else re.compile
+        self.pattern = self._compile(rf"(?<!\w)(?:{body})(?!\w)")
+        self._at = self._compile(rf"(?:{body})(?!\w)").match
         self.size = size
         # The words a term starts with, each with the second words its terms go on with (None
         # when one of them is a single word): "your" counts only where "downline" occurs too.
@@ -108,9 +116,9 @@ class TermSet:
         self.prefixes = prefixes  # word beginnings a term starts with (wildcards, regexes)
         self.anchored = anchored  # False: some regex term has no known first word
         self._label_sources = labels
-        self._labels: tuple[tuple[str, re.Pattern[str]], ...] | None = None
+        self._labels: tuple[tuple[str, Any], ...] | None = None
 
-    def _hits(self, text: str, words: frozenset[str] | set[str] | None = None) -> list[re.Match[str]]:
+    def _hits(self, text: str, words: frozenset[str] | set[str] | None = None) -> list[Any]:
         if not self.anchored or (words is None and len(text) < _SHORT):
             return list(self.pattern.finditer(text))
         if words is None:
@@ -123,7 +131,7 @@ class TermSet:
             return []  # the common case: no term can start anywhere in the text
         # Try the pattern only where one of those words stands as a whole word.
         at = self._at
-        found: dict[int, re.Match[str]] = {}
+        found: dict[int, Any] = {}
         for word in starts:
             i = text.find(word)
             while i >= 0:
@@ -154,7 +162,7 @@ class TermSet:
         """Which label's terms match this hit (allow first). Runs only on hits, which are
         rare, so the per-label patterns are compiled on the first one."""
         if self._labels is None:
-            self._labels = tuple((label, re.compile(source)) for label, source in self._label_sources)
+            self._labels = tuple((label, self._compile(source)) for label, source in self._label_sources)
         for label, pattern in self._labels:
             if pattern.fullmatch(matched):
                 return label
@@ -200,9 +208,9 @@ def _regex_of(term: str) -> tuple[str | None, str | None]:
     if term.startswith("re:"):
         source = term[3:]
         try:
-            re.compile(source)
-        except re.error as exc:
-            raise TermError(f"{term!r}: not a valid regular expression: {exc}") from None
+            OpsPattern(source)
+        except PatternError as exc:
+            raise TermError(f"{term!r}: {exc}") from None
         return None, source
     if not term.strip():
         raise TermError("an empty term")
@@ -260,7 +268,7 @@ def compile_terms(labelled: Mapping[str, Iterable[str]]) -> TermSet:
             labels.append((label, "|".join(parts)))
     needs = {w: None if nxt is None else frozenset(nxt) for w, nxt in exact.items()}
     return TermSet(body, tuple(labels), len(keys) + len(regexes), needs,
-                   tuple(sorted(prefixes)), anchored)
+                   tuple(sorted(prefixes)), anchored, ops_regex=bool(regexes))
 
 
 class LinkWords:

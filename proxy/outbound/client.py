@@ -5,7 +5,7 @@ re-normalises every message with regular expressions (about 0.7 ms for 30 KB). T
 sends many messages over a few pooled connections to one MTA, so this small client does only
 what that needs and does it in as few round trips as RFC 2920 allows:
 
-    [RSET] MAIL FROM, RCPT TO..., DATA   one write, then one reply each
+    [RSET] [XFORWARD] MAIL FROM, RCPT TO..., DATA   one write, then one reply each
     the message, dot-stuffed, and "."    one write, then the final reply
 
 The message bytes are canonical already (CRLF lines: the DATA reader, and the quarantine's
@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import re
 import ssl
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 __all__ = ["ClientError", "Connection", "Outcome", "Stale", "open_connection"]
 
@@ -45,6 +45,7 @@ class Outcome:
     delivered: bool
     stage: str  # "mail", "rcpt", "data" (the DATA command) or "end" (after the message)
     rcpt: str = ""  # the refused recipient, when stage == "rcpt"
+    xforward: str = ""  # the upstream's refusal of XFORWARD ("501 ..."), when it refused it
 
 
 @dataclass
@@ -134,16 +135,19 @@ class Connection:
 
     # -- one message ----------------------------------------------------------------------------
 
-    async def transaction(self, mail: str, rcpts: list[tuple[str, str]], data: bytes, data_timeout: float) -> Outcome:
+    async def transaction(self, mail: str, rcpts: list[tuple[str, str]], data: bytes, data_timeout: float,
+                          xforward: list[str] | None = None) -> Outcome:
         """Send one message. `mail` is "<sender> PARAMS", each recipient ("<rcpt> PARAMS",
-        address); `data` the message with CRLF lines, not dot-stuffed. Raises Stale when a
-        reused connection is found dead before the message went out, ClientError (or OSError,
-        TimeoutError) when the upstream failed during the transaction."""
-        commands = [f"MAIL FROM:{mail}", *(f"RCPT TO:{r}" for r, _ in rcpts), "DATA"]
+        address); `data` the message with CRLF lines, not dot-stuffed; `xforward` the XFORWARD
+        commands that go first (proxy/outbound/xforward.py). XFORWARD only changes what the
+        upstream logs: its refusal is reported in the Outcome and the message still goes.
+        Raises Stale when a reused connection is found dead before the message went out,
+        ClientError (or OSError, TimeoutError) when the upstream failed during the transaction."""
+        preamble = ["RSET"] if self.needs_rset else []
+        preamble += xforward or []
+        commands = [*preamble, f"MAIL FROM:{mail}", *(f"RCPT TO:{r}" for r, _ in rcpts), "DATA"]
         if any(_CONTROL.search(c) for c in commands):
             raise ValueError("control characters in an envelope address or parameter")
-        if self.needs_rset:
-            commands.insert(0, "RSET")
         reused, self.used = self.used, True
         wire = [c.encode("utf-8") for c in commands]
         try:
@@ -152,10 +156,10 @@ class Connection:
                 replies = await self._replies(len(wire), self.command_timeout)
             else:
                 replies = []
-                for cmd in wire:
+                for i, cmd in enumerate(wire):
                     self._write(cmd + b"\r\n")
                     replies.append((await self._replies(1, self.command_timeout))[0])
-                    if replies[-1][0] >= 400 and cmd != b"RSET":
+                    if replies[-1][0] >= 400 and i >= len(preamble):
                         break
         except (ClientError, OSError) as exc:
             if reused:
@@ -166,17 +170,22 @@ class Connection:
             if rset[0] != 250:
                 raise ClientError(f"the upstream refused RSET: {rset[0]} {rset[1]}")
             self.needs_rset = False
+        refused_xforward = ""
+        for code, text in replies[: len(xforward or [])]:
+            if code >= 300 and not refused_xforward:
+                refused_xforward = f"{code} {' '.join(text.split())}"
+        replies = replies[len(xforward or []):]
         refusal = _refusal(replies, rcpts)
         if refusal is not None:
             if replies[-1][0] == 354 and len(replies) == len(rcpts) + 2:
                 self.close()  # said 354 all the same: only a closed connection aborts it now
             else:
                 self.needs_rset = True
-            return refusal
+            return replace(refusal, xforward=refused_xforward)
         self._write(_stuffed(data) + b".\r\n")
         async with asyncio.timeout(data_timeout):
             code, text = await self._reply()
-        return Outcome(code, text, 200 <= code < 300, "end")
+        return Outcome(code, text, 200 <= code < 300, "end", xforward=refused_xforward)
 
 
 def _refusal(replies: list[tuple[int, str]], rcpts: list[tuple[str, str]]) -> Outcome | None:

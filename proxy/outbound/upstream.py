@@ -28,7 +28,9 @@ import structlog
 
 from proxy.config import Config, parse_hostport
 from proxy.replies import Replies, Reply
+from proxy.outbound import xforward
 from proxy.outbound.client import ClientError, Connection, Stale, open_connection
+from proxy.outbound.xforward import Origin
 
 log = structlog.get_logger("sendwarden.relay")
 _ENHANCED = re.compile(r"^([245]\.\d{1,3}\.\d{1,3})\s+(.*)$", re.S)
@@ -51,6 +53,7 @@ class Outgoing:
     smtputf8: bool = False
     body_8bit: bool = False
     dsn: dict[str, str] = field(default_factory=dict)
+    origin: Origin | None = None  # the real client, passed on with XFORWARD where offered
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +105,7 @@ class SmtpUpstream:
         connect_timeout: float = 15,
         command_timeout: float = 60,
         data_timeout: float = 120,
+        xforward: bool = True,
     ) -> None:
         self.host, self.port = parse_hostport(url[len("smtp://"):].rstrip("/"), 25)
         self.helo = helo
@@ -111,6 +115,7 @@ class SmtpUpstream:
         self.connect_timeout = connect_timeout
         self.command_timeout = command_timeout
         self.data_timeout = data_timeout
+        self.xforward = xforward
         self._idle: list[tuple[Connection, float]] = []
         self._tls = ssl.create_default_context()
         if not verify:
@@ -169,6 +174,12 @@ class SmtpUpstream:
             rcpts.append((f"<{rcpt.address}>{params}", rcpt.address))
         return " ".join([f"<{sender}>", *opts]), rcpts
 
+    def _xforward(self, conn: Connection, msg: Outgoing) -> list[str]:
+        """XFORWARD commands for the message's client, when on and the upstream offers it."""
+        if not self.xforward or msg.origin is None or not conn.supports("XFORWARD"):
+            return []
+        return xforward.commands(conn.extensions["XFORWARD"], msg.origin)
+
     async def send(self, msg: Outgoing, queue_id: str) -> Result:
         for attempt in (1, 2):
             try:
@@ -183,8 +194,10 @@ class SmtpUpstream:
                     reusable = True
                     return Result(Replies.upstream_no_smtputf8(), False, "no SMTPUTF8", 550)
                 mail, rcpts = self._envelope(conn, msg)
-                outcome = await conn.transaction(mail, rcpts, msg.data, self.data_timeout)
+                outcome = await conn.transaction(mail, rcpts, msg.data, self.data_timeout, self._xforward(conn, msg))
                 reusable = conn.is_open
+                if outcome.xforward:
+                    log.warning("upstream_xforward_refused", queue_id=queue_id, upstream=repr(self), reply=outcome.xforward)
                 text = f"{outcome.code} {' '.join(outcome.text.split())}"
                 if outcome.delivered:
                     return Result(Replies.relayed(queue_id, text), True, text, outcome.code)
@@ -287,12 +300,14 @@ class MaildirUpstream:
 
 
 def make_upstream(url: str, *, helo: str, starttls: str, verify: bool, pool_size: int,
-                  connect_timeout: float, command_timeout: float, data_timeout: float) -> Upstream:
+                  connect_timeout: float, command_timeout: float, data_timeout: float,
+                  xforward: bool = True) -> Upstream:
     if url.startswith("maildir:"):
         return MaildirUpstream(Path(url[len("maildir:"):]))
     return SmtpUpstream(
         url, helo=helo, starttls=starttls, verify=verify, pool_size=pool_size,
         connect_timeout=connect_timeout, command_timeout=command_timeout, data_timeout=data_timeout,
+        xforward=xforward,
     )
 
 
@@ -309,6 +324,7 @@ def upstream_for(config: Config) -> Upstream:
         connect_timeout=f.timeouts.upstream_connect,
         command_timeout=f.timeouts.upstream_command,
         data_timeout=f.timeouts.upstream_data,
+        xforward=f.upstream.xforward,
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import structlog
 
 from proxy.message.mime import Message
+from proxy.message.opsregex import PatternTimeout
 from proxy.policy.loader import Policy
 from proxy.policy.registry import Context
 from proxy.policy.verdict import Action, Finding, Judged, Verdict
@@ -24,6 +25,9 @@ def findings(policy: Policy, message: Message, ctx: Context) -> list[Finding]:
         try:
             for f in chk.run(message, ctx, opts):
                 found.append(f)
+        except PatternTimeout as exc:  # an ops pattern ran out of time on this text: one line, no traceback
+            log.warning("pattern_timeout", check=chk.name, pattern=exc.source[:200])
+            found.append(Finding("check.error", f"check {chk.name}: {exc}"))
         except Exception as exc:  # a broken check must never let the message through unjudged
             log.error("check_failed", check=chk.name, error=repr(exc), exc_info=True)
             found.append(Finding("check.error", f"check {chk.name} failed: {type(exc).__name__}"))

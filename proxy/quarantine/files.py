@@ -13,6 +13,14 @@ Layout (directory 0700, files 0600; recipient addresses are personal data):
 IDs are opaque: 12 hex digits of milliseconds, then 12 random hex digits; sortable by age and
 never a path.
 
+The service user writes here and an admin (often root) reads, so nothing in the directory is
+trusted to be what its name says: held files, the index and the lock file are opened without
+following a link (O_NOFOLLOW, and the msg/ directory too, through its descriptor), and must be
+regular files owned by the quarantine directory's owner; a held file must have one link. A
+planted symlink or hard link (to /etc/shadow, say) is refused with a QuarantineError instead of
+being printed by `show --raw` or mailed by `release`. SQLite opens the index by name, so for it
+the same checks run just before it is opened (and on its -wal and -shm files).
+
 A message's status moves  held → releasing → released  (or back to held when the upstream
 refuses), and  held | released → deleted. Each move is one conditional UPDATE, so two reviewers
 acting at once cannot both win: the release claim (releasing, with a token) is taken before
@@ -22,12 +30,14 @@ anything is sent, which is what makes a release happen exactly once.
 from __future__ import annotations
 
 import asyncio
+import errno
 import fcntl
 import json
 import os
 import re
 import secrets
 import sqlite3
+import stat
 import threading
 import time
 from contextlib import contextmanager
@@ -100,6 +110,52 @@ def _discard(path: Path) -> None:
         pass
 
 
+def _refuse_unless_own_file(fd: int, name: str, owner: int, single_link: bool = False) -> None:
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        raise QuarantineError(f"{name}: not a regular file; refusing to use it")
+    if st.st_uid != owner:
+        raise QuarantineError(f"{name}: owned by uid {st.st_uid}, not by the quarantine's owner (uid {owner}); refusing to use it")
+    if single_link and st.st_nlink != 1:
+        raise QuarantineError(f"{name}: has {st.st_nlink} links (a held file has one); refusing to use it")
+
+
+def open_own_file(directory: Path, name: str, flags: int, owner: int, single_link: bool = False, mode: int = 0o600) -> int:
+    """A descriptor of `directory/name`, opened without following a link in either part (a
+    FIFO does not block: O_NONBLOCK, cleared once it is known to be a regular file), checked
+    to be a regular file of `owner` (and with one link). Raises OSError or QuarantineError."""
+    dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        fd = os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, mode, dir_fd=dfd)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise QuarantineError(f"{directory / name}: is a symbolic link; refusing to follow it") from None
+        raise
+    finally:
+        os.close(dfd)
+    try:
+        _refuse_unless_own_file(fd, str(directory / name), owner, single_link)
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _check_by_name(path: Path, owner: int) -> None:
+    """For files only SQLite opens (by name): the same checks, just before it does."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(st.st_mode):
+        raise QuarantineError(f"{path}: is a symbolic link; refusing to follow it")
+    if not stat.S_ISREG(st.st_mode):
+        raise QuarantineError(f"{path}: not a regular file; refusing to use it")
+    if st.st_uid != owner:
+        raise QuarantineError(f"{path}: owned by uid {st.st_uid}, not by the quarantine's owner (uid {owner}); refusing to use it")
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -124,9 +180,14 @@ class Quarantine:
         try:
             self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
             self.msg_dir.mkdir(exist_ok=True, mode=0o700)
+            if os.path.islink(self.msg_dir):
+                raise QuarantineError(f"{self.msg_dir}: is a symbolic link; refusing to follow it")
+            owner = self.owner
+            for name in ("index.sqlite3", "index.sqlite3-wal", "index.sqlite3-shm"):
+                _check_by_name(self.directory / name, owner)
             db = sqlite3.connect(self.directory / "index.sqlite3", check_same_thread=False, isolation_level=None)
             if self._lock_fd is None:
-                self._lock_fd = os.open(self.directory / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+                self._lock_fd = open_own_file(self.directory, ".lock", os.O_RDWR | os.O_CREAT, owner)
                 fcntl.flock(self._lock_fd, fcntl.LOCK_SH)
             db.execute("PRAGMA busy_timeout=5000")
             db.execute("PRAGMA journal_mode=WAL")
@@ -138,6 +199,11 @@ class Quarantine:
             os.umask(old)
         db.row_factory = sqlite3.Row
         self._db = db
+
+    @property
+    def owner(self) -> int:
+        """Who the quarantine's files must belong to: the owner of its directory."""
+        return os.stat(self.directory).st_uid
 
     @property
     def is_open(self) -> bool:
@@ -224,8 +290,11 @@ class Quarantine:
             return self.db.execute("SELECT * FROM held WHERE id = ?", (hold_id,)).fetchone()
 
     def raw(self, hold_id: str) -> bytes:
+        name = self.path_of(hold_id).name
         try:
-            return self.path_of(hold_id).read_bytes()
+            fd = open_own_file(self.msg_dir, name, os.O_RDONLY, self.owner, single_link=True)
+            with os.fdopen(fd, "rb") as fh:
+                return fh.read()
         except FileNotFoundError:
             raise QuarantineError(f"{hold_id}: the stored message file is missing") from None
         except OSError as exc:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import urllib.parse
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Any, Iterable, Iterator
 
 from bs4 import BeautifulSoup, NavigableString, Tag
 
@@ -30,6 +30,11 @@ _SKIP = frozenset({"script", "style", "head", "title", "template", "noscript"})
 _RECIPIENT_HEADERS = frozenset({"to", "cc", "bcc", "delivered-to", "x-original-to", "resent-to", "resent-cc", "envelope-to"})
 _ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
 MAX_BODY_CHARS = 200_000
+# The view is total: whatever the HTML, it is rendered from at most MAX_HTML_CHARS of it (parse
+# time and memory stay bounded; 100,000 nested <div> once crashed the recursive walk), at most
+# MAX_BODY_CHARS of text and MAX_LINKS links come out, and the walk keeps its own stack.
+MAX_HTML_CHARS = 300_000  # bs4 builds about 30,000 tags a second here; newsletters are < 100 KB
+MAX_LINKS = 1_000
 
 
 def mask_address(address: str) -> str:
@@ -76,15 +81,32 @@ class Readable:
     has_text_alternative: bool
 
 
+def _gap(name: str) -> int:
+    return 2 if name in _PARAGRAPH else 1 if name in _LINE else 0
+
+
+def _clipped_text(tag: Tag, limit: int = 500) -> str:
+    """A link's text, at most `limit` characters of it (an anchor may wrap the whole body)."""
+    parts: list[str] = []
+    n = 0
+    for piece in tag.strings:
+        parts.append(piece)
+        n += len(piece)
+        if n >= limit:
+            break
+    return " ".join(parts)[:limit]
+
+
 def html_to_text(html: str) -> tuple[str, list[tuple[str, str]]]:
     """Readable text of an HTML body, links numbered as [n], and the list of those links."""
-    soup = BeautifulSoup(html, "lxml")
+    soup = BeautifulSoup(html[:MAX_HTML_CHARS], "lxml")
     links: list[tuple[str, str]] = []
     out: list[str] = []
     pending = 0  # newlines owed before the next text: blocks ask, text pays, never more than two
+    size = 0
 
     def emit(text: str) -> None:
-        nonlocal pending
+        nonlocal pending, size
         if not text.strip():
             if not pending and out and not out[-1].endswith(" "):
                 out.append(" ")
@@ -93,32 +115,48 @@ def html_to_text(html: str) -> tuple[str, list[tuple[str, str]]]:
             out.append("\n" * pending)
         pending = 0
         out.append(text)
+        size += len(text)
 
-    def walk(node: Tag) -> None:
+    def enter(tag: Tag) -> None:
         nonlocal pending
-        for child in node.children:
-            if isinstance(child, NavigableString):
-                if type(child) is NavigableString:  # not comments, CDATA, doctype
-                    emit(re.sub(r"\s+", " ", str(child)))
-                continue
-            if not isinstance(child, Tag) or child.name in _SKIP:
-                continue
-            gap = 2 if child.name in _PARAGRAPH else 1 if child.name in _LINE else 0
-            pending = max(pending, gap)
-            if child.name == "li":
-                emit("* ")
-            if child.name == "img" and child.get("alt"):
-                emit(f"[image: {child['alt']}]")
-            walk(child)
-            if child.name == "a" and child.get("href"):
-                links.append((" ".join(child.get_text(" ").split()), str(child["href"]).strip()))
-                emit(f" [{len(links)}]")
-            elif child.name in ("td", "th"):
-                emit("  ")
-            pending = max(pending, gap)
+        pending = max(pending, _gap(tag.name))
+        if tag.name == "li":
+            emit("* ")
+        if tag.name == "img" and tag.get("alt"):
+            emit(f"[image: {tag['alt']}]")
 
-    walk(soup)
+    def leave(tag: Tag) -> None:
+        nonlocal pending
+        if tag.name == "a" and tag.get("href") and len(links) < MAX_LINKS:
+            links.append((" ".join(_clipped_text(tag).split()), str(tag["href"]).strip()))
+            emit(f" [{len(links)}]")
+        elif tag.name in ("td", "th"):
+            emit("  ")
+        pending = max(pending, _gap(tag.name))
+
+    # Depth-first with an explicit stack (no recursion, whatever the nesting).
+    open_tags: list[Tag] = []
+    stack: list[Iterator[Any]] = [iter(soup.children)]
+    while stack and size < MAX_BODY_CHARS:
+        child = next(stack[-1], None)
+        if child is None:
+            stack.pop()
+            if open_tags:
+                leave(open_tags.pop())
+            continue
+        if isinstance(child, NavigableString):
+            if type(child) is NavigableString:  # not comments, CDATA, doctype
+                emit(re.sub(r"\s+", " ", str(child)))
+            continue
+        if not isinstance(child, Tag) or child.name in _SKIP:
+            continue
+        enter(child)
+        open_tags.append(child)
+        stack.append(iter(child.children))
     lines = [" ".join(line.split()) for line in "".join(out).split("\n")]
+    if len(html) > MAX_HTML_CHARS or stack:
+        lines.append(f"\n[the review view ends here: it renders at most {MAX_HTML_CHARS:,} characters of HTML and "
+                     f"{MAX_BODY_CHARS:,} of text; --raw shows the whole message]")
     return "\n".join(lines).strip(), links
 
 
@@ -133,7 +171,7 @@ def readable(raw: bytes, masker: Masker, prefer: str = "html") -> Readable:
         body, links = html_to_text(html)
     elif text.strip():
         kind = "text"
-        body, links = text, [("", link.href) for link in text_links(text)]
+        body, links = text, [("", link.href) for link in text_links(text)[:MAX_LINKS]]
     else:
         kind, body, links = "none", "", []
     return Readable(

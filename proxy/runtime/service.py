@@ -165,6 +165,7 @@ class Service:
         self._recipient_state(config)
         self._share_rate_limits()
         self.metrics = Metrics()
+        self.metrics.watch_link_check(config.state_dir)
         self.systemd = SystemdNotifier()
         # Quarantine and release events for people (a command or a webhook).
         self.notifier = Notifier(config.file.quarantine.notify, config.file.hostname)
@@ -391,7 +392,9 @@ class Service:
             for sock in server.sockets:
                 addr = sock.getsockname()
                 self.addresses.append((addr[0], addr[1]))
-                log.info("listening", listener=listener.name, address=f"{addr[0]}:{addr[1]}", proxy_protocol=listener.proxy_protocol)
+                log.info("listening", listener=listener.name, address=f"{addr[0]}:{addr[1]}",
+                         proxy_protocol=listener.proxy_protocol,
+                         proxy_networks=listener.proxy_networks if listener.proxy_protocol else [])
         metrics = self.config.file.metrics
         if metrics.address and self.worker == 0:
             from proxy.runtime.opsweb import OpsServer

@@ -22,6 +22,7 @@ from proxy.transaction.outcome import findings_header
 from proxy.policy.verdict import Finding, Verdict
 from proxy.replies import EHLO_AUTH_BARE, EHLO_EXTENSIONS, Replies, Reply
 from proxy.outbound.upstream import Outgoing, Recipient, Result
+from proxy.outbound.xforward import Origin
 from proxy.smtp.datareader import DataResult
 from proxy.smtp.server import protocol_names
 from proxy.unsubscribe.intake import Refused
@@ -320,6 +321,7 @@ class RelayHandler:
             smtputf8=tx.smtputf8,
             body_8bit=tx.body_8bit,
             dsn=tx.mail_dsn,
+            origin=Origin(addr=tx.client_ip, helo=tx.helo, proto=tx.proto),  # for XFORWARD
         )
         t1 = time.perf_counter()
         try:

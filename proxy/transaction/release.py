@@ -31,6 +31,7 @@ from proxy.store import from_config as store_from_config
 from proxy.policy.verdict import Action, Verdict
 from proxy.quarantine.files import Quarantine, QuarantineError
 from proxy.outbound.upstream import Outgoing, Recipient, Result, Upstream, upstream_budget
+from proxy.outbound.xforward import Origin
 
 log = structlog.get_logger("sendwarden.review")
 
@@ -190,6 +191,9 @@ class Reviewer:
                 smtputf8=bool(row["smtputf8"]),
                 body_8bit=not raw.isascii(),
                 dsn=json.loads(row["mail_dsn"]),
+                # The client that sent it, as recorded when it was held: the MTA logs that
+                # client for the release too, not the reviewer's machine.
+                origin=Origin(addr=row["client"] or "", helo=row["helo"] or "", proto=row["proto"] or ""),
             )
             sending = True
             result = await self._send(out, row["queue_id"])

@@ -60,3 +60,34 @@ async def test_links_check_all_alive_exits_zero(tmp_path, http: Server, cli_env)
     await store.close()
     rc, out = await run_cli(cli_env, "--config", str(config))
     assert rc == 0 and out.startswith("1 privacy link(s) inside their 30-day window; 0 dead"), out
+
+
+async def test_the_result_reaches_the_relays_metrics(tmp_path, http: Server, cli_env, start_relay) -> None:  # noqa: F811
+    """The oneshot leaves its result in the state directory; the running relay exports it as
+    sendwarden_links_dead / _checked / _check_timestamp_seconds (the alert in docs/monitoring)."""
+    from prometheus_client import generate_latest
+
+    from proxy.config import load_config
+    from proxy.store import from_config
+
+    config = tmp_path / "sendwarden.toml"
+    config.write_text(f'state_dir = "{tmp_path / "var"}"\n')
+    relay = await start_relay()  # the same state directory (tests/conftest.make_config)
+    assert relay.config.state_dir == tmp_path / "var"
+
+    def scrape() -> dict[str, float]:
+        lines = generate_latest(relay.metrics.registry).decode().splitlines()
+        return {k: float(v) for k, v in (line.split() for line in lines if line.startswith("sendwarden_links"))}
+
+    assert scrape() == {"sendwarden_links_checked": 0, "sendwarden_links_dead": 0,
+                        "sendwarden_links_check_timestamp_seconds": 0}
+    store = from_config(load_config(config))
+    await store.open()
+    await store.record_privacy_links("shop.example.com", [f"{http.base}/privacy", f"{http.base}/dead"], time.time())
+    await store.close()
+    before = time.time()
+    rc, out = await run_cli(cli_env, "--config", str(config))
+    assert rc == 2, out
+    got = scrape()
+    assert got["sendwarden_links_checked"] == 2 and got["sendwarden_links_dead"] == 1
+    assert before <= got["sendwarden_links_check_timestamp_seconds"] <= time.time()

@@ -28,10 +28,12 @@ async def serve(script: Script) -> tuple[asyncio.AbstractServer, int]:
     return server, server.sockets[0].getsockname()[1]
 
 
-async def greet(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, pipelining: bool) -> None:
+async def greet(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, pipelining: bool,
+                extensions: bytes = b"") -> None:
+    """The greeting and the EHLO reply; `extensions`: more "250-KEYWORD PARAMS\\r\\n" lines."""
     writer.write(b"220 test ESMTP\r\n")
     await reader.readuntil(b"\r\n")  # EHLO
-    writer.write(b"250-test\r\n" + (b"250-PIPELINING\r\n" if pipelining else b"") + b"250 SIZE 1000000\r\n")
+    writer.write(b"250-test\r\n" + (b"250-PIPELINING\r\n" if pipelining else b"") + extensions + b"250 SIZE 1000000\r\n")
 
 
 async def test_pipelined_commands_arrive_before_any_reply() -> None:

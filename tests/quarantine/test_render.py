@@ -58,3 +58,11 @@ async def test_show_output_carries_no_escape_sequences(tmp_path, start_relay, si
         assert r.code == 0 and "\x1b" not in r.out and "\x07" not in r.out
     shown = await env.cli("quarantine", "show", hold_id)
     assert "Subject: Sale ?[2J?]0;owned?" in shown.out and "?[31mred" in shown.out
+
+
+def test_deep_nesting_renders_without_recursion_and_bidi_is_named() -> None:
+    n = 20_000
+    html = "<html><body>" + "<div>" * n + "deep <a href='https://x.example/'>here</a>" + "</div>" * n + "</body></html>"
+    assert html_to_text(html) == ("deep here [1]", [("here", "https://x.example/")])
+    assert safe("Invoice \u202egpj.exe\u200b") == "Invoice <U+202E>gpj.exe<U+200B>"
+    assert safe("family \U0001F468\u200d\U0001F469") == "family \U0001F468\u200d\U0001F469"  # ZWJ stays

@@ -281,3 +281,27 @@ async def test_relayed_message_is_not_held(qenv: QEnv, sink) -> None:
     assert "relayed" in text and len(sink.received) == 1
     r = await qenv.cli("quarantine", "list", "--status", "all", "--json")
     assert r.out == ""
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["local", "shared"])
+async def test_release_passes_the_held_client_on_with_xforward(request, tmp_path, start_relay, sink, cli_env,
+                                                                shared: bool) -> None:
+    """The MTA logs the client that sent the message, as the quarantine recorded it, not the
+    machine the reviewer released it from."""
+    import aiosmtplib
+
+    store = request.getfixturevalue("pg_url") if shared else ""
+    env = await make_env(tmp_path, start_relay, sink, cli_env, relay_extra={"relay_networks": ["127.0.0.0/8"]},
+                         store=store)
+    sink.behaviour.xforward = "NAME ADDR PROTO HELO"
+    client = aiosmtplib.SMTP(hostname="127.0.0.1", port=env.relay.port, start_tls=False,
+                             local_hostname="app.example.com", source_address=("127.0.0.2", 0))
+    await client.connect()
+    _, text = await client.sendmail("news@shop.example.com", ["reader@example.org"], PLAIN)
+    await client.quit()
+    hold_id = text.split("id=")[1].split()[0]
+    r = await env.cli("quarantine", "release", hold_id)
+    assert r.code == 0, r.err
+    assert len(sink.received) == 1
+    assert [c for c in sink.commands if c.startswith("XFORWARD")] == [
+        "XFORWARD NAME=[UNAVAILABLE] ADDR=127.0.0.2 PROTO=ESMTP HELO=app.example.com"]

@@ -21,7 +21,10 @@ from structlog.testing import capture_logs
 
 from proxy.smtp.auth import hash_password
 from proxy.config import Config, ConfigFile
+from tests.conftest import SENDWARDEN
+from tests.reliability.conftest import record
 from tests.reliability.harness import POLICY, SENDER, make_message
+from tests.runtime.test_serve_process import free_port
 from tests.support.sink import Sink
 from tests.support.smtpclient import RawClient
 
@@ -194,3 +197,45 @@ async def test_message_and_key_files_are_for_the_owner_only(serve, sink: Sink, t
     assert exposed == []
     for d in [state / "quarantine", *[p for p in (state / "quarantine").rglob("*") if p.is_dir()]]:
         assert d.stat().st_mode & 0o077 == 0, f"{d} {stat.filemode(d.stat().st_mode)}"
+
+
+async def test_a_proxy_listener_without_trusted_balancers_is_refused_at_start(tmp_path, sink: Sink, cli_env) -> None:
+    """`proxy_protocol = true` with no `proxy_networks` would take a PROXY header from anyone, so
+    `PROXY TCP4 127.0.0.1 ...` sent from 127.0.0.2 would relay. The configuration is refused
+    with one line naming the listener; with the balancers named, a header from anyone else is
+    refused and the start-up log names whom the listener trusts."""
+    from tests.reliability.serveproc import ServeProcess
+
+    open_lb = ServeProcess(tmp_path, sink.url, cli_env, {"relay_networks": ["127.0.0.1/32"],
+                                                         "listeners": [{"name": "lb", "address": "127.0.0.1:0",
+                                                                        "proxy_protocol": True}]})
+    proc = await asyncio.create_subprocess_exec(*SENDWARDEN, "serve", "--config", str(open_lb.config), env=cli_env,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    lines = err.decode().strip().splitlines()
+    assert proc.returncode != 0 and out == b""
+    assert len(lines) == 1 and "'lb'" in lines[0] and "needs proxy_networks" in lines[0], lines
+    record("proxy_protocol_without_networks", exit_status=proc.returncode, message=lines[0])
+
+    relay = await ServeProcess(tmp_path, sink.url, cli_env, {
+        "relay_networks": ["127.0.0.1/32"],
+        "listeners": [{"name": "lb", "address": f"127.0.0.1:{free_port()}", "proxy_protocol": True,
+                       "proxy_networks": ["127.0.0.3/32"]}]}, POLICY).start()
+    try:
+        listening = [e for e in relay.events() if e["event"] == "listening"]
+        assert [e["proxy_networks"] for e in listening] == [["127.0.0.3/32"]]
+        port = int(listening[0]["address"].rsplit(":", 1)[1])
+        spoofed = await RawClient.connect(port, local="127.0.0.2")
+        await spoofed.send(b"PROXY TCP4 127.0.0.1 127.0.0.1 40000 25\r\n")
+        with pytest.raises((ConnectionError, asyncio.IncompleteReadError)):
+            await spoofed.reply()
+        await spoofed.close()
+        balancer = await RawClient.connect(port, local="127.0.0.3")
+        await balancer.send(b"PROXY TCP4 127.0.0.1 127.0.0.1 40000 25\r\n")
+        assert (await balancer.reply()).startswith("220")
+        await balancer.cmd("EHLO lb.test")
+        assert (await balancer.cmd(f"MAIL FROM:<{SENDER}>")).startswith("250")
+        await balancer.close()
+    finally:
+        await relay.stop()
+    assert sink.received == []

@@ -202,7 +202,8 @@ async def mail_from_after(port: int, header: bytes, local: str | None = None) ->
 
 @pytest.mark.parametrize("version", [1, 2])
 async def test_proxy_header_sets_the_client_address_for_policy(start_relay, version) -> None:
-    relay = await start_relay({"listeners": [{"name": "lb", "address": "127.0.0.1:0", "proxy_protocol": True}]})
+    relay = await start_relay({"listeners": [{"name": "lb", "address": "127.0.0.1:0", "proxy_protocol": True,
+                                              "proxy_networks": ["127.0.0.1/32", "127.0.0.2/32"]}]})
 
     def header(src: str) -> bytes:
         return f"PROXY TCP4 {src} 127.0.0.1 40000 25\r\n".encode() if version == 1 else proxy_v2(src, "127.0.0.1", 40000, 25)

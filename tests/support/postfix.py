@@ -77,6 +77,7 @@ class PostfixInstance:
 
     relay_port: int
     main: dict[str, str] = field(default_factory=dict)
+    master_extra: str = ""  # more master.cf services, e.g. a second smtpd on its own port
     base: Path = field(init=False)
     port: int = field(init=False, default=0)
     running: bool = field(init=False, default=False)
@@ -140,7 +141,8 @@ class PostfixInstance:
         shutil.chown(self.base / "data", "postfix", "postfix")
         lines = [f"{key} = {value}" for key, value in self.settings().items()]
         (self.config_dir / "main.cf").write_text("\n".join(lines) + "\n", encoding="utf-8")
-        (self.config_dir / "master.cf").write_text(MASTER_CF.format(listen=f"127.0.0.1:{self.port}"), encoding="utf-8")
+        master = MASTER_CF.format(listen=f"127.0.0.1:{self.port}") + self.master_extra
+        (self.config_dir / "master.cf").write_text(master, encoding="utf-8")
 
     def postfix(self, *args: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
         """Run the `postfix` command against this instance."""

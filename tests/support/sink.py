@@ -41,6 +41,10 @@ class Behaviour:
     drop_after_data: bool = False  # read the data, close without answering
     data_delay: float = 0.0
     refuse_connections: bool = False
+    # Attributes offered with XFORWARD in the EHLO reply ("" offers no XFORWARD), and the reply
+    # to an XFORWARD command.
+    xforward: str = ""
+    xforward_reply: str = "250 2.0.0 Ok"
     # Faults chosen per step, for load tests: called with "connect", "mail", "rcpt" or "data"
     # and returns "" (behave as above), a full reply line, or one of: "refuse" (connect: 554
     # and close), "close" (connect: close at once), "stall" (data: stop reading mid-DATA),
@@ -114,7 +118,11 @@ class Sink:
                 self.commands.append(text)
                 verb = text[:4].upper()
                 if verb in ("EHLO", "HELO"):
-                    await say("250-sink.test\r\n250-PIPELINING\r\n250-SIZE 52428800\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250-DSN\r\n250 ENHANCEDSTATUSCODES")
+                    xforward = f"250-XFORWARD {b.xforward}\r\n" if b.xforward else ""
+                    await say("250-sink.test\r\n250-PIPELINING\r\n250-SIZE 52428800\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n"
+                              f"250-DSN\r\n{xforward}250 ENHANCEDSTATUSCODES")
+                elif verb == "XFOR" and b.xforward:
+                    await say(b.xforward_reply)
                 elif verb == "MAIL":
                     addr, _, params = text[10:].partition(">")
                     mail_from, mail_params, rcpts = addr.lstrip("<"), params.split(), []

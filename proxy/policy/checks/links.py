@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Iterator
 
+import regex
 from pydantic import Field, PrivateAttr, model_validator
 
 from proxy.message.urls import idna_host, ip_host, known_suffix, registrable, scheme_and_host
 from proxy.message.mime import Link, Message
+from proxy.message.opsregex import OpsPattern, PatternError
 from proxy.policy.registry import Context, Options, check, options
 from proxy.policy.verdict import Finding
 
@@ -53,9 +55,9 @@ class LinkOptions(Options):
     @model_validator(mode="after")
     def _compile(self) -> "LinkOptions":
         try:
-            credential = re.compile(self.credential_fields, re.I)
-        except re.error as exc:
-            raise ValueError(f"credential_fields: not a valid regular expression: {exc}") from None
+            credential = OpsPattern(self.credential_fields, regex.IGNORECASE)
+        except PatternError as exc:
+            raise ValueError(f"credential_fields: {exc}") from None
         self._rules = LinkRules(
             flag_ip_links=self.flag_ip_links,
             blocked_schemes=frozenset(s.lower() for s in self.blocked_schemes),
@@ -78,7 +80,7 @@ class LinkRules:
     blocked_schemes: frozenset[str]
     shorteners: frozenset[str]
     trusted: frozenset[str]
-    credential: re.Pattern[str]
+    credential: OpsPattern
     # What each host is (a bare IP address, a shortener or neither), as host_kind found it:
     # a newsletter's links go to a handful of hosts, message after message.
     _hosts: dict[str, tuple[str, str]] = field(default_factory=dict, compare=False, repr=False)

@@ -11,9 +11,11 @@ from __future__ import annotations
 import re
 from typing import Iterator
 
+import regex
 from pydantic import Field, PrivateAttr, model_validator
 
 from proxy.message.mime import Message
+from proxy.message.opsregex import OpsPattern, PatternError
 from proxy.policy.registry import Context, Options, check, options
 from proxy.policy.verdict import Finding
 
@@ -73,18 +75,18 @@ class SubjectOptions(Options):
         r"\bu heeft gewonnen\b|\bje hebt gewonnen\b",
     ])
     _prefix: re.Pattern[str] = PrivateAttr()
-    _patterns: re.Pattern[str] | None = PrivateAttr(default=None)
+    _patterns: OpsPattern | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _compile(self) -> "SubjectOptions":
         self._prefix = _prefix_regex(self.reply_prefixes)
         for i, p in enumerate(self.patterns):
             try:
-                re.compile(p)
-            except re.error as exc:
-                raise ValueError(f"patterns[{i}]: {p!r} is not a valid regular expression: {exc}") from None
+                OpsPattern(p, regex.IGNORECASE)
+            except PatternError as exc:
+                raise ValueError(f"patterns[{i}]: {p!r}: {exc}") from None
         if self.patterns:
-            self._patterns = re.compile("|".join(f"(?:{p})" for p in self.patterns), re.IGNORECASE)
+            self._patterns = OpsPattern("|".join(f"(?:{p})" for p in self.patterns), regex.IGNORECASE, probe=False)
         return self
 
 
