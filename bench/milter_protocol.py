@@ -17,7 +17,7 @@ import struct
 import time
 from pathlib import Path
 
-from proxy.milter import AddHeader, Decision, MilterApplication, MilterOptions, MilterServer, Transaction
+from proxy.milter import AddHeader, Decision, MilterApplication, MilterOptions, MilterServer, MilterTransaction
 from proxy.milter.wire import PacketDecoder
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,7 +80,7 @@ def run_client(port: int, messages: int, sessions: int, wire: bytes, out: "multi
 
 
 class AcceptAll(MilterApplication):
-    async def end_of_message(self, transaction: Transaction) -> Decision:
+    async def end_of_message(self, transaction: MilterTransaction) -> Decision:
         return Decision.accept(AddHeader("X-Sendwarden", f"checked {len(transaction.message)}"))
 
 

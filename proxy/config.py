@@ -17,7 +17,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from proxy.tomlfile import ConfigError, load_toml, validate
+from proxy.tomlfile import ConfigError, load_toml, parse_duration, validate
 
 EMBEDDED = "embedded default"
 
@@ -122,7 +122,7 @@ class Auth(_Strict):
     mechanisms: list[Literal["PLAIN", "LOGIN"]] = Field(default_factory=lambda: ["PLAIN", "LOGIN"])
 
 
-class Upstream(_Strict):
+class UpstreamSection(_Strict):
     # smtp://HOST:PORT (the MTA), or maildir:PATH (a development sink).
     url: str = "maildir:var/outbox"
     starttls: Literal["opportunistic", "required", "off"] = "opportunistic"
@@ -180,16 +180,6 @@ class Smtp(_Strict):
     banner: str = "sendwarden ESMTP"
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.I)
-_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
-def parse_duration(text: str) -> float:
-    """'30d', '12h', '90m', '2w', '45s' → seconds. A bare number is refused: the unit matters."""
-    m = _DURATION.match(text)
-    if not m:
-        raise ValueError(f"{text!r}: expected a number and a unit (s, m, h, d or w), such as 30d or 12h")
-    return float(m.group(1)) * _UNIT[m.group(2).lower()]
 
 
 NotifyEvent = Literal["quarantined", "released", "release_failed", "deleted"]
@@ -549,7 +539,7 @@ class ConfigFile(_Strict):
     listeners: list[Listener] = Field(default_factory=lambda: [Listener()])
     tls: TLS = TLS()
     auth: Auth = Auth()
-    upstream: Upstream = Upstream()
+    upstream: UpstreamSection = UpstreamSection()
     limits: Limits = Limits()
     timeouts: Timeouts = Timeouts()
     smtp: Smtp = Smtp()

@@ -40,6 +40,19 @@ class Problem:
         return f"{where}: {self.key}: {self.reason}" if self.key else f"{where}: {self.reason}"
 
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.I)
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> float:
+    """'30d', '12h', '90m', '2w', '45s' → seconds, for the config and policy files alike. A
+    bare number is refused: the unit matters."""
+    m = _DURATION.match(text)
+    if not m:
+        raise ValueError(f"{text!r}: expected a number and a unit (s, m, h, d or w), such as 30d or 12h")
+    return float(m.group(1)) * _UNIT[m.group(2).lower()]
+
+
 class ConfigError(Exception):
     """A configuration or policy file is missing, unreadable, or wrong. The message is for
     people: one line per problem, `FILE:LINE: key: reason`."""

@@ -1,12 +1,12 @@
 """The import structure of proxy/ (docs/architecture.md): no import cycle of more than two
-modules, and a pure core (message view, policy, checks, engine) that imports nothing from the
-shell, counting function-level and TYPE_CHECKING imports too."""
+modules, and a pure core (message view, policy, checks, engine, the reply catalogue) that
+imports nothing from the shell, counting function-level and TYPE_CHECKING imports too."""
 
 from __future__ import annotations
 
 from tests.support.importgraph import cycles, graph
 
-CORE = ("proxy.message", "proxy.policy")
+CORE = ("proxy.message", "proxy.policy", "proxy.replies")
 # What the core may import besides itself: the TOML/validation helper every layer uses.
 CORE_MAY_USE = ("proxy.tomlfile",)
 

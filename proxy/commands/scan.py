@@ -1,4 +1,10 @@
-"""`sendwarden scan`: judge messages offline, exactly as the relay would.
+"""`sendwarden scan`: judge messages exactly as the relay would, without sending them.
+
+The same transaction code as the relay (proxy/transaction/): the envelope, List-Unsubscribe
+insertion, the RCPT-time recipient screening, the facts, the engine and the one dispatch from
+verdict to outcome. Offline (the default) it looks nothing up: no DNS, no DKIM verification, no
+recipient store, and it says which lookups it skipped; `--online` runs them against the
+configured resolver and store.
 
 Inputs are message files, `-` (stdin), directories (every file in them, Maildirs included) and
 mbox files (each message in them). One message prints as it always has and exits with its
@@ -14,7 +20,6 @@ import mailbox
 import sys
 import time
 from collections import Counter
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -22,18 +27,22 @@ from proxy.audit import configure
 from proxy.commands.common import EXIT_ERROR, CliError, add_config, exits, load
 from proxy.config import Config
 from proxy.dns import Resolver
-from proxy.facts.gather import gather
-from proxy.facts.sources import FactSources
+from proxy.facts.gather import wanted
 from proxy.facts.reputation import Reputation
-from proxy.message.mime import Message
-from proxy.policy.engine import judge
-from proxy.policy.loader import Policy
-from proxy.policy.registry import Context
-from proxy.policy.verdict import Action, Finding, Replies, Reply, Verdict
-from proxy.store import StoreError, from_config
-from proxy.transaction.recipients import domain_findings
+from proxy.facts.sources import FactSources
+from proxy.policy.verdict import Action, Verdict
+from proxy.replies import Replies, Reply
+from proxy.store import StoreError
+from proxy.store import from_config as store_from_config
+from proxy.transaction import outcome, recipients
+from proxy.transaction.deps import JudgingDeps
+from proxy.transaction.envelope import Recipient, Transaction, new_queue_id
+from proxy.transaction.evaluate import evaluate
+from proxy.unsubscribe.headers import Endpoints
+from proxy.unsubscribe.token import TokenKeys
 
 EXIT_STATUS = {Action.RELAY: 0, Action.QUARANTINE: 2, Action.REJECT: 3, Action.TEMPFAIL: 4}
+RCPT_STATE = "recipient_state"  # the RCPT-time store lookup, named in `skipped`
 
 
 def wire(raw: bytes) -> bytes:
@@ -85,25 +94,87 @@ def messages(name: str) -> Iterator[tuple[str, bytes | CliError]]:
         yield name, CliError(f"{name}: {exc.strerror or exc}")
 
 
-def scan_reply(verdict: Verdict) -> Reply:
-    action = verdict.effective
-    if action == Action.REJECT:
-        return verdict.reject_reply()
-    if action == Action.TEMPFAIL:
-        return verdict.tempfail_reply()
-    if action == Action.QUARANTINE:
-        return Replies.quarantined("(scan)")
-    return Reply(250, "2.0.0", "Ok: would be relayed")
+async def _would_hold() -> Reply:
+    return Replies.quarantined("(scan)")
 
 
-def scan_result(verdict: Verdict) -> dict[str, Any]:
+async def _would_relay() -> Reply:
+    return Replies.would_relay()
+
+
+def _as_is(reply: Reply) -> Reply:
+    return reply
+
+
+async def scan_reply(verdict: Verdict) -> Reply:
+    """What the relay would answer, through the relay's own dispatch."""
+    return await outcome.act(verdict, refuse=_as_is, hold=_would_hold, relay=_would_relay)
+
+
+def scan_result(verdict: Verdict, reply: Reply, skipped: list[str], refused: list[dict[str, Any]]) -> dict[str, Any]:
     """The `scan --json` document; its shape is a public interface."""
     return {
         "action": str(verdict.effective),
         "stream": verdict.stream,
-        "smtp": scan_reply(verdict).as_dict(),
+        "smtp": reply.as_dict(),
         "findings": [{"rule": j.rule, "action": str(j.action), "detail": j.finding.detail} for j in verdict.judged],
+        "rcpts_refused": refused,
+        "skipped": skipped,
     }
+
+
+def _unsubscribe_keys(config: Config, skipped: list[str]) -> TokenKeys | None:
+    """The relay's List-Unsubscribe keys, when it has any (as the service loads them)."""
+    u = config.file.unsubscribe
+    if not (u.base_url or u.mailto_domain or u.listen):
+        return None
+    try:
+        return TokenKeys.load(config.unsubscribe_key_path)
+    except (OSError, ValueError) as exc:
+        skipped.append(f"list_unsubscribe (unsubscribe.key_file: {exc})")
+        return None
+
+
+async def judge_as_relay(config: Config, tx: Transaction, raw: bytes, online: bool) -> dict[str, Any]:
+    skipped: list[str] = []
+    keys = _unsubscribe_keys(config, skipped)
+    u = config.file.unsubscribe
+    facts = None
+    if online:
+        store = store_from_config(config)
+        try:
+            await store.open()
+        except StoreError as exc:
+            raise CliError(f"{config.source}: store: {exc}") from None
+        # Dead privacy links and complaint rates, as the relay reads them: a snapshot of the store.
+        reputation = Reputation(announce=False)
+        reputation.optout = tx.policy.options["optout"]
+        try:
+            await reputation.refresh(store, tx.policy.options["complaint_rate"])  # type: ignore[arg-type]
+        except StoreError as exc:
+            print(f"sendwarden: store: {exc}; judged without dead links and complaint rates", file=sys.stderr)
+        facts = FactSources(Resolver.from_config(config.file.dns), store, reputation=reputation)
+    else:
+        skipped += [p.name for p in wanted(tx.policy, tx.stream)]
+        if tx.ensure_plan().needed:
+            skipped.append(RCPT_STATE)
+    deps = JudgingDeps(facts, keys, Endpoints(u.base_url, u.mailto_local, u.mailto_domain), u.token_days,
+                       config.file.timeouts.policy, verify_domains=config.file.recipients.verify_domains)
+    refused: list[dict[str, Any]] = []
+    try:
+        for address in [r.address for r in tx.recipients]:
+            screening = await recipients.screen(deps, tx.policy, tx.ensure_plan(), tx.stream, address)
+            if screening.reply is not None:
+                refused.append({"address": address, "smtp": screening.reply.as_dict()})
+                tx.recipients = [r for r in tx.recipients if r.address != address]
+            else:
+                tx.rcpt_findings.extend(screening.findings)
+        judgement = await evaluate(deps, tx, raw, {})
+    finally:
+        if facts is not None:
+            await facts.store.close()
+    verdict = judgement.verdict
+    return scan_result(verdict, await scan_reply(verdict), skipped, refused)
 
 
 class _Stderr:
@@ -120,37 +191,6 @@ class _Stderr:
         return sys.stderr.isatty()
 
 
-async def online_sources(config: Config, policy: Policy) -> FactSources:
-    """What the fact providers use when `scan --online` looks facts up as the relay does: the
-    configured resolver, and the dead privacy links and complaint rates read from the store."""
-    store = from_config(config)
-    reputation = Reputation(announce=False)
-    reputation.optout = policy.options["optout"]
-    try:
-        await store.open()
-        await reputation.refresh(store, policy.options["complaint_rate"])  # type: ignore[arg-type]
-    except StoreError as exc:
-        print(f"sendwarden: store: {exc}; judged without dead links and complaint rates", file=sys.stderr)
-    finally:
-        await store.close()  # the snapshot is read; no provider asks the store itself here
-    return FactSources(Resolver.from_config(config.file.dns), store, reputation=reputation)
-
-
-async def _judge(config: Config, policy: Policy, message: Message, ctx: Context, online: bool) -> Verdict:
-    """Judge as the relay would: the recipients' domains (blocked destinations always; routing
-    only online), then, online, the message's facts (DNS, blocklists) under the policy timeout."""
-    timeout = config.file.timeouts.policy
-    lookups = await online_sources(config, policy) if online else None
-    resolver = lookups.resolver if lookups is not None and config.file.recipients.verify_domains else None
-    extra: list[Finding] = []
-    for rcpt in ctx.rcpts:
-        extra += await domain_findings(resolver, policy.options["recipient"], rcpt, timeout)  # type: ignore[arg-type]
-    if lookups is not None:
-        facts = await gather(lookups, policy, message, ctx, timeout)
-        ctx = replace(ctx, facts=facts or None)
-    return judge(policy, message, ctx, extra=extra)
-
-
 def cmd_scan(args: argparse.Namespace) -> int:
     config, policy = load(args.config, args.policy)
     # Log lines (a check that failed, a pattern that ran out of time) go to stderr, so that
@@ -158,16 +198,12 @@ def cmd_scan(args: argparse.Namespace) -> int:
     configure(config.file.audit.level, "auto", stream=_Stderr())
     stream = policy.resolve_stream(listener=args.listener or "", user=args.user, sender=args.mail_from or "")
 
-    def judge_one(raw: bytes) -> Verdict:
-        ctx = Context(
-            stream=stream.name,
-            marketing=stream.marketing,
-            mail_from=args.mail_from or "",
-            rcpts=tuple(args.rcpt or ()),
-            auth_user=args.user,
-            now=time.time(),
-        )
-        return asyncio.run(_judge(config, policy, Message.from_bytes(raw), ctx, args.online))
+    def judge_one(raw: bytes) -> dict[str, Any]:
+        mail_from = args.mail_from or ""
+        tx = Transaction(new_queue_id(), mail_from, policy, stream.name, time.monotonic(), listener=args.listener or "",
+                         auth_user=args.user)
+        tx.recipients = [Recipient(r) for r in args.rcpt or ()]
+        return asyncio.run(judge_as_relay(config, tx, raw, args.online))
 
     if len(args.files) == 1 and (args.files[0] == "-" or not Path(args.files[0]).is_dir()):
         found = list(messages(args.files[0]))
@@ -175,9 +211,9 @@ def cmd_scan(args: argparse.Namespace) -> int:
             _, raw = found[0]
             if isinstance(raw, CliError):
                 raise raw
-            verdict = judge_one(raw)
-            show(scan_result(verdict), args.json)
-            return EXIT_STATUS[verdict.effective]
+            result = judge_one(raw)
+            show(result, args.json)
+            return EXIT_STATUS[Action.parse(result["action"])]
     counts: Counter[str] = Counter()
     strongest = Action.RELAY
     for name in args.files:
@@ -186,10 +222,10 @@ def cmd_scan(args: argparse.Namespace) -> int:
                 print(f"sendwarden: {raw}", file=sys.stderr)
                 counts["error"] += 1
                 continue
-            verdict = judge_one(raw)
-            strongest = max(strongest, verdict.effective)
-            counts[str(verdict.effective)] += 1
-            show(scan_result(verdict), args.json, label)
+            result = judge_one(raw)
+            strongest = max(strongest, Action.parse(result["action"]))
+            counts[result["action"]] += 1
+            show(result, args.json, label)
     total = sum(counts.values())
     summary = (f"{total} message(s): {counts['relay']} relay, {counts['quarantine']} quarantine, "
                f"{counts['reject']} reject, {counts['tempfail']} tempfail, {counts['error']} unreadable")
@@ -204,15 +240,19 @@ def show(result: dict[str, Any], as_json: bool, label: str = "") -> None:
     smtp = result["smtp"]
     print(f"{label + ': ' if label else ''}{result['action']} (stream {result['stream']}): "
           f"{smtp['code']} {smtp['enhanced']} {smtp['text']}")
+    for r in result["rcpts_refused"]:
+        print(f"  refused at RCPT {r['address']}: {r['smtp']['code']} {r['smtp']['enhanced']} {r['smtp']['text']}")
     for f in result["findings"]:
         print(f"  {f['action']:<11} {f['rule']:<36} {f['detail']}")
+    if result["skipped"]:
+        print(f"  skipped lookups (--online runs them): {', '.join(result['skipped'])}")
 
 
 def register(sub: Any) -> None:
-    s = sub.add_parser("scan", help="judge messages offline, as the relay would",
-                       description="Judge messages offline, exactly as the relay would (no DNS lookups: DKIM "
-                                   "signatures are not verified). Several inputs print one line per message and a "
-                                   "summary line.")
+    s = sub.add_parser("scan", help="judge messages as the relay would, without sending them",
+                       description="Judge messages exactly as the relay would, without sending them. Offline by "
+                                   "default (no DNS, no DKIM verification, no store: the skipped lookups are named); "
+                                   "--online runs them. Several inputs print one line per message and a summary line.")
     s.add_argument("files", nargs="+", metavar="FILE|DIR|-",
                    help="a message file, an mbox file, a directory or Maildir (every message in it), or - for stdin")
     add_config(s)

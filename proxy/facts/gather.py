@@ -26,9 +26,15 @@ from proxy.message.mime import Message
 from proxy.policy.context import Context, LookupFailed
 from proxy.policy.loader import Policy
 
-__all__ = ["FactSources", "LookupFailed", "PROVIDERS", "Provider", "gather"]
+__all__ = ["FactSources", "LookupFailed", "PROVIDERS", "Provider", "gather", "wanted"]
 
 log = structlog.get_logger("sendwarden.facts")
+
+
+def wanted(policy: Policy, stream: str, providers: Sequence[Provider] = PROVIDERS) -> list[Provider]:
+    """The providers whose check family is enabled on `stream`: the lookups judging needs."""
+    enabled = {chk.family for chk, _ in policy.checks.get(stream, ())}
+    return [p for p in providers if p.family in enabled]
 
 
 def _failed(p: Provider, exc: Exception) -> LookupFailed:
@@ -40,12 +46,9 @@ async def gather(sources: FactSources, policy: Policy, message: Message, ctx: Co
                  providers: Sequence[Provider] = PROVIDERS) -> dict[str, Any]:
     """Every provider whose family is enabled on the stream: the answers given at once, and
     the lookups awaited concurrently within `timeout`."""
-    enabled = {chk.family for chk, _ in policy.checks.get(ctx.stream, ())}
     facts: dict[str, Any] = {}
     lookups: dict[str, tuple[Provider, Awaitable[Any]]] = {}
-    for p in providers:
-        if p.family not in enabled:
-            continue
+    for p in wanted(policy, ctx.stream, providers):
         try:
             answer = p.fn(sources, message, ctx, policy.options[p.family])
         except Exception as exc:

@@ -14,7 +14,7 @@ own list of which of them are dangerous.
 
 Pure functions of bytes: nothing is written to disk, nothing is executed. Archives are read
 through their central directory; a member is decompressed only as far as needed (its first
-bytes, or a nested archive up to `Limits.inspect_bytes`), and a zip bomb (a huge declared
+bytes, or a nested archive up to `ArchiveLimits.inspect_bytes`), and a zip bomb (a huge declared
 size, an absurd compression ratio, too many members, or a member that inflates past what it
 declares) is itself a finding.
 """
@@ -123,7 +123,7 @@ _VBA_NAMES = ("_VBA_PROJECT".encode("utf-16-le"), "VBA".encode("utf-16-le") + b"
 
 
 @dataclass(frozen=True, slots=True)
-class Limits:
+class ArchiveLimits:
     """Bounds on archive inspection, from the policy (`[checks.attachment]`)."""
 
     max_depth: int = 3
@@ -140,7 +140,7 @@ class Rules:
 
     extensions: frozenset[str]
     types: frozenset[str]
-    limits: Limits = Limits()
+    limits: ArchiveLimits = ArchiveLimits()
 
 
 def clean_name(name: str) -> str:
@@ -222,7 +222,7 @@ def ole_problem(data: bytes, what: str) -> str:
 
 def inspect(data: bytes, what: str, rules: Rules) -> list[str]:
     """Every reason the bytes `data` (described as `what` in messages) are dangerous. All the
-    archive members looked into share one budget of `Limits.inspect_bytes` decompressed
+    archive members looked into share one budget of `ArchiveLimits.inspect_bytes` decompressed
     bytes, so a thousand nested archives cannot add up to gigabytes."""
     return _Inspection(rules).inspect(data, what, 0)
 

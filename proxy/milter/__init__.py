@@ -36,7 +36,7 @@ from proxy.milter.application import (
     Macros,
     MilterApplication,
     Outcome,
-    Transaction,
+    MilterTransaction,
 )
 from proxy.milter.options import DEFAULT_MACROS, MilterOptions
 from proxy.milter.server import MilterServer, parse_address
@@ -57,6 +57,6 @@ __all__ = [
     "MilterServer",
     "Outcome",
     "ProtocolError",
-    "Transaction",
+    "MilterTransaction",
     "parse_address",
 ]

@@ -11,7 +11,7 @@ SMFIR_REPLYCODE so the SMTP client sees our code and text) or None to go on; a 2
 means go on. `rcpt` is asked once per recipient, so a refusal is for that recipient only.
 `header`, `end_of_headers` and `body` observe only: the MTA is told not to wait for a reply to
 them (the engine runs every check and decides once, at the end). `end_of_message` gets the whole
-`Transaction`, message bytes included, and returns the one `Decision`.
+`MilterTransaction`, message bytes included, and returns the one `Decision`.
 
 Every call runs under a timeout; a call that times out or raises is answered with the server's
 configured failure action (temporary failure by default), never by letting the mail through
@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from proxy.milter.wire import Family
-from proxy.policy.verdict import Reply
+from proxy.replies import Reply
 
 Macros = Mapping[str, str]
 """Macro values from the MTA, keyed without braces: "i", "j", "auth_authen", "client_addr"…"""
@@ -115,7 +115,7 @@ class Decision:
 
 
 @dataclass(frozen=True)
-class Transaction:
+class MilterTransaction:
     """One message as the MTA handed it over.
 
     `message` is the message as received (header block reassembled from the header events,
@@ -176,7 +176,7 @@ class MilterApplication(abc.ABC):
         """A piece of the body (CRLF line ends, at most 64 KiB)."""
 
     @abc.abstractmethod
-    async def end_of_message(self, transaction: Transaction) -> Decision:
+    async def end_of_message(self, transaction: MilterTransaction) -> Decision:
         """Judge the complete message."""
 
     async def abort(self) -> None:

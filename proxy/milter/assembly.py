@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from proxy.milter.application import Transaction
-from proxy.policy.verdict import Reply
+from proxy.milter.application import MilterTransaction
+from proxy.replies import Reply
 
 
 class MessageAssembly:
@@ -50,7 +50,7 @@ class MessageAssembly:
             self.in_body = True
             self.add(b"\r\n")
 
-    def freeze(self, macros: dict[str, str]) -> Transaction:
+    def freeze(self, macros: dict[str, str]) -> MilterTransaction:
         self.end_headers()
-        return Transaction(self.sender, self.args, tuple(self.recipients), tuple(self.headers),
+        return MilterTransaction(self.sender, self.args, tuple(self.recipients), tuple(self.headers),
                            b"".join(self.parts), MappingProxyType(macros))

@@ -21,11 +21,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 import structlog
 
 from proxy.transaction import outcome, recipients
+from proxy.transaction.evaluate import Judgement, evaluate
 from proxy.milter.application import AddHeader, Decision, InsertHeader, Macros, MilterApplication
-from proxy.milter.application import Transaction as MilterTransaction
+from proxy.milter.application import MilterTransaction
 from proxy.milter.wire import Family
-from proxy.transaction.outcome import Transaction, findings_header, new_queue_id
-from proxy.policy.verdict import Action, Replies, Reply
+from proxy.transaction.envelope import Transaction, new_queue_id
+from proxy.transaction.outcome import findings_header
+from proxy.replies import Replies, Reply
 from proxy.outbound.upstream import Recipient
 
 if TYPE_CHECKING:
@@ -52,6 +54,20 @@ def split_headers(block: bytes) -> list[tuple[str, str]]:
             name, _, value = line.partition(":")
             out.append((name, value.lstrip(" ")))
     return out
+
+
+def refused(reply: Reply) -> tuple[Decision, Reply]:
+    """A reject or tempfail verdict as the milter's answer to the MTA."""
+    return (Decision.tempfail(reply) if reply.is_temporary else Decision.reject(reply)), reply
+
+
+def with_headers(decision: Decision, top: bytes) -> Decision:
+    """The decision with our header block inserted at the very top of the message."""
+    if not top:
+        return decision
+    # InsertHeader(0) puts a header at the very top: insert bottom-up to keep the order.
+    edits = tuple(InsertHeader(0, name, value) for name, value in reversed(split_headers(top)))
+    return Decision(decision.outcome, decision.reply, decision.reason, edits)
 
 
 class MilterRelay(Protocol):
@@ -106,7 +122,7 @@ class PolicyMilter(MilterApplication):
         tx = self.tx
         if tx is None:
             return None
-        screening = await recipients.screen(self.service.deps, tx.policy, tx.ensure_plan(), tx.stream, recipient)
+        screening = await recipients.screen(self.service.deps.judging, tx.policy, tx.ensure_plan(), tx.stream, recipient)
         if screening.reply is not None:
             self.service.metrics.rcpt_refusals.labels(screening.rule).inc()
             log.info("rcpt_refused", rcpt=self.service.masker(recipient), reply=str(screening.reply))
@@ -127,47 +143,37 @@ class PolicyMilter(MilterApplication):
             tx.queue_id = transaction.queue_id
         record: dict[str, Any] = {"front": "milter"}
         t0 = time.perf_counter()
-        judgement = await outcome.evaluate(service.deps, tx, transaction.message, record)
+        judgement = await evaluate(service.deps.judging, tx, transaction.message, record)
         verdict = judgement.verdict
-        action = verdict.effective
-        edits: list[Any] = []
-        top = judgement.inserted
-        if action == Action.REJECT:
-            reply = verdict.reject_reply()
-            decision = Decision.reject(reply)
-        elif action == Action.TEMPFAIL:
-            reply = verdict.tempfail_reply()
-            decision = Decision.tempfail(reply)
-        elif action == Action.QUARANTINE:
-            decision, reply = await self._quarantine(tx, judgement, transaction.message, record)
-        else:
+        message = transaction.message
+
+        async def held() -> tuple[Decision, Reply]:
+            decision, reply = await self._quarantine(tx, judgement, message, record)
+            return with_headers(decision, judgement.inserted), reply
+
+        async def relayed() -> tuple[Decision, Reply]:
+            top = judgement.inserted
             if verdict.judged and tx.policy.tag_header:
                 top += findings_header(verdict)
             # DKIM over the message as the MTA will send it: our headers on top of what came in.
-            outgoing = top + transaction.message
-            signed, note = await service.dkim_sign(outgoing)
+            signed, note = await service.dkim_sign(top + message)
             if note:
                 record["dkim"] = note
-            top = signed[: len(signed) - len(transaction.message)]
-            reply = Reply(250, "2.0.0", "accepted")
-            decision = Decision.accept()
-        if action in (Action.RELAY, Action.QUARANTINE) and top:
-            # InsertHeader(0) puts a header at the very top: insert bottom-up to keep the order.
-            edits = [InsertHeader(0, name, value) for name, value in reversed(split_headers(top))]
-            decision = Decision(decision.outcome, decision.reply, decision.reason, tuple(edits))
-        if action == Action.RELAY:
             await outcome.accepted(service.deps, tx, judgement)
+            return with_headers(Decision.accept(), signed[: len(signed) - len(message)]), Replies.milter_accepted()
+
+        decision, reply = await outcome.act(verdict, refuse=refused, hold=held, relay=relayed)
         outcome.audit(service.deps, tx, reply, verdict, len(transaction.message), record, t0)
         structlog.contextvars.unbind_contextvars("queue_id")
         self.tx = None
         return decision
 
-    async def _quarantine(self, tx: Transaction, judgement: outcome.Judgement, original: bytes,
+    async def _quarantine(self, tx: Transaction, judgement: Judgement, original: bytes,
                           record: dict[str, Any]) -> tuple[Decision, Reply]:
         mode = self.service.config.file.milter.quarantine
         rules = ", ".join(sorted({j.rule for j in judgement.verdict.deciding()}))
         if mode == "mta":
-            return Decision.quarantine(f"sendwarden: {rules}"), Reply(250, "2.6.0", f"held in the MTA's hold queue [{rules}]")
+            return Decision.quarantine(f"sendwarden: {rules}"), Replies.held_by_mta(rules)
         reply = await outcome.hold(self.service.deps, tx, judgement, original, record)
         if not reply.is_success:  # not on disk: the MTA must keep it and the client retry
             return Decision.tempfail(reply), reply

@@ -16,7 +16,7 @@ import proxy.milter.wire as wire
 from proxy.milter.application import AddHeader, ChangeHeader, Decision, HeaderEdit, InsertHeader, Outcome
 from proxy.milter.options import Negotiated
 from proxy.milter.wire import ActionFlag, MacroStage, ProtocolFlag, encode_packet
-from proxy.policy.verdict import Reply
+from proxy.replies import Reply
 
 _U32 = struct.Struct("!I")
 _ENHANCED = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}$")

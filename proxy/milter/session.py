@@ -29,7 +29,7 @@ import structlog
 
 import proxy.milter.replies as replies
 import proxy.milter.wire as wire
-from proxy.milter.application import MilterApplication, Transaction
+from proxy.milter.application import MilterApplication, MilterTransaction
 from proxy.milter.assembly import MessageAssembly
 from proxy.milter.commands import (
     Abort, Body, Command, Connect, Data, EndOfHeaders, EndOfMessage, Header, Helo, Macro, Mail, OptNeg, Quit,
@@ -37,7 +37,7 @@ from proxy.milter.commands import (
 )
 from proxy.milter.options import MilterOptions, Negotiated, negotiate
 from proxy.milter.wire import ProtocolError, ProtocolFlag
-from proxy.policy.verdict import Replies, Reply
+from proxy.replies import Replies, Reply
 
 log = structlog.get_logger("sendwarden.milter")
 
@@ -45,7 +45,7 @@ READ_SIZE = 65536
 _CONNECTION_MACROS = (wire.SMFIC_CONNECT, wire.SMFIC_HELO)
 # Postfix sends a handful of macros per stage; a peer that defines thousands is not an MTA.
 MAX_MACROS = 1000
-TOO_MANY_RECIPIENTS = Reply(452, "4.5.3", "Too many recipients")
+TOO_MANY_RECIPIENTS = Replies.too_many_recipients()
 
 
 class AppFailed(Exception):
@@ -328,7 +328,7 @@ class MilterSession:
         self.txn = None
         self.txn_macros = {}
 
-    async def _judge(self, transaction: Transaction, agreed: Negotiated) -> bytes:
+    async def _judge(self, transaction: MilterTransaction, agreed: Negotiated) -> bytes:
         """end_of_message, with SMFIR_PROGRESS every progress_interval so that the MTA's own
         timeout does not fire while the application works; then the decision as packets."""
         task = asyncio.ensure_future(self._call("end_of_message", self.options.message_timeout, transaction))

@@ -27,7 +27,7 @@ from typing import Protocol
 import structlog
 
 from proxy.config import Config, parse_hostport
-from proxy.policy.verdict import Replies, Reply
+from proxy.replies import Replies, Reply
 from proxy.outbound import xforward
 from proxy.outbound.client import ClientError, Connection, Stale, open_connection
 from proxy.outbound.xforward import Origin
@@ -86,7 +86,7 @@ def map_refusal(code: int, message: str) -> Reply:
     """An upstream refusal as our client's reply: 4xx → 451 4.4.1, 5xx passed through."""
     enhanced, text = _split_reply(code, message)
     if 500 <= code < 600:
-        return Reply(code, enhanced if enhanced.startswith("5") else "5.0.0", f"upstream: {text}"[:400])
+        return Replies.upstream_refused(code, enhanced, text)
     return Replies.upstream_temporary(code, f"{enhanced} {text}")
 
 
@@ -192,7 +192,7 @@ class SmtpUpstream:
             try:
                 if msg.smtputf8 and not conn.supports("SMTPUTF8"):
                     reusable = True
-                    return Result(Reply(550, "5.6.7", "upstream does not support SMTPUTF8"), False, "no SMTPUTF8", 550)
+                    return Result(Replies.upstream_no_smtputf8(), False, "no SMTPUTF8", 550)
                 mail, rcpts = self._envelope(conn, msg)
                 outcome = await conn.transaction(mail, rcpts, msg.data, self.data_timeout, self._xforward(conn, msg))
                 reusable = conn.is_open
@@ -210,7 +210,7 @@ class SmtpUpstream:
                 reason = str(exc)
             except ValueError as exc:  # an envelope that cannot be put on the wire
                 reusable = True
-                return Result(Reply(553, "5.1.7", f"upstream: {exc}"), False, str(exc), 553)
+                return Result(Replies.upstream_address_refused(str(exc)), False, str(exc), 553)
             except (ClientError, OSError, TimeoutError) as exc:
                 reason = str(exc) or type(exc).__name__
             finally:
@@ -289,7 +289,7 @@ class MaildirUpstream:
         except OSError as exc:
             log.error("maildir_failed", queue_id=queue_id, error=str(exc))
             return Result(Replies.upstream_unavailable(f"maildir: {exc.strerror or exc}"), False, str(exc))
-        text = f"250 2.0.0 Ok: delivered as {name}"
+        text = str(Replies.delivered_to_file(name))
         return Result(Replies.relayed(queue_id, text), True, text, 250)
 
     async def probe(self) -> bool:

@@ -20,7 +20,7 @@ from typing import Any, Literal, Mapping
 from pydantic import BaseModel, ConfigDict, Field
 
 from proxy.policy.registry import CHECKS, FAMILY_OPTIONS, Check, Options
-from proxy.policy.rules import FAMILIES, RULES, family
+from proxy.policy.rules import FAMILIES, RULES, UNMAPPED_ACTIONS, family
 from proxy.policy.verdict import Action
 from proxy.tomlfile import ConfigError, Problems, TomlDoc, did_you_mean, load_toml
 
@@ -208,6 +208,8 @@ def build(doc: TomlDoc | dict[str, Any], source: str = "policy") -> Policy:
         for rule in [*RULES, "*"]:
             stream_choice = _lookup({k: str(v) for k, v in stream.actions.items()}, rule) if stream.actions else None
             choice = stream_choice or _lookup(pf.actions, rule)
+            if not choice:
+                choice = UNMAPPED_ACTIONS.get(rule)
             table[rule] = Action.parse(choice) if choice else default_action
         action_table[name] = table
         checks[name] = tuple(

@@ -49,6 +49,12 @@ RULES: dict[str, str] = {
 }
 
 
+# Rules whose action, when a policy file maps neither the rule nor its family (nor "*"), is not
+# the policy's default_action: a rate limit says nothing about the message, so by default the
+# client is asked to retry later (451), as before rate.exceeded followed the policy.
+UNMAPPED_ACTIONS: dict[str, str] = {"rate.exceeded": "tempfail"}
+
+
 def family(rule: str) -> str:
     return rule.split(".", 1)[0]
 

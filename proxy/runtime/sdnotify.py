@@ -19,7 +19,7 @@ import structlog
 log = structlog.get_logger("sendwarden.sdnotify")
 
 
-class Notifier:
+class SystemdNotifier:
     def __init__(self, environ: dict[str, str] | None = None) -> None:
         env = os.environ if environ is None else environ
         path = env.get("NOTIFY_SOCKET", "")

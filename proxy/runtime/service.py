@@ -37,7 +37,7 @@ from proxy.smtp.ratelimit import Limit, RateLimiter
 from proxy.smtp.ratelimit_host import HostRateLimiter, HostShare
 from proxy.smtp.ratelimit_host import reset as reset_host_share
 from proxy.outbound.upstream import Upstream, upstream_budget, upstream_for
-from proxy.runtime.sdnotify import Notifier as SystemdNotifier
+from proxy.runtime.sdnotify import SystemdNotifier
 from proxy.smtp.handler import RelayHandler, client_ip
 from proxy.smtp.server import RelaySMTP
 from proxy.store import StoreError, from_config
@@ -52,7 +52,7 @@ from proxy.smtp.inflight import InFlight
 from proxy.facts.dkim import verify as dkim_verify
 from proxy.runtime.listeners import HTTP_MAX_CONNECTIONS, HttpListener, install_accept_error_log
 from proxy.runtime.warmup import warm_up
-from proxy.transaction.deps import TransactionDeps
+from proxy.transaction.deps import JudgingDeps, TransactionDeps
 
 log = structlog.get_logger("sendwarden.service")
 PROXY_HEADER_TIMEOUT = 10.0
@@ -262,18 +262,20 @@ class Service:
     def _transaction_deps(self) -> TransactionDeps:
         """What the transaction code may use: rebuilt at each reload (masker, budget, resolver)."""
         return TransactionDeps(
-            facts=FactSources(resolver=self.resolver, store=self.store, reputation=self.reputation, metrics=self.metrics),
+            judging=JudgingDeps(
+                facts=FactSources(resolver=self.resolver, store=self.store, reputation=self.reputation, metrics=self.metrics),
+                unsubscribe_keys=self.unsubscribe_keys,
+                endpoints=self.endpoints,
+                token_days=self.config.file.unsubscribe.token_days,
+                policy_timeout=self.settings.policy_timeout,
+                verify_domains=self.config.file.recipients.verify_domains,
+            ),
             pending_writes=self.pending_writes,
             quarantine=self.quarantine,
             notifier=self.notifier,
-            unsubscribe_keys=self.unsubscribe_keys,
-            endpoints=self.endpoints,
-            token_days=self.config.file.unsubscribe.token_days,
-            policy_timeout=self.settings.policy_timeout,
             masker=self.masker,
             metrics=self.metrics,
             worker=self.worker if self.reuse_port else None,
-            verify_domains=self.config.file.recipients.verify_domains,
         )
 
     def _share_rate_limits(self) -> None:

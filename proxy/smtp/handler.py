@@ -16,8 +16,11 @@ from aiosmtpd.smtp import Envelope, Session
 
 from proxy.outbound import received as trace
 from proxy.transaction import outcome, recipients
-from proxy.transaction.outcome import Transaction, findings_header, new_queue_id
-from proxy.policy.verdict import Action, Replies, Reply, Verdict
+from proxy.transaction.evaluate import evaluate
+from proxy.transaction.envelope import Transaction, new_queue_id
+from proxy.transaction.outcome import findings_header
+from proxy.policy.verdict import Finding, Verdict
+from proxy.replies import EHLO_AUTH_BARE, EHLO_EXTENSIONS, Replies, Reply
 from proxy.outbound.upstream import Outgoing, Recipient, Result
 from proxy.outbound.xforward import Origin
 from proxy.smtp.datareader import DataResult
@@ -36,8 +39,9 @@ if TYPE_CHECKING:
     from proxy.unsubscribe.intake import Intake
 
 log = structlog.get_logger("sendwarden.smtp")
-_EXTENSIONS = ("250-PIPELINING", "250-ENHANCEDSTATUSCODES", "250-DSN")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# The replies of every transaction, formatted once.
+SENDER_OK, RECIPIENT_OK, RESET_OK = str(Replies.sender_ok()), str(Replies.recipient_ok()), str(Replies.reset())
 
 
 def address_problem(address: str, smtputf8: bool) -> tuple[str, str]:
@@ -156,8 +160,8 @@ class RelayHandler:
 
     async def handle_EHLO(self, server: "RelaySMTP", session: Session, envelope: Envelope, hostname: str, responses: list[str]) -> list[str]:
         session.host_name = hostname
-        out = [r for r in responses[:-1] if r.strip() != "250-AUTH"]
-        out.extend(_EXTENSIONS)
+        out = [r for r in responses[:-1] if r.strip() != EHLO_AUTH_BARE]
+        out.extend(EHLO_EXTENSIONS)
         out.append(responses[-1])
         return out
 
@@ -174,7 +178,7 @@ class RelayHandler:
             return str(Replies.shutting_down())
         code, reason = address_problem(address, bool(envelope.smtp_utf8))
         if code:
-            return f"553 {code} Sender address refused: {reason}"
+            return str(Replies.sender_refused(code, reason))
         policy = service.policy
         user = _auth_user(session)
         stream = policy.resolve_stream(listener=self.listener, user=user, sender=address)
@@ -183,10 +187,15 @@ class RelayHandler:
         if user:
             keys["auth_user"] = user
         broken = await service.rate.check_message(traffic_class, keys)
+        carried: list[Finding] = []
         if broken is not None:
             service.metrics.rate_limited.labels(broken.name).inc()
             log.info("rate_limited", limit=broken.name, client=ip, key=broken.per)
-            return str(Replies.rate_limited(f"{broken.name} (messages per {broken.window:g}s per {broken.per})"))
+            limited = recipients.rate_exceeded(policy, stream.name,
+                                               f"{broken.name} (messages per {broken.window:g}s per {broken.per})")
+            if limited.reply is not None:
+                return str(limited.reply)
+            carried = limited.findings
         envelope.mail_from = address
         envelope.mail_options.extend(options)
         tx = Transaction(new_queue_id(), address, policy, stream.name, time.monotonic(), listener=self.listener,
@@ -195,27 +204,31 @@ class RelayHandler:
         tx.body_8bit = "BODY=8BITMIME" in options
         tx.traffic_class, tx.rate_keys = traffic_class, keys
         tx.inbound_only = inbound_only
+        tx.rcpt_findings.extend(carried)
         envelope.tx = tx  # type: ignore[attr-defined]
         server.in_transaction = True
         structlog.contextvars.bind_contextvars(queue_id=tx.queue_id)
-        return "250 2.1.0 Sender ok"
+        return SENDER_OK
 
     async def handle_RCPT(self, server: "RelaySMTP", session: Session, envelope: Envelope, address: str, options: list[str]) -> str:
         tx: Transaction | None = getattr(envelope, "tx", None)
         if tx is None:
-            return "503 5.5.1 Error: need MAIL command"
+            return str(Replies.need_mail())
         if len(envelope.rcpt_tos) >= self.settings.max_recipients:
-            return "452 4.5.3 Too many recipients"
+            return str(Replies.too_many_recipients())
         code, reason = address_problem(address, bool(envelope.smtp_utf8))
         if code:
-            return f"553 {code.replace('5.1.7', '5.1.3')} Recipient address refused: {reason}"
+            return str(Replies.recipient_address_refused(code.replace("5.1.7", "5.1.3"), reason))
         domain = address.rpartition("@")[2].lower()
         broken = await self.service.rate.check_recipient(tx.traffic_class, tx.rate_keys, domain, domain not in tx.domains)
         if broken is not None:
             self.service.metrics.rate_limited.labels(broken.name).inc()
-            self.service.metrics.rcpt_refusals.labels("rate.exceeded").inc()
             log.info("rate_limited", limit=broken.name, key=broken.per)
-            return str(Replies.rate_limited(f"{broken.name} (per {broken.per})"))
+            limited = recipients.rate_exceeded(tx.policy, tx.stream, f"{broken.name} (per {broken.per})")
+            if limited.reply is not None:
+                self.service.metrics.rcpt_refusals.labels("rate.exceeded").inc()
+                return str(limited.reply)
+            tx.rcpt_findings.extend(limited.findings)
         tx.domains.add(domain)
         service = self.service
         try:
@@ -225,16 +238,16 @@ class RelayHandler:
         # Mail to sendwarden itself is never mixed with mail it relays (RFC 5321 3.3: the
         # client sends the 452'd recipient again in a new transaction).
         if (local is not None and tx.recipients) or (local is None and tx.local):
-            return "452 4.5.3 Local and relayed recipients go in separate transactions; send this one again"
+            return str(Replies.local_and_relayed_apart())
         if local is not None:
             tx.local.append(local)
             envelope.rcpt_tos.append(address)
-            return "250 2.1.5 Recipient ok"
+            return RECIPIENT_OK
         if tx.inbound_only:
             reply = Replies.auth_required() if service.auth_offered(server) else Replies.relay_denied()
             log.warning("relay_refused", client=client_ip(session), rcpt=service.masker(address), reply=str(reply))
             return str(reply)
-        screening = await recipients.screen(service.deps, tx.policy, tx.ensure_plan(), tx.stream, address)
+        screening = await recipients.screen(service.deps.judging, tx.policy, tx.ensure_plan(), tx.stream, address)
         if screening.reply is not None:
             service.metrics.rcpt_refusals.labels(screening.rule).inc()
             log.info("rcpt_refused", rcpt=service.masker(address), reply=str(screening.reply))
@@ -243,12 +256,12 @@ class RelayHandler:
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(options)
         tx.recipients.append(Recipient(address, dict(server.pending_dsn)))
-        return "250 2.1.5 Recipient ok"
+        return RECIPIENT_OK
 
     async def handle_RSET(self, server: "RelaySMTP", session: Session, envelope: Envelope) -> str:
         server.in_transaction = False
         structlog.contextvars.unbind_contextvars("queue_id")
-        return "250 2.0.0 Ok"
+        return RESET_OK
 
     async def handle_exception(self, error: Exception) -> str:
         # Never echo internals to the client (aiosmtpd's default does); log them instead.
@@ -282,19 +295,20 @@ class RelayHandler:
             outcome.audit(service.deps, tx, reply, None, len(data.content), record, t0)
             return str(reply)
 
-        judgement = await outcome.evaluate(service.deps, tx, data.content, record)
+        judgement = await evaluate(service.deps.judging, tx, data.content, record)
         verdict = judgement.verdict
-        action = verdict.effective
-        if action == Action.REJECT:
-            reply = verdict.reject_reply()
-        elif action == Action.TEMPFAIL:
-            reply = verdict.tempfail_reply()
-        elif action == Action.QUARANTINE:
-            reply = await outcome.hold(service.deps, tx, judgement, data.content, record)
-        else:
+        content = data.content
+
+        async def held() -> Reply:
+            return await outcome.hold(service.deps, tx, judgement, content, record)
+
+        async def relayed() -> Reply:
             reply = await self._relay(session, tx, judgement.content, verdict, record)
             if reply.is_success:
                 await outcome.accepted(service.deps, tx, judgement)
+            return reply
+
+        reply = await outcome.act(verdict, refuse=_as_is, hold=held, relay=relayed)
         outcome.audit(service.deps, tx, reply, verdict, len(judgement.content), record, t0)
         structlog.contextvars.unbind_contextvars("queue_id")
         return str(reply)
@@ -332,6 +346,10 @@ class RelayHandler:
 # aiosmtpd inspects the signature of handle_EHLO for every connection (to tell its old 4-argument
 # form from the current one): computed once here, inspect.signature then just reads it.
 RelayHandler.handle_EHLO.__signature__ = inspect.signature(RelayHandler.handle_EHLO)  # type: ignore[attr-defined]
+
+
+def _as_is(reply: Reply) -> Reply:
+    return reply
 
 
 def _auth_user(session: Session) -> str | None:

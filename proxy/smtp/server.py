@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, TLSSetupException, syntax
 
-from proxy.policy.verdict import Replies
+from proxy.replies import Replies
 from proxy.smtp.authguard import ChecksBusy
 from proxy.smtp.datareader import read_data
 
@@ -248,7 +248,7 @@ class RelaySMTP(SMTP):
             return True, arg
         split = _split_dsn(params, allowed)
         if isinstance(split, str):
-            await self.push(f"501 5.5.4 {split}")
+            await self.push(str(Replies.syntax(split)))
             return False, None
         self.pending_dsn, rest = split
         head = stripped[: len(stripped) - len(params)].rstrip()
@@ -266,7 +266,7 @@ class RelaySMTP(SMTP):
         if envelope is not None and envelope.mail_from and len(envelope.rcpt_tos) >= self.relay_handler.settings.max_recipients:
             # Full: refuse before parsing the address (about a millisecond in aiosmtpd), so that
             # a flood of recipients costs the event loop next to nothing.
-            await self.push("452 4.5.3 Too many recipients")
+            await self.push(str(Replies.too_many_recipients()))
             return
         go_on, arg = await self._with_dsn("TO:", arg, _DSN_RCPT)
         if go_on:
@@ -305,7 +305,7 @@ class RelaySMTP(SMTP):
         # Slow down guessing; after a few failures, hang up.
         await asyncio.sleep(AUTH_FAILURE_DELAY)
         if self.failed_logins >= MAX_AUTH_FAILURES:
-            await self.push("421 4.7.0 Too many authentication failures")
+            await self.push(str(Replies.too_many_auth_failures()))
             if self.transport is not None:
                 self.transport.close()
             return AuthResult(success=False, handled=True)
@@ -320,12 +320,12 @@ class RelaySMTP(SMTP):
             try:
                 data = base64.b64decode(args[1].encode(), validate=True)
             except Exception:
-                await self.push("501 5.5.2 Can't decode base64")
+                await self.push(str(Replies.auth_undecodable()))
                 return AuthResult(success=False, handled=True)
         try:
             _, login, password = data.split(b"\x00")
         except ValueError:
-            await self.push("501 5.5.2 Can't split auth value")
+            await self.push(str(Replies.auth_unsplittable()))
             return AuthResult(success=False, handled=True)
         return await self._verify("PLAIN", login, password)
 
@@ -338,7 +338,7 @@ class RelaySMTP(SMTP):
             try:
                 login = base64.b64decode(args[1].encode(), validate=True)
             except Exception:
-                await self.push("501 5.5.2 Can't decode base64")
+                await self.push(str(Replies.auth_undecodable()))
                 return AuthResult(success=False, handled=True)
         password = await self.challenge_auth(self.AuthLoginPasswordChallenge)
         if not isinstance(password, bytes):
@@ -355,13 +355,13 @@ class RelaySMTP(SMTP):
             return
         assert self.envelope is not None and self.session is not None
         if not self.envelope.rcpt_tos:
-            await self.push("503 5.5.1 Error: need RCPT command")
+            await self.push(str(Replies.need_rcpt()))
             return
         if arg:
-            await self.push("501 5.5.4 Syntax: DATA")
+            await self.push(str(Replies.syntax("Syntax: DATA")))
             return
         settings = self.relay_handler.settings
-        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        await self.push(str(Replies.start_data()))
         self._reset_timeout(settings.data_timeout)
         try:
             tx = getattr(self.envelope, "tx", None)

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from proxy.store.address import AddressNormalizer, DomainRule, InvalidAddress
 from proxy.store.base import (
@@ -15,8 +15,16 @@ from proxy.store.base import (
     RecipientState, RecipientStore, Scope, StoreError, Suppression,
 )
 
-if TYPE_CHECKING:
-    from proxy.config import Config
+
+class StoreConfig(Protocol):
+    """What `from_config` reads of the service configuration (proxy.config.Config): the store
+    sits below the configuration and does not import it."""
+
+    @property
+    def store_url(self) -> str: ...
+
+    @property
+    def file(self) -> Any: ...
 
 
 def open_store(url: str, normalize: AddressNormalizer) -> RecipientStore:
@@ -32,12 +40,12 @@ def open_store(url: str, normalize: AddressNormalizer) -> RecipientStore:
     raise StoreError(f"unsupported store URL {url!r} (expected sqlite:PATH or postgresql://...)")
 
 
-def from_config(config: "Config") -> RecipientStore:
+def from_config(config: StoreConfig) -> RecipientStore:
     return open_store(config.store_url, AddressNormalizer.from_config(config.file.addresses))
 
 
 __all__ = [
     "AddressNormalizer", "ConsentRecord", "DomainRule", "FREQUENCY_SCOPES", "FrequencyOverride", "GLOBAL",
     "InvalidAddress", "PrivacyLink", "Query", "REASONS", "RecipientState", "RecipientStore", "SUPPRESSION_SCOPES",
-    "Scope", "StoreError", "Suppression", "from_config", "open_store",
+    "Scope", "StoreConfig", "StoreError", "Suppression", "from_config", "open_store",
 ]

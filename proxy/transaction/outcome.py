@@ -1,77 +1,43 @@
-"""One message's way through the functional core and the stores, whatever brought it in.
+"""What becomes of a judged message, whatever brought it in: held in the quarantine, the
+bookkeeping once the next hop has it, the findings tag, and the one audit line.
 
-The SMTP relay (proxy/smtp/handler.py) and the milter (proxy/milter/engine.py) both collect an
-envelope into a `Transaction`, then call `evaluate` (parse once, insert List-Unsubscribe when
-the policy says so, look up facts, judge), act on the verdict in their own protocol, and
-finish with `audit`. Holding a message in the quarantine and the bookkeeping after an accepted
-message live here too, so both fronts behave the same.
+The SMTP relay (proxy/smtp/handler.py) and the milter (proxy/milter/engine.py) act on the
+verdict in their own protocol with these, so both fronts behave the same.
 """
 
 from __future__ import annotations
 
-import secrets
 import time
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any, Awaitable, Callable, TypeVar
 
 import structlog
 
-from proxy.transaction import heavy, recipients
-from proxy.facts.gather import gather
-from proxy.message.mime import Message
 from proxy.metrics import reply_class
-from proxy.policy.loader import Policy
-from proxy.policy.context import Context
-from proxy.policy.verdict import Action, Finding, Replies, Reply, Verdict
+from proxy.policy.verdict import Action, Verdict
+from proxy.replies import Replies, Reply
 from proxy.quarantine.files import Held, QuarantineError
+from proxy.transaction import recipients
 from proxy.transaction.deps import TransactionDeps
-from proxy.transaction.recipients import Plan
-from proxy.outbound.upstream import Recipient
-
-if TYPE_CHECKING:
-    from proxy.unsubscribe.intake import Local
+from proxy.transaction.envelope import Transaction
+from proxy.transaction.evaluate import Judgement
 
 log = structlog.get_logger("sendwarden.pipeline")
+T = TypeVar("T")
 
 
-@dataclass
-class Transaction:
-    """What sendwarden keeps for one MAIL..end-of-data transaction."""
-
-    queue_id: str
-    mail_from: str
-    policy: Policy  # the policy in force at MAIL FROM: a reload does not change it mid-way
-    stream: str
-    started: float
-    listener: str = ""
-    client_ip: str = ""
-    helo: str = ""
-    auth_user: str | None = None
-    proto: str = "ESMTP"
-    smtputf8: bool = False
-    recipients: list[Recipient] = field(default_factory=list)
-    mail_dsn: dict[str, str] = field(default_factory=dict)
-    body_8bit: bool = False
-    traffic_class: str = ""  # for rate limits: "bounce" or the stream's name
-    rate_keys: dict[str, str] = field(default_factory=dict)
-    domains: set[str] = field(default_factory=set)
-    inbound_only: bool = False  # the client may not relay: only sendwarden's own addresses
-    local: list["Local"] = field(default_factory=list)  # recipients that are sendwarden itself
-    plan: Plan | None = None  # the recipient-state lookups, fixed at the first RCPT
-    rcpt_findings: list[Finding] = field(default_factory=list)  # accepted with findings at RCPT
-
-    @property
-    def marketing(self) -> bool:
-        return self.policy.streams[self.stream].marketing
-
-    def ensure_plan(self) -> Plan:
-        if self.plan is None:
-            self.plan = recipients.plan(self.policy, self.stream, self.mail_from, self.auth_user)
-        return self.plan
-
-
-def new_queue_id() -> str:
-    return secrets.token_hex(5).upper()
+async def act(verdict: Verdict, *, refuse: Callable[[Reply], T], hold: Callable[[], Awaitable[T]],
+              relay: Callable[[], Awaitable[T]]) -> T:
+    """The one dispatch from a verdict to its outcome, for the relay, the milter and `scan`:
+    reject and tempfail answer the verdict's reply (`refuse`, in the front's own protocol),
+    quarantine holds the message, relay sends it on. In monitor mode everything is relayed."""
+    action = verdict.effective
+    if action == Action.REJECT:
+        return refuse(verdict.reject_reply())
+    if action == Action.TEMPFAIL:
+        return refuse(verdict.tempfail_reply())
+    if action == Action.QUARANTINE:
+        return await hold()
+    return await relay()
 
 
 def findings_header(verdict: Verdict) -> bytes:
@@ -79,50 +45,6 @@ def findings_header(verdict: Verdict) -> bytes:
     rules = ", ".join(dict.fromkeys(verdict.rules))
     prefix = f"monitor would {verdict.action}; " if verdict.monitor and verdict.action != Action.RELAY else ""
     return f"X-Sendwarden-Findings: {prefix}{rules}\r\n".encode()
-
-
-@dataclass
-class Judgement:
-    message: Message
-    content: bytes  # the message as it will leave: `inserted` + what arrived
-    inserted: bytes  # headers sendwarden prepended before judging (List-Unsubscribe), or b""
-    verdict: Verdict
-
-
-async def evaluate(deps: TransactionDeps, tx: Transaction, content: bytes, record: dict[str, Any]) -> Judgement:
-    """Parse once, insert List-Unsubscribe where the policy asks, gather facts, judge."""
-    t0 = time.perf_counter()
-    message = await heavy.parse(content)  # a heavy message in a worker thread (transaction/heavy.py)
-    plan = tx.ensure_plan()
-    rcpt_addresses = [r.address for r in tx.recipients]
-    head, why_not = recipients.list_unsubscribe_block(deps, tx.policy, plan, tx.marketing, rcpt_addresses, message)
-    if head:
-        # Prepended only: the message itself is never re-serialised. Judged as it will go out.
-        content = head + content
-        message = await heavy.parse(content)
-        record["list_unsubscribe"] = "inserted"
-    elif why_not:
-        record["list_unsubscribe"] = f"not inserted: {why_not}"
-    ctx = Context(
-        stream=tx.stream,
-        marketing=tx.marketing,
-        mail_from=tx.mail_from,
-        rcpts=tuple(rcpt_addresses),
-        client_ip=tx.client_ip,
-        helo=tx.helo,
-        auth_user=tx.auth_user,
-        now=time.time(),
-    )
-    facts = await gather(deps.facts, tx.policy, message, ctx, deps.policy_timeout)
-    if facts:
-        ctx = replace(ctx, facts=facts)
-    try:
-        verdict = await heavy.judge_message(tx.policy, message, ctx, tx.rcpt_findings)
-    except Exception as exc:  # the engine itself failed: never relay unjudged
-        log.error("engine_failed", queue_id=tx.queue_id, error=repr(exc), exc_info=True)
-        verdict = Verdict(tx.policy.action(tx.stream, "check.error"), (), tx.policy.monitor, tx.stream, (repr(exc),))
-    record["policy_ms"] = round((time.perf_counter() - t0) * 1000, 3)
-    return Judgement(message, content, head or b"", verdict)
 
 
 async def hold(deps: TransactionDeps, tx: Transaction, judgement: Judgement, original: bytes, record: dict[str, Any]) -> Reply:

@@ -25,10 +25,12 @@ from proxy.policy.checks import consent, frequency, optout
 from proxy.policy.checks.privacy import privacy_urls
 from proxy.policy.checks.recipient import RecipientOptions, blocked_findings, recipient_domain, route_findings
 from proxy.policy.context import LookupFailed
+from proxy.policy import engine
 from proxy.policy.loader import Policy
-from proxy.policy.verdict import Action, Finding, Replies, Reply
+from proxy.policy.verdict import Action, Finding
+from proxy.replies import Replies, Reply
 from proxy.store.base import InvalidAddress, Query, StoreError
-from proxy.transaction.deps import TransactionDeps
+from proxy.transaction.deps import JudgingDeps, TransactionDeps
 from proxy.unsubscribe.headers import list_unsubscribe, token_scope, why_not
 
 
@@ -89,13 +91,17 @@ def findings(policy: Policy, p: Plan, stream: str, address: str, state: Any) -> 
 
 def decide(policy: Policy, stream: str, found: list[Finding]) -> Screening:
     """Refuse the recipient when a finding's action is reject, defer it when tempfail (and the
-    policy enforces); otherwise accept it and carry the findings to the message's verdict. A
-    failed lookup is never a permanent refusal, whatever its action: the client retries."""
-    if policy.monitor or not found:
+    policy enforces), with the same engine and action mapping as for the message; otherwise
+    accept it and carry the findings to the message's verdict. A failed lookup is never a
+    permanent refusal, whatever its action: the client retries."""
+    if not found:  # the common case: nothing to decide
+        return Screening()
+    verdict = engine.decide(policy, stream, found)
+    if verdict.monitor:
         return Screening(None, found)
-    acted = [(f, policy.action(stream, f.rule)) for f in found]
-    refusing = [f for f, a in acted if a == Action.REJECT and f.rule != "lookup.failed"]
-    deferring = [f for f, a in acted if a == Action.TEMPFAIL or (a == Action.REJECT and f.rule == "lookup.failed")]
+    refusing = [j.finding for j in verdict.judged if j.action == Action.REJECT and j.rule != "lookup.failed"]
+    deferring = [j.finding for j in verdict.judged
+                 if j.action == Action.TEMPFAIL or (j.action == Action.REJECT and j.rule == "lookup.failed")]
     if refusing:
         f_opts: frequency.FrequencyOptions = policy.options["frequency"]  # type: ignore[assignment]
         permanent = [f for f in refusing if f.rule != "frequency.exceeded" or f_opts.reply == "permanent"]
@@ -138,29 +144,55 @@ async def domain_findings(resolver: Resolver | None, opts: RecipientOptions, add
     return route_findings(fact, domain)
 
 
-async def screen(deps: TransactionDeps, policy: Policy, p: Plan, stream: str, address: str) -> Screening:
+async def screen(deps: JudgingDeps, policy: Policy, p: Plan, stream: str, address: str) -> Screening:
     """The per-RCPT answer for one recipient: its domain, then its state in the store, within
-    the policy time budget."""
+    the policy time budget. Without fact sources (`scan` offline, which says so) the domain is
+    screened against the blocked list only and the store is not asked."""
     timeout = deps.policy_timeout
-    resolver = deps.facts.resolver if deps.verify_domains else None
+    facts = deps.facts
+    resolver = facts.resolver if facts is not None and deps.verify_domains else None
     found = await domain_findings(resolver, policy.options["recipient"], address, timeout)  # type: ignore[arg-type]
-    if resolver is not None:
-        deps.metrics.recipient_domains.labels(found[0].rule if found else "ok").inc()
+    if resolver is not None and facts is not None and facts.metrics is not None:
+        facts.metrics.recipient_domains.labels(found[0].rule if found else "ok").inc()
     if found:
         early = decide(policy, stream, found)
         if early.reply is not None:
             return early
-    if not p.needed:
+    if not p.needed or facts is None:
         return Screening(None, found)
     try:
-        state = await asyncio.wait_for(deps.store.lookup(address, p.query, time.time()), timeout)
+        state = await asyncio.wait_for(facts.store.lookup(address, p.query, time.time()), timeout)
     except InvalidAddress as exc:
-        return Screening(Reply(553, "5.1.3", f"Bad recipient address: {exc}"[:200]), rule="recipient.invalid")
+        return invalid(policy, stream, str(exc))
     except (StoreError, TimeoutError) as exc:
         reason = str(exc) or "no answer in time"
         log.error("store_unavailable", during="rcpt", error=reason)
         return unavailable(policy, stream, reason)
     return decide(policy, stream, found + findings(policy, p, stream, address, state))
+
+
+def invalid(policy: Policy, stream: str, reason: str) -> Screening:
+    """A recipient the store cannot file (`recipient.invalid`), decided like every RCPT-time
+    finding: refused with 553 5.1.3 (the code for a bad address) when the policy rejects it,
+    else accepted with the finding going to the message's verdict."""
+    finding = Finding("recipient.invalid", f"bad recipient address: {reason}"[:300], "correct or remove the address")
+    screening = decide(policy, stream, [finding])
+    if screening.reply is None or screening.reply.is_temporary:
+        return screening
+    return Screening(Replies.bad_recipient(reason), rule="recipient.invalid")
+
+
+def rate_exceeded(policy: Policy, stream: str, reason: str) -> Screening:
+    """A rate limit reached (`rate.exceeded`), with the action the policy gives it: tempfail
+    answers 451 4.7.1 and the client retries later, reject refuses for good, quarantine or
+    relay let the message or recipient in and carry the finding to the message's verdict (held,
+    or tagged). Rate limits protect the node and the upstream, so they hold in monitor mode too."""
+    action = policy.action(stream, "rate.exceeded")
+    if action == Action.TEMPFAIL:
+        return Screening(Replies.rate_limited(reason), rule="rate.exceeded")
+    if action == Action.REJECT:
+        return Screening(Replies.rate_refused(reason), rule="rate.exceeded")
+    return Screening(None, [Finding("rate.exceeded", f"rate limit reached: {reason}"[:300], "send more slowly")])
 
 
 def unavailable(policy: Policy, stream: str, reason: str) -> Screening:
@@ -173,7 +205,7 @@ def unavailable(policy: Policy, stream: str, reason: str) -> Screening:
     return Screening(Replies.store_unavailable(reason), rule="lookup.failed")
 
 
-def list_unsubscribe_block(deps: TransactionDeps, policy: Policy, p: Plan, marketing: bool, rcpts: list[str],
+def list_unsubscribe_block(deps: JudgingDeps, policy: Policy, p: Plan, marketing: bool, rcpts: list[str],
                            message: Message) -> tuple[bytes, str]:
     """The List-Unsubscribe headers to prepend (b"" for none) and, when none, why not."""
     o: optout.OptoutOptions = policy.options["optout"]  # type: ignore[assignment]

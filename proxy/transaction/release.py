@@ -220,7 +220,7 @@ class Reviewer:
                               when=row["created"], comment=f"released from quarantine {row['id']}")
 
     async def _send(self, out: Outgoing, queue_id: str) -> Result:
-        from proxy.policy.verdict import Replies
+        from proxy.replies import Replies
 
         assert self.upstream is not None, "a release needs an upstream"
         budget = upstream_budget(self.config)

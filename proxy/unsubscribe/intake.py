@@ -32,7 +32,7 @@ from typing import Any
 import structlog
 
 from proxy.audit import AddressMasker
-from proxy.policy.verdict import Replies, Reply
+from proxy.replies import Replies, Reply
 from proxy.outbound.upstream import MaildirUpstream, Outgoing, Recipient
 from proxy.store.address import a_label
 from proxy.store.base import GLOBAL, Query, RecipientStore, StoreError, Suppression
@@ -121,14 +121,14 @@ class Intake:
             return None
         self._check_rate(client, now)
         if not local.lower().startswith(self.prefix):
-            raise Refused(Reply(550, "5.1.1", "No such user here; to unsubscribe, use the address in the List-Unsubscribe header"))
+            raise Refused(Replies.no_such_user())
         try:
             token = self.keys.verify(local[len(self.prefix):], now)
         except TokenError as exc:
             log.warning("unsubscribe_token_refused", via="mailto", kind=exc.kind, client=client)
             if exc.kind == "expired":
-                raise Refused(Reply(550, "5.7.1", "This unsubscribe address has expired; use the one in a recent message")) from None
-            raise Refused(Reply(550, "5.7.1", "Not a valid unsubscribe address")) from None
+                raise Refused(Replies.unsubscribe_expired()) from None
+            raise Refused(Replies.unsubscribe_invalid()) from None
         return Local("unsubscribe", text, token)
 
     def _check_rate(self, client: str, now: float) -> None:
@@ -167,7 +167,7 @@ class Intake:
         for e in entries:
             log.info("unsubscribed" if e.reason == "unsubscribe" else "complaint_suppressed",
                      via=e.source, rcpt=self.masker(e.address), scope=str(e.scope), queue_id=queue_id)
-        return Reply(250, "2.0.0", f"Ok: received id={queue_id}"), record
+        return Replies.received(queue_id), record
 
     async def _complaint(self, content: bytes, now: float, client: str) -> tuple[Suppression | None, str, str]:
         """An abuse report's complainant as a global complaint suppression, when the report

@@ -1,10 +1,13 @@
-"""`sendwarden scan`: the same engine offline, with a stable JSON shape and exit statuses."""
+"""`sendwarden scan`: the relay's own transaction code, offline by default (saying what it skipped) or with
+--online lookups, with a stable JSON shape and exit statuses."""
 
 from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
+from proxy.replies import Replies
 from tests.conftest import ROOT, SENDWARDEN
 
 
@@ -16,7 +19,8 @@ def test_scan_json_shape_and_exit_status_for_reject(cli_env) -> None:
     out = scan("--json", str(ROOT / "examples" / "plain.eml"), env=cli_env)
     assert out.returncode == 3, out.stderr
     doc = json.loads(out.stdout)
-    assert set(doc) == {"action", "stream", "smtp", "findings"}
+    assert set(doc) == {"action", "stream", "smtp", "findings", "rcpts_refused", "skipped"}
+    assert "dkim" in doc["skipped"] and doc["rcpts_refused"] == []  # offline: nothing looked up, and it says so
     assert doc["action"] == "reject" and doc["stream"] == "marketing"
     assert doc["smtp"]["code"] == 550 and doc["smtp"]["enhanced"] == "5.7.1"
     assert isinstance(doc["smtp"]["text"], str) and "unsubscribe.header_missing" in doc["smtp"]["text"]
@@ -101,3 +105,35 @@ def test_scan_several_inputs_maildir_mbox_and_a_summary(cli_env, tmp_path) -> No
     one.write_bytes(b"From x@example.com Thu Jan  1 00:00:00 2026\n" + compliant)
     out = scan(str(one), env=cli_env)
     assert out.returncode == 0 and out.stdout.decode().startswith("relay (stream marketing): 250 2.0.0")
+
+
+def test_scan_online_screens_recipients_against_the_store_as_the_relay_does(cli_env, tmp_path: Path) -> None:
+    config = tmp_path / "sendwarden.toml"
+    config.write_text('state_dir = "var"\n')
+    policy = tmp_path / "p.toml"
+    policy.write_text('[actions]\n"optout.*" = "reject"\n')
+    rows = tmp_path / "gone.csv"
+    rows.write_text("address,scope,reason,source,created\r\ngone@example.org,global,unsubscribe,test,\r\n")
+    imported = subprocess.run([*SENDWARDEN, "suppress", "import", "--create", "--config", str(config), str(rows)], env=cli_env,
+                              capture_output=True, text=True, timeout=120)
+    assert imported.returncode == 0, imported.stderr
+    args = ("--json", "--config", str(config), "--policy", str(policy), "--mail-from", "news@shop.example.com",
+            "--rcpt", "gone@example.org", "--rcpt", "reader@example.org", str(ROOT / "examples" / "compliant.eml"))
+
+    offline = json.loads(scan(*args, env=cli_env).stdout)
+    assert offline["rcpts_refused"] == [] and "recipient_state" in offline["skipped"]
+
+    out = scan("--online", *args, env=cli_env)
+    assert out.returncode == 0, out.stderr
+    online = json.loads(out.stdout)
+    assert online["skipped"] == []
+    [refused] = online["rcpts_refused"]
+    assert refused["address"] == "gone@example.org"
+    assert refused["smtp"] == Replies.recipient_refused("optout.suppressed", "x").as_dict() | {"text": refused["smtp"]["text"]}
+    assert "optout.suppressed" in refused["smtp"]["text"]
+    assert online["action"] == "relay"  # the other recipient still gets it
+
+
+def test_scan_text_names_the_skipped_lookups(cli_env) -> None:
+    out = scan(str(ROOT / "examples" / "compliant.eml"), env=cli_env)
+    assert b"skipped lookups (--online runs them): " in out.stdout and b"dkim" in out.stdout

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from proxy.milter import Decision, MilterApplication, MilterOptions, MilterServer, Transaction
+from proxy.milter import Decision, MilterApplication, MilterOptions, MilterServer, MilterTransaction
 from proxy.milter.wire import PacketDecoder
 from tests.support.milterapp import Recorder
 
@@ -211,7 +211,7 @@ async def test_failure_in_an_observing_hook_is_settled_at_end_of_message(milter)
         async def header(self, name: str, value: str) -> None:
             raise KeyError(name)
 
-        async def end_of_message(self, transaction: Transaction) -> Decision:
+        async def end_of_message(self, transaction: MilterTransaction) -> Decision:
             BrokenHeaders.called = True
             return Decision.accept()
 
@@ -228,7 +228,7 @@ async def test_timeout_at_rcpt_is_a_tempfail_for_that_recipient(milter) -> None:
         async def rcpt(self, recipient: str, args: tuple[str, ...], macros: Any) -> None:
             await asyncio.sleep(60)
 
-        async def end_of_message(self, transaction: Transaction) -> Decision:
+        async def end_of_message(self, transaction: MilterTransaction) -> Decision:
             return Decision.accept()
 
     peer, _ = await milter(MilterOptions(command_timeout=0.2), factory=SlowRcpt)
@@ -241,7 +241,7 @@ async def test_timeout_at_rcpt_is_a_tempfail_for_that_recipient(milter) -> None:
 
 async def test_bad_decision_becomes_the_failure_action(milter) -> None:
     class BadEdit(MilterApplication):
-        async def end_of_message(self, transaction: Transaction) -> Decision:
+        async def end_of_message(self, transaction: MilterTransaction) -> Decision:
             from proxy.milter import AddHeader
             return Decision.accept(AddHeader("Bad Name", "x"))
 

@@ -17,7 +17,7 @@ from proxy.milter.replies import header_edit, optneg, replycode, step_reply
 from proxy.milter.wire import (
     ActionFlag, Family, MacroStage, PacketDecoder, ProtocolError, ProtocolFlag, encode_packet,
 )
-from proxy.policy.verdict import Reply
+from proxy.replies import Reply
 
 
 def packet(cmd: bytes, data: bytes = b"") -> bytes:

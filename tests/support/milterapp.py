@@ -14,8 +14,8 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from proxy.milter import AddHeader, Decision, Family, InsertHeader, Macros, MilterApplication, Transaction
-from proxy.policy.verdict import Replies, Reply
+from proxy.milter import AddHeader, Decision, Family, InsertHeader, Macros, MilterApplication, MilterTransaction
+from proxy.replies import Replies, Reply
 
 SUPPRESSED_REPLY = Replies.recipient_refused("optout.suppressed", "the recipient unsubscribed; remove them")
 TEMPFAIL_REPLY = Reply(451, "4.7.1", "Demo milter asks you to try again later")
@@ -27,7 +27,7 @@ class Recorder:
     """What every DemoApp of one test saw."""
 
     events: list[tuple[str, Any]] = field(default_factory=list)
-    transactions: list[Transaction] = field(default_factory=list)
+    transactions: list[MilterTransaction] = field(default_factory=list)
     apps: int = 0
     closed: int = 0
 
@@ -72,7 +72,7 @@ class DemoApp(MilterApplication):
     async def body(self, chunk: bytes) -> None:
         self.rec.events.append(("body", len(chunk)))
 
-    async def end_of_message(self, transaction: Transaction) -> Decision:
+    async def end_of_message(self, transaction: MilterTransaction) -> Decision:
         self.rec.events.append(("end_of_message", transaction.queue_id))
         self.rec.transactions.append(transaction)
         subject = next((v.strip().lower() for n, v in transaction.headers if n.lower() == "subject"), "")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 import tomllib
+from dataclasses import astuple
 from pathlib import Path
 
 import pytest
@@ -18,12 +19,15 @@ from proxy.metrics import Metrics
 from proxy.policy.loader import build
 from proxy.policy.verdict import Action
 from proxy.quarantine.files import Quarantine
+from proxy.replies import Replies
 from proxy.quarantine.notify import Notifier
 from proxy.store import GLOBAL, AddressNormalizer, ConsentRecord, Suppression
 from proxy.store.pending import PendingWrites
 from proxy.store.sqlite import SqliteStore
 from proxy.transaction import outcome, recipients
-from proxy.transaction.deps import TransactionDeps
+from proxy.transaction.evaluate import evaluate
+from proxy.transaction.deps import JudgingDeps, TransactionDeps
+from proxy.transaction.envelope import Recipient, Transaction, new_queue_id
 from proxy.unsubscribe.headers import Endpoints
 from tests.support.recipient_helpers import BARE, COMPLIANT, SENDER, policy
 
@@ -36,20 +40,19 @@ async def deps(tmp_path: Path):
     quarantine.open()
     notifier = Notifier(Notify(), "relay.example")
     pending = PendingWrites(5)
-    yield TransactionDeps(
-        facts=FactSources(Resolver(), store), pending_writes=pending, quarantine=quarantine, notifier=notifier,
-        unsubscribe_keys=None, endpoints=Endpoints(), token_days=30, policy_timeout=5, masker=AddressMasker("clear", b""),
-        metrics=Metrics(),
-    )
+    judging = JudgingDeps(FactSources(Resolver(), store), unsubscribe_keys=None, endpoints=Endpoints(), token_days=30,
+                          policy_timeout=5)
+    yield TransactionDeps(judging, pending_writes=pending, quarantine=quarantine, notifier=notifier,
+                          masker=AddressMasker("clear", b""), metrics=Metrics())
     quarantine.close()
     await pending.close()
     await store.close()
 
 
-def transaction(text: str, rcpts: list[str]) -> outcome.Transaction:
+def transaction(text: str, rcpts: list[str]) -> Transaction:
     pol = build(tomllib.loads(text), "test.toml")
-    tx = outcome.Transaction(outcome.new_queue_id(), SENDER, pol, "marketing", time.monotonic())
-    tx.recipients = [outcome.Recipient(r) for r in rcpts]
+    tx = Transaction(new_queue_id(), SENDER, pol, "marketing", time.monotonic())
+    tx.recipients = [Recipient(r) for r in rcpts]
     return tx
 
 
@@ -58,25 +61,26 @@ async def test_a_suppressed_recipient_is_refused_at_rcpt(deps: TransactionDeps) 
     await deps.store.add_consent([ConsentRecord(a, "shop", time.time() - 86400, "signup-form")
                                   for a in ("gone@example.org", "reader@example.org")], time.time())
     tx = transaction(policy(), [])
-    refused = await recipients.screen(deps, tx.policy, tx.ensure_plan(), tx.stream, "gone@example.org")
-    kept = await recipients.screen(deps, tx.policy, tx.ensure_plan(), tx.stream, "reader@example.org")
-    assert refused.reply is not None and refused.reply.code == 550 and refused.rule == "optout.suppressed"
+    refused = await recipients.screen(deps.judging, tx.policy, tx.ensure_plan(), tx.stream, "gone@example.org")
+    kept = await recipients.screen(deps.judging, tx.policy, tx.ensure_plan(), tx.stream, "reader@example.org")
+    assert refused.reply is not None and refused.rule == "optout.suppressed"
+    assert (refused.reply.code, refused.reply.enhanced) == astuple(Replies.recipient_refused("r", "x"))[:2]
     assert kept.reply is None
 
 
 async def test_judged_then_held_or_counted_without_a_service(deps: TransactionDeps) -> None:
     tx = transaction(policy(frequency=""), ["reader@example.org"])
     record: dict[str, object] = {}
-    judgement = await outcome.evaluate(deps, tx, COMPLIANT, record)
+    judgement = await evaluate(deps.judging, tx, COMPLIANT, record)
     assert judgement.verdict.effective == Action.RELAY, judgement.verdict.rules
     await outcome.accepted(deps, tx, judgement)
     state = await deps.store.lookup("reader@example.org", tx.ensure_plan().query, time.time())
     assert sum(state.sends.values()) >= 1  # counted for the frequency cap
 
     bare = transaction(policy(), ["reader@example.org"])
-    judgement = await outcome.evaluate(deps, bare, BARE, {})
+    judgement = await evaluate(deps.judging, bare, BARE, {})
     assert judgement.verdict.action == Action.REJECT  # no unsubscribe: the policy says reject
     reply = await outcome.hold(deps, bare, judgement, BARE, record)
-    assert reply.code == 250 and reply.enhanced == "2.6.0"
+    assert (reply.code, reply.enhanced) == astuple(Replies.quarantined("x"))[:2]
     assert deps.quarantine.get(str(record["hold_id"])) is not None
     outcome.audit(deps, bare, reply, judgement.verdict, len(BARE), record, time.perf_counter())

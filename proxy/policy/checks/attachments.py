@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 
 from proxy.policy.context import LookupFailed
 from proxy.message.mime import Message
-from proxy.message.filetypes import Limits, Rules, disguise, inspect, name_problem
+from proxy.message.filetypes import ArchiveLimits, Rules, disguise, inspect, name_problem
 from proxy.policy.registry import Context, Options, check, options
 from proxy.policy.verdict import Finding
 
@@ -107,7 +107,7 @@ class AttachmentOptions(Options):
 
     @model_validator(mode="after")
     def _compile(self) -> "AttachmentOptions":
-        limits = Limits(
+        limits = ArchiveLimits(
             max_depth=self.max_archive_depth,
             max_entries=self.max_archive_entries,
             max_total_bytes=self.max_archive_bytes,

@@ -8,7 +8,6 @@ accepted a message. Checked at RCPT time; whether a capped recipient gets 4xx (t
 
 from __future__ import annotations
 
-import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -16,17 +15,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from proxy.policy.registry import Options, options
 from proxy.policy.verdict import Finding
 from proxy.policy.recipientstate import GLOBAL, RecipientState, Scope
+from proxy.tomlfile import parse_duration
 
-_UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_DURATION = re.compile(r"^\s*(\d+)\s*([mhdw])\s*$")
-
-
-def parse_duration(text: str) -> float:
-    """'30m', '24h', '7d', '2w' → seconds."""
-    m = _DURATION.match(text)
-    if not m or int(m.group(1)) == 0:
-        raise ValueError(f"{text!r}: expected a duration such as 24h, 7d or 2w")
-    return float(int(m.group(1)) * _UNITS[m.group(2)])
+def window(text: str) -> float:
+    """A cap's window ('24h', '7d', '2w', as every duration in sendwarden's files): more than
+    nothing."""
+    seconds = parse_duration(text)
+    if seconds <= 0:
+        raise ValueError(f"{text!r}: a frequency window must be longer than nothing, such as 24h, 7d or 2w")
+    return seconds
 
 
 class Cap(BaseModel):
@@ -38,12 +35,12 @@ class Cap(BaseModel):
     @field_validator("per")
     @classmethod
     def _per(cls, v: str) -> str:
-        parse_duration(v)
+        window(v)
         return v
 
     @property
     def seconds(self) -> float:
-        return parse_duration(self.per)
+        return window(self.per)
 
 
 @options("frequency")
@@ -84,10 +81,10 @@ def windows(opts: FrequencyOptions, brand: str, stream: str) -> tuple[tuple[Scop
 
 
 def _span(seconds: float) -> str:
-    for unit, size in (("w", _UNITS["w"]), ("d", 86400), ("h", 3600)):
+    for unit, size in (("w", 7 * 86400), ("d", 86400), ("h", 3600), ("m", 60)):
         if seconds % size == 0:
             return f"{int(seconds // size)}{unit}"
-    return f"{int(seconds // 60)}m"
+    return f"{seconds:g}s"
 
 
 def findings(state: RecipientState, address: str, opts: FrequencyOptions, brand: str, stream: str) -> list[Finding]:

@@ -14,7 +14,7 @@ import zipfile
 
 import pytest
 
-from proxy.message.filetypes import Limits, Rules, inspect, name_problem
+from proxy.message.filetypes import ArchiveLimits, Rules, inspect, name_problem
 from tests.policy.checks.judging import FOOTER, found, mail, policy, rules
 
 EXE = b"MZ\x90\x00\x03\x00\x00\x00" + b"\x00" * 120 + b"This program cannot be run in DOS mode."
@@ -223,7 +223,7 @@ def test_extensions_come_from_the_policy() -> None:
 
 
 def test_filetypes_directly() -> None:
-    rules_ = Rules(frozenset({"exe"}), frozenset(), Limits())
+    rules_ = Rules(frozenset({"exe"}), frozenset(), ArchiveLimits())
     assert name_problem("", rules_) == "" and name_problem("a.EXE", rules_)
     assert inspect(b"", "x", rules_) == [] and inspect(EXE, "x", rules_) == ["x is a Windows executable (MZ/PE)"]
 

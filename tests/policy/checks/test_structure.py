@@ -1,4 +1,4 @@
-"""message.header_count, message.unparseable and compliance.complaint_address_missing."""
+"""message.header_count and message.unparseable (proxy/policy/checks/structure.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from tests.policy.checks.judging import FOOTER, found, mail, policy, rules
 
 
-def hygiene(raw: bytes, pol=None, stream: str = "marketing") -> list[str]:
+def structure(raw: bytes, pol=None, stream: str = "marketing") -> list[str]:
     return rules(raw, pol, stream, family="message")
 
 
@@ -16,7 +16,7 @@ def add_header(raw: bytes, line: str) -> bytes:
 
 
 def test_one_of_each_passes() -> None:
-    assert hygiene(mail(FOOTER)) == []
+    assert structure(mail(FOOTER)) == []
 
 
 @pytest.mark.parametrize("change, detail", [
@@ -39,11 +39,11 @@ def test_duplicate_headers(name: str) -> None:
 
 def test_header_list_comes_from_the_policy() -> None:
     pol = policy({"message": {"exactly_once": ["From", "Date"]}})
-    assert hygiene(mail(FOOTER, "", {"Message-ID": None}), pol) == []
+    assert structure(mail(FOOTER, "", {"Message-ID": None}), pol) == []
 
 
 def test_header_count_applies_to_transactional_too() -> None:
-    assert hygiene(mail(FOOTER, "", {"Date": None}), stream="transactional") == ["message.header_count"]
+    assert structure(mail(FOOTER, "", {"Date": None}), stream="transactional") == ["message.header_count"]
 
 
 def nested(depth: int) -> bytes:
@@ -96,53 +96,4 @@ def test_parser_recursion_falls_back_to_the_headers(monkeypatch: pytest.MonkeyPa
     b"From: a@b.example\r\nDate: x\r\nMessage-ID: <a@b>\r\nSubject: s\r\nContent-Type: text/plain; charset=x-unknown\r\n\r\n\xff\xfe\r\n",
 ])
 def test_ordinary_defects_are_not_unparseable(raw: bytes) -> None:
-    assert "message.unparseable" not in hygiene(raw)
-
-
-COMPLAINTS = policy({"compliance": {"complaints_address": "Abuse@Provider.example",
-                                    "complaints_by_domain": {"shop.example.com": "klachten@shop.example.com"}}})
-
-
-def complaint(html: str, text: str = "", headers=None) -> list[str]:
-    return rules(mail(FOOTER + html, text, headers), COMPLAINTS, family="compliance")
-
-
-@pytest.mark.parametrize("html, text", [
-    ("<p>Complaints: klachten@shop.example.com</p>", ""),
-    ('<p><a href="mailto:Klachten@Shop.Example.com?subject=klacht">Complaints</a></p>', ""),
-    ('<p><a href="mailto:klachten%40shop.example.com">Complaints</a></p>', ""),
-    ("", "Complaints: KLACHTEN@shop.example.com\n"),
-])
-def test_complaint_address_present(html: str, text: str) -> None:
-    assert complaint(html, text) == []
-
-
-@pytest.mark.parametrize("html", [
-    "<p>No address here</p>",
-    '<p style="display:none">klachten@shop.example.com</p>',
-    "<p>xklachten@shop.example.com.evil.example</p>",
-    "<p>abuse@provider.example</p>",  # the default address, but this domain has its own
-])
-def test_complaint_address_missing(html: str) -> None:
-    assert complaint(html) == ["compliance.complaint_address_missing"]
-
-
-def test_default_complaint_address_for_other_domains() -> None:
-    headers = {"From": "News <news@other.example.org>"}
-    assert complaint("<p>abuse@provider.example</p>", headers=headers) == []
-    assert complaint("<p>nothing</p>", headers=headers) == ["compliance.complaint_address_missing"]
-
-
-def test_no_complaint_address_configured_means_no_rule() -> None:
-    assert rules(mail(FOOTER), family="compliance") == []
-
-
-def test_complaint_address_is_marketing_only() -> None:
-    assert rules(mail("<p>receipt</p>"), COMPLAINTS, stream="transactional", family="compliance") == []
-
-
-def test_complaint_address_is_validated() -> None:
-    from proxy.tomlfile import ConfigError
-
-    with pytest.raises(ConfigError, match="checks.compliance.complaints_address.*not an email address"):
-        policy({"compliance": {"complaints_address": "not-an-address"}})
+    assert "message.unparseable" not in structure(raw)
