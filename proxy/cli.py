@@ -10,10 +10,11 @@ import argparse
 import importlib
 import os
 import sys
-from typing import Any, Iterator, NoReturn, Sequence
+from typing import Any, NoReturn, Sequence
 
 from proxy import __version__
 from proxy.commands.common import COMMON_EXITS, EX_CONFIG, EX_USAGE, CliError
+from proxy.commands.completion import commands
 from proxy.tomlfile import ConfigError
 
 # Each module registers its own subcommand(s).
@@ -64,21 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def commands(p: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
-    """Every parser of a command that runs (one without subcommands of its own)."""
-    subs = [a for a in p._actions if isinstance(a, argparse._SubParsersAction)]
-    if not subs:
-        yield p
-    for action in subs:
-        seen: set[int] = set()
-        for child in action.choices.values():
-            if id(child) not in seen:  # aliases map to the same parser
-                seen.add(id(child))
-                yield from commands(child)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.parser = parser  # for the commands that describe the command line (manpage, completion)
     try:
         return int(args.func(args))
     except CliError as exc:

@@ -69,7 +69,7 @@ def test_the_scan_finds_what_it_looks_for(tmp_path: Path) -> None:
 def test_the_catalogue_replies_are_well_formed() -> None:
     """Each named reply: a code of a known class, an enhanced code of the same class (RFC 3463),
     printable single-line text."""
-    sample = {"list[str]": ["rule.one"], "str": "a reason", "int": 550}
+    sample = {"list[str]": ["rule.one"], "str": "a reason", "int": 550, "float": 60.0}
     for name, fn in vars(Replies).items():
         if not isinstance(fn, staticmethod):
             continue

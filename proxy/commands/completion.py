@@ -9,7 +9,7 @@ section, EXIT STATUS, from the statuses each command documents in its --help.
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import Any, Iterator
 
 from proxy import __version__
 
@@ -18,12 +18,24 @@ def _roff(text: str) -> str:
     return text.replace("\\", "\\e").replace("-", "\\-")
 
 
-def manpage() -> str:
+def commands(p: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    """Every parser of a command that runs (one without subcommands of its own)."""
+    subs = [a for a in p._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        yield p
+    for action in subs:
+        seen: set[int] = set()
+        for child in action.choices.values():
+            if id(child) not in seen:  # aliases map to the same parser
+                seen.add(id(child))
+                yield from commands(child)
+
+
+def manpage(parser: argparse.ArgumentParser) -> str:
+    """The manual page of `parser` (the whole `sendwarden` command line, which cli.main hands
+    every command as `args.parser`: commands sit below the CLI and do not import it)."""
     from argparse_manpage.manpage import Manpage
 
-    from proxy.cli import build_parser, commands
-
-    parser = build_parser()
     page = str(Manpage(parser, _data={"project_name": "sendwarden", "version": __version__,
                                       "manual_title": "sendwarden manual"}))
     lines = [".SH EXIT STATUS"]
@@ -35,21 +47,19 @@ def manpage() -> str:
     return page.rstrip("\n") + "\n" + "\n".join(lines) + "\n"
 
 
-def completion(shell: str) -> str:
+def completion(parser: argparse.ArgumentParser, shell: str) -> str:
     import shtab
 
-    from proxy.cli import build_parser
-
-    return str(shtab.complete(build_parser(), shell))
+    return str(shtab.complete(parser, shell))
 
 
 def cmd_completion(args: argparse.Namespace) -> int:
-    print(completion(args.shell), end="")
+    print(completion(args.parser, args.shell), end="")
     return 0
 
 
 def cmd_manpage(args: argparse.Namespace) -> int:
-    print(manpage(), end="")
+    print(manpage(args.parser), end="")
     return 0
 
 
