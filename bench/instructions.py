@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from smtp_bench import PY, RCPT, ROOT, SENDER, free_port, newsletter, start_sink, wait_port  # noqa: E402
+from smtp_bench import PY, RCPT, ROOT, SENDER, free_port, newsletter, start_sink, wait_port
 
 PROXY = """import asyncio, signal
 from aiosmtpd.smtp import SMTP

@@ -24,9 +24,9 @@ import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from proxy.store import GLOBAL, AddressNormalizer, Query, Scope  # noqa: E402
-from proxy.store.pg import PgStore  # noqa: E402
-from proxy.store.pgconn import PgPool  # noqa: E402
+from proxy.store import GLOBAL, AddressNormalizer, Query, Scope
+from proxy.store.pg import PgStore
+from proxy.store.pgconn import PgPool
 
 BRAND = Scope("brand", "shop")
 QUERY = Query(scopes=(GLOBAL, BRAND), consent_scope="shop", windows=((BRAND, 7 * 86400.0),), overrides=True)

@@ -27,9 +27,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from proxy.store import GLOBAL, AddressNormalizer, Query, Scope, open_store  # noqa: E402
-from proxy.store.sqlite import SqliteStore, connect  # noqa: E402
-from proxy.store.sqlite_schema import migrate  # noqa: E402
+from proxy.store import GLOBAL, AddressNormalizer, Query, Scope, open_store
+from proxy.store.sqlite import SqliteStore, connect
+from proxy.store.sqlite_schema import migrate
 
 BRAND = Scope("brand", "shop")
 QUERY = Query(scopes=(GLOBAL, BRAND), consent_scope="shop", windows=((BRAND, 7 * 86400.0),), overrides=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import re
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
@@ -199,7 +198,7 @@ class Notify(_Strict):
     @field_validator("webhook")
     @classmethod
     def _webhook(cls, v: str) -> str:
-        if v and not (v.startswith("https://") or v.startswith("http://")):
+        if v and not v.startswith(("https://", "http://")):
             raise ValueError("expected an http:// or https:// URL")
         return v
 
@@ -256,7 +255,7 @@ class Milter(_Strict):
     @field_validator("address")
     @classmethod
     def _address(cls, v: str) -> str:
-        if not (v.startswith("inet:") or v.startswith("unix:")):
+        if not v.startswith(("inet:", "unix:")):
             raise ValueError("expected inet:HOST:PORT or unix:/path")
         return v
 

@@ -98,7 +98,7 @@ def test_sysusers_and_tmpfiles_on_a_scratch_root(tmp_path: Path) -> None:
                if line.startswith("sendwarden:")]
     uid, gid, home, shell = int(entry[2]), int(entry[3]), entry[5], entry[6]
     assert uid < 1000 and home == "/var/lib/sendwarden" and shell == "/usr/sbin/nologin"  # a system user
-    for path, (mode, user, group) in _tmpfiles().items():
+    for path, (mode, user, _group) in _tmpfiles().items():
         st = (tmp_path / path.lstrip("/")).stat()
         assert oct(st.st_mode & 0o7777) == oct(int(mode, 8)), path
         assert st.st_uid == (0 if user == "root" else uid) and st.st_gid == gid, path

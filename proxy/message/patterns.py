@@ -207,7 +207,7 @@ def _first_words(parsed: _sre_parse.SubPattern) -> list[str] | None:
     op, av = items[0]
     if op is _sre.LITERAL:
         n = 0
-        for n, (op2, av2) in enumerate(items):
+        for n, (op2, av2) in enumerate(items):  # noqa: B007  (n is read after the loop)
             if op2 is not _sre.LITERAL or not _WORD_CHAR.match(chr(av2)):
                 break
         else:

@@ -131,7 +131,7 @@ class MilterServer:
             server.close()
         for path in self.unix_paths:
             with contextlib.suppress(FileNotFoundError):
-                Path(path).unlink()
+                Path(path).unlink()  # noqa: ASYNC240  (once, at shutdown: a local socket's name)
         if self.sessions:
             _, pending = await asyncio.wait(set(self.sessions), timeout=grace)
             for task in pending:

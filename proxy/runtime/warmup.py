@@ -70,7 +70,7 @@ def warm_up(policy: Policy) -> float:
     for name, stream in policy.streams.items():
         try:
             judge(policy, Message.from_bytes(SAMPLE), Context(stream=name, marketing=stream.marketing, now=time.time()))
-        except Exception as exc:  # noqa: BLE001 -- warming up must not stop the relay from starting
+        except Exception as exc:
             log.warning("warm_up_failed", stream=name, error=repr(exc))
     return time.perf_counter() - started
 

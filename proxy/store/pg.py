@@ -9,7 +9,7 @@ other's counts. Every failure comes out as StoreError (proxy/store/pgconn.py).
 
 from __future__ import annotations
 
-from typing import Any, AsyncIterator, Sequence
+from typing import AsyncIterator, Sequence
 
 from proxy.store.address import AddressNormalizer
 from proxy.store.base import (

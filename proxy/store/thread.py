@@ -52,7 +52,7 @@ class DbThread:
             result, error = None, None
             try:
                 result = fn(*args)
-            except BaseException as exc:  # noqa: BLE001 -- every outcome goes back to the caller
+            except BaseException as exc:
                 error = exc
             try:
                 loop.call_soon_threadsafe(_settle, fut, result, error)

@@ -399,7 +399,7 @@ async def test_a_failure_where_no_reply_is_sent_is_settled_at_end_of_message(mil
         async def mail_from(self, sender: str, args: tuple[str, ...], macros: Any) -> None:
             raise KeyError(sender)
 
-        async def end_of_message(self, transaction: Transaction) -> Decision:
+        async def end_of_message(self, transaction: MilterTransaction) -> Decision:
             BrokenMail.called = True
             return Decision.accept()
 

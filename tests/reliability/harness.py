@@ -248,7 +248,7 @@ class Reconciliation:
 
 def _body(data: bytes) -> bytes:
     """The message as the client sent it: drop the trace header(s) the relay prepends."""
-    while data.startswith(b"Received: ") or data.startswith(b"X-Sendwarden-"):
+    while data.startswith((b"Received: ", b"X-Sendwarden-")):
         end = data.find(b"\r\n", 0)
         while end != -1 and data[end + 2:end + 3] in (b"\t", b" "):
             end = data.find(b"\r\n", end + 2)

@@ -35,7 +35,7 @@ def check(name: str, r: Reconciliation, sink: Sink, **extra: object) -> None:
     assert r.violations() == {}
 
 
-def nth_data(faults: dict[int, str], period: int):  # noqa: ANN201
+def nth_data(faults: dict[int, str], period: int):
     """A fault hook: the n-th DATA (counted from 1) gets faults[n % period], the others none."""
     count = {"data": 0}
 

@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
 from pathlib import Path
 
 import aiosmtplib

@@ -82,9 +82,10 @@ async def test_stop_finishes_queued_jobs_then_refuses_new_ones() -> None:
 def test_a_job_finishing_after_its_loop_closed_is_dropped_quietly() -> None:
     worker = DbThread("test-store")
     gate = threading.Event()
+    left: list[asyncio.Future[object]] = []  # held here: the test is that the job outlives its loop
 
     async def leave_a_job_behind() -> None:
-        asyncio.ensure_future(worker.call(gate.wait, 5))
+        left.append(asyncio.ensure_future(worker.call(gate.wait, 5)))
         await asyncio.sleep(0.01)
 
     loop = asyncio.new_event_loop()

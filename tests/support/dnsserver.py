@@ -272,6 +272,7 @@ class _Udp(asyncio.DatagramProtocol):
     def __init__(self, server: DnsServer) -> None:
         self.server = server
         self.transport: asyncio.DatagramTransport | None = None
+        self._replies: set[asyncio.Task[None]] = set()  # answers being sent (a task is only weakly held)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -282,7 +283,8 @@ class _Udp(asyncio.DatagramProtocol):
             if out is not None and self.transport is not None and not self.transport.is_closing():
                 self.transport.sendto(out, addr)
 
-        asyncio.ensure_future(reply())
+        self._replies.add(task := asyncio.ensure_future(reply()))
+        task.add_done_callback(self._replies.discard)
 
 
 @pytest.fixture
