@@ -19,13 +19,19 @@ STAMP   := $(VENV)/.installed-stamp
 DEBS    := swaks postfix systemd opendkim-tools iproute2 openssl clamav-daemon e2fsprogs prometheus chromium rspamd
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test deps sysdeps clean man completion
+.PHONY: run test lint deps sysdeps clean man completion
 
 run: $(STAMP)
 	$(BIN)/sendwarden serve
 
-test: sysdeps $(STAMP)
+# Lint first (seconds): ruff's rule set and mypy --strict on proxy/, both configured in
+# pyproject.toml; the import-linter layers contract runs inside the suite (tests/test_import_contract.py).
+test: sysdeps $(STAMP) lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check proxy tests bench
+	$(BIN)/mypy
 
 deps: $(STAMP)
 

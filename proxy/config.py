@@ -118,7 +118,7 @@ class TLS(_Strict):
 class Auth(_Strict):
     # A TOML file of `user = "argon2 hash"` (see `sendwarden passwd`). Empty: no AUTH offered.
     credentials: str = ""
-    mechanisms: list[Literal["PLAIN", "LOGIN"]] = Field(default_factory=lambda: ["PLAIN", "LOGIN"])
+    mechanisms: list[Literal["PLAIN", "LOGIN"]] = Field(default_factory=lambda: ["PLAIN", "LOGIN"])  # type: ignore[arg-type]
 
 
 class UpstreamSection(_Strict):
@@ -193,7 +193,7 @@ class Notify(_Strict):
     webhook: str = ""
     timeout: float = Field(default=10, gt=0, le=300)
     max_pending: int = Field(default=100, ge=1, le=10_000)  # more in flight are dropped and logged
-    events: list[NotifyEvent] = Field(default_factory=lambda: ["quarantined", "released", "release_failed", "deleted"])
+    events: list[NotifyEvent] = Field(default_factory=lambda: ["quarantined", "released", "release_failed", "deleted"])  # type: ignore[arg-type]
 
     @field_validator("webhook")
     @classmethod

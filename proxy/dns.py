@@ -18,6 +18,7 @@ with the same key costs one round trip, not one per message.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import time
 from dataclasses import dataclass
@@ -150,7 +151,11 @@ class Resolver:
 
     @property
     def nameservers(self) -> list[str]:
-        return [f"{n.address}:{n.port}" if hasattr(n, "address") else str(n) for n in self._resolver.nameservers]
+        return [f"{n.address}:{n.port}" if isinstance(n, dns.nameserver.Do53Nameserver) else str(n)
+                for n in self._resolver.nameservers]
+
+    def _done(self, key: tuple[str, str], _future: asyncio.Future[Records]) -> None:
+        self._inflight.pop(key, None)
 
     def cache_stats(self) -> dict[str, int]:
         cache = self._resolver.cache
@@ -174,7 +179,7 @@ class Resolver:
         if pending is None:
             pending = asyncio.ensure_future(self._lookup(key[0], rdtype))
             self._inflight[key] = pending
-            pending.add_done_callback(lambda _f, k=key: self._inflight.pop(k, None))
+            pending.add_done_callback(functools.partial(self._done, key))
         # shield: one caller giving up (its own time budget) must not cancel the others' query.
         return await asyncio.shield(pending)
 

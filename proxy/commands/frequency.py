@@ -10,7 +10,7 @@ from typing import Any
 
 from proxy.commands.common import CliError, add_json
 from proxy.commands.storecli import add_common, run, scope_arg
-from proxy.policy.checks.frequency import parse_duration
+from proxy.tomlfile import parse_duration
 from proxy.store import FREQUENCY_SCOPES, GLOBAL, FrequencyOverride, Query
 
 

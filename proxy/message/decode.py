@@ -97,7 +97,7 @@ def part_names(part: EmailMessage) -> tuple[str, ...]:
         part = decoded
     for getter in (lambda: part.get_filename(), lambda: part.get_param("name")):
         try:
-            value = getter()
+            value = getter()  # type: ignore[no-untyped-call]
             if isinstance(value, tuple):  # an RFC 2231 value the stdlib could not collapse
                 value = email.utils.collapse_rfc2231_value(value)
         except Exception:

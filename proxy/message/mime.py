@@ -118,7 +118,7 @@ class _TrailingNewline:
         def group(self, index: int = 0) -> str:
             return self._eol
 
-    pattern = _feedparser.NLCRE_eol.pattern
+    pattern = _feedparser.NLCRE_eol.pattern  # type: ignore[attr-defined]
     _CRLF, _CR, _LF = _Match("\r\n"), _Match("\r"), _Match("\n")
 
     def search(self, text: str) -> "_TrailingNewline._Match | None":
@@ -127,8 +127,9 @@ class _TrailingNewline:
         return self._CR if text.endswith("\r") else None
 
 
-if _feedparser.NLCRE_eol.pattern == r"(\r\n|\r|\n)\Z":  # the stdlib as we know it (3.11-3.13)
-    _feedparser.NLCRE_eol = _TrailingNewline()  # type: ignore[assignment]
+# the stdlib as we know it (3.11-3.13): a private pattern of email.feedparser
+if _feedparser.NLCRE_eol.pattern == r"(\r\n|\r|\n)\Z":  # type: ignore[attr-defined]
+    _feedparser.NLCRE_eol = _TrailingNewline()  # type: ignore[attr-defined]
 
 
 class _TooManyParts(Exception):
@@ -197,7 +198,7 @@ class Message:
         memo = self.__dict__.setdefault("_memo", {})
         if key not in memo:
             memo[key] = compute()
-        return memo[key]
+        return memo[key]  # type: ignore[no-any-return]
 
     # -- headers -----------------------------------------------------------------------------
 
@@ -244,7 +245,7 @@ class Message:
                 continue
             try:
                 parsed = _HEADER_FACTORY(name, value)
-                addrs = parsed.addresses  # type: ignore[attr-defined]
+                addrs = parsed.addresses
             except Exception:  # the parser can fail on hostile input; judge it as invalid
                 out.append(("", ""))
                 continue
@@ -266,7 +267,7 @@ class Message:
 
     @cached_property
     def defects(self) -> tuple[str, ...]:
-        found = []
+        found: list[str] = []
         for part in self._tree[0]:
             found.extend(type(d).__name__ for d in getattr(part, "defects", ()))
         return tuple(found)

@@ -92,7 +92,7 @@ class PolicyMilter(MilterApplication):
         self.service = service
         self.listener = listener
         self.client_ip = ""
-        self.helo = ""
+        self.helo_name = ""
         self.tx: Transaction | None = None
 
     async def connect(self, host: str, family: Family, port: int, address: str, macros: Macros) -> Reply | None:
@@ -100,7 +100,7 @@ class PolicyMilter(MilterApplication):
         return None
 
     async def helo(self, name: str, macros: Macros) -> Reply | None:
-        self.helo = name
+        self.helo_name = name
         return None
 
     async def mail_from(self, sender: str, args: tuple[str, ...], macros: Macros) -> Reply | None:
@@ -112,7 +112,7 @@ class PolicyMilter(MilterApplication):
         upper = {a.upper() for a in args}
         self.tx = Transaction(
             macros.get("i") or new_queue_id(), sender, policy, stream.name, time.monotonic(), listener=listener,
-            client_ip=self.client_ip, helo=self.helo, auth_user=user, proto="ESMTP" + ("A" if user else ""),
+            client_ip=self.client_ip, helo=self.helo_name, auth_user=user, proto="ESMTP" + ("A" if user else ""),
             smtputf8="SMTPUTF8" in upper, body_8bit="BODY=8BITMIME" in upper,
         )
         structlog.contextvars.bind_contextvars(queue_id=self.tx.queue_id)

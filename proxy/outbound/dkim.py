@@ -41,7 +41,7 @@ THREAD_ABOVE = 256 * 1024
 __all__ = ["FastDKIM", "Signer", "THREAD_ABOVE", "quiet", "sign_off_loop"]
 
 
-class FastDKIM(dkim.DKIM):
+class FastDKIM(dkim.DKIM):  # type: ignore[misc]
     """dkimpy's DKIM with two speed-ups that change no result (a test pins signatures byte for
     byte to dkimpy's own signer):
 
@@ -65,7 +65,7 @@ class FastDKIM(dkim.DKIM):
     def gen_header(self, fields: Any, include_headers: Any, canon_policy: Any, header_name: Any, pk: Any,
                    standardize: bool = False) -> Any:
         key = self.openssl_key
-        if self.signature_algorithm != b"rsa-sha256" or key is None:
+        if self.signature_algorithm != b"rsa-sha256" or key is None:  # type: ignore[has-type]
             return super().gen_header(fields, include_headers, canon_policy, header_name, pk, standardize)
 
         def sign(digest: bytes) -> SimpleNamespace:

@@ -12,7 +12,7 @@ import structlog
 from proxy.message.mime import Message
 from proxy.message.opsregex import PatternTimeout
 from proxy.policy.loader import Policy
-from proxy.policy.registry import Context
+from proxy.policy.context import Context
 from proxy.policy.verdict import Action, Finding, Judged, Verdict
 
 log = structlog.get_logger("sendwarden.engine")

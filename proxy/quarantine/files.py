@@ -287,7 +287,7 @@ class Quarantine:
     def get(self, hold_id: str) -> sqlite3.Row | None:
         self.path_of(hold_id)  # validates
         with self._lock:
-            return self.db.execute("SELECT * FROM held WHERE id = ?", (hold_id,)).fetchone()
+            return self.db.execute("SELECT * FROM held WHERE id = ?", (hold_id,)).fetchone()  # type: ignore[no-any-return]
 
     def raw(self, hold_id: str) -> bytes:
         name = self.path_of(hold_id).name

@@ -192,7 +192,7 @@ class PgQuarantine(Quarantine):
 
     # -- state transitions ------------------------------------------------------------------------
 
-    async def _write(self, statements: list[tuple[str, list[Any]]], hold_id: str, event: str, actor: str,
+    async def _write(self, statements: list[tuple[str, list[Any]]], hold_id: str, event: str, actor: str,  # type: ignore[override]
                      detail: str = "", need_first: bool = False) -> bool:
         """Run statements in one transaction; note the event when the first changed a row (or
         always, when `need_first` is False). Returns whether the first changed a row."""
@@ -247,7 +247,7 @@ class PgQuarantine(Quarantine):
                                      " VALUES ($1,$2,'deleted',$3,$4)", hold_id, time.time(), actor, reason[:2000])
                 if status in ("held", "released", "deleted"):
                     await db.execute("DELETE FROM quarantine_message WHERE id = $1", hold_id)
-            return status
+            return status  # type: ignore[no-any-return]
 
         return self._call(run())
 

@@ -14,7 +14,8 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
-from bs4 import BeautifulSoup, NavigableString, Tag
+from bs4 import BeautifulSoup, Tag
+from bs4.element import NavigableString
 
 from proxy.message.html import HIDDEN_MARK, HIDDEN_TEXT_TAG, mark_hidden, text_links
 from proxy.message.mime import Message, decode_header

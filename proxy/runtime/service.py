@@ -163,6 +163,10 @@ def _upstream_key(config: Config) -> tuple[Any, ...]:
 
 
 class Service:
+    # Set by _install, kept across reloads: the one resolver of the process and the [dns] it was made from.
+    resolver: Resolver
+    _dns: Any
+
     def __init__(self, config: Config, policy: Policy, upstream: Upstream | None = None,
                  reload_source: Callable[[], tuple[Config, Policy]] | None = None, worker: int = 0,
                  workers: int = 1) -> None:

@@ -20,7 +20,7 @@ import structlog
 from proxy.message.mime import Message
 from proxy.policy.engine import judge
 from proxy.policy.loader import Policy
-from proxy.policy.registry import Context
+from proxy.policy.context import Context
 
 log = structlog.get_logger("sendwarden.warmup")
 

@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from proxy.metrics import Metrics
     from proxy.outbound.upstream import Upstream
     from proxy.policy.loader import Policy
+    from proxy.smtp.authguard import AuthGuard
+    from proxy.smtp.inflight import InFlight
     from proxy.smtp.ratelimit import RateLimiter
     from proxy.smtp.server import RelaySMTP
     from proxy.transaction.deps import TransactionDeps
@@ -96,6 +98,8 @@ class Relay(Protocol):
     rate: "RateLimiter"
     deps: "TransactionDeps"
     upstream: "Upstream"
+    auth_guard: "AuthGuard"
+    in_flight: "InFlight"
 
     def admit(self, server: "RelaySMTP", transport: asyncio.BaseTransport) -> bool: ...
     def release(self, server: "RelaySMTP") -> None: ...
@@ -155,7 +159,7 @@ class RelayHandler:
         real = str(src)
         if not self.service.rekey(server, real):
             return False
-        session.peer = (real, getattr(proxy_data, "src_port", 0) or 0)
+        session.peer = (real, getattr(proxy_data, "src_port", 0) or 0)  # type: ignore[assignment]
         return True
 
     async def handle_EHLO(self, server: "RelaySMTP", session: Session, envelope: Envelope, hostname: str, responses: list[str]) -> list[str]:

@@ -153,7 +153,7 @@ class RelaySMTP(SMTP):
         commands = _COMMANDS.get(type(self))
         if commands is None:
             commands = _COMMANDS[type(self)] = {name: f"smtp_{name}" for name in self._smtp_methods}
-        self._smtp_methods = BoundMethods(self, commands)
+        self._smtp_methods = BoundMethods(self, commands)  # type: ignore[assignment]
         if handler.hook_table is None:
             handler.hook_table = self._handle_hooks  # bound to the handler, shared by its connections
         self._handle_hooks = handler.hook_table
@@ -184,7 +184,7 @@ class RelaySMTP(SMTP):
     async def push(self, status: str | bytes) -> None:
         if isinstance(status, str) and not self._greeting_reply:
             status = with_enhanced(status)
-        await super().push(status)
+        await super().push(status)  # type: ignore[type-var]
 
     # HELO/EHLO replies carry no enhanced codes (RFC 2034 §3 exempts them).
     @syntax("HELO hostname")
@@ -388,7 +388,7 @@ class RelaySMTP(SMTP):
         finally:
             self._reset_timeout()
             self.relay_handler.service.in_flight.give(result.reserved)
-        self._set_post_data_state()
+        self._set_post_data_state()  # type: ignore[no-untyped-call]
         self.in_transaction = False
         await self.push(status)
         if self.closing:

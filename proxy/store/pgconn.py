@@ -79,7 +79,7 @@ class PgPool:
         if pool is not None:
             try:
                 await asyncio.wait_for(pool.close(), 5.0)
-            except (TimeoutError, *DRIVER_ERRORS):
+            except (TimeoutError, *DRIVER_ERRORS):  # type: ignore[misc]
                 pool.terminate()
 
     @asynccontextmanager

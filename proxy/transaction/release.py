@@ -49,7 +49,8 @@ class Filters:
     def where(self, dialect: str = "sqlite") -> tuple[str, list[Any]]:
         """A WHERE clause with its parameters; values never enter the SQL text. `?` stands for
         a parameter in both dialects (the shared quarantine numbers them)."""
-        terms, params = ["1=1"], []  # type: ignore[var-annotated]
+        terms: list[str] = ["1=1"]
+        params: list[Any] = []
         if self.status:
             terms.append("status = ?")
             params.append(self.status)
@@ -146,7 +147,7 @@ class Reviewer:
         log.info(event, id=hold_id, actor=self.actor, os_user=self.os_user, **kw)
 
     async def _notify(self, kind: str, row: sqlite3.Row, **extra: Any) -> None:
-        await self.notifier.deliver(self.notifier.event(kind, row["id"], row, **extra))
+        await self.notifier.deliver(self.notifier.event(kind, row["id"], dict(row), **extra))
 
     def revealed(self, hold_id: str, what: str) -> None:
         """Recipient addresses were shown in clear: that is logged and kept in the history."""

@@ -20,7 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 from proxy.policy.context import LookupFailed
 from proxy.message.mime import Message
 from proxy.message.filetypes import ArchiveLimits, Rules, disguise, inspect, name_problem
-from proxy.policy.registry import Context, Options, check, options
+from proxy.policy.context import Context
+from proxy.policy.registry import Options, check, options
 from proxy.policy.verdict import Finding
 
 MAX_FINDINGS = 5

@@ -14,7 +14,8 @@ from urllib.parse import unquote
 from pydantic import Field, field_validator
 
 from proxy.message.mime import Message
-from proxy.policy.registry import Context, Options, check, options
+from proxy.policy.context import Context
+from proxy.policy.registry import Options, check, options
 from proxy.policy.verdict import Finding
 
 _ADDRESS = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")

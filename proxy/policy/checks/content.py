@@ -30,7 +30,8 @@ from pydantic import Field, PrivateAttr, ValidationInfo, model_validator
 from proxy.message.mime import Message
 from proxy.message.unmask import CONTEXT as UNMASK_CONTEXT
 from proxy.policy.contentlists import BUILTIN, BUILTIN_LANGUAGES, CONTEXT, CUE, EVASION, ContentLists, Label, compile_lists
-from proxy.policy.registry import Context, Options, check, options
+from proxy.policy.context import Context
+from proxy.policy.registry import Options, check, options
 from proxy.policy.verdict import Finding
 from proxy.tomlfile import ConfigError
 

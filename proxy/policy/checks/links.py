@@ -21,7 +21,8 @@ from pydantic import Field, PrivateAttr, model_validator
 from proxy.message.urls import idna_host, ip_host, known_suffix, registrable, scheme_and_host
 from proxy.message.mime import Link, Message
 from proxy.message.opsregex import OpsPattern, PatternError
-from proxy.policy.registry import Context, Options, check, options
+from proxy.policy.context import Context
+from proxy.policy.registry import Options, check, options
 from proxy.policy.verdict import Finding
 
 MAX_FINDINGS = 5

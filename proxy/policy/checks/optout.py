@@ -19,7 +19,8 @@ from pydantic import Field, field_validator
 
 from proxy.policy.context import LookupFailed
 from proxy.message.mime import Message
-from proxy.policy.registry import Context, Options, check, options
+from proxy.policy.context import Context
+from proxy.policy.registry import Options, check, options
 from proxy.policy.verdict import Finding
 from proxy.policy.recipientstate import GLOBAL, RecipientState, Scope, Suppression
 

@@ -21,7 +21,8 @@ from pydantic import Field, PrivateAttr, field_validator, model_validator
 from proxy.message.urls import registrable
 from proxy.message.mime import Message
 from proxy.message.patterns import LinkWords
-from proxy.policy.registry import Context, Options, check, options
+from proxy.policy.context import Context
+from proxy.policy.registry import Options, check, options
 from proxy.policy.verdict import Finding
 
 __all__ = ["DEAD_FACT", "PrivacyOptions", "dead_links", "privacy_urls", "normalise_url"]

@@ -19,7 +19,8 @@ from proxy.message.domains import addresses_in, aligned, domain_of, domains_in, 
 from proxy.policy.context import LookupFailed
 from proxy.message.mime import Message
 from proxy.policy.checks.sender_options import SenderOptions
-from proxy.policy.registry import Context, Options, check
+from proxy.policy.context import Context
+from proxy.policy.registry import Options, check
 from proxy.policy.verdict import Finding
 
 

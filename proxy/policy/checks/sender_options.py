@@ -76,7 +76,7 @@ class SenderOptions(Options):
     users: dict[str, list[str]] = Field(default_factory=dict)
     # Which identities must align with From: the envelope sender, Sender, Reply-To.
     align: list[Literal["mail_from", "sender", "reply_to"]] = Field(
-        default_factory=lambda: ["mail_from", "sender", "reply_to"])
+        default_factory=lambda: ["mail_from", "sender", "reply_to"])  # type: ignore[arg-type]
     # Brand names a display name may only carry when From is one of the brand's domains; the
     # domains are also guarded against look-alikes (homoglyphs, other suffixes).
     protected_brands: dict[str, list[str]] = Field(default_factory=dict)

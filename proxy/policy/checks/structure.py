@@ -15,7 +15,8 @@ from typing import Iterator
 from pydantic import Field
 
 from proxy.message.mime import Message
-from proxy.policy.registry import Context, Options, check, options
+from proxy.policy.context import Context
+from proxy.policy.registry import Options, check, options
 from proxy.policy.verdict import Finding
 
 

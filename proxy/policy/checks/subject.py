@@ -16,7 +16,8 @@ from pydantic import Field, PrivateAttr, model_validator
 
 from proxy.message.mime import Message
 from proxy.message.opsregex import OpsPattern, PatternError
-from proxy.policy.registry import Context, Options, check, options
+from proxy.policy.context import Context
+from proxy.policy.registry import Options, check, options
 from proxy.policy.verdict import Finding
 
 # Characters that render as nothing, or reorder text, which a sender could slip into a subject.

@@ -13,7 +13,8 @@ from pydantic import Field, PrivateAttr, model_validator
 
 from proxy.message.mime import Message
 from proxy.message.patterns import LinkWords
-from proxy.policy.registry import Context, Options, check, options
+from proxy.policy.context import Context
+from proxy.policy.registry import Options, check, options
 from proxy.policy.verdict import Finding
 
 ONE_CLICK = "List-Unsubscribe=One-Click"
