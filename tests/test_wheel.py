@@ -1,7 +1,7 @@
 """The installable package: `pip wheel` builds it from a clean copy of the source, and installed
 into a fresh virtual environment outside the repository (its dependencies resolved by pip from
 pyproject's list, as an operator's install would), the `sendwarden` command works with no file of
-the checkout: --version, scan with the shipped default policy, serve relaying one message into a
+the checkout: --version, config init and policy init, scan with the shipped default policy, serve relaying one message into a
 Maildir and stopping on SIGTERM.
 
 Slow (a venv and a dependency install, about a minute): one test does it all.
@@ -63,6 +63,14 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> None:
     version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     shown = run(sendwarden, "--version", cwd=work, env=env)
     assert (shown.returncode, shown.stdout.strip()) == (0, f"sendwarden {version}")
+
+    # config init and policy init: the production template and the default policy ship inside it.
+    made = run(sendwarden, "config", "init", "sendwarden.toml", cwd=work, env=env)
+    assert made.returncode == 0 and "[upstream]" in (work / "sendwarden.toml").read_text(), made.stderr
+    made = run(sendwarden, "policy", "init", "policy.toml", cwd=work, env=env)
+    assert made.returncode == 0, made.stderr
+    checked = run(sendwarden, "policy", "check", "policy.toml", cwd=work, env=env)
+    assert checked.returncode == 0 and "policy.toml: ok" in checked.stdout, checked.stdout + checked.stderr
 
     # scan: the embedded default policy ships inside the package.
     (work / "good.eml").write_bytes(COMPLIANT)
