@@ -162,9 +162,12 @@ class Metrics:
         self.rcpt_refusals = PCounter("sendwarden_rcpt_refusals_total", "Recipients refused at RCPT, by rule", ["rule"], registry=r)
         self.recipient_domains = PCounter("sendwarden_recipient_domain_checks_total", "Recipient domains judged at RCPT, by outcome (ok or the rule found)", ["result"], registry=r)
         self.blocklist_lookups = PCounter("sendwarden_blocklist_lookups_total", "URI blocklist lookups, by zone and result (listed, clean, failed)", ["zone", "result"], registry=r)
-        self.privacy_links_dead = Gauge("sendwarden_privacy_links_dead", "Privacy links marked dead by `links check`, by sender domain", ["sender_domain"], registry=r)
-        self.complaint_rate = Gauge("sendwarden_complaint_rate", "Spam complaints / delivered marketing recipients over the window, by scope (domain:NAME, brand:NAME)", ["scope"], registry=r)
-        self.complaint_rate_level = Gauge("sendwarden_complaint_rate_level", "0 under the warning rate (or too little volume), 1 above it, 2 above the limit", ["scope"], registry=r)
+        self.privacy_links_dead = Gauge("sendwarden_privacy_links_dead", "Privacy links marked dead by `links check`, by sender domain", ["sender_domain"], registry=r,
+                         multiprocess_mode="livemax")
+        self.complaint_rate = Gauge("sendwarden_complaint_rate", "Spam complaints / delivered marketing recipients over the window, by scope (domain:NAME, brand:NAME)", ["scope"], registry=r,
+                         multiprocess_mode="livemax")
+        self.complaint_rate_level = Gauge("sendwarden_complaint_rate_level", "0 under the warning rate (or too little volume), 1 above it, 2 above the limit", ["scope"], registry=r,
+                         multiprocess_mode="livemax")
         self.reputation_failures = PCounter("sendwarden_reputation_refresh_failures_total", "Failed re-reads of dead links and complaint counts from the store", registry=r)
         self.upstream_replies = PCounter("sendwarden_upstream_replies_total", "Upstream outcomes, by reply class (2xx, 4xx, 5xx, unreachable)", ["reply_class"], registry=r)
         self.policy_seconds = Histogram("sendwarden_policy_seconds", "Time to look up facts and judge one message", registry=r, buckets=_LATENCY_BUCKETS)

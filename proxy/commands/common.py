@@ -66,8 +66,9 @@ def config_for(explicit: str | None, quiet: bool = False) -> Config:
     return load_config(path)
 
 
-def load(config_path: str | None, policy_path: str | None = None, monitor: bool = False) -> tuple[Config, Policy]:
-    config = config_for(config_path)
+def load(config_path: str | None, policy_path: str | None = None, monitor: bool = False,
+         quiet: bool = False) -> tuple[Config, Policy]:
+    config = config_for(config_path, quiet)
     policy = load_policy(policy_path or config.policy_path)
     if monitor:
         policy = policy.with_monitor(True)

@@ -19,8 +19,13 @@ def cmd_milter(args: argparse.Namespace) -> int:
     from proxy.audit import configure
     from proxy.milter.server import parse_address
 
+    # Which configuration is in use is said once, by the main process at start: not by each
+    # worker, nor at each reload (they find the same one).
+    said = [bool(args.worker)]
+
     def source() -> tuple[Config, Policy]:
-        config, policy = load(args.config, monitor=args.monitor)
+        config, policy = load(args.config, monitor=args.monitor, quiet=said[0])
+        said[0] = True
         if args.listen:
             config = config.replace(milter={**config.file.milter.model_dump(), "address": args.listen})
         return config, policy

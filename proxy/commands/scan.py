@@ -174,6 +174,9 @@ async def judge_as_relay(config: Config, tx: Transaction, raw: bytes, online: bo
         if facts is not None:
             await facts.store.close()
     verdict = judgement.verdict
+    if refused and not tx.recipients:  # every recipient refused at RCPT: the relay takes no message
+        return {"action": "reject", "stream": tx.stream, "smtp": refused[0]["smtp"], "findings": [],
+                "rcpts_refused": refused, "skipped": skipped}
     return scan_result(verdict, await scan_reply(verdict), skipped, refused)
 
 

@@ -34,8 +34,13 @@ def _overrides(args: argparse.Namespace, config: Config) -> Config:
 def cmd_serve(args: argparse.Namespace) -> int:
     from proxy.audit import configure
 
+    # Which configuration is in use is said once, by the main process at start: not by each
+    # worker, nor at each reload (they find the same one).
+    said = [bool(args.worker)]
+
     def source() -> tuple[Config, Policy]:
-        config, policy = load(args.config, monitor=args.monitor)
+        config, policy = load(args.config, monitor=args.monitor, quiet=said[0])
+        said[0] = True
         return _overrides(args, config), policy
 
     config, policy = source()

@@ -40,6 +40,8 @@ class Reputation:
         self.levels: dict[str, str] = {}
         self.loaded_at = 0.0
         self.optout: Any = None  # the policy's OptoutOptions: they name a transaction's brand
+        self._exported_domains: set[str] = set()  # label values last set in the metrics
+        self._exported_scopes: set[str] = set()
 
     def rate_for(self, domain: str, brand: str = "") -> Rate | None:
         """The sender domain's rate, or the brand's when only the brand is over the limit."""
@@ -93,17 +95,23 @@ class Reputation:
         m = self.metrics
         if m is None:
             return
-        m.privacy_links_dead.clear()
         per_domain: dict[str, int] = {}
         for d in self.dead_links:
             per_domain[d.sender_domain] = per_domain.get(d.sender_domain, 0) + 1
+        # A domain or scope that is gone is set to 0, not removed: prometheus_client cannot clear
+        # labels in multiprocess mode (the workers of one host share their metrics).
+        for domain in self._exported_domains - per_domain.keys():
+            m.privacy_links_dead.labels(domain).set(0)
         for domain, n in per_domain.items():
             m.privacy_links_dead.labels(domain).set(n)
-        m.complaint_rate.clear()
-        m.complaint_rate_level.clear()
+        for scope in self._exported_scopes - self.rates.keys():
+            m.complaint_rate.labels(scope).set(0)
+            m.complaint_rate_level.labels(scope).set(0)
         for scope, r in self.rates.items():
             m.complaint_rate.labels(scope).set(r.rate)
             m.complaint_rate_level.labels(scope).set(LEVELS.get(self.levels.get(scope, "ok"), 0))
+        self._exported_domains = set(per_domain)
+        self._exported_scopes = set(self.rates)
 
 
 def privacy_dead_fact(sources: Any, message: Message, ctx: Context, opts: PrivacyOptions) -> dict[str, str] | None:

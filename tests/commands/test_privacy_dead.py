@@ -64,7 +64,7 @@ async def test_dead_privacy_link_is_marked_refused_and_cleared(start_relay, sink
     assert await relay.store.dead_privacy_links() == []
     await relay.refresh_reputation()
     assert (await send_message(relay, with_privacy(gone)))[0] == 250
-    assert [s.value for s in relay.metrics.privacy_links_dead.collect()[0].samples] == []
+    assert [s.value for s in relay.metrics.privacy_links_dead.collect()[0].samples] == [0.0]  # cleared: set to 0 (see reputation._export)
 
 
 def test_marks_set_cleared_and_kept() -> None:

@@ -100,7 +100,7 @@ async def test_suppressed_recipient_is_refused_at_rcpt(rig: Rig) -> None:
 async def test_unroutable_recipient_is_refused_at_rcpt_and_the_other_delivered(rig: Rig) -> None:
     rig.dns.zone("test", "ok MX 10 mx.ok.test.\nmx.ok A 192.0.2.25\nnullmx MX 0 .\n")
     rig.dns.behaviour.servfail.add("broken.test")
-    rig.service.deps = dataclasses.replace(rig.service.deps, verify_domains=True)
+    rig.service.deps = dataclasses.replace(rig.service.deps, judging=dataclasses.replace(rig.service.deps.judging, verify_domains=True))
     answers = await rig.send(COMPLIANT, rcpts=("a@nullmx.test", "b@broken.test", "c@ok.test"))
     assert answers[3].startswith("550 5.1.2 Recipient refused by policy [recipient.domain_unroutable]"), answers
     assert answers[4].startswith("451 4.4.3 Recipient deferred [lookup.failed]"), answers

@@ -149,11 +149,18 @@ async def test_scan_judges_recipients_as_the_relay_does(dns_server, tmp_path, cl
     config = tmp_path / "sendwarden.toml"
     config.write_text(f'state_dir = "{tmp_path / "var"}"\npolicy = "{policy}"\n[dns]\nnameservers = ["{dns_server.nameserver}"]\n')
 
-    async def scan(*args: str) -> tuple[int, list[str]]:
+    async def scan(*args: str) -> tuple[int, list[tuple[str, str]]]:
+        """The exit status, and each recipient refused at RCPT with its enhanced code and reply."""
         code, doc = await scan_json(cli_env, config, ROOT / "examples" / "compliant.eml", *args)
-        return code, [f["rule"] for f in doc["findings"]]
+        return code, [(r["address"], r["smtp"]["enhanced"] + " " + r["smtp"]["text"]) for r in doc["rcpts_refused"]]
 
-    assert await scan("--rcpt", "a@ok.test", "--rcpt", "b@x.example.ru") == (3, ["recipient.blocked_destination"])
+    # As the relay: the refused recipient is refused at RCPT, the other one gets the message.
+    code, refused = await scan("--rcpt", "a@ok.test", "--rcpt", "b@x.example.ru")
+    assert code == 0 and [a for a, _ in refused] == ["b@x.example.ru"] and "[recipient.blocked_destination]" in refused[0][1]
+    # With no recipient left, the relay takes no message: reject.
+    code, refused = await scan("--rcpt", "b@x.example.ru")
+    assert code == 3 and [a for a, _ in refused] == ["b@x.example.ru"]
     assert await scan("--rcpt", "b@dead.test") == (0, [])  # offline: no lookup
     assert not [q for q in dns_server.queries if q[0] == "dead.test"]
-    assert await scan("--online", "--rcpt", "a@ok.test", "--rcpt", "b@dead.test") == (3, ["recipient.domain_unroutable"])
+    code, refused = await scan("--online", "--rcpt", "a@ok.test", "--rcpt", "b@dead.test")
+    assert code == 0 and refused[0][0] == "b@dead.test" and refused[0][1].startswith("5.1.2 ")
