@@ -35,7 +35,12 @@ def configure(level: str = "info", fmt: str = "json", stream: Any = None) -> Non
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
-        logger_factory=structlog.PrintLoggerFactory(stream),
+        # One write() per line, newline included. PrintLogger's print() writes the line and its
+        # newline separately, which with unbuffered stdout (PYTHONUNBUFFERED=1, as many container
+        # images set) is two system calls; the workers of `workers > 1` share stdout, and a line
+        # of one landed between another's text and its newline, two records fused into one.
+        # A single write of up to PIPE_BUF (4096) bytes to a pipe is never interleaved.
+        logger_factory=structlog.WriteLoggerFactory(stream),
         cache_logger_on_first_use=False,
     )
     # aiosmtpd logs through the stdlib logger "mail.log": every command line at INFO (AUTH

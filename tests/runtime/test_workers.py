@@ -28,17 +28,22 @@ async def test_two_workers_share_the_port_and_stop_together(tmp_path, sink, cli_
         started = await s.wait_for("worker_started")
         child = started["pid"]
         await _ready_workers(s, 2)
-        for _ in range(40):
-            client = aiosmtplib.SMTP(hostname="127.0.0.1", port=s.port, start_tls=False)
-            await client.connect()
-            await client.sendmail("news@shop.example.com", ["reader@example.org"], COMPLIANT)
-            await client.quit()
+        for i in range(40):
+            client = aiosmtplib.SMTP(hostname="127.0.0.1", port=s.port, start_tls=False, timeout=20)
+            try:
+                await client.connect()
+                await client.sendmail("news@shop.example.com", ["reader@example.org"], COMPLIANT)
+                await client.quit()
+            except aiosmtplib.SMTPException as exc:
+                raise AssertionError(f"message {i}: {exc!r}; the relay's last lines: {s.events[-8:]}") from exc
         assert len(sink.received) == 40
         workers = {e.get("worker") for e in s.events if e.get("event") == "message"}
         assert workers == {0, 1}, workers
         mark = len(s.events)
         s.proc.send_signal(signal.SIGHUP)
+        deadline = asyncio.get_running_loop().time() + 60
         while sum(1 for e in s.events[mark:] if e.get("event") == "reloaded") < 2:
+            assert asyncio.get_running_loop().time() < deadline, s.events[mark:]
             await asyncio.sleep(0.1)
     finally:
         assert await s.stop() == 0
