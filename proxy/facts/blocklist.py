@@ -11,7 +11,7 @@ from typing import Any, Awaitable
 
 from proxy.dns import DnsFailure, Resolver
 from proxy.message.mime import Message
-from proxy.policy.checks.blocklist import BlocklistOptions, Zone, ZoneAnswer, lookup_domains
+from proxy.policy.families.blocklist import BlocklistOptions, Zone, ZoneAnswer, lookup_domains
 from proxy.policy.context import Context
 
 __all__ = ["blocklist_fact", "look_up"]

@@ -10,7 +10,7 @@ import asyncio
 import aiosmtplib
 import pytest
 
-from proxy.policy.checks.recipient import RecipientOptions, Route, blocked_findings, recipient_domain, route_findings
+from proxy.policy.families.recipient import RecipientOptions, Route, blocked_findings, recipient_domain, route_findings
 from proxy.policy.loader import load_policy
 from proxy.transaction.recipients import decide
 from tests.support.dnsserver import DnsServer

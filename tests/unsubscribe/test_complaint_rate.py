@@ -14,7 +14,7 @@ import aiosmtplib
 import pytest
 from structlog.testing import capture_logs
 
-from proxy.policy.checks.complaints import ComplaintRateOptions, Rate, rates
+from proxy.policy.families.complaints import ComplaintRateOptions, Rate, rates
 from proxy.store.base import SenderCount
 from tests.conftest import FIXTURES, SENDWARDEN
 from tests.support.recipient_helpers import COMPLIANT, send_message, status_of

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from proxy.message.mime import Message
-from proxy.policy.checks.blocklist import BlocklistOptions, Zone, ZoneAnswer, answer_findings, lookup_domains
+from proxy.policy.families.blocklist import BlocklistOptions, Zone, ZoneAnswer, answer_findings, lookup_domains
 from tests.conftest import ROOT
 from tests.support.dnsserver import DnsServer
 from tests.support.recipient_helpers import send_message
