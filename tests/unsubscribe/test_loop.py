@@ -11,6 +11,7 @@ import aiosmtplib
 import pytest
 from structlog.testing import capture_logs
 
+import proxy.message.mime
 from proxy.store import GLOBAL, ConsentRecord, Scope
 from proxy.unsubscribe.token import TokenKeys
 from tests.conftest import FIXTURES
@@ -77,6 +78,19 @@ async def test_inserted_header_unsubscribes_with_one_click(start_relay, sink) ->
     with pytest.raises(aiosmtplib.SMTPRecipientsRefused) as refused:
         await send(relay, ["reader@example.org"])
     assert refused.value.recipients[0].code == 550 and "optout.suppressed" in refused.value.recipients[0].message
+
+
+async def test_the_message_is_parsed_once_and_judged_with_the_inserted_header(start_relay, sink, monkeypatch) -> None:
+    """The relay prepends List-Unsubscribe to the view it parsed instead of parsing the message
+    again; the unsubscribe checks (reject here) see the inserted header, so the bare message goes out."""
+    relay = await start(start_relay)
+    parsed: list[bytes] = []
+    real = proxy.message.mime._parse
+    monkeypatch.setattr(proxy.message.mime, "_parse", lambda raw: parsed.append(raw) or real(raw))
+    await send(relay, ["reader@example.org"])
+    [got] = sink.received
+    assert parsed == [BARE]
+    assert got.data.endswith(BARE) and TOKEN_IN_URL.search(got.data.split(b"\r\n\r\n", 1)[0])
 
 
 async def test_one_click_with_valid_forged_and_expired_tokens(start_relay, sink) -> None:
