@@ -36,10 +36,10 @@ async def look_up(resolver: Resolver, domains: list[str], zones: list[Zone], cou
     # message): only the others cost a task and a query.
     pairs = [(d, z.zone) for d in domains for z in zones]
     known = [resolver.cached(f"{d}.{z}", "A") for d, z in pairs]
-    missing = [one(d, z) for (d, z), k in zip(pairs, known) if k is None]
+    missing = [one(d, z) for (d, z), k in zip(pairs, known, strict=True) if k is None]
     fetched = iter(await asyncio.gather(*missing)) if missing else iter(())
     return tuple(next(fetched) if k is None else counted(ZoneAnswer(d, z, tuple(k.values)))
-                 for (d, z), k in zip(pairs, known))
+                 for (d, z), k in zip(pairs, known, strict=True))
 
 
 def blocklist_fact(sources: Any, message: Message, ctx: Context,

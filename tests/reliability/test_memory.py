@@ -208,7 +208,7 @@ async def test_message_bytes_in_flight_are_budgeted(serve, tmp_path) -> None:
     messages = [attachment(14 * MB, f"inflight{i}") for i in range(3)]  # about 19 MB each, base64
     replies = await asyncio.gather(*(send(relay.port, m) for m in messages))
     codes = sorted(r[:9] for r in replies)
-    refused = [m for m, r in zip(messages, replies) if r.startswith("452")]
+    refused = [m for m, r in zip(messages, replies, strict=True) if r.startswith("452")]
     assert codes.count("452 4.3.1") >= 1 and all(c.startswith(("250", "452")) for c in codes), replies
     again = [await send(relay.port, m) for m in refused]
     assert all(r.startswith("250") for r in again), again

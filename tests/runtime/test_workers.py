@@ -209,7 +209,7 @@ async def test_connections_per_client_are_counted_on_the_host(tmp_path, sink, cl
     try:
         clients = [await RawClient.connect(s.port) for _ in range(12)]
         replies = [await c.reply() for c in clients]
-        greeted = [c for c, r in zip(clients, replies) if r.startswith("220")]
+        greeted = [c for c, r in zip(clients, replies, strict=True) if r.startswith("220")]
         assert len(greeted) == 4, replies
         # Counted per worker, 4 would be greeted only if the kernel had given all 12
         # connections to one worker (2 in 4,096).

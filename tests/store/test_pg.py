@@ -60,7 +60,7 @@ async def test_concurrent_writers_on_two_nodes(pg_url: str) -> None:
         # Consent for one address and scope from both nodes at once: one current record, the
         # newest; every other record kept as superseded history.
         records = [ConsentRecord("reader@example.org", "shop", 10.0 + i, f"form-{i}") for i in range(20)]
-        added = await asyncio.gather(*(node.add_consent([r], now=100.0) for r, node in zip(records, [a, b] * 10)))
+        added = await asyncio.gather(*(node.add_consent([r], now=100.0) for r, node in zip(records, [a, b] * 10, strict=True)))
         assert sum(added) == 20
         history = await a.consent_history("reader@example.org")
         assert len(history) == 20
