@@ -19,27 +19,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from proxy.policy.loader import load_policy
 from tests.conftest import ROOT, SENDWARDEN, write_policy
-from tests.support.smtpclient import RawClient
+from tests.support.smtpclient import RawClient, send_one
 from tests.runtime.test_serve_process import free_port
 
 PLAIN = (ROOT / "examples" / "plain.eml").read_bytes().replace(b"\n", b"\r\n")
 COMPLIANT = (ROOT / "examples" / "compliant.eml").read_bytes().replace(b"\n", b"\r\n")
 QUARANTINE_ALL = '[actions]\n"unsubscribe.*" = "quarantine"\n'
-
-
-async def send(port: int, message: bytes = COMPLIANT, sender: str = "news@shop.example.com",
-               rcpts: list[str] | None = None) -> tuple[int, str]:
-    client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False, timeout=20)
-    await client.connect()
-    try:
-        _, text = await client.sendmail(sender, rcpts or ["reader@example.org"], message)
-        return 250, text
-    except aiosmtplib.SMTPRecipientsRefused as exc:
-        return exc.recipients[0].code, exc.recipients[0].message
-    except aiosmtplib.SMTPResponseException as exc:
-        return exc.code, exc.message
-    finally:
-        client.close()
 
 
 class Serve:
@@ -104,12 +89,12 @@ async def test_sighup_swaps_a_valid_policy_and_keeps_the_old_on_error(tmp_path, 
     policy = write_policy(tmp_path, '[actions]\n"unsubscribe.*" = "reject"\n')
     s = await serve(tmp_path, f'policy = "{policy}"\n[upstream]\nurl = "{sink.url}"\n', cli_env)
     try:
-        assert (await send(s.port, PLAIN))[0] == 550
+        assert (await send_one(s.port, PLAIN))[0] == 550
         policy.write_text(QUARANTINE_ALL)
         mark = len(s.events)
         s.proc.send_signal(signal.SIGHUP)
         await s.wait_for("reloaded", mark)
-        code, text = await send(s.port, PLAIN)
+        code, text = await send_one(s.port, PLAIN)
         assert code == 250 and text.startswith("2.6.0")
         # A broken policy is refused with the error logged, and the old one stays.
         policy.write_text('[actions]\n"unsubscribe.*" = "bounce"\n')
@@ -117,7 +102,7 @@ async def test_sighup_swaps_a_valid_policy_and_keeps_the_old_on_error(tmp_path, 
         s.proc.send_signal(signal.SIGHUP)
         failed = await s.wait_for("reload_failed", mark)
         assert f"{policy}:2: actions" in failed["error"]
-        code, text = await send(s.port, PLAIN)
+        code, text = await send_one(s.port, PLAIN)
         assert code == 250 and text.startswith("2.6.0")
     finally:
         assert await s.stop() == 0
@@ -137,19 +122,19 @@ async def test_transaction_in_flight_keeps_its_policy(start_relay, sink, tmp_pat
     await c.send(PLAIN + b".\r\n")
     assert (await c.reply()).startswith("250 2.6.0")  # the policy of its MAIL FROM
     await c.close()
-    assert (await send(relay.port, PLAIN))[0] == 550  # the next one: the new policy
+    assert (await send_one(relay.port, PLAIN))[0] == 550  # the next one: the new policy
 
 
 # -- rate limits -------------------------------------------------------------------------------------
 
 async def test_rate_limit_per_client_answers_451_and_recovers(start_relay, sink) -> None:
     relay = await start_relay({"rate_limits": [{"name": "per-client", "per": "client_ip", "messages": 2, "window": 1}]})
-    assert (await send(relay.port))[0] == 250
-    assert (await send(relay.port))[0] == 250
-    code, text = await send(relay.port)
+    assert (await send_one(relay.port, COMPLIANT))[0] == 250
+    assert (await send_one(relay.port, COMPLIANT))[0] == 250
+    code, text = await send_one(relay.port, COMPLIANT)
     assert code == 451 and text.startswith("4.7.1") and "per-client" in text
     await asyncio.sleep(1.1)
-    assert (await send(relay.port))[0] == 250
+    assert (await send_one(relay.port, COMPLIANT))[0] == 250
     assert len(sink.received) == 3
 
 
@@ -247,8 +232,8 @@ async def scrape(address: tuple[str, int], path: str = "/metrics") -> tuple[int,
 
 async def test_metrics_after_traffic(start_relay, sink) -> None:
     relay = await start_relay({"metrics": {"address": "127.0.0.1:0"}})
-    assert (await send(relay.port))[0] == 250
-    assert (await send(relay.port, PLAIN))[0] == 550
+    assert (await send_one(relay.port, COMPLIANT))[0] == 250
+    assert (await send_one(relay.port, PLAIN))[0] == 550
     status, text = await scrape(relay.ops_address)
     assert status == 200
     samples = {}
@@ -278,7 +263,7 @@ async def test_healthz_follows_the_upstream(start_relay, sink) -> None:
 
 async def test_status_command_summarises(start_relay, sink, cli_env) -> None:
     relay = await start_relay({"metrics": {"address": "127.0.0.1:0"}})
-    assert (await send(relay.port))[0] == 250
+    assert (await send_one(relay.port, COMPLIANT))[0] == 250
     url = f"http://{relay.ops_address[0]}:{relay.ops_address[1]}/metrics"
     proc = await asyncio.create_subprocess_exec(*SENDWARDEN, "status", "--url", url, stdout=asyncio.subprocess.PIPE, env=cli_env)
     out, _ = await proc.communicate()

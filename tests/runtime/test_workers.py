@@ -15,9 +15,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import ROOT, SENDWARDEN, write_policy
-from tests.runtime.test_operations import scrape, send, serve
+from tests.runtime.test_operations import scrape, serve
 from tests.runtime.test_serve_process import free_port
-from tests.support.smtpclient import RawClient
+from tests.support.smtpclient import RawClient, send_one
 
 COMPLIANT = (ROOT / "examples" / "compliant.eml").read_bytes().replace(b"\n", b"\r\n")
 
@@ -145,7 +145,7 @@ async def _serve_workers(tmp_path, sink, cli_env, extra: str = "", top: str = ""
 
 async def _send_one(port: int, message: bytes = COMPLIANT) -> int:
     """One message on its own connection (the kernel picks the worker per connection)."""
-    code, _ = await send(port, message)
+    code, _ = await send_one(port, message)
     return code
 
 

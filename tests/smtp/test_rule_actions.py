@@ -10,8 +10,7 @@ import pytest
 
 from proxy.replies import Replies
 from tests.conftest import ROOT
-from tests.runtime.test_operations import send as send_message
-from tests.support.smtpclient import RawClient
+from tests.support.smtpclient import RawClient, send_one
 
 COMPLIANT = (ROOT / "examples" / "compliant.eml").read_bytes().replace(b"\n", b"\r\n")
 ONE_PER_CLIENT = {"rate_limits": [{"name": "per-client", "per": "client_ip", "messages": 1, "window": 60}]}
@@ -25,7 +24,7 @@ def policy(actions: str) -> str:
 
 
 async def send(port: int, rcpts: list[str]) -> tuple[int, str]:
-    return await send_message(port, COMPLIANT, rcpts=rcpts)
+    return await send_one(port, COMPLIANT, rcpts=rcpts)
 
 
 @pytest.mark.parametrize("action, code, enhanced", [
