@@ -12,6 +12,12 @@ from typing import Sequence
 import aiosmtplib
 
 
+def enhanced(text: str) -> str:
+    """The enhanced status code (RFC 3463) that begins a reply's text, as aiosmtplib gives the
+    text without the basic code: compared with `Replies.<name>(...).enhanced`."""
+    return text.split(" ", 1)[0]
+
+
 async def send_one(port: int, message: bytes, sender: str = "news@shop.example.com",
                    rcpts: Sequence[str] = ("reader@example.org",), timeout: float = 30) -> tuple[int, str]:
     """Send one message to 127.0.0.1:`port`; the final reply as (code, text): (250, text) when
