@@ -11,6 +11,14 @@ from typing import Sequence
 
 import aiosmtplib
 
+from proxy.replies import Reply
+
+
+def status(reply: Reply) -> str:
+    """How a raw reply line to `reply` begins: "550 5.7.1 " (or "354 " without an enhanced
+    code), for RawClient's replies: `line.startswith(status(Replies.relay_denied()))`."""
+    return f"{reply.code} {reply.enhanced} " if reply.enhanced else f"{reply.code} "
+
 
 def enhanced(text: str) -> str:
     """The enhanced status code (RFC 3463) that begins a reply's text, as aiosmtplib gives the
