@@ -14,9 +14,9 @@ import aiosmtplib
 from proxy.replies import Reply
 
 
-def status(reply: Reply) -> str:
+def line_start(reply: Reply) -> str:
     """How a raw reply line to `reply` begins: "550 5.7.1 " (or "354 " without an enhanced
-    code), for RawClient's replies: `line.startswith(status(Replies.relay_denied()))`."""
+    code), for RawClient's replies: `line.startswith(line_start(Replies.relay_denied()))`."""
     return f"{reply.code} {reply.enhanced} " if reply.enhanced else f"{reply.code} "
 
 
