@@ -26,10 +26,10 @@ from proxy.dns import Resolver  # noqa: E402
 from proxy.facts.blocklist import look_up  # noqa: E402
 from proxy.facts.reputation import Reputation, complaint_rate_fact, privacy_dead_fact  # noqa: E402
 from proxy.message.mime import Message  # noqa: E402
-from proxy.policy.checks.blocklist import BlocklistOptions, Zone, lookup_domains  # noqa: E402
-from proxy.policy.checks.complaints import ComplaintRateOptions, Rate  # noqa: E402
-from proxy.policy.checks.privacy import PrivacyOptions  # noqa: E402
-from proxy.policy.checks.recipient import RecipientOptions  # noqa: E402
+from proxy.policy.families.blocklist import BlocklistOptions, Zone, lookup_domains  # noqa: E402
+from proxy.policy.families.complaints import ComplaintRateOptions, Rate  # noqa: E402
+from proxy.policy.families.privacy import PrivacyOptions  # noqa: E402
+from proxy.policy.families.recipient import RecipientOptions  # noqa: E402
 from proxy.policy.registry import Context  # noqa: E402
 from proxy.transaction.recipients import domain_findings  # noqa: E402
 from tests.support.dnsserver import DnsServer  # noqa: E402

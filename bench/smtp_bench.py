@@ -571,7 +571,7 @@ def main() -> int:
                   + (f" ({failed} failed, not counted)" if failed else "") +
                   f" (connect..QUIT; median of the runs): p50 {p50:.2f} ms, p99 {p99:.2f} ms; straight to the sink p50 {d50:.2f} ms,"
                   f" p99 {d99:.2f} ms; added by sendwarden p50 {p50 - d50:.2f} ms, p99 {p99 - d99:.2f} ms"
-                  + (f"; added p99 of each run: {', '.join(f'{o[1] - d[1]:.2f}' for o, d in zip(ours, direct))} ms" if args.reps > 1 else ""))
+                  + (f"; added p99 of each run: {', '.join(f'{o[1] - d[1]:.2f}' for o, d in zip(ours, direct, strict=True))} ms" if args.reps > 1 else ""))
     if "sendwarden" in cases:
         counts = (4, 40) if args.quick else (10, 1000)
         (a, rss_a), (b, rss_b) = asyncio.run(idle_memory(work / "idle", counts))

@@ -210,7 +210,7 @@ class Notify(_Strict):
         return v
 
 
-class Quarantine(_Strict):
+class QuarantineSection(_Strict):
     directory: str = "quarantine"
     # With `store = "postgresql://..."`: keep held messages (index and bytes) in that database,
     # shared by every node, so that any node's CLI can review any node's messages. False keeps
@@ -239,7 +239,7 @@ class Audit(_Strict):
     format: Literal["json", "console", "auto"] = "auto"
 
 
-class Milter(_Strict):
+class MilterSection(_Strict):
     """`sendwarden milter`: the policy engine called by Postfix or Sendmail (docs/milter.md)."""
 
     # inet:HOST:PORT or unix:/path, as Postfix's smtpd_milters names it.
@@ -260,7 +260,7 @@ class Milter(_Strict):
         return v
 
 
-class Metrics(_Strict):
+class MetricsSection(_Strict):
     # Where /metrics (Prometheus) and /healthz listen. Empty: off.
     address: HostPortOrOff = ""
     # How often the upstream is probed for /healthz, in seconds.
@@ -453,7 +453,7 @@ class Links(_Strict):
     timeout: float = Field(default=10, gt=0, le=120)  # seconds per URL
 
 
-class Reputation(_Strict):
+class ReputationSection(_Strict):
     """Dead privacy links and complaint rates, shared by a fleet through the store."""
 
     # How often each relay re-reads them from the store (seconds): a mark made by `links
@@ -542,10 +542,10 @@ class ConfigFile(_Strict):
     limits: Limits = Limits()
     timeouts: Timeouts = Timeouts()
     smtp: Smtp = Smtp()
-    quarantine: Quarantine = Quarantine()
+    quarantine: QuarantineSection = QuarantineSection()
     audit: Audit = Audit()
-    metrics: Metrics = Metrics()
-    milter: Milter = Milter()
+    metrics: MetricsSection = MetricsSection()
+    milter: MilterSection = MilterSection()
     rate_limits: list[RateLimit] = Field(default_factory=list)
     connection_rate: ConnectionRate = ConnectionRate()
     addresses: Addresses = Addresses()
@@ -553,7 +553,7 @@ class ConfigFile(_Strict):
     complaints: Complaints = Complaints()
     dns: Dns = Dns()
     recipients: Recipients = Recipients()
-    reputation: Reputation = Reputation()
+    reputation: ReputationSection = ReputationSection()
     links: Links = Links()
     dkim: Dkim = Dkim()
 

@@ -1,4 +1,4 @@
-"""The layers contract of pyproject.toml ([tool.importlinter]), checked by `lint-imports` as CI
+"""The layers contract (and the one keeping the shell off the check modules) of pyproject.toml ([tool.importlinter]), checked by `lint-imports` as CI
 runs it: an import that goes up a layer or sideways fails the suite."""
 
 from __future__ import annotations
@@ -17,4 +17,4 @@ def test_the_layers_contract_is_kept() -> None:
     out = subprocess.run([str(LINT_IMPORTS), "--no-cache"], cwd=ROOT, capture_output=True, text=True, timeout=300,
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
-    assert "1 kept, 0 broken" in out.stdout
+    assert "2 kept, 0 broken" in out.stdout

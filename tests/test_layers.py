@@ -29,3 +29,19 @@ def test_the_scan_sees_function_level_and_type_checking_imports() -> None:
     g = graph()
     assert "proxy.message.html" in g["proxy.message.mime"]  # imported inside Message's methods
     assert "proxy.smtp.server" in g["proxy.smtp.handler"]  # imported under TYPE_CHECKING
+
+
+def test_no_two_classes_in_proxy_share_a_name() -> None:
+    """A name says which class it is (docs/architecture.md): no `Quarantine` configuration
+    section beside the `Quarantine` store, no three `Outcome`s."""
+    import ast
+    from collections import defaultdict
+
+    from tests.conftest import ROOT
+
+    where: dict[str, list[str]] = defaultdict(list)
+    for path in sorted((ROOT / "proxy").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef):
+                where[node.name].append(str(path.relative_to(ROOT)))
+    assert {name: paths for name, paths in where.items() if len(paths) > 1} == {}

@@ -12,7 +12,7 @@ from typing import Any
 
 from proxy.commands.common import load
 from proxy.commands.storecli import add_common, run
-from proxy.policy.checks.complaints import ComplaintRateOptions, rates
+from proxy.policy.families.complaints import ComplaintRateOptions, rates
 from proxy.store.base import HOUR, RecipientStore, SenderCount
 
 LEVEL_TEXT = {"low_volume": "too little volume to count", "ok": "ok", "warning": "ABOVE WARNING", "limit": "OVER LIMIT"}

@@ -43,7 +43,7 @@ def cmd_add(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     history = run(args, lambda store: store.consent_history(args.address))
     if args.json:
-        print(json.dumps({"address": args.address, "records": [dict(zip(EXPORT_COLUMNS, _row(c))) for c in history]}))
+        print(json.dumps({"address": args.address, "records": [dict(zip(EXPORT_COLUMNS, _row(c), strict=True)) for c in history]}))
         return 0 if history else EXIT_NONE
     if not history:
         print("no consent records")

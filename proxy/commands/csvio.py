@@ -139,7 +139,8 @@ class Rows(Generic[T]):
                 yield start, RowError(f"a field longer than {MAX_FIELD} characters")
                 continue
             try:
-                yield start, self.parse({k: v.strip() for k, v in zip(header, cells)})
+                # A row may leave out trailing optional columns (a longer one was refused above).
+                yield start, self.parse({k: v.strip() for k, v in zip(header, cells, strict=False)})
             except (RowError, ValueError) as exc:
                 yield start, RowError(str(exc))
             count += 1

@@ -26,7 +26,7 @@ from proxy.config import load_config
 from proxy.dns import Resolver
 from proxy.metrics import write_link_check
 from proxy.outbound.linkprobe import ProbeResult, probe_links
-from proxy.policy.checks.privacy import normalise_url
+from proxy.message.urls import normalise_url
 from proxy.store.base import DeadLink, PrivacyLink, RecipientStore
 
 

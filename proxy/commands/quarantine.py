@@ -36,7 +36,7 @@ from proxy.commands.common import (
 )
 from proxy.config import Config, parse_duration
 from proxy.quarantine.files import STATUSES, Quarantine, QuarantineError, for_config, valid_id
-from proxy.transaction.release import Filters, Outcome, Reviewer, find, rules_of
+from proxy.transaction.release import Filters, ReleaseOutcome, Reviewer, find, rules_of
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
 # Characters that reorder or hide text on the reviewer's screen: bidi embeddings, overrides and
@@ -297,7 +297,7 @@ def _raw(q: Quarantine, hold_id: str) -> bytes:
 
 # -- release, delete, purge -----------------------------------------------------------------------
 
-def report(outcomes: list[Outcome], done_word: str) -> int:
+def report(outcomes: list[ReleaseOutcome], done_word: str) -> int:
     status = 0
     for o in outcomes:
         if o.ok:
@@ -327,7 +327,7 @@ def cmd_release(args: argparse.Namespace) -> int:
         return 0 if args.dry_run else EXIT_NONE
     policy = load_policy(config.policy_path) if args.recheck else None
 
-    async def run() -> list[Outcome]:
+    async def run() -> list[ReleaseOutcome]:
         reviewer.upstream = upstream_for(config)
         try:
             return [await reviewer.release(i, args.reason, policy=policy, retry_stale=args.retry_stale) for i in ids]
@@ -343,7 +343,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
     if args.dry_run or not ids:
         return 0 if args.dry_run else EXIT_NONE
 
-    async def run() -> list[Outcome]:
+    async def run() -> list[ReleaseOutcome]:
         try:
             return [await reviewer.delete(i, args.reason) for i in ids]
         finally:

@@ -25,7 +25,7 @@ def _row(s: Suppression) -> list[str]:
 
 
 def _doc(s: Suppression) -> dict[str, str]:
-    return dict(zip(COLUMNS, _row(s)))
+    return dict(zip(COLUMNS, _row(s), strict=True))
 
 
 def cmd_add(args: argparse.Namespace) -> int:

@@ -11,7 +11,7 @@ from typing import Any, Awaitable
 
 from proxy.dns import DnsFailure, Resolver
 from proxy.message.mime import Message
-from proxy.policy.checks.blocklist import BlocklistOptions, Zone, ZoneAnswer, lookup_domains
+from proxy.policy.families.blocklist import BlocklistOptions, Zone, ZoneAnswer, lookup_domains
 from proxy.policy.context import Context
 
 __all__ = ["blocklist_fact", "look_up"]
@@ -36,10 +36,10 @@ async def look_up(resolver: Resolver, domains: list[str], zones: list[Zone], cou
     # message): only the others cost a task and a query.
     pairs = [(d, z.zone) for d in domains for z in zones]
     known = [resolver.cached(f"{d}.{z}", "A") for d, z in pairs]
-    missing = [one(d, z) for (d, z), k in zip(pairs, known) if k is None]
+    missing = [one(d, z) for (d, z), k in zip(pairs, known, strict=True) if k is None]
     fetched = iter(await asyncio.gather(*missing)) if missing else iter(())
     return tuple(next(fetched) if k is None else counted(ZoneAnswer(d, z, tuple(k.values)))
-                 for (d, z), k in zip(pairs, known))
+                 for (d, z), k in zip(pairs, known, strict=True))
 
 
 def blocklist_fact(sources: Any, message: Message, ctx: Context,

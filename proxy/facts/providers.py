@@ -13,9 +13,9 @@ from proxy.facts.dkim import dkim_fact
 from proxy.facts.reputation import complaint_rate_fact, privacy_dead_fact
 from proxy.facts.sources import Provider
 from proxy.facts.suppressions import suppressions_after_data
-from proxy.policy.checks import blocklist, complaints
-from proxy.policy.checks.optout import LATE_FACT
-from proxy.policy.checks.privacy import DEAD_FACT
+from proxy.policy.families import blocklist, complaints
+from proxy.policy.families.optout import LATE_FACT
+from proxy.policy.families.privacy import DEAD_FACT
 
 __all__ = ["PROVIDERS"]
 

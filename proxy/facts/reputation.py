@@ -16,9 +16,10 @@ from typing import Any
 import structlog
 
 from proxy.message.mime import Message
-from proxy.policy.checks import optout
-from proxy.policy.checks.complaints import ComplaintRateOptions, Rate, rates
-from proxy.policy.checks.privacy import PrivacyOptions, dead_links, normalise_url
+from proxy.policy.families import optout
+from proxy.policy.families.complaints import ComplaintRateOptions, Rate, rates
+from proxy.message.urls import normalise_url
+from proxy.policy.families.privacy import PrivacyOptions, dead_links
 from proxy.policy.context import Context
 from proxy.store.base import DeadLink, RecipientStore, StoreError
 

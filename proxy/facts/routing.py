@@ -10,7 +10,7 @@ through: the caller turns it into a `lookup.failed` finding.
 from __future__ import annotations
 
 from proxy.dns import Resolver
-from proxy.policy.checks.recipient import Route
+from proxy.policy.families.recipient import Route
 
 __all__ = ["cached_route", "route"]
 

@@ -11,7 +11,7 @@ from typing import Awaitable
 
 from proxy.facts.sources import FactSources
 from proxy.message.mime import Message
-from proxy.policy.checks import optout
+from proxy.policy.families import optout
 from proxy.policy.context import Context
 from proxy.policy.recipientstate import Suppression
 

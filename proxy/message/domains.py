@@ -168,3 +168,11 @@ def skeletons(text: str) -> frozenset[str]:
     """The skeletons of `text` as written and as lower case: a reader may take `ING` for `lNG`
     or for `ing`, so both readings count when matching protected names."""
     return frozenset((skeleton(text), skeleton(text.casefold())))
+
+
+def domain_name(value: str) -> str:
+    """`value` in A-label form; ValueError when it is not a domain name (with at least one dot)."""
+    a = to_alabel(value)
+    if a is None or "." not in a:
+        raise ValueError(f"{value!r} is not a domain name")
+    return a

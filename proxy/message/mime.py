@@ -12,6 +12,7 @@ rule reports it), so a check can always judge and nobody is fooled by a partial 
 
 from __future__ import annotations
 
+import copy
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -179,6 +180,14 @@ def _parse(raw: bytes) -> tuple[EmailMessage, str]:
         return EmailMessage(policy=compat32), problem
 
 
+# Besides the MIME headers, the headers a cached view reads; prepending one would change it.
+_VIEWED_HEADERS = frozenset({"mime-version", "subject", "from"})
+# What a view with headers prepended does not take over from the view it came from: its own
+# fields, `problems` (it measures every header) and the memo of outside code (which may have
+# read any header). Every other cached view is carried over as it is.
+_NOT_CARRIED = frozenset({"raw", "_msg", "parse_problem", "problems", "_memo"})
+
+
 @dataclass(frozen=True)
 class Message:
     """A received message: the exact bytes, and lazily derived views of them."""
@@ -191,6 +200,27 @@ class Message:
     def from_bytes(cls, raw: bytes) -> "Message":
         msg, problem = _parse(raw)
         return cls(raw=raw, _msg=msg, parse_problem=problem)
+
+    def with_headers_prepended(self, block: bytes) -> "Message":
+        """This message with the header lines of `block` (complete lines, CRLF-terminated)
+        in front, as the relay prepends List-Unsubscribe: the message is not parsed again.
+        Only `block` is parsed; its headers go in front of the parsed ones, and the views of
+        the body (parts, text, HTML, links, attachments), built already or not, are shared.
+        Headers that the views read (Content-*, MIME-Version, Subject, From) cannot be
+        prepended: what they would change only a new parse could show."""
+        head = BytesHeaderParser(policy=compat32).parsebytes(block)
+        names = [name.lower() for name in head.keys()]
+        if not block.endswith(b"\n") or head.get_payload() or head.defects or not names:
+            raise ValueError("not a block of complete header lines")
+        if any(n.startswith("content-") or n in _VIEWED_HEADERS for n in names):
+            raise ValueError("a header the views read cannot be prepended without a new parse")
+        msg = copy.copy(self._msg)
+        # The stdlib has no public way to put a header in front; its header list is the
+        # attribute `_headers` (the same in every Python 3), set on the copy only.
+        vars(msg)["_headers"] = [*vars(head)["_headers"], *vars(self._msg)["_headers"]]
+        out = Message(raw=block + self.raw, _msg=msg, parse_problem=self.parse_problem)
+        out.__dict__.update({k: v for k, v in self.__dict__.items() if k not in _NOT_CARRIED})
+        return out
 
     def memo(self, key: Hashable, compute: Callable[[], T]) -> T:
         """A value derived from this message by code outside it (a check's finder that the

@@ -360,7 +360,7 @@ class LinkWords:
         joined = "\x00".join(hrefs).lower()
         starts = list(accumulate((len(h) + 1 for h in hrefs[:-1]), initial=0))
         if len(joined) != starts[-1] + len(hrefs[-1]) or joined.count("\x00") != len(hrefs) - 1:
-            return [self.names(h, t) for h, t in zip(hrefs, texts)]
+            return [self.names(h, t) for h, t in zip(hrefs, texts, strict=True)]
         for word in self.url_words:
             i = joined.find(word)
             while i >= 0:
@@ -368,4 +368,4 @@ class LinkWords:
                 hit[n] = True
                 i = joined.find(word, starts[n + 1]) if n + 1 < len(starts) else -1
         text_names = self._text_names
-        return [h or text_names(t) for h, t in zip(hit, texts)]
+        return [h or text_names(t) for h, t in zip(hit, texts, strict=True)]

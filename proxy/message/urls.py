@@ -119,3 +119,17 @@ def registrable(host: str) -> str:
 def known_suffix(host: str) -> bool:
     """Whether the host ends in a public suffix that the list knows (a real TLD)."""
     return domains.known_suffix(idna_host(host))
+
+
+def normalise_url(url: str) -> str:
+    """A URL as compared against the approved list: scheme and host in lower case, default
+    port, query, fragment and trailing slash dropped."""
+    try:
+        parts = urlsplit(url.strip())
+        host = (parts.hostname or "").rstrip(".")
+        port = parts.port
+    except ValueError:
+        return url.strip()
+    scheme = parts.scheme.lower()
+    netloc = host if port in (None, 443 if scheme == "https" else 80) else f"{host}:{port}"
+    return f"{scheme}://{netloc}{parts.path.rstrip('/')}"

@@ -35,7 +35,7 @@ from proxy.milter.application import (
     InsertHeader,
     Macros,
     MilterApplication,
-    Outcome,
+    MilterOutcome,
     MilterTransaction,
 )
 from proxy.milter.options import DEFAULT_MACROS, MilterOptions
@@ -55,7 +55,7 @@ __all__ = [
     "MilterApplication",
     "MilterOptions",
     "MilterServer",
-    "Outcome",
+    "MilterOutcome",
     "ProtocolError",
     "MilterTransaction",
     "parse_address",

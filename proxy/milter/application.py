@@ -63,7 +63,7 @@ class ChangeHeader:
 HeaderEdit = AddHeader | InsertHeader | ChangeHeader
 
 
-class Outcome(enum.Enum):
+class MilterOutcome(enum.Enum):
     ACCEPT = "accept"
     REJECT = "reject"
     TEMPFAIL = "tempfail"
@@ -75,43 +75,43 @@ class Outcome(enum.Enum):
 class Decision:
     """The answer at end of message. Build it with the class methods."""
 
-    outcome: Outcome
+    outcome: MilterOutcome
     reply: Reply | None = None
     reason: str = ""
     edits: tuple[HeaderEdit, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.outcome is Outcome.REJECT and (self.reply is None or self.reply.code // 100 != 5):
+        if self.outcome is MilterOutcome.REJECT and (self.reply is None or self.reply.code // 100 != 5):
             raise ValueError("a reject decision needs a 5xx reply")
-        if self.outcome is Outcome.TEMPFAIL and self.reply is not None and self.reply.code // 100 != 4:
+        if self.outcome is MilterOutcome.TEMPFAIL and self.reply is not None and self.reply.code // 100 != 4:
             raise ValueError("a tempfail reply must be 4xx")
-        if self.edits and self.outcome not in (Outcome.ACCEPT, Outcome.QUARANTINE):
+        if self.edits and self.outcome not in (MilterOutcome.ACCEPT, MilterOutcome.QUARANTINE):
             raise ValueError(f"header edits make no sense with {self.outcome.value}")
 
     @classmethod
     def accept(cls, *edits: HeaderEdit) -> "Decision":
         """Let the MTA queue the message, with these header edits applied."""
-        return cls(Outcome.ACCEPT, edits=edits)
+        return cls(MilterOutcome.ACCEPT, edits=edits)
 
     @classmethod
     def reject(cls, reply: Reply) -> "Decision":
         """Refuse the message; the SMTP client gets `reply` (5xx) from the MTA."""
-        return cls(Outcome.REJECT, reply=reply)
+        return cls(MilterOutcome.REJECT, reply=reply)
 
     @classmethod
     def tempfail(cls, reply: Reply | None = None) -> "Decision":
         """Refuse for now; without a reply the MTA says "451 4.7.1 Service unavailable"."""
-        return cls(Outcome.TEMPFAIL, reply=reply)
+        return cls(MilterOutcome.TEMPFAIL, reply=reply)
 
     @classmethod
     def quarantine(cls, reason: str, *edits: HeaderEdit) -> "Decision":
         """Accept, but the MTA holds the message (Postfix: the hold queue) for review."""
-        return cls(Outcome.QUARANTINE, reason=reason, edits=edits)
+        return cls(MilterOutcome.QUARANTINE, reason=reason, edits=edits)
 
     @classmethod
     def discard(cls) -> "Decision":
         """Accept and silently drop the message."""
-        return cls(Outcome.DISCARD)
+        return cls(MilterOutcome.DISCARD)
 
 
 @dataclass(frozen=True)

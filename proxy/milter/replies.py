@@ -13,7 +13,7 @@ import re
 import struct
 
 import proxy.milter.wire as wire
-from proxy.milter.application import AddHeader, ChangeHeader, Decision, HeaderEdit, InsertHeader, Outcome
+from proxy.milter.application import AddHeader, ChangeHeader, Decision, HeaderEdit, InsertHeader, MilterOutcome
 from proxy.milter.options import Negotiated
 from proxy.milter.wire import ActionFlag, MacroStage, ProtocolFlag, encode_packet
 from proxy.replies import Reply
@@ -117,18 +117,18 @@ def decision_packets(decision: Decision, agreed: Negotiated) -> bytes:
         if needed not in agreed.actions:
             raise ValueError(f"the MTA does not allow {needed.name} (header edit {edit!r})")
         out.append(header_edit(edit, agreed.leading_space))
-    if decision.outcome is Outcome.ACCEPT:
+    if decision.outcome is MilterOutcome.ACCEPT:
         out.append(ACCEPT)
-    elif decision.outcome is Outcome.QUARANTINE:
+    elif decision.outcome is MilterOutcome.QUARANTINE:
         if ActionFlag.QUARANTINE not in agreed.actions:
             raise ValueError("the MTA does not allow SMFIR_QUARANTINE")
         out += [quarantine(decision.reason), ACCEPT]  # a quarantine is an edit; a final reply follows
-    elif decision.outcome is Outcome.DISCARD:
+    elif decision.outcome is MilterOutcome.DISCARD:
         out.append(DISCARD)
     elif decision.reply is not None:
         out.append(replycode(decision.reply))
     else:
-        out.append(TEMPFAIL if decision.outcome is Outcome.TEMPFAIL else REJECT)
+        out.append(TEMPFAIL if decision.outcome is MilterOutcome.TEMPFAIL else REJECT)
     return b"".join(out)
 
 

@@ -21,7 +21,7 @@ import re
 import ssl
 from dataclasses import dataclass, field, replace
 
-__all__ = ["ClientError", "Connection", "Outcome", "Stale", "open_connection"]
+__all__ = ["ClientError", "Connection", "SendOutcome", "Stale", "open_connection"]
 
 MAX_REPLY_LINES = 100  # an EHLO reply has a dozen; more is a broken or hostile server
 MAX_LINE = 8192
@@ -37,7 +37,7 @@ class Stale(ClientError):
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class SendOutcome:
     """How a transaction ended: the deciding reply, and whether the message was accepted."""
 
     code: int
@@ -136,11 +136,11 @@ class Connection:
     # -- one message ----------------------------------------------------------------------------
 
     async def transaction(self, mail: str, rcpts: list[tuple[str, str]], data: bytes, data_timeout: float,
-                          xforward: list[str] | None = None) -> Outcome:
+                          xforward: list[str] | None = None) -> SendOutcome:
         """Send one message. `mail` is "<sender> PARAMS", each recipient ("<rcpt> PARAMS",
         address); `data` the message with CRLF lines, not dot-stuffed; `xforward` the XFORWARD
         commands that go first (proxy/outbound/xforward.py). XFORWARD only changes what the
-        upstream logs: its refusal is reported in the Outcome and the message still goes.
+        upstream logs: its refusal is reported in the SendOutcome and the message still goes.
         Raises Stale when a reused connection is found dead before the message went out,
         ClientError (or OSError, TimeoutError) when the upstream failed during the transaction."""
         preamble = ["RSET"] if self.needs_rset else []
@@ -185,22 +185,22 @@ class Connection:
         self._write(_stuffed(data) + b".\r\n")
         async with asyncio.timeout(data_timeout):
             code, text = await self._reply()
-        return Outcome(code, text, 200 <= code < 300, "end", xforward=refused_xforward)
+        return SendOutcome(code, text, 200 <= code < 300, "end", xforward=refused_xforward)
 
 
-def _refusal(replies: list[tuple[int, str]], rcpts: list[tuple[str, str]]) -> Outcome | None:
+def _refusal(replies: list[tuple[int, str]], rcpts: list[tuple[str, str]]) -> SendOutcome | None:
     """The first refusal among the replies to MAIL, RCPT... and DATA, or None."""
     for i, (code, text) in enumerate(replies):
         if i == 0:
             if code >= 300:
-                return Outcome(code, text, False, "mail")
+                return SendOutcome(code, text, False, "mail")
         elif i <= len(rcpts):
             if code >= 300:
-                return Outcome(code, text, False, "rcpt", rcpts[i - 1][1])
+                return SendOutcome(code, text, False, "rcpt", rcpts[i - 1][1])
         elif code != 354:
-            return Outcome(code, text, False, "data")
+            return SendOutcome(code, text, False, "data")
     if len(replies) < len(rcpts) + 2:  # one at a time, stopped early (cannot happen: no refusal)
-        return Outcome(451, "incomplete replies from the upstream", False, "data")
+        return SendOutcome(451, "incomplete replies from the upstream", False, "data")
     return None
 
 

@@ -43,7 +43,7 @@ CUE, EVASION, CONTEXT = "cue", "evasion", "context"
 _SUBJECT = "~"
 
 
-class _Category(BaseModel):
+class _CategoryLists(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     terms: list[str] = Field(default_factory=list)
     subjects: list[str] = Field(default_factory=list)
@@ -68,7 +68,7 @@ class ListFile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
     language: str = Field(min_length=2, max_length=16, pattern=r"^[A-Za-z0-9_-]+$")
     description: str = ""
-    categories: dict[str, _Category] = Field(default_factory=dict)
+    categories: dict[str, _CategoryLists] = Field(default_factory=dict)
     offers: _Offers = _Offers()
     allow: _Terms = _Terms()
 

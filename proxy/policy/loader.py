@@ -39,19 +39,19 @@ def rule_key_problem(key: str) -> str:
             + did_you_mean(key, [*RULES, *(f + ".*" for f in FAMILIES)]))
 
 
-class _Strict(BaseModel):
+class _PolicyModel(BaseModel):
     # strict: `tag_header = "false"` is an error, not a true.
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
-class PolicySection(_Strict):
+class PolicySection(_PolicyModel):
     mode: Literal["enforce", "monitor"] = "enforce"
     default_stream: str = "marketing"
     default_action: ActionName = "quarantine"
     tag_header: bool = True
 
 
-class StreamSection(_Strict):
+class StreamSection(_PolicyModel):
     kind: Literal["marketing", "transactional"]
     senders: list[str] = Field(default_factory=list)
     users: list[str] = Field(default_factory=list)
@@ -59,7 +59,7 @@ class StreamSection(_Strict):
     actions: dict[str, ActionName] = Field(default_factory=dict)
 
 
-class PolicyFile(_Strict):
+class PolicyFile(_PolicyModel):
     policy: PolicySection = PolicySection()
     streams: dict[str, StreamSection] = Field(default_factory=dict)
     actions: dict[str, ActionName] = Field(default_factory=dict)

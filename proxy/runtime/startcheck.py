@@ -18,7 +18,7 @@ from proxy.tomlfile import ConfigError
 
 
 @dataclass(frozen=True)
-class Finding:
+class ConfigFinding:
     key: str  # the configuration key, e.g. "tls.cert"
     text: str
     problem: bool  # False: a note (something start-up will do), not a refusal
@@ -38,7 +38,7 @@ def _creatable(path: Path) -> str:
     return ""
 
 
-def check(config: Config) -> list[Finding]:
+def check(config: Config) -> list[ConfigFinding]:
     """Everything start-up would trip over, as findings; none of it changes the system."""
     from proxy.outbound.dkimkeys import KeyFileError, load_key
     from proxy.runtime.tls import server_context
@@ -47,13 +47,13 @@ def check(config: Config) -> list[Finding]:
     from proxy.unsubscribe.token import TokenKeys
 
     f = config.file
-    out: list[Finding] = []
+    out: list[ConfigFinding] = []
 
     def problem(key: str, text: str) -> None:
-        out.append(Finding(key, text, True))
+        out.append(ConfigFinding(key, text, True))
 
     def note(key: str, text: str) -> None:
-        out.append(Finding(key, text, False))
+        out.append(ConfigFinding(key, text, False))
 
     why = _creatable(config.state_dir)
     if why:

@@ -176,7 +176,7 @@ class PgStore(RecipientStore):
         if not entries:
             return 0
         cols = list(zip(*[(self.normalize(e.address), e.scope.kind, e.scope.value, e.reason, e.source, e.created)
-                          for e in entries]))
+                          for e in entries], strict=True))
         async with self.pool.connection() as db:
             status = await db.execute(
                 f"INSERT INTO suppression ({SUPPRESSION_COLS}) SELECT * FROM unnest($1::text[], $2::text[],"
@@ -290,4 +290,4 @@ class PgStore(RecipientStore):
     async def counts(self) -> dict[str, int]:
         async with self.pool.connection() as db:
             row = await db.fetchrow("SELECT " + ", ".join(f"(SELECT count(*) FROM {t})" for t in _TABLES))
-        return dict(zip(_TABLES, map(int, row)))
+        return dict(zip(_TABLES, map(int, row), strict=True))

@@ -29,7 +29,12 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.OperatorInterventionError, asyncpg.exceptions.ObjectNotInPrerequisiteStateError,
     asyncpg.exceptions.InsufficientResourcesError,
 )
-DRIVER_ERRORS: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, asyncpg.PostgresError)
+# Failures of one statement: the server's errors, and the driver's own (InternalClientError:
+# a prepared statement outdated by another node's schema change, a protocol state the driver
+# did not expect). Neither is an exception of the others' families, and neither says the
+# server is away: StoreError, without backoff.
+STATEMENT_ERRORS: tuple[type[BaseException], ...] = (asyncpg.PostgresError, asyncpg.InternalClientError)
+DRIVER_ERRORS: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, *STATEMENT_ERRORS)
 
 
 def redact(url: str) -> str:
@@ -98,7 +103,7 @@ class PgPool:
         except CONNECTION_ERRORS as exc:
             self._failed(exc)
             raise StoreError(f"{self}: {describe(exc)}") from exc
-        except asyncpg.PostgresError as exc:
+        except STATEMENT_ERRORS as exc:
             raise StoreError(f"{self}: {describe(exc)}") from exc
         self._succeeded()
 

@@ -84,7 +84,7 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE privacy_link_dead (
         sender_domain TEXT NOT NULL,
-        url           TEXT NOT NULL,      -- normalised (proxy/policy/checks/privacy.normalise_url)
+        url           TEXT NOT NULL,      -- normalised (proxy/message/urls.normalise_url)
         since         REAL NOT NULL,
         checked_at    REAL NOT NULL,
         reason        TEXT NOT NULL DEFAULT '',

@@ -39,9 +39,10 @@ async def evaluate(deps: JudgingDeps, tx: Transaction, content: bytes, record: d
     rcpt_addresses = [r.address for r in tx.recipients]
     head, why_not = recipients.list_unsubscribe_block(deps, tx.policy, plan, tx.marketing, rcpt_addresses, message)
     if head:
-        # Prepended only: the message itself is never re-serialised. Judged as it will go out.
+        # Prepended only: the message itself is never re-serialised, nor parsed again (the
+        # parsed view takes the new headers in front). Judged as it will go out.
         content = head + content
-        message = await heavy.parse(content)
+        message = message.with_headers_prepended(head)
         record["list_unsubscribe"] = "inserted"
     elif why_not:
         record["list_unsubscribe"] = f"not inserted: {why_not}"

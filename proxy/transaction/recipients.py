@@ -21,9 +21,10 @@ import structlog
 from proxy.dns import DnsFailure, Resolver
 from proxy.facts.routing import cached_route, route
 from proxy.message.mime import Message
-from proxy.policy.checks import consent, frequency, optout
-from proxy.policy.checks.privacy import privacy_urls
-from proxy.policy.checks.recipient import RecipientOptions, blocked_findings, recipient_domain, route_findings
+from proxy.message.lists import list_id
+from proxy.policy.families import consent, frequency, optout
+from proxy.policy.families.privacy import privacy_urls
+from proxy.policy.families.recipient import RecipientOptions, blocked_findings, recipient_domain, route_findings
 from proxy.policy.context import LookupFailed
 from proxy.policy import engine
 from proxy.policy.loader import Policy
@@ -215,7 +216,7 @@ def list_unsubscribe_block(deps: JudgingDeps, policy: Policy, p: Plan, marketing
     reason = why_not(message, len(rcpts), deps.endpoints) if keys else "no unsubscribe key"
     if reason or keys is None:
         return b"", reason or ""
-    scope = token_scope(o.unsubscribe_scope, p.brand, optout.list_id(message, o.list_header))
+    scope = token_scope(o.unsubscribe_scope, p.brand, list_id(message, o.list_header))
     expires = int(time.time()) + deps.token_days * 86400
     return list_unsubscribe(keys, deps.endpoints, rcpts[0], scope, expires), ""
 

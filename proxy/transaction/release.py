@@ -102,7 +102,7 @@ def rules_of(row: sqlite3.Row) -> list[str]:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class ReleaseOutcome:
     """What became of one message a reviewer acted on."""
 
     hold_id: str
@@ -157,10 +157,10 @@ class Reviewer:
     # -- release ----------------------------------------------------------------------------------
 
     async def release(self, hold_id: str, reason: str, *, policy: Policy | None = None,
-                      retry_stale: bool = False) -> Outcome:
+                      retry_stale: bool = False) -> ReleaseOutcome:
         row = self.q.get(hold_id)
         if row is None:
-            return Outcome(hold_id, "not_found", False, "no such message in the quarantine")
+            return ReleaseOutcome(hold_id, "not_found", False, "no such message in the quarantine")
         stale_before = time.time() - parse_duration(self.config.file.quarantine.stale_claim)
         token = self.q.claim(hold_id, self.actor, stale_before if retry_stale else None)
         if token is None:
@@ -178,7 +178,7 @@ class Reviewer:
                     findings = [{"rule": j.rule, "action": str(j.action), "detail": j.finding.detail} for j in verdict.judged]
                     why = f"recheck: the policy still says {verdict.effective}"
                     self.q.give_back(hold_id, token, self.actor, why)
-                    return Outcome(hold_id, "refused_by_policy", False, why, findings)
+                    return ReleaseOutcome(hold_id, "refused_by_policy", False, why, findings)
                 if verdict.judged and policy.tag_header:
                     from proxy.transaction.outcome import findings_header
 
@@ -200,7 +200,7 @@ class Reviewer:
             result = await self._send(out, row["queue_id"])
         except QuarantineError as exc:  # the stored file is gone or unreadable
             self.q.give_back(hold_id, token, self.actor, str(exc))
-            return Outcome(hold_id, "failed", False, str(exc))
+            return ReleaseOutcome(hold_id, "failed", False, str(exc))
         except BaseException as exc:
             if not sending or isinstance(exc, Exception):
                 # Nothing reached the upstream (or it failed in our code before or after):
@@ -211,7 +211,7 @@ class Reviewer:
             self.q.give_back(hold_id, token, self.actor, result.upstream)
             self._audit("quarantine_release_failed", hold_id, reason=reason, upstream_reply=result.upstream)
             await self._notify("release_failed", row, by=self.actor, reason=reason, upstream_reply=result.upstream)
-            return Outcome(hold_id, "failed", False, result.upstream)
+            return ReleaseOutcome(hold_id, "failed", False, result.upstream)
         return await self._settle(row, token, reason, result.upstream)
 
     def _trace(self, row: sqlite3.Row) -> bytes:
@@ -231,7 +231,7 @@ class Reviewer:
             return Result(Replies.upstream_unavailable("upstream did not answer in time"), False,
                           f"no answer from the upstream within {budget:g}s")
 
-    async def _settle(self, row: sqlite3.Row, token: str, reason: str, reply: str) -> Outcome:
+    async def _settle(self, row: sqlite3.Row, token: str, reason: str, reply: str) -> ReleaseOutcome:
         hold_id = row["id"]
         for attempt in range(5):
             try:
@@ -241,30 +241,30 @@ class Reviewer:
                 log.warning("quarantine_settle_retry", id=hold_id, error=str(exc), attempt=attempt)
                 await asyncio.sleep(0.5 * (attempt + 1))
         else:
-            return Outcome(hold_id, "released_unrecorded", True,
+            return ReleaseOutcome(hold_id, "released_unrecorded", True,
                            f"{reply} -- sent, but the quarantine could not record it: it stays 'releasing'; do not release it again")
         self._audit("quarantine_released", hold_id, reason=reason, upstream_reply=reply)
         await self._notify("released", row, by=self.actor, reason=reason, upstream_reply=reply)
         if not settled:
-            return Outcome(hold_id, "released", True, f"{reply} (the claim had been taken over meanwhile)")
-        return Outcome(hold_id, "released", True, reply)
+            return ReleaseOutcome(hold_id, "released", True, f"{reply} (the claim had been taken over meanwhile)")
+        return ReleaseOutcome(hold_id, "released", True, reply)
 
-    def _not_claimed(self, row: sqlite3.Row, stale_before: float) -> Outcome:
+    def _not_claimed(self, row: sqlite3.Row, stale_before: float) -> ReleaseOutcome:
         status, hold_id = row["status"], row["id"]
         if status == "released":
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row["released_at"]))
-            return Outcome(hold_id, "already_released", True,
+            return ReleaseOutcome(hold_id, "already_released", True,
                            f"already released by {row['released_by']} at {when}; upstream: {row['upstream_reply']}")
         if status == "deleted":
-            return Outcome(hold_id, "deleted", False, f"deleted by {row['deleted_by']}; nothing to release")
+            return ReleaseOutcome(hold_id, "deleted", False, f"deleted by {row['deleted_by']}; nothing to release")
         if status == "releasing":
             since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row["claimed_at"]))
             if row["claimed_at"] < stale_before:
-                return Outcome(hold_id, "stuck", False,
+                return ReleaseOutcome(hold_id, "stuck", False,
                                f"a release by {row['claimed_by']} started at {since} and never finished: the upstream may"
                                f" have it (look for queue id {row['queue_id']} in its log); --retry-stale sends it again")
-            return Outcome(hold_id, "busy", False, f"being released by {row['claimed_by']} since {since}; not sent again")
-        return Outcome(hold_id, status, False, f"cannot release a message in status {status}")
+            return ReleaseOutcome(hold_id, "busy", False, f"being released by {row['claimed_by']} since {since}; not sent again")
+        return ReleaseOutcome(hold_id, status, False, f"cannot release a message in status {status}")
 
     async def _recheck(self, policy: Policy, row: sqlite3.Row, raw: bytes) -> Verdict:
         from dataclasses import replace
@@ -283,18 +283,18 @@ class Reviewer:
 
     # -- delete and purge -------------------------------------------------------------------------
 
-    async def delete(self, hold_id: str, reason: str) -> Outcome:
+    async def delete(self, hold_id: str, reason: str) -> ReleaseOutcome:
         row = self.q.get(hold_id)
         before = self.q.delete(hold_id, self.actor, reason)
         if before is None or row is None:
-            return Outcome(hold_id, "not_found", False, "no such message in the quarantine")
+            return ReleaseOutcome(hold_id, "not_found", False, "no such message in the quarantine")
         if before == "deleted":
-            return Outcome(hold_id, "already_deleted", True, f"already deleted by {row['deleted_by']}")
+            return ReleaseOutcome(hold_id, "already_deleted", True, f"already deleted by {row['deleted_by']}")
         if before == "releasing":
-            return Outcome(hold_id, "busy", False, f"being released by {row['claimed_by']}; not deleted")
+            return ReleaseOutcome(hold_id, "busy", False, f"being released by {row['claimed_by']}; not deleted")
         self._audit("quarantine_deleted", hold_id, reason=reason, was=before)
         await self._notify("deleted", row, by=self.actor, reason=reason)
-        return Outcome(hold_id, "deleted", True, f"deleted (was {before})")
+        return ReleaseOutcome(hold_id, "deleted", True, f"deleted (was {before})")
 
     def purge(self, older_than: float, dry_run: bool) -> tuple[list[sqlite3.Row], list[str]]:
         rows, files = self.q.purge(time.time() - older_than, dry_run)
@@ -304,4 +304,4 @@ class Reviewer:
         return rows, files
 
 
-__all__ = ["Filters", "Outcome", "Page", "Reviewer", "find", "rules_of"]
+__all__ = ["Filters", "ReleaseOutcome", "Page", "Reviewer", "find", "rules_of"]

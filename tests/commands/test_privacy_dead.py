@@ -10,15 +10,19 @@ import json
 
 import pytest
 
+from proxy.replies import Replies
 from proxy.store.base import DeadLink
 from tests.commands.test_links import run_cli
 from tests.conftest import ROOT
 from tests.outbound.test_linkprobe import Server, http  # noqa: F401  (the loopback HTTP server fixture)
 from tests.support.recipient_helpers import send_message, status_of
 from tests.support.scancli import scan_json
+from tests.support.smtpclient import enhanced
+
 
 COMPLIANT = (ROOT / "examples" / "compliant.eml").read_bytes().replace(b"\n", b"\r\n")
 POLICY = '[actions]\n"privacy.*" = "reject"\n"unsubscribe.*" = "reject"\n[checks.privacy]\nrequire_https = false\n'
+REFUSED, RELAYED = Replies.policy_reject([], ""), Replies.relayed("", "")
 
 
 def with_privacy(url: str) -> bytes:
@@ -38,8 +42,8 @@ async def test_dead_privacy_link_is_marked_refused_and_cleared(start_relay, sink
     dns_server.zone("shop.test", "privacy A 127.0.0.1\n")
     gone, live = f"http://privacy.shop.test:{port}/gone", f"http://privacy.shop.test:{port}/privacy"
     relay = await start_relay({"store": store_url}, policy=POLICY)
-    assert (await send_message(relay, with_privacy(gone)))[0] == 250
-    assert (await send_message(relay, with_privacy(live)))[0] == 250
+    assert (await send_message(relay, with_privacy(gone)))[0] == RELAYED.code
+    assert (await send_message(relay, with_privacy(live)))[0] == RELAYED.code
 
     config = tmp_path / "cli.toml"
     config.write_text(f'state_dir = "{tmp_path / "var"}"\nstore = "{store_url}"\n[dns]\nnameservers = ["{dns_server.nameserver}"]\n'
@@ -51,8 +55,8 @@ async def test_dead_privacy_link_is_marked_refused_and_cleared(start_relay, sink
 
     await relay.refresh_reputation()  # what the relay does every [reputation] refresh seconds
     code, text = await send_message(relay, with_privacy(gone))
-    assert code == 550 and "[privacy.link_dead]" in text, text
-    assert (await send_message(relay, with_privacy(live)))[0] == 250
+    assert (code, enhanced(text)) == (REFUSED.code, REFUSED.enhanced) and "[privacy.link_dead]" in text, text
+    assert (await send_message(relay, with_privacy(live)))[0] == RELAYED.code
     samples = {s.labels["sender_domain"]: s.value for s in relay.metrics.privacy_links_dead.collect()[0].samples}
     assert samples == {"shop.example.com": 1.0}
     assert status_of(relay)["privacy_links_dead"] == {"shop.example.com": 1}
@@ -63,7 +67,7 @@ async def test_dead_privacy_link_is_marked_refused_and_cleared(start_relay, sink
     assert rc == 0 and all(json.loads(line)["alive"] for line in out.splitlines()), out
     assert await relay.store.dead_privacy_links() == []
     await relay.refresh_reputation()
-    assert (await send_message(relay, with_privacy(gone)))[0] == 250
+    assert (await send_message(relay, with_privacy(gone)))[0] == RELAYED.code
     assert [s.value for s in relay.metrics.privacy_links_dead.collect()[0].samples] == [0.0]  # cleared: set to 0 (see reputation._export)
 
 
@@ -94,7 +98,7 @@ async def test_marks_stay_in_force_when_the_store_cannot_be_read(start_relay, si
     await relay.store.close()  # the store goes away: the snapshot already read stays in force
     assert not await relay.refresh_reputation()
     code, text = await send_message(relay, COMPLIANT)
-    assert code == 550 and "[privacy.link_dead]" in text
+    assert (code, enhanced(text)) == (REFUSED.code, REFUSED.enhanced) and "[privacy.link_dead]" in text
     failures = [s.value for s in relay.metrics.reputation_failures.collect()[0].samples if s.name.endswith("_total")]
     assert failures == [1.0]
     await relay.store.open()

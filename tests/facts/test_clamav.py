@@ -16,11 +16,12 @@ import time
 from pathlib import Path
 from typing import AsyncIterator, Iterator
 
-import aiosmtplib
 import pytest
 
 from proxy.facts.clamav import ClamdError, ScanResult, instream, parse_reply
+from proxy.replies import Replies
 from tests.policy.checks.judging import FOOTER, mail
+from tests.support.smtpclient import enhanced, send_one
 
 MARKER = b"SENDWARDEN-TEST-MALWARE-SIGNATURE"
 SIGNATURE = "Sendwarden.Test.Marker.UNOFFICIAL"
@@ -144,73 +145,49 @@ on_unreachable = "{on_unreachable}"
 """
 
 
-async def send(port: int, data: bytes) -> tuple[int, str]:
-    client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False, timeout=20)
-    await client.connect()
-    try:
-        await client.sendmail("news@shop.example.com", ["reader@example.org"], data)
-        return 250, ""
-    except aiosmtplib.SMTPResponseException as exc:
-        return exc.code, exc.message
-    except aiosmtplib.SMTPRecipientsRefused as exc:
-        return exc.recipients[0].code, exc.recipients[0].message
-    finally:
-        try:
-            await client.quit()
-        except aiosmtplib.SMTPException:
-            pass
-
-
-async def send_reply(port: int, data: bytes) -> str:
-    client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False, timeout=20)
-    await client.connect()
-    await client.ehlo()
-    await client.mail("news@shop.example.com")
-    await client.rcpt("reader@example.org")
-    resp = await client.data(data)
-    await client.quit()
-    return f"{resp.code} {resp.message}"
+REFUSED, DEFERRED = Replies.policy_reject([], ""), Replies.policy_tempfail([], "")
+HELD, RELAYED = Replies.quarantined(""), Replies.relayed("", "")
 
 
 @needs_clamd
 async def test_relay_refuses_what_clamd_finds(start_relay, sink, clamd: str) -> None:
     relay = await start_relay(policy=policy_text(clamd))
-    code, message = await send(relay.port, with_attachment(b"%PDF-1.4 " + MARKER))
-    assert code == 550 and "attachment.dangerous" in message
-    assert (await send(relay.port, with_attachment(b"%PDF-1.4 a clean catalogue")))[0] == 250
+    code, message = await send_one(relay.port, with_attachment(b"%PDF-1.4 " + MARKER))
+    assert (code, enhanced(message)) == (REFUSED.code, REFUSED.enhanced) and "attachment.dangerous" in message
+    assert (await send_one(relay.port, with_attachment(b"%PDF-1.4 a clean catalogue")))[0] == RELAYED.code
     assert len(sink.received) == 1
 
 
 async def test_relay_with_clamd_down_holds_the_message(start_relay, sink, tmp_path: Path) -> None:
     relay = await start_relay(policy=policy_text(str(tmp_path / "no-clamd.sock")))
-    reply = await send_reply(relay.port, with_attachment(b"%PDF-1.4 a catalogue"))
-    assert reply.startswith("250 2.6.0") and "held for review" in reply
+    code, reply = await send_one(relay.port, with_attachment(b"%PDF-1.4 a catalogue"))
+    assert (code, enhanced(reply)) == (HELD.code, HELD.enhanced) and "held for review" in reply
     assert sink.received == []
 
 
 async def test_relay_with_clamd_down_fails_temporarily_when_the_policy_says_tempfail(start_relay, sink, tmp_path: Path) -> None:
     relay = await start_relay(policy=policy_text(str(tmp_path / "no-clamd.sock"), lookup_failed="tempfail"))
-    code, message = await send(relay.port, with_attachment(b"%PDF-1.4 a catalogue"))
-    assert code == 451 and message.startswith("4.4.3") and "virus scan not done" in message
+    code, message = await send_one(relay.port, with_attachment(b"%PDF-1.4 a catalogue"))
+    assert (code, enhanced(message)) == (DEFERRED.code, DEFERRED.enhanced) and "virus scan not done" in message
     # A permanent problem found as well makes the refusal permanent.
-    code, message = await send(relay.port, with_attachment(b"MZ\x90\x00", name="setup.exe"))
-    assert code == 550 and "attachment.dangerous" in message
+    code, message = await send_one(relay.port, with_attachment(b"MZ\x90\x00", name="setup.exe"))
+    assert (code, enhanced(message)) == (REFUSED.code, REFUSED.enhanced) and "attachment.dangerous" in message
     assert sink.received == []
 
 
 async def test_relay_with_clamd_down_relays_when_the_policy_says_so(start_relay, sink, tmp_path: Path) -> None:
     relay = await start_relay(policy=policy_text(str(tmp_path / "no-clamd.sock"), on_unreachable="relay"))
-    assert (await send(relay.port, with_attachment(b"%PDF-1.4 a catalogue")))[0] == 250
+    assert (await send_one(relay.port, with_attachment(b"%PDF-1.4 a catalogue")))[0] == RELAYED.code
     assert len(sink.received) == 1
 
 
 async def test_relay_with_hung_clamd_holds_within_the_timeout(start_relay, sink, silent_clamd: str) -> None:
     relay = await start_relay(policy=policy_text(silent_clamd))
     t0 = time.monotonic()
-    reply = await send_reply(relay.port, with_attachment(b"%PDF-1.4 a catalogue"))
-    assert reply.startswith("250 2.6.0") and time.monotonic() - t0 < 10
+    code, reply = await send_one(relay.port, with_attachment(b"%PDF-1.4 a catalogue"))
+    assert (code, enhanced(reply)) == (HELD.code, HELD.enhanced) and time.monotonic() - t0 < 10
     # A message without attachments is not sent to clamd at all (scan = "attachments").
-    assert (await send(relay.port, mail(FOOTER)))[0] == 250
+    assert (await send_one(relay.port, mail(FOOTER)))[0] == RELAYED.code
     assert len(sink.received) == 1
 
 

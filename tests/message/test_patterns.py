@@ -110,7 +110,7 @@ def test_links_named_all_at_once_as_one_by_one() -> None:
              "data", "https://x.example/legal/data?x", "https://x.example/\x00privacy", "https://x.example/İ"]
     texts = ["See the coats", "here", "Privacy  Policy", "", "Data", "nul", "dotted"]
     assert PRIVACY.named(hrefs, texts) == [False, True, True, False, True, True, True]
-    assert PRIVACY.named(hrefs, texts) == [PRIVACY.names(h, t) for h, t in zip(hrefs, texts)]
+    assert PRIVACY.named(hrefs, texts) == [PRIVACY.names(h, t) for h, t in zip(hrefs, texts, strict=True)]
     assert PRIVACY.named([], []) == []
 
 

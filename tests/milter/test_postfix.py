@@ -8,7 +8,6 @@ stop` in the fixture's finaliser, failing or not; afterwards nothing may listen 
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from proxy.milter import MilterOptions, MilterServer
-from tests.support.milterapp import Recorder
+from proxy.replies import Replies
+from tests.support.milterapp import REJECT_REPLY, SUPPRESSED_REPLY, TEMPFAIL_REPLY, Recorder
 from tests.support.postfix import PostfixInstance, available, delivered, transaction
 from tests.support.sink import Sink
 
@@ -135,15 +135,14 @@ async def logged(rig: Rig, text: str) -> None:
 
 async def test_rejected_message_gets_our_reply_text(rig: Rig) -> None:
     answers = await rig.send("reject")
-    assert answers[-1] == "550 5.7.1 Message refused by policy [demo.subject]: the demo milter refuses this subject"
+    assert answers[-1] == str(REJECT_REPLY)
     await logged(rig, "milter-reject: END-OF-MESSAGE")
     assert rig.sink.received == []
 
 
 async def test_suppressed_recipient_is_refused_at_rcpt_only(rig: Rig) -> None:
     answers = await rig.send("hello", rcpts=("suppressed@example.org", "reader@example.org"))
-    assert answers[3] == ("550 5.7.1 Recipient refused by policy [optout.suppressed]: "
-                          "the recipient unsubscribed; remove them")
+    assert answers[3] == str(SUPPRESSED_REPLY)
     assert answers[4].startswith("250 ") and answers[-1].startswith("250 2.0.0 Ok: queued as ")
     await rig.delivered(1)
     assert [r for r, _ in rig.sink.received[0].rcpts] == ["reader@example.org"]
@@ -152,14 +151,14 @@ async def test_suppressed_recipient_is_refused_at_rcpt_only(rig: Rig) -> None:
 
 async def test_tempfail_from_the_application(rig: Rig) -> None:
     answers = await rig.send("tempfail")
-    assert answers[-1] == "451 4.7.1 Demo milter asks you to try again later"
+    assert answers[-1] == str(TEMPFAIL_REPLY)
     assert rig.sink.received == []
 
 
 async def test_application_timeout_is_a_tempfail(rig: Rig) -> None:
     answers = await rig.send("slow")
-    assert re.fullmatch(r"451 4\.4\.3 Policy lookups timed out, try again later: end_of_message took "
-                        r"longer than 1s", answers[-1]), answers[-1]
+    assert answers[-1] == str(Replies.policy_timeout("end_of_message took longer than 1s"))
+
     assert rig.sink.received == []
 
 
@@ -176,6 +175,6 @@ async def test_quarantined_message_goes_to_the_hold_queue(rig: Rig) -> None:
 
 async def test_oversized_message_is_refused(rig: Rig) -> None:
     answers = await rig.send("big", body_extra=b"x" * 998 + b"\r\n" + (b"y" * 78 + b"\r\n") * 700)
-    assert answers[-1] == "552 5.3.4 Message too big for system (limit 50000 bytes)"
+    assert answers[-1] == str(Replies.too_large(50000))
     assert "end_of_message" not in rig.recorder.names()
     assert rig.sink.received == []

@@ -14,7 +14,14 @@ from structlog.testing import capture_logs
 
 from proxy.milter import Decision, MilterApplication, MilterOptions, MilterServer, MilterTransaction
 from proxy.milter.wire import PacketDecoder
+from proxy.replies import Replies, Reply
 from tests.support.milterapp import Recorder
+from tests.support.smtpclient import line_start
+
+
+def wire(reply: Reply) -> bytes:
+    """A reply as the milter's SMFIR_REPLYCODE carries it: the reply line, NUL-terminated."""
+    return str(reply).encode() + b"\0"
 
 
 def packet(cmd: bytes, data: bytes = b"") -> bytes:
@@ -171,7 +178,7 @@ async def test_oversized_message_is_refused_unjudged(milter) -> None:
     await p.handshake()
     body = packet(b"B", b"x" * 60_000 + b"\r\n")
     await p.send(packet(b"L", b"Subject\0 big\0") + packet(b"N") + body + body + packet(b"E"))
-    assert await p.reply() == (b"y", b"552 5.3.4 Message too big for system (limit 100000 bytes)\0")
+    assert await p.reply() == (b"y", wire(Replies.too_large(100000)))
     assert "end_of_message" not in rec.names() and rec.names()[-1] == "abort"
 
 
@@ -219,7 +226,7 @@ async def test_failure_in_an_observing_hook_is_settled_at_end_of_message(milter)
     p = await peer()
     await p.handshake()
     await p.send(message())
-    assert await p.reply() == (b"y", b"451 4.3.0 Internal error, the message was not accepted; try again later\0")
+    assert await p.reply() == (b"y", wire(Replies.internal_error()))
     assert not BrokenHeaders.called
 
 
@@ -236,7 +243,7 @@ async def test_timeout_at_rcpt_is_a_tempfail_for_that_recipient(milter) -> None:
     await p.send(POSTFIX_OPTNEG + CONNECT + MAIL + RCPT)
     assert [(await p.reply())[0] for _ in range(3)] == [b"O", b"c", b"c"]
     cmd, data = await p.reply()
-    assert cmd == b"y" and data.startswith(b"451 4.4.3 Policy lookups timed out")
+    assert cmd == b"y" and data.startswith(wire(Replies.policy_timeout("")).rstrip(b": \0"))
 
 
 async def test_bad_decision_becomes_the_failure_action(milter) -> None:
@@ -297,7 +304,7 @@ async def test_recipients_and_macros_are_bounded(milter) -> None:
     await p.handshake()  # one recipient accepted already
     await p.send(RCPT + RCPT)
     assert await p.reply() == (b"c", b"")
-    assert await p.reply() == (b"y", b"452 4.5.3 Too many recipients\0")
+    assert await p.reply() == (b"y", wire(Replies.too_many_recipients()))
     assert rec.names().count("rcpt") == 2  # the third never reached the application
 
     flood = b"".join(packet(b"D", b"M" + b"".join(b"m%d\0v\0" % (i * 100 + j) for j in range(100)))
@@ -312,7 +319,7 @@ async def test_headers_past_the_limit_are_not_kept(milter) -> None:
     await p.handshake()
     header = packet(b"L", b"X-Filler\0 " + b"z" * 900 + b"\0")
     await p.send(header * 50 + packet(b"N") + packet(b"E"))
-    assert (await p.reply())[1].startswith(b"552 5.3.4")
+    assert (await p.reply())[1].startswith(line_start(Replies.too_large(0)).encode())
     assert rec.names().count("header") < 12
 
 
@@ -367,7 +374,7 @@ async def test_a_failing_application_factory_is_a_tempfail_at_connect(milter) ->
     p = await peer()
     await p.send(POSTFIX_OPTNEG + CONNECT)
     assert (await p.reply())[0] == b"O"
-    assert await p.reply() == (b"y", b"451 4.3.0 Internal error, the message was not accepted; try again later\0")
+    assert await p.reply() == (b"y", wire(Replies.internal_error()))
 
 
 async def test_replies_before_a_pipelined_quit_are_still_sent(milter) -> None:
@@ -407,7 +414,7 @@ async def test_a_failure_where_no_reply_is_sent_is_settled_at_end_of_message(mil
     p = await peer()
     await p.send(POSTFIX_OPTNEG + CONNECT + MAIL + RCPT + message())
     assert [(await p.reply())[0] for _ in range(2)] == [b"O", b"c"]  # OPTNEG, RCPT
-    assert await p.reply() == (b"y", b"451 4.3.0 Internal error, the message was not accepted; try again later\0")
+    assert await p.reply() == (b"y", wire(Replies.internal_error()))
     assert not BrokenMail.called
 
 

@@ -7,39 +7,29 @@ import json
 import os
 import stat
 
-import aiosmtplib
 import structlog
 
 from proxy.quarantine.files import Quarantine
+from proxy.replies import Replies
 from tests.conftest import ROOT
+from tests.support.smtpclient import enhanced, send_one
 
 PLAIN = (ROOT / "examples" / "plain.eml").read_bytes().replace(b"\n", b"\r\n")
 QUARANTINE_UNSUBSCRIBE = '[actions]\n"unsubscribe.*" = "quarantine"\n'
-
-
-async def send(port: int, message: bytes, sender: str = "news@shop.example.com") -> tuple[int, str]:
-    client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False)
-    await client.connect()
-    try:
-        _, text = await client.sendmail(sender, ["reader@example.org"], message)
-        return 250, text
-    except aiosmtplib.SMTPResponseException as exc:
-        return exc.code, exc.message
-    finally:
-        client.close()
+REFUSED, HELD, RELAYED = Replies.policy_reject([], ""), Replies.quarantined(""), Replies.relayed("", "")
 
 
 async def test_rejected_message_names_its_rules(start_relay, sink) -> None:
     relay = await start_relay()
-    code, text = await send(relay.port, PLAIN)
-    assert code == 550 and text.startswith("5.7.1") and "[unsubscribe.header_missing]" in text
+    code, text = await send_one(relay.port, PLAIN)
+    assert (code, enhanced(text)) == (REFUSED.code, REFUSED.enhanced) and "[unsubscribe.header_missing]" in text
     assert sink.received == []
 
 
 async def test_quarantined_message_is_on_disk_when_250_arrives(start_relay, sink) -> None:
     relay = await start_relay(policy=QUARANTINE_UNSUBSCRIBE)
-    code, text = await send(relay.port, PLAIN)
-    assert code == 250 and text.startswith("2.6.0")
+    code, text = await send_one(relay.port, PLAIN)
+    assert (code, enhanced(text)) == (HELD.code, HELD.enhanced)
     hold_id = text.rsplit("id=", 1)[1].split()[0]
     q = Quarantine(relay.config.quarantine_dir)
     assert q.raw(hold_id) == PLAIN
@@ -63,20 +53,21 @@ async def test_quarantine_on_a_read_only_disk_answers_451(start_relay, sink) -> 
             msg_dir.chmod(0o700)
             os.rename(msg_dir, str(msg_dir) + ".moved")
             msg_dir.write_bytes(b"not a directory")
-        code, text = await send(relay.port, PLAIN)
+        code, text = await send_one(relay.port, PLAIN)
     finally:
         if msg_dir.is_file():
             msg_dir.unlink()
             os.rename(str(msg_dir) + ".moved", msg_dir)
         msg_dir.chmod(0o700)
-    assert code == 451 and text.startswith("4.3.0")
+    unavailable = Replies.store_unavailable("")
+    assert (code, enhanced(text)) == (unavailable.code, unavailable.enhanced)
 
 
 async def test_monitor_mode_relays_with_a_findings_header(start_relay, sink) -> None:
     relay = await start_relay(monitor=True)
     with structlog.testing.capture_logs() as logs:
-        code, _ = await send(relay.port, PLAIN)
-    assert code == 250
+        code, _ = await send_one(relay.port, PLAIN)
+    assert code == RELAYED.code
     [got] = sink.received
     head = got.data.split(b"\r\n\r\n")[0]
     assert b"X-Sendwarden-Findings: monitor would reject; unsubscribe.header_missing" in head
@@ -88,18 +79,18 @@ async def test_monitor_mode_relays_with_a_findings_header(start_relay, sink) -> 
 async def test_transactional_stream_skips_marketing_rules(start_relay, sink) -> None:
     policy = '[streams.transactional]\nkind = "transactional"\nsenders = ["@receipts.shop.example.com"]\n'
     relay = await start_relay(policy=policy)
-    code, text = await send(relay.port, PLAIN, sender="order-42@receipts.shop.example.com")
-    assert code == 250 and text.startswith("2.0.0 Ok: relayed")
+    code, text = await send_one(relay.port, PLAIN, sender="order-42@receipts.shop.example.com")
+    assert (code, enhanced(text)) == (RELAYED.code, RELAYED.enhanced) and "relayed" in text
     # The same message on the (default) marketing stream lacks its unsubscribe headers; this
     # policy names no actions, so its default action (quarantine) applies.
-    code, text = await send(relay.port, PLAIN)
-    assert code == 250 and text.startswith("2.6.0")
+    code, text = await send_one(relay.port, PLAIN)
+    assert (code, enhanced(text)) == (HELD.code, HELD.enhanced)
 
 
 async def test_audit_line_hashes_addresses(start_relay, sink) -> None:
     relay = await start_relay()
     with structlog.testing.capture_logs() as logs:
-        await send(relay.port, PLAIN)
+        await send_one(relay.port, PLAIN)
     [record] = [e for e in logs if e["event"] == "message"]
     assert record["rcpts"][0].startswith("h:") and "reader" not in json.dumps(record)
     assert record["sender"].startswith("h:")
@@ -110,6 +101,6 @@ async def test_audit_line_hashes_addresses(start_relay, sink) -> None:
 async def test_audit_line_in_clear_when_configured(start_relay, sink) -> None:
     relay = await start_relay({"audit": {"addresses": "clear"}})
     with structlog.testing.capture_logs() as logs:
-        await send(relay.port, PLAIN)
+        await send_one(relay.port, PLAIN)
     [record] = [e for e in logs if e["event"] == "message"]
     assert record["rcpts"] == ["reader@example.org"]

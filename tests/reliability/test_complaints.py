@@ -10,14 +10,17 @@ import time
 from pathlib import Path
 
 from proxy.outbound.dkim import Signer
+from proxy.replies import Replies
 from proxy.store.base import Scope
 from tests.conftest import FIXTURES
 from tests.reliability.conftest import record
 from tests.support.dkimkit import make_key
-from tests.support.smtpclient import RawClient
+from tests.support.smtpclient import RawClient, line_start
 
 REPORT = (FIXTURES / "arf" / "abuse-report.eml").read_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 FBL = "fbl.mailprovider.example"
+# The intake took a report; a report over the intake's size limit.
+RECEIVED, TOO_LARGE = Replies.received(""), Replies.too_large(0)
 
 
 def naming(address: str, raw: bytes = REPORT) -> bytes:
@@ -40,10 +43,10 @@ async def deliver(port: int, local: str, raw: bytes) -> str:
     await c.cmd("EHLO fbl.test")
     await c.cmd("MAIL FROM:<>")
     rcpt = await c.cmd("RCPT TO:<abuse@unsub.test>")
-    if not rcpt.startswith("250"):
+    if not rcpt.startswith(line_start(Replies.recipient_ok())):
         await c.close()
         return rcpt
-    assert (await c.cmd("DATA")).startswith("354")
+    assert (await c.cmd("DATA")).startswith(line_start(Replies.start_data()))
     await c.send(raw.rstrip(b"\r\n") + b"\r\n.\r\n")
     reply = await c.reply(timeout=30)
     await c.close()
@@ -72,7 +75,7 @@ async def test_forged_complaints_are_kept_for_people_and_real_ones_suppress(star
     }
     for name, (client, raw) in forged.items():
         reply = await deliver(relay.port, client, raw)
-        assert reply.startswith("250 2.0.0"), (name, reply)
+        assert reply.startswith(line_start(RECEIVED)), (name, reply)
     counts = await relay.store.counts()
     kept = len(list((relay.config.complaints_dir / "new").iterdir()))
     assert counts["suppression"] == 0 and kept == len(forged)
@@ -82,7 +85,7 @@ async def test_forged_complaints_are_kept_for_people_and_real_ones_suppress(star
         "feedback network, token": ("127.0.0.5", redacted, "reader@example.org"),
     }
     for name, (client, raw, address) in genuine.items():
-        assert (await deliver(relay.port, client, raw)).startswith("250 2.0.0"), name
+        assert (await deliver(relay.port, client, raw)).startswith(line_start(RECEIVED)), name
         assert [s.reason for s in await relay.store.suppressions(address)] == ["complaint"], name
     assert (await relay.store.counts())["suppression"] == 2
     record("forged complaints", forged_sent=len(forged), forged_acted_on=0, kept_for_people=kept,
@@ -93,8 +96,8 @@ async def test_the_complaints_intake_has_its_own_size_and_rate_limits(start_rela
     relay = await start_relay({"relay_networks": ["127.0.0.1/32"],
                                "complaints": {"address": "abuse@unsub.test", "per_client": 5, "window": 3600}})
     big = REPORT + (b"x" * 998 + b"\r\n") * 1100  # about 1.1 MB, past the 1 MB default
-    assert (await deliver(relay.port, "127.0.0.9", big)).startswith("552")
+    assert (await deliver(relay.port, "127.0.0.9", big)).startswith(line_start(TOO_LARGE))
     replies = [await deliver(relay.port, "127.0.0.8", REPORT) for _ in range(6)]
-    assert [r[:3] for r in replies] == ["250"] * 5 + ["451"], replies
-    assert (await deliver(relay.port, "127.0.0.7", REPORT)).startswith("250")  # another client is not held up
-    record("complaints intake limits", too_large="552", sixth_within_window=replies[-1][:40])
+    assert [r[:9] for r in replies] == [line_start(RECEIVED)[:9]] * 5 + [line_start(Replies.rate_limited(""))[:9]], replies
+    assert (await deliver(relay.port, "127.0.0.7", REPORT)).startswith(line_start(RECEIVED))  # another client is not held up
+    record("complaints intake limits", too_large=str(TOO_LARGE.code), sixth_within_window=replies[-1][:40])

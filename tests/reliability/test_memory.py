@@ -10,10 +10,11 @@ import resource
 import aiosmtplib
 import pytest
 
+from proxy.replies import Replies
 from tests.reliability.conftest import record
 from tests.reliability.harness import POLICY, SENDER, make_message
 from tests.support.sink import Sink
-from tests.support.smtpclient import RawClient
+from tests.support.smtpclient import RawClient, line_start
 
 MB = 1024 * 1024
 IDLE = 1000
@@ -62,7 +63,7 @@ async def test_1000_idle_connections_then_421_and_bounded_memory(serve, sink: Si
         fds = relay.open_files()
         # One more: 421 before any greeting, and the connection is closed.
         extra = await RawClient.connect(relay.port)
-        assert (await extra.reply()).startswith("421 4.7.0")
+        assert (await extra.reply()).startswith(line_start(Replies.too_many_connections()))
         assert await asyncio.wait_for(extra.reader.read(), 5) == b""
         await extra.close()
         # The idle ones are still served.
@@ -91,8 +92,8 @@ async def test_a_50_MB_body_against_the_25_MB_limit_is_refused_without_holding_i
     c = await RawClient.connect(relay.port)
     await c.reply()
     await c.cmd("EHLO big.test")
-    assert (await c.cmd(f"MAIL FROM:<{SENDER}>")).startswith("250")
-    assert (await c.cmd("RCPT TO:<reader@example.org>")).startswith("250")
+    assert (await c.cmd(f"MAIL FROM:<{SENDER}>")).startswith(line_start(Replies.sender_ok()))
+    assert (await c.cmd("RCPT TO:<reader@example.org>")).startswith(line_start(Replies.recipient_ok()))
     assert (await c.cmd("DATA")).startswith("354")
     line = b"x" * 78 + b"\r\n"
     chunk = line * (MB // len(line))
@@ -101,7 +102,7 @@ async def test_a_50_MB_body_against_the_25_MB_limit_is_refused_without_holding_i
         await c.send(chunk)
     await c.send(b".\r\n")
     reply = await c.reply(timeout=60)
-    assert reply.startswith("552 5.3.4"), reply
+    assert reply.startswith(line_start(Replies.too_large(0))), reply
     assert (await c.cmd("NOOP")).startswith("250")  # in step after 50 MB
     await c.close()
     peak = relay.status("VmHWM")
@@ -184,7 +185,7 @@ async def test_an_open_files_limit_below_the_connection_limit_lowers_it(serve, s
             c = await RawClient.connect(relay.port)
             clients.append(c)
             replies.append((await c.reply())[:9])
-        assert replies == ["220 relay"] * 96 + ["421 4.7.0"] * 24
+        assert replies == ["220 relay"] * 96 + [line_start(Replies.too_many_connections())[:9]] * 24  # 220: aiosmtpd's
     finally:
         for c in clients:
             await c.close()
@@ -208,8 +209,9 @@ async def test_message_bytes_in_flight_are_budgeted(serve, tmp_path) -> None:
     messages = [attachment(14 * MB, f"inflight{i}") for i in range(3)]  # about 19 MB each, base64
     replies = await asyncio.gather(*(send(relay.port, m) for m in messages))
     codes = sorted(r[:9] for r in replies)
-    refused = [m for m, r in zip(messages, replies) if r.startswith("452")]
-    assert codes.count("452 4.3.1") >= 1 and all(c.startswith(("250", "452")) for c in codes), replies
+    full = line_start(Replies.in_flight_full()).rstrip()
+    refused = [m for m, r in zip(messages, replies, strict=True) if r.startswith(full)]
+    assert codes.count(full) >= 1 and all(c.startswith(("250", full)) for c in codes), replies
     again = [await send(relay.port, m) for m in refused]
     assert all(r.startswith("250") for r in again), again
     peak = relay.status("VmHWM")

@@ -21,12 +21,13 @@ from structlog.testing import capture_logs
 
 from proxy.smtp.auth import hash_password
 from proxy.config import Config, ConfigFile
+from proxy.replies import Replies
 from tests.conftest import SENDWARDEN
 from tests.reliability.conftest import record
 from tests.reliability.harness import POLICY, SENDER, make_message
 from tests.runtime.test_serve_process import free_port
 from tests.support.sink import Sink
-from tests.support.smtpclient import RawClient
+from tests.support.smtpclient import RawClient, enhanced, line_start
 
 PASSWORD = "s3cret-Passw0rd-for-tests"
 USER = "billing-app"
@@ -82,15 +83,15 @@ async def test_no_open_relay_from_an_address_that_is_not_allowed(start_relay, si
     port = next(p for h, p in relay.addresses if (":" in h) == (":" in source))
     for rcpt in TRICKS:
         replies = await attempt_relay(port, host, source, rcpt)
-        assert replies[0].startswith("554 5.7.1 Relay access denied"), replies
-        assert all(r.startswith(("503", "554")) for r in replies[1:]), replies
+        assert replies[0].startswith(str(Replies.relay_denied())), replies
+        assert all(r.startswith((line_start(Replies.need_mail()), line_start(Replies.relay_denied()))) for r in replies[1:]), replies
     assert sink.received == [] and not any(c.upper().startswith("MAIL") for c in sink.commands)
 
 
 async def test_the_allowed_address_still_relays(start_relay, sink: Sink) -> None:
     relay = await start_relay(ONLY_V4_LOOPBACK, policy=POLICY)
     replies = await attempt_relay(relay.addresses[0][1], "127.0.0.1", "127.0.0.1", "reader@example.org")
-    assert replies[-1].startswith("250 2.0.0"), replies
+    assert replies[-1].startswith(line_start(Replies.relayed("", ""))), replies
     assert len(sink.received) == 1
 
 
@@ -130,7 +131,7 @@ async def test_auth_guessing_is_slowed_logged_and_cut_off(start_relay, sink: Sin
         await good.login(USER, PASSWORD)
         await good.sendmail(SENDER, ["reader@example.org"], make_message("<authed@ok.test>", "relay"))
         await good.quit()
-    assert [code for code, _ in answers] == [535, 535, 421]
+    assert [code for code, _ in answers] == [535, 535, Replies.too_many_auth_failures().code]  # 535: aiosmtpd's own
     assert all(seconds >= 0.9 for _, seconds in answers)  # one second per failure, at least
     failed = [e for e in logs if e["event"] == "auth_failed"]
     assert [(e["user"], e["client"], e["log_level"]) for e in failed] == [(USER, "127.0.0.2", "warning")] * 3
@@ -234,7 +235,7 @@ async def test_a_proxy_listener_without_trusted_balancers_is_refused_at_start(tm
         await balancer.send(b"PROXY TCP4 127.0.0.1 127.0.0.1 40000 25\r\n")
         assert (await balancer.reply()).startswith("220")
         await balancer.cmd("EHLO lb.test")
-        assert (await balancer.cmd(f"MAIL FROM:<{SENDER}>")).startswith("250")
+        assert (await balancer.cmd(f"MAIL FROM:<{SENDER}>")).startswith(line_start(Replies.sender_ok()))
         await balancer.close()
     finally:
         await relay.stop()
@@ -270,7 +271,8 @@ async def test_auth_guessing_across_connections_locks_the_address_out(start_rela
         locked = await auth_once(relay.port, "127.0.0.2", PASSWORD)
         other = await auth_once(relay.port, "127.0.0.3", PASSWORD)
     assert [code for code, _ in guesses] == [535] * MAX_FAILURES
-    assert locked[0] == 454 and "4.7.0" in locked[1] and "try again in" in locked[1], locked
+    locked_out = Replies.auth_locked_out(1)
+    assert (locked[0], enhanced(locked[1])) == (locked_out.code, locked_out.enhanced) and "try again in" in locked[1], locked
     assert other[0] == 235
     lockouts = [e for e in logs if e["event"] == "auth_locked_out"]
     assert [(e["client"], e["lockout_s"]) for e in lockouts] == [("127.0.0.2", LOCKOUT)]
@@ -300,8 +302,8 @@ async def test_concurrent_password_checks_are_bounded(start_relay, sink: Sink, c
     relay_ms = await relay_one("<during-flood@auth.test>")
     answers = await asyncio.gather(*flood)
     codes = sorted(code for code, _ in answers)
-    busy = codes.count(454)
-    assert set(codes) <= {454, 535} and codes.count(535) <= CHECK_WORKERS + CHECK_QUEUE + 5, codes
+    busy = codes.count(Replies.auth_busy().code)
+    assert set(codes) <= {Replies.auth_busy().code, 535} and codes.count(535) <= CHECK_WORKERS + CHECK_QUEUE + 5, codes
     assert busy >= 40 - (CHECK_WORKERS + CHECK_QUEUE + 5)
     record("40 concurrent AUTH attempts", checked=codes.count(535), answered_busy_454=busy,
            relay_ms_quiet=quiet_ms, relay_ms_during_flood=relay_ms)

@@ -18,28 +18,17 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from proxy.policy.loader import load_policy
+from proxy.replies import Replies
 from tests.conftest import ROOT, SENDWARDEN, write_policy
-from tests.support.smtpclient import RawClient
+from tests.support.smtpclient import RawClient, enhanced, send_one, line_start
 from tests.runtime.test_serve_process import free_port
 
 PLAIN = (ROOT / "examples" / "plain.eml").read_bytes().replace(b"\n", b"\r\n")
 COMPLIANT = (ROOT / "examples" / "compliant.eml").read_bytes().replace(b"\n", b"\r\n")
+REFUSED, HELD, RELAYED = Replies.policy_reject([], ""), Replies.quarantined(""), Replies.relayed("", "")
+LIMITED = Replies.rate_limited("")
+
 QUARANTINE_ALL = '[actions]\n"unsubscribe.*" = "quarantine"\n'
-
-
-async def send(port: int, message: bytes = COMPLIANT, sender: str = "news@shop.example.com",
-               rcpts: list[str] | None = None) -> tuple[int, str]:
-    client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False, timeout=20)
-    await client.connect()
-    try:
-        _, text = await client.sendmail(sender, rcpts or ["reader@example.org"], message)
-        return 250, text
-    except aiosmtplib.SMTPRecipientsRefused as exc:
-        return exc.recipients[0].code, exc.recipients[0].message
-    except aiosmtplib.SMTPResponseException as exc:
-        return exc.code, exc.message
-    finally:
-        client.close()
 
 
 class Serve:
@@ -104,21 +93,21 @@ async def test_sighup_swaps_a_valid_policy_and_keeps_the_old_on_error(tmp_path, 
     policy = write_policy(tmp_path, '[actions]\n"unsubscribe.*" = "reject"\n')
     s = await serve(tmp_path, f'policy = "{policy}"\n[upstream]\nurl = "{sink.url}"\n', cli_env)
     try:
-        assert (await send(s.port, PLAIN))[0] == 550
+        assert (await send_one(s.port, PLAIN))[0] == REFUSED.code
         policy.write_text(QUARANTINE_ALL)
         mark = len(s.events)
         s.proc.send_signal(signal.SIGHUP)
         await s.wait_for("reloaded", mark)
-        code, text = await send(s.port, PLAIN)
-        assert code == 250 and text.startswith("2.6.0")
+        code, text = await send_one(s.port, PLAIN)
+        assert (code, enhanced(text)) == (HELD.code, HELD.enhanced)
         # A broken policy is refused with the error logged, and the old one stays.
         policy.write_text('[actions]\n"unsubscribe.*" = "bounce"\n')
         mark = len(s.events)
         s.proc.send_signal(signal.SIGHUP)
         failed = await s.wait_for("reload_failed", mark)
         assert f"{policy}:2: actions" in failed["error"]
-        code, text = await send(s.port, PLAIN)
-        assert code == 250 and text.startswith("2.6.0")
+        code, text = await send_one(s.port, PLAIN)
+        assert (code, enhanced(text)) == (HELD.code, HELD.enhanced)
     finally:
         assert await s.stop() == 0
 
@@ -130,26 +119,26 @@ async def test_transaction_in_flight_keeps_its_policy(start_relay, sink, tmp_pat
     c = await RawClient.connect(relay.port)
     await c.reply()
     await c.cmd("EHLO client.test")
-    assert (await c.cmd("MAIL FROM:<news@shop.example.com>")).startswith("250")
+    assert (await c.cmd("MAIL FROM:<news@shop.example.com>")).startswith(line_start(Replies.sender_ok()))
     assert await relay.reload()
-    assert (await c.cmd("RCPT TO:<a@example.org>")).startswith("250")
+    assert (await c.cmd("RCPT TO:<a@example.org>")).startswith(line_start(Replies.recipient_ok()))
     assert (await c.cmd("DATA")).startswith("354")
     await c.send(PLAIN + b".\r\n")
-    assert (await c.reply()).startswith("250 2.6.0")  # the policy of its MAIL FROM
+    assert (await c.reply()).startswith(line_start(HELD))  # the policy of its MAIL FROM
     await c.close()
-    assert (await send(relay.port, PLAIN))[0] == 550  # the next one: the new policy
+    assert (await send_one(relay.port, PLAIN))[0] == REFUSED.code  # the next one: the new policy
 
 
 # -- rate limits -------------------------------------------------------------------------------------
 
 async def test_rate_limit_per_client_answers_451_and_recovers(start_relay, sink) -> None:
     relay = await start_relay({"rate_limits": [{"name": "per-client", "per": "client_ip", "messages": 2, "window": 1}]})
-    assert (await send(relay.port))[0] == 250
-    assert (await send(relay.port))[0] == 250
-    code, text = await send(relay.port)
-    assert code == 451 and text.startswith("4.7.1") and "per-client" in text
+    assert (await send_one(relay.port, COMPLIANT))[0] == RELAYED.code
+    assert (await send_one(relay.port, COMPLIANT))[0] == RELAYED.code
+    code, text = await send_one(relay.port, COMPLIANT)
+    assert (code, enhanced(text)) == (LIMITED.code, LIMITED.enhanced) and "per-client" in text
     await asyncio.sleep(1.1)
-    assert (await send(relay.port))[0] == 250
+    assert (await send_one(relay.port, COMPLIANT))[0] == RELAYED.code
     assert len(sink.received) == 3
 
 
@@ -164,7 +153,7 @@ async def test_recipient_domain_shaping_and_separate_bounce_budget(start_relay, 
     await client.rcpt("b@gmail.com")
     with pytest.raises(aiosmtplib.SMTPRecipientRefused) as exc:
         await client.rcpt("c@gmail.com")
-    assert exc.value.code == 451 and exc.value.message.startswith("4.7.1")
+    assert (exc.value.code, enhanced(exc.value.message)) == (LIMITED.code, LIMITED.enhanced)
     await client.rcpt("d@example.org")  # other domains are not shaped
     await client.rset()
     # Bounces (null sender) have their own class: the marketing budget does not starve them.
@@ -177,8 +166,8 @@ async def test_connection_flood_gets_421(start_relay) -> None:
     relay = await start_relay({"connection_rate": {"per_client": 2, "window": 60}})
     clients = [await RawClient.connect(relay.port) for _ in range(3)]
     replies = [await c.reply() for c in clients]
-    assert replies[0].startswith("220") and replies[1].startswith("220")
-    assert replies[2].startswith("421 4.7.0")
+    assert replies[0].startswith("220") and replies[1].startswith("220")  # aiosmtpd's greeting
+    assert replies[2].startswith(line_start(Replies.too_many_connections()))
     for c in clients:
         await c.close()
 
@@ -211,9 +200,9 @@ async def test_proxy_header_sets_the_client_address_for_policy(start_relay, vers
         return f"PROXY TCP4 {src} 127.0.0.1 40000 25\r\n".encode() if version == 1 else proxy_v2(src, "127.0.0.1", 40000, 25)
 
     # The real client is outside relay_networks although the balancer (127.0.0.1) is inside.
-    assert (await mail_from_after(relay.port, header("192.0.2.10"))).startswith("554 5.7.1")
+    assert (await mail_from_after(relay.port, header("192.0.2.10"))).startswith(line_start(Replies.relay_denied()))
     # And the other way round: a balancer at 127.0.0.2 forwarding a client at 127.0.0.1.
-    assert (await mail_from_after(relay.port, header("127.0.0.1"), local="127.0.0.2")).startswith("250")
+    assert (await mail_from_after(relay.port, header("127.0.0.1"), local="127.0.0.2")).startswith(line_start(Replies.sender_ok()))
 
 
 async def test_proxy_header_is_refused_where_not_configured(start_relay) -> None:
@@ -221,9 +210,9 @@ async def test_proxy_header_is_refused_where_not_configured(start_relay) -> None
     c = await RawClient.connect(relay.port, local="127.0.0.2")
     assert (await c.reply()).startswith("220")
     reply = await c.cmd("PROXY TCP4 127.0.0.1 127.0.0.1 40000 25")
-    assert reply.startswith("500")
+    assert reply.startswith("500")  # aiosmtpd's answer to a command it does not know
     await c.cmd("EHLO client.test")
-    assert (await c.cmd("MAIL FROM:<news@shop.example.com>")).startswith("554 5.7.1")
+    assert (await c.cmd("MAIL FROM:<news@shop.example.com>")).startswith(line_start(Replies.relay_denied()))
     await c.close()
 
 
@@ -247,8 +236,8 @@ async def scrape(address: tuple[str, int], path: str = "/metrics") -> tuple[int,
 
 async def test_metrics_after_traffic(start_relay, sink) -> None:
     relay = await start_relay({"metrics": {"address": "127.0.0.1:0"}})
-    assert (await send(relay.port))[0] == 250
-    assert (await send(relay.port, PLAIN))[0] == 550
+    assert (await send_one(relay.port, COMPLIANT))[0] == RELAYED.code
+    assert (await send_one(relay.port, PLAIN))[0] == REFUSED.code
     status, text = await scrape(relay.ops_address)
     assert status == 200
     samples = {}
@@ -278,7 +267,7 @@ async def test_healthz_follows_the_upstream(start_relay, sink) -> None:
 
 async def test_status_command_summarises(start_relay, sink, cli_env) -> None:
     relay = await start_relay({"metrics": {"address": "127.0.0.1:0"}})
-    assert (await send(relay.port))[0] == 250
+    assert (await send_one(relay.port, COMPLIANT))[0] == RELAYED.code
     url = f"http://{relay.ops_address[0]}:{relay.ops_address[1]}/metrics"
     proc = await asyncio.create_subprocess_exec(*SENDWARDEN, "status", "--url", url, stdout=asyncio.subprocess.PIPE, env=cli_env)
     out, _ = await proc.communicate()

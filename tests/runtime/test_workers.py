@@ -14,10 +14,11 @@ import aiosmtplib
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from proxy.replies import Replies
 from tests.conftest import ROOT, SENDWARDEN, write_policy
-from tests.runtime.test_operations import scrape, send, serve
+from tests.runtime.test_operations import scrape, serve
 from tests.runtime.test_serve_process import free_port
-from tests.support.smtpclient import RawClient
+from tests.support.smtpclient import RawClient, line_start, send_one
 
 COMPLIANT = (ROOT / "examples" / "compliant.eml").read_bytes().replace(b"\n", b"\r\n")
 
@@ -136,6 +137,7 @@ async def test_a_cpu_affinity_that_cannot_be_met_is_a_one_line_error(tmp_path, c
 # -- what the workers of one host share ------------------------------------------------------------
 
 PLAIN = (ROOT / "examples" / "plain.eml").read_bytes().replace(b"\n", b"\r\n")
+REFUSED, RELAYED = Replies.policy_reject([], ""), Replies.relayed("", "")
 
 
 async def _serve_workers(tmp_path, sink, cli_env, extra: str = "", top: str = "") -> tuple[object, tuple[str, int]]:
@@ -150,7 +152,7 @@ async def _serve_workers(tmp_path, sink, cli_env, extra: str = "", top: str = ""
 
 async def _send_one(port: int, message: bytes = COMPLIANT) -> int:
     """One message on its own connection (the kernel picks the worker per connection)."""
-    code, _ = await send(port, message)
+    code, _ = await send_one(port, message)
     return code
 
 
@@ -170,7 +172,7 @@ async def test_metrics_healthz_and_status_count_every_worker(tmp_path, sink, cli
     s, ops = await _serve_workers(tmp_path, sink, cli_env)
     try:
         codes = [await _send_one(s.port) for _ in range(30)] + [await _send_one(s.port, PLAIN) for _ in range(10)]
-        assert codes == [250] * 30 + [550] * 10
+        assert codes == [RELAYED.code] * 30 + [REFUSED.code] * 10
         assert len(sink.received) == 30
         assert _workers_of(s, "message") == {0, 1}, "the kernel gave every connection to one worker"
         status, text = await scrape(ops)
@@ -201,7 +203,7 @@ async def test_a_rate_limit_holds_across_workers(tmp_path, sink, cli_env) -> Non
     s, _ = await _serve_workers(tmp_path, sink, cli_env, extra=limit)
     try:
         codes = [await _send_one(s.port) for _ in range(30)]
-        assert codes.count(250) == 10 and codes.count(451) == 20, codes
+        assert codes.count(RELAYED.code) == 10 and codes.count(Replies.rate_limited("").code) == 20, codes
         assert len(sink.received) == 10
         # Both workers refused some: each had its own 10 to give if the bucket were per worker.
         assert _workers_of(s, "rate_limited") == {0, 1}
@@ -214,11 +216,11 @@ async def test_connections_per_client_are_counted_on_the_host(tmp_path, sink, cl
     try:
         clients = [await RawClient.connect(s.port) for _ in range(12)]
         replies = [await c.reply() for c in clients]
-        greeted = [c for c, r in zip(clients, replies) if r.startswith("220")]
+        greeted = [c for c, r in zip(clients, replies, strict=True) if r.startswith("220")]  # aiosmtpd's greeting
         assert len(greeted) == 4, replies
         # Counted per worker, 4 would be greeted only if the kernel had given all 12
         # connections to one worker (2 in 4,096).
-        assert sum(r.startswith("421") for r in replies) == 8
+        assert sum(r.startswith(line_start(Replies.too_many_connections())) for r in replies) == 8
         for c in clients:
             await c.close()
         # Closed connections are given back: four new ones are greeted again.
@@ -236,7 +238,7 @@ async def test_a_killed_worker_is_restarted_and_its_counts_kept(tmp_path, sink, 
     try:
         first = await s.wait_for("worker_started")
         for _ in range(20):
-            assert await _send_one(s.port) == 250
+            assert await _send_one(s.port) == RELAYED.code
         counted = _samples((await scrape(ops))[1])[("sendwarden_messages_total", (("action", "relay"), ("stream", "marketing")))]
         assert counted == 20
         mark = len(s.events)
@@ -249,7 +251,7 @@ async def test_a_killed_worker_is_restarted_and_its_counts_kept(tmp_path, sink, 
         _, body = await scrape(ops, "/healthz")
         assert json.loads(body)["workers"]["running"] == 2
         for _ in range(20):
-            assert await _send_one(s.port) == 250
+            assert await _send_one(s.port) == RELAYED.code
         assert len(sink.received) == 40
         # The audit lines reach us through the log pipe, possibly after the replies: wait for them.
         for _ in range(100):
@@ -270,7 +272,7 @@ async def test_sighup_reloads_every_worker(tmp_path, sink, cli_env) -> None:
     s, _ = await _serve_workers(tmp_path, sink, cli_env, top=f'policy = "{policy}"\n')
     try:
         before = [await _send_one(s.port, PLAIN) for _ in range(10)]
-        assert before == [550] * 10
+        assert before == [REFUSED.code] * 10
         policy.write_text('[actions]\n"unsubscribe.*" = "quarantine"\n')
         mark = len(s.events)
         s.proc.send_signal(signal.SIGHUP)
@@ -279,7 +281,7 @@ async def test_sighup_reloads_every_worker(tmp_path, sink, cli_env) -> None:
             assert asyncio.get_running_loop().time() < deadline, s.events[mark:][-8:]
             await asyncio.sleep(0.1)
         after = [await _send_one(s.port, PLAIN) for _ in range(20)]
-        assert after == [250] * 20
+        assert after == [Replies.quarantined("").code] * 20
         assert _workers_of(s, "message", mark) == {0, 1}
     finally:
         assert await s.stop() == 0

@@ -13,23 +13,15 @@ from structlog.testing import capture_logs
 from proxy.facts.dkim import verify
 from proxy.outbound.dkim import Signer
 from proxy.dns import Resolver
+from proxy.replies import Replies
 from tests.conftest import ROOT
 from tests.support.dkimkit import key_config, make_key
 from tests.support.dnsserver import DnsServer
+from tests.support.smtpclient import enhanced, send_one
 
 COMPLIANT = (ROOT / "examples" / "compliant.eml").read_bytes().replace(b"\n", b"\r\n")
-
-
-async def send(port: int, data: bytes) -> tuple[int, str]:
-    client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False)
-    await client.connect()
-    try:
-        await client.sendmail("news@shop.example.com", ["reader@example.org"], data)
-        return 250, ""
-    except aiosmtplib.SMTPResponseException as exc:
-        return exc.code, exc.message
-    finally:
-        await client.quit()
+REFUSED, DEFERRED = Replies.policy_reject([], ""), Replies.policy_tempfail([], "")
+RELAYED = Replies.relayed("", "")
 
 
 def dns_config(dns: DnsServer, timeout: float = 1.0) -> dict[str, object]:
@@ -42,7 +34,7 @@ async def test_relay_signs_last_and_the_sink_gets_a_verifiable_message(tmp_path:
     ed_key = make_key(tmp_path, "shop.example.com", "e2026", "ed25519", dns_server)
     relay = await start_relay({**dns_config(dns_server), "dkim": key_config(rsa_key, ed_key)})
     with capture_logs() as logs:
-        assert await send(relay.port, COMPLIANT) == (250, "")
+        assert (await send_one(relay.port, COMPLIANT))[0] == RELAYED.code
     [got] = sink.received
     # The signatures sit on top of everything the relay added (Received), the message below is untouched.
     assert got.data.startswith(b"DKIM-Signature: ") and got.data.endswith(COMPLIANT)
@@ -57,7 +49,7 @@ async def test_keys_are_loaded_once_at_start(tmp_path: Path, dns_server: DnsServ
     key = make_key(tmp_path, "shop.example.com", "s1", "rsa", dns_server)
     relay = await start_relay({**dns_config(dns_server), "dkim": key_config(key)})
     Path(key.path).unlink()  # gone from disk: the relay still signs with what it loaded
-    assert await send(relay.port, COMPLIANT) == (250, "")
+    assert (await send_one(relay.port, COMPLIANT))[0] == RELAYED.code
     assert sink.received[0].data.startswith(b"DKIM-Signature: ")
 
 
@@ -75,7 +67,7 @@ async def test_incoming_signature_verified_and_relayed(tmp_path: Path, dns_serve
     app_key = make_key(tmp_path, "shop.example.com", "app", "ed25519", dns_server)
     signed, _ = Signer([app_key], ["From", "To", "Subject"], ["From"]).sign(COMPLIANT)
     relay = await start_relay(dns_config(dns_server))
-    assert await send(relay.port, signed) == (250, "")
+    assert (await send_one(relay.port, signed))[0] == RELAYED.code
     assert sink.received[0].data.endswith(signed)
     assert ("app._domainkey.shop.example.com", "TXT", "udp") in dns_server.queries
 
@@ -84,8 +76,8 @@ async def test_incoming_broken_signature_is_refused(tmp_path: Path, dns_server: 
     app_key = make_key(tmp_path, "shop.example.com", "app", "rsa", dns_server)
     signed, _ = Signer([app_key], ["From", "To", "Subject"], ["From"]).sign(COMPLIANT)
     relay = await start_relay(dns_config(dns_server))
-    code, text = await send(relay.port, signed.replace(b"autumn collection is here", b"autumn collection is HERE"))
-    assert code == 550 and "sender.dkim_fail" in text
+    code, text = await send_one(relay.port, signed.replace(b"autumn collection is here", b"autumn collection is HERE"))
+    assert (code, enhanced(text)) == (REFUSED.code, REFUSED.enhanced) and "sender.dkim_fail" in text
     assert sink.received == []
 
 
@@ -96,8 +88,8 @@ async def test_key_lookup_timeout_is_answered_451(tmp_path: Path, dns_server: Dn
     relay = await start_relay(dns_config(dns_server, timeout=0.5))
     t0 = time.monotonic()
     with capture_logs() as logs:
-        code, text = await send(relay.port, signed)
-    assert code == 451 and text.startswith("4.4.3 ") and "lookup.failed" in text
+        code, text = await send_one(relay.port, signed)
+    assert (code, enhanced(text)) == (DEFERRED.code, DEFERRED.enhanced) and "lookup.failed" in text
     assert "app._domainkey.shop.example.com" in text  # says what failed
     assert time.monotonic() - t0 < 3
     assert sink.received == []  # nothing relayed, nothing lost: the client retries
@@ -105,7 +97,7 @@ async def test_key_lookup_timeout_is_answered_451(tmp_path: Path, dns_server: Dn
     assert audit["action"] == "tempfail" and audit["rules"] == ["lookup.failed"]
     # Once DNS answers again, the retry goes through.
     dns_server.behaviour.timeout.clear()
-    assert await send(relay.port, signed) == (250, "")
+    assert (await send_one(relay.port, signed))[0] == RELAYED.code
 
 
 async def test_reload_reads_new_keys_and_keeps_the_old_on_a_bad_one(tmp_path: Path, dns_server: DnsServer,
@@ -126,7 +118,7 @@ async def test_reload_reads_new_keys_and_keeps_the_old_on_a_bad_one(tmp_path: Pa
     broken = {**dns_config(dns_server), "dkim": {"keys": [{"domain": "shop.example.com", "selector": "x", "key": str(bad)}]}}
     relay.reload_source = lambda: (make_config(tmp_path, sink.url, broken), policy)
     assert not await relay.reload()  # refused; the keys loaded before stay in force
-    assert await send(relay.port, COMPLIANT) == (250, "")
+    assert (await send_one(relay.port, COMPLIANT))[0] == RELAYED.code
     result = await verify(sink.received[-1].data, Resolver([dns_server.nameserver], timeout=1))
     assert [(s.selector, s.status) for s in result.signatures] == [("new", "pass")]
 

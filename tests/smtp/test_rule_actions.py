@@ -10,8 +10,8 @@ import pytest
 
 from proxy.replies import Replies
 from tests.conftest import ROOT
-from tests.runtime.test_operations import send as send_message
-from tests.support.smtpclient import RawClient
+from tests.support.smtpclient import RawClient, line_start, send_one
+
 
 COMPLIANT = (ROOT / "examples" / "compliant.eml").read_bytes().replace(b"\n", b"\r\n")
 ONE_PER_CLIENT = {"rate_limits": [{"name": "per-client", "per": "client_ip", "messages": 1, "window": 60}]}
@@ -25,7 +25,7 @@ def policy(actions: str) -> str:
 
 
 async def send(port: int, rcpts: list[str]) -> tuple[int, str]:
-    return await send_message(port, COMPLIANT, rcpts=rcpts)
+    return await send_one(port, COMPLIANT, rcpts=rcpts)
 
 
 @pytest.mark.parametrize("action, code, enhanced", [
@@ -34,7 +34,7 @@ async def send(port: int, rcpts: list[str]) -> tuple[int, str]:
 ])
 async def test_rate_exceeded_refuses_as_the_policy_says(start_relay, sink, action: str, code: int, enhanced: str) -> None:
     relay = await start_relay(ONE_PER_CLIENT, policy=policy(f'"rate.exceeded" = "{action}"'))
-    assert (await send(relay.port, ["reader@example.org"]))[0] == 250
+    assert (await send(relay.port, ["reader@example.org"]))[0] == Replies.relayed("", "").code
     got, text = await send(relay.port, ["reader@example.org"])
     assert (got, text.split(" ", 1)[0]) == (code, enhanced) and "per-client" in text
     assert len(sink.received) == 1
@@ -42,7 +42,7 @@ async def test_rate_exceeded_refuses_as_the_policy_says(start_relay, sink, actio
 
 async def test_rate_exceeded_quarantine_holds_the_message(start_relay, sink) -> None:
     relay = await start_relay(ONE_PER_CLIENT, policy=policy('"rate.exceeded" = "quarantine"'))
-    assert (await send(relay.port, ["reader@example.org"]))[0] == 250
+    assert (await send(relay.port, ["reader@example.org"]))[0] == Replies.relayed("", "").code
     got, text = await send(relay.port, ["reader@example.org"])
     held = Replies.quarantined("x")
     assert (got, text.split(" ", 1)[0]) == (held.code, held.enhanced)
@@ -54,7 +54,7 @@ async def test_rate_exceeded_quarantine_holds_the_message(start_relay, sink) -> 
 async def test_rate_exceeded_relay_lets_it_through_tagged(start_relay, sink) -> None:
     relay = await start_relay(ONE_PER_CLIENT, policy=policy('"rate.exceeded" = "relay"'))
     for _ in range(2):
-        assert (await send(relay.port, ["reader@example.org"]))[0] == 250
+        assert (await send(relay.port, ["reader@example.org"]))[0] == Replies.relayed("", "").code
     assert len(sink.received) == 2
     assert b"X-Sendwarden-Findings: rate.exceeded" in sink.received[1].data
 
@@ -65,8 +65,8 @@ async def test_rate_exceeded_at_rcpt_follows_the_policy_too(start_relay, sink) -
     c = await RawClient.connect(relay.port)
     await c.reply()
     await c.cmd("EHLO client.test")
-    assert (await c.cmd("MAIL FROM:<news@shop.example.com>")).startswith("250")
-    assert (await c.cmd("RCPT TO:<a@example.org>")).startswith("250")
+    assert (await c.cmd("MAIL FROM:<news@shop.example.com>")).startswith(line_start(Replies.sender_ok()))
+    assert (await c.cmd("RCPT TO:<a@example.org>")).startswith(line_start(Replies.recipient_ok()))
     assert (await c.cmd("RCPT TO:<b@example.org>")).startswith(f"{Replies.rate_refused('x').code} ")
     await c.close()
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.smtpclient import RawClient
+from proxy.replies import Replies
+from tests.support.smtpclient import RawClient, line_start
 
 HEAD = (b"From: news@shop.example.com\r\nTo: a@example.org\r\nSubject: hello\r\n"
         b"Date: Sun, 29 Nov 2026 09:00:00 +0000\r\nMessage-ID: <first@shop.example.com>\r\n\r\nfirst message\r\n")
@@ -16,15 +17,17 @@ SMUGGLED = (
 # The end-of-data forms a lenient MTA might accept (published December 2023).
 PROBES = [b"\n.\n", b"\n.\r\n", b"\r.\n", b"\r.\r\n", b"\r\n.\r", b"\r\n.\n"]
 TRANSACTIONAL = '[policy]\ndefault_stream = "transactional"\n'
+# Malformed data (RFC 3463 5.6.0, as the DATA reader gives it), a message over the size limit, one relayed.
+BAD_DATA, TOO_LARGE, RELAYED = Replies.malformed("5.6.0", ""), Replies.too_large(0), Replies.relayed("", "")
 
 
 async def open_data(port: int) -> RawClient:
     c = await RawClient.connect(port)
     await c.reply()
     await c.cmd("EHLO client.test")
-    assert (await c.cmd("MAIL FROM:<news@shop.example.com>")).startswith("250")
-    assert (await c.cmd("RCPT TO:<a@example.org>")).startswith("250")
-    assert (await c.cmd("DATA")).startswith("354")
+    assert (await c.cmd("MAIL FROM:<news@shop.example.com>")).startswith(line_start(Replies.sender_ok()))
+    assert (await c.cmd("RCPT TO:<a@example.org>")).startswith(line_start(Replies.recipient_ok()))
+    assert (await c.cmd("DATA")).startswith(line_start(Replies.start_data()))
     return c
 
 
@@ -34,9 +37,9 @@ async def test_smuggling_probe_is_refused_and_nothing_reaches_upstream(start_rel
     c = await open_data(relay.port)
     await c.send(HEAD + probe + SMUGGLED + b"\r\n.\r\n")
     reply = await c.reply()
-    assert reply.startswith("550 5.6.0") and "Bare CR or LF" in reply
+    assert reply.startswith(line_start(BAD_DATA)) and "Bare CR or LF" in reply
     # The session is still in step: the next command is a command.
-    assert (await c.cmd("NOOP")).startswith("250")
+    assert (await c.cmd("NOOP")).startswith("250")  # aiosmtpd's NOOP
     await c.close()
     assert sink.received == []
 
@@ -46,7 +49,7 @@ async def test_normalize_mode_forwards_exactly_one_message(start_relay, sink, pr
     relay = await start_relay({"smtp": {"bare_line_endings": "normalize"}}, policy=TRANSACTIONAL)
     c = await open_data(relay.port)
     await c.send(HEAD + probe + SMUGGLED + b"\r\n.\r\n")
-    assert (await c.reply()).startswith("250 2.0.0")
+    assert (await c.reply()).startswith(line_start(RELAYED))
     await c.close()
     # One message, and on the wire every line ends in CRLF and every leading dot is stuffed.
     [got] = sink.received
@@ -61,7 +64,7 @@ async def test_message_without_data_lines_is_relayed_empty(start_relay, sink) ->
                               '[checks.message]\nenabled = false\n')
     c = await open_data(relay.port)
     await c.send(b".\r\n")
-    assert (await c.reply()).startswith("250 2.0.0")
+    assert (await c.reply()).startswith(line_start(RELAYED))
     await c.close()
     [got] = sink.received
     assert got.data.startswith(b"Received: ")
@@ -72,7 +75,7 @@ async def test_leading_dots_round_trip(start_relay, sink) -> None:
     c = await open_data(relay.port)
     body = HEAD + b"..a line that starts with a dot\r\n...two dots\r\n..\r\n"
     await c.send(body + b".\r\n")
-    assert (await c.reply()).startswith("250")
+    assert (await c.reply()).startswith(line_start(RELAYED))
     await c.close()
     [got] = sink.received
     assert got.data.endswith(HEAD + b".a line that starts with a dot\r\n..two dots\r\n.\r\n")
@@ -82,8 +85,8 @@ async def test_oversize_message_is_refused_552(start_relay, sink) -> None:
     relay = await start_relay({"limits": {"max_message_size": 10_000}}, policy=TRANSACTIONAL)
     c = await open_data(relay.port)
     await c.send(HEAD + (b"x" * 70 + b"\r\n") * 500 + b".\r\n")
-    assert (await c.reply()).startswith("552 5.3.4")
-    assert (await c.cmd("NOOP")).startswith("250")
+    assert (await c.reply()).startswith(line_start(TOO_LARGE))
+    assert (await c.cmd("NOOP")).startswith("250")  # aiosmtpd's NOOP
     await c.close()
     assert sink.received == []
 
@@ -93,7 +96,7 @@ async def test_declared_size_over_limit_is_refused_at_mail(start_relay) -> None:
     c = await RawClient.connect(relay.port)
     await c.reply()
     await c.cmd("EHLO client.test")
-    assert (await c.cmd("MAIL FROM:<news@shop.example.com> SIZE=20000")).startswith("552 5.3.4")
+    assert (await c.cmd("MAIL FROM:<news@shop.example.com> SIZE=20000")).startswith(line_start(TOO_LARGE))
     await c.close()
 
 
@@ -102,7 +105,7 @@ async def test_line_over_998_characters_is_refused(start_relay, sink) -> None:
     c = await open_data(relay.port)
     await c.send(HEAD + b"y" * 1200 + b"\r\n.\r\n")
     reply = await c.reply()
-    assert reply.startswith("550 5.6.0") and "longer than 998" in reply
+    assert reply.startswith(line_start(BAD_DATA)) and "longer than 998" in reply
     await c.close()
     assert sink.received == []
 
@@ -113,5 +116,5 @@ async def test_nul_bytes_and_8bit_content_do_not_crash(start_relay, sink) -> Non
     await c.send(HEAD + b"binary \x00\xff\xfe junk\r\n.\r\n")
     reply = await c.reply()
     assert reply[:1] in ("2", "5"), reply
-    assert (await c.cmd("NOOP")).startswith("250")
+    assert (await c.cmd("NOOP")).startswith("250")  # aiosmtpd's NOOP
     await c.close()

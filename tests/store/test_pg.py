@@ -14,6 +14,7 @@ import pytest
 from proxy.store import GLOBAL, ConsentRecord, Query, StoreError, Suppression, open_store
 from proxy.store.pg import PgStore
 from proxy.store.pg_schema import STORE
+from proxy.store.pgconn import PgPool
 from tests.support.pgdb import cut_off, restore
 from tests.store.test_sqlite import NORMALIZE
 
@@ -60,7 +61,7 @@ async def test_concurrent_writers_on_two_nodes(pg_url: str) -> None:
         # Consent for one address and scope from both nodes at once: one current record, the
         # newest; every other record kept as superseded history.
         records = [ConsentRecord("reader@example.org", "shop", 10.0 + i, f"form-{i}") for i in range(20)]
-        added = await asyncio.gather(*(node.add_consent([r], now=100.0) for r, node in zip(records, [a, b] * 10)))
+        added = await asyncio.gather(*(node.add_consent([r], now=100.0) for r, node in zip(records, [a, b] * 10, strict=True)))
         assert sum(added) == 20
         history = await a.consent_history("reader@example.org")
         assert len(history) == 20
@@ -130,3 +131,30 @@ async def test_complaint_counts_from_two_nodes_add_up(pg_url: str) -> None:
         assert sum(c.delivered for c in await nodes[1].sender_counts(0)) == 620
     finally:
         await asyncio.gather(*(n.close() for n in nodes))
+
+
+async def test_a_row_type_altered_by_another_node_is_a_store_error(pg_url: str) -> None:
+    """asyncpg's own errors (InternalClientError) come out as StoreError, answered 451 4.3.0
+    like any store failure, and start no backoff. Provoked for real: a composite type that
+    another connection alters after this pool's connection cached its codec (the driver's
+    OutdatedSchemaCacheError, as a fleet node's migration would cause)."""
+    pool = PgPool(pg_url, max_size=1)
+    await pool.open()
+    other = await asyncpg.connect(pg_url)
+    try:
+        await other.execute("CREATE TYPE pair AS (a integer, b integer);"
+                            "CREATE TABLE drift (p pair); INSERT INTO drift VALUES (ROW(1, 2))")
+
+        async def read() -> list[object]:
+            async with pool.connection() as db:
+                return [tuple(r["p"]) for r in await db.fetch("SELECT p FROM drift")]
+
+        assert await read() == [(1, 2)]
+        await other.execute("ALTER TYPE pair ADD ATTRIBUTE c integer")
+        with pytest.raises(StoreError, match="OutdatedSchemaCacheError"):
+            await read()
+        assert pool.failures == 0
+        assert await read() == [(1, 2, None)]  # the driver reloaded its types: the next call works
+    finally:
+        await other.close()
+        await pool.close()

@@ -1,4 +1,5 @@
-"""A raw SMTP client over asyncio streams, for the tests that need exact bytes on the wire
+"""SMTP clients for tests: `send_one`, one message through a well-behaved client (aiosmtplib),
+and `RawClient`, raw SMTP over asyncio streams, for the tests that need exact bytes on the wire
 (smuggling probes, pipelining, malformed input) where a well-behaved client library would fix
 things up for us."""
 
@@ -6,6 +7,41 @@ from __future__ import annotations
 
 import asyncio
 import re
+from typing import Sequence
+
+import aiosmtplib
+
+from proxy.replies import Reply
+
+
+def line_start(reply: Reply) -> str:
+    """How a raw reply line to `reply` begins: "550 5.7.1 " (or "354 " without an enhanced
+    code), for RawClient's replies: `line.startswith(line_start(Replies.relay_denied()))`."""
+    return f"{reply.code} {reply.enhanced} " if reply.enhanced else f"{reply.code} "
+
+
+def enhanced(text: str) -> str:
+    """The enhanced status code (RFC 3463) that begins a reply's text, as aiosmtplib gives the
+    text without the basic code: compared with `Replies.<name>(...).enhanced`."""
+    return text.split(" ", 1)[0]
+
+
+async def send_one(port: int, message: bytes, sender: str = "news@shop.example.com",
+                   rcpts: Sequence[str] = ("reader@example.org",), timeout: float = 30) -> tuple[int, str]:
+    """Send one message to 127.0.0.1:`port`; the final reply as (code, text): (250, text) when
+    it was taken, else the refusal that ended it (the first refused recipient's, the sender's,
+    or the reply to the data)."""
+    client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False, timeout=timeout)
+    await client.connect()
+    try:
+        _, text = await client.sendmail(sender, list(rcpts), message)
+        return 250, text
+    except aiosmtplib.SMTPRecipientsRefused as exc:
+        return exc.recipients[0].code, exc.recipients[0].message
+    except aiosmtplib.SMTPResponseException as exc:
+        return exc.code, exc.message
+    finally:
+        client.close()
 
 _REPLY_END = re.compile(rb"^\d{3} ", re.M)
 

@@ -10,8 +10,9 @@ import asyncio
 import aiosmtplib
 import pytest
 
-from proxy.policy.checks.recipient import RecipientOptions, Route, blocked_findings, recipient_domain, route_findings
+from proxy.policy.families.recipient import RecipientOptions, Route, blocked_findings, recipient_domain, route_findings
 from proxy.policy.loader import load_policy
+from proxy.replies import Replies
 from proxy.transaction.recipients import decide
 from tests.support.dnsserver import DnsServer
 from tests.support.recipient_helpers import send
@@ -66,7 +67,8 @@ def test_a_failed_lookup_is_never_a_permanent_refusal_whatever_its_action(tmp_pa
     policy = load_policy(path)
     [f] = route_findings(type("F", (), {"reason": "timeout"})(), "x.test")
     s = decide(policy, "marketing", [f])
-    assert s.reply is not None and (s.reply.code, s.reply.enhanced) == (451, "4.4.3")
+    deferred = Replies.recipient_lookup_failed("lookup.failed", "")
+    assert s.reply is not None and (s.reply.code, s.reply.enhanced) == (deferred.code, deferred.enhanced)
     path.write_text('[actions]\n"lookup.failed" = "relay"\n')
     assert decide(load_policy(path), "marketing", [f]).reply is None  # accepted, finding carried
 
@@ -80,13 +82,17 @@ async def test_unroutable_and_failing_domains_are_refused_per_recipient(start_re
     rcpts = ["a@ok.test", "b@dead.test", "c@nullmx.test", "d@bare.test", "e@nodata.test", "f@broken.test",
              "g@bare6.test"]
     errors, text = await send(relay, rcpts)
-    assert text.startswith("2.0.0 Ok: relayed")
+    assert text.split(" ", 1)[0] == Replies.relayed("", "").enhanced and "relayed" in text
+
     assert set(errors) == {"b@dead.test", "c@nullmx.test", "e@nodata.test", "f@broken.test"}
     for rcpt, why in (("b@dead.test", "NXDOMAIN"), ("c@nullmx.test", "null MX"), ("e@nodata.test", "no MX and no A/AAAA")):
         code, msg = errors[rcpt]
-        assert code == 550 and msg.startswith("5.1.2") and "[recipient.domain_unroutable]" in msg and why in msg
+        unroutable = Replies.recipient_unroutable("recipient.domain_unroutable", "")
+        assert (code, msg.split(" ", 1)[0]) == (unroutable.code, unroutable.enhanced)
+        assert "[recipient.domain_unroutable]" in msg and why in msg
     code, msg = errors["f@broken.test"]
-    assert code == 451 and msg.startswith("4.4.3") and "[lookup.failed]" in msg
+    deferred = Replies.recipient_lookup_failed("lookup.failed", "")
+    assert (code, msg.split(" ", 1)[0]) == (deferred.code, deferred.enhanced) and "[lookup.failed]" in msg
     [got] = sink.received
     assert [r for r, _ in got.rcpts] == ["a@ok.test", "d@bare.test", "g@bare6.test"]
     refusals = {s.labels["rule"]: s.value for s in relay.metrics.rcpt_refusals.collect()[0].samples if s.name.endswith("_total")}
@@ -117,7 +123,9 @@ async def test_blocked_destinations_are_refused_without_a_lookup(start_relay, si
     errors, _ = await send(relay, ["a@ok.test", "b@shop.sanctioned.test", "c@mail.example.ru"])
     assert set(errors) == {"b@shop.sanctioned.test", "c@mail.example.ru"}
     code, msg = errors["b@shop.sanctioned.test"]
-    assert code == 550 and msg.startswith("5.7.1") and "[recipient.blocked_destination]" in msg
+    refused = Replies.recipient_refused("recipient.blocked_destination", "")
+    assert (code, msg.split(" ", 1)[0]) == (refused.code, refused.enhanced) and "[recipient.blocked_destination]" in msg
+
     assert not [q for q in dns_server.queries if "sanctioned" in q[0] or q[0].endswith("ru")]
     assert [r for r, _ in sink.received[0].rcpts] == ["a@ok.test"]
 

@@ -9,11 +9,16 @@ import time
 import aiosmtplib
 import pytest
 
+from proxy.replies import Replies
 from proxy.store import GLOBAL, ConsentRecord, Scope, Suppression
 from tests.support.recipient_helpers import COMPLIANT, SENDER, policy, send
-from tests.support.smtpclient import RawClient
+from tests.support.smtpclient import RawClient, enhanced
 
 DAY = 86400.0
+# A recipient refused or deferred at RCPT by the policy; a store that cannot answer; a relayed message.
+REFUSED, DEFERRED = Replies.recipient_refused("", ""), Replies.recipient_deferred("", "")
+UNAVAILABLE, RELAYED = Replies.store_unavailable(""), Replies.relayed("", "")
+
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -44,16 +49,16 @@ async def test_refused_recipients_get_their_own_reply_and_the_rest_go_through(st
     rcpts = ["ok1@example.org", "Suppressed+Tag@Example.ORG", "nobody@example.org", "elsewhere@example.org",
              "capped@example.org", "ok2@example.org"]
     errors, text = await send(relay, rcpts)
-    assert text.startswith("2.0.0 Ok: relayed")
+    assert enhanced(text) == RELAYED.enhanced and "relayed" in text
     assert set(errors) == {"Suppressed+Tag@Example.ORG", "nobody@example.org", "elsewhere@example.org", "capped@example.org"}
     code, msg = errors["Suppressed+Tag@Example.ORG"]
-    assert code == 550 and msg.startswith("5.7.1") and "[optout.suppressed]" in msg and "unsubscribe" in msg
+    assert (code, enhanced(msg)) == (REFUSED.code, REFUSED.enhanced) and "[optout.suppressed]" in msg and "unsubscribe" in msg
     code, msg = errors["nobody@example.org"]
-    assert code == 550 and "[consent.missing]" in msg
+    assert code == REFUSED.code and "[consent.missing]" in msg
     code, msg = errors["elsewhere@example.org"]
-    assert code == 550 and "[consent.wrong_scope]" in msg and "partner" in msg
+    assert code == REFUSED.code and "[consent.wrong_scope]" in msg and "partner" in msg
     code, msg = errors["capped@example.org"]
-    assert code == 450 and msg.startswith("4.7.1") and "[frequency.exceeded]" in msg
+    assert (code, enhanced(msg)) == (DEFERRED.code, DEFERRED.enhanced) and "[frequency.exceeded]" in msg
     [got] = sink.received
     assert [r for r, _ in got.rcpts] == ["ok1@example.org", "ok2@example.org"]
     # The relayed newsletter's privacy link is in the ledger for its 30-day duty.
@@ -64,14 +69,14 @@ async def test_refused_recipients_get_their_own_reply_and_the_rest_go_through(st
     with pytest.raises(aiosmtplib.SMTPRecipientsRefused) as refused:
         await send(relay, ["ok1@example.org"])
     [err] = refused.value.recipients
-    assert err.code == 450 and "frequency.exceeded" in err.message
+    assert err.code == DEFERRED.code and "frequency.exceeded" in err.message
     assert len(sink.received) == 2
 
 
 async def test_nothing_is_counted_when_the_upstream_refuses(start_relay, sink) -> None:
     relay = await start_relay(policy=policy())
     await consent(relay, "ok@example.org")
-    sink.behaviour.data_end = "554 5.7.0 upstream says no"
+    sink.behaviour.data_end = "554 5.7.0 upstream says no"  # the upstream's own reply: a literal
     for _ in range(3):
         with pytest.raises(aiosmtplib.SMTPDataError):
             await send(relay, ["ok@example.org"])
@@ -88,7 +93,7 @@ async def test_a_recipients_own_preference_replaces_the_policy_cap(start_relay, 
     with pytest.raises(aiosmtplib.SMTPRecipientsRefused) as refused:
         await send(relay, ["prefers-less@example.org"])
     [err] = refused.value.recipients
-    assert err.code == 550 and "recipient's preference" in err.message
+    assert err.code == REFUSED.code and "recipient's preference" in err.message
 
 
 async def test_store_unavailable_is_a_temporary_failure(start_relay, sink) -> None:
@@ -97,9 +102,9 @@ async def test_store_unavailable_is_a_temporary_failure(start_relay, sink) -> No
     client = await RawClient.connect(relay.port)
     await client.reply()
     await client.cmd("EHLO app.test")
-    assert (await client.cmd(f"MAIL FROM:<{SENDER}>")).startswith("250")
+    assert (await client.cmd(f"MAIL FROM:<{SENDER}>")).startswith(str(Replies.sender_ok()))
     reply = await client.cmd("RCPT TO:<reader@example.org>")
-    assert reply.startswith("451 4.3.0 Local store unavailable")
+    assert reply.startswith(str(Replies.store_unavailable("")).rstrip(": "))
     await client.close()
     await relay.store.open()
 
@@ -118,7 +123,7 @@ async def test_a_slow_store_is_bounded_by_the_policy_timeout(start_relay, sink, 
     await client.cmd("EHLO app.test")
     await client.cmd(f"MAIL FROM:<{SENDER}>")
     started = time.monotonic()
-    assert (await client.cmd("RCPT TO:<reader@example.org>")).startswith("451 4.3.0")
+    assert (await client.cmd("RCPT TO:<reader@example.org>")).startswith(f"{UNAVAILABLE.code} {UNAVAILABLE.enhanced}")
     assert time.monotonic() - started < 1.5
     await client.close()
 
@@ -189,9 +194,9 @@ async def test_a_database_outage_is_451_then_mail_flows_again(start_relay, sink)
         client = await RawClient.connect(relay.port)
         await client.reply()
         await client.cmd("EHLO app.test")
-        assert (await client.cmd(f"MAIL FROM:<{SENDER}>")).startswith("250")
+        assert (await client.cmd(f"MAIL FROM:<{SENDER}>")).startswith(str(Replies.sender_ok()))
         for _ in range(3):
-            assert (await client.cmd("RCPT TO:<reader@example.org>")).startswith("451 4.3.0")
+            assert (await client.cmd("RCPT TO:<reader@example.org>")).startswith(f"{UNAVAILABLE.code} {UNAVAILABLE.enhanced}")
         await client.close()
     finally:
         restore(name)
@@ -201,7 +206,7 @@ async def test_a_database_outage_is_451_then_mail_flows_again(start_relay, sink)
             errors, text = await send(relay, ["reader@example.org"])
             break
         except aiosmtplib.SMTPRecipientsRefused as exc:
-            assert exc.recipients[0].code == 451 and time.monotonic() < deadline
+            assert exc.recipients[0].code == UNAVAILABLE.code and time.monotonic() < deadline
             await asyncio.sleep(0.2)
     assert errors == {} and text.startswith("2.0.0") and len(sink.received) == 1
     assert (await relay.store.counts())["sends"] == 1
@@ -256,11 +261,12 @@ async def test_an_outage_relays_transactional_mail_with_a_tag_when_the_policy_sa
     cut_off(name)
     try:
         errors, reply = await send(relay, ["buyer@example.org"], sender="billing@receipts.example.com")
-        assert errors == {} and reply.startswith("2.0.0")
+        assert errors == {} and enhanced(reply) == RELAYED.enhanced
         [got] = sink.received
         assert b"X-Sendwarden-Findings:" in got.data and b"lookup.failed" in got.data
         with pytest.raises(aiosmtplib.SMTPRecipientsRefused) as refused:
             await send(relay, ["reader@example.org"])
-        assert refused.value.recipients[0].code == 451 and refused.value.recipients[0].message.startswith("4.3.0")
+        [err] = refused.value.recipients
+        assert (err.code, enhanced(err.message)) == (UNAVAILABLE.code, UNAVAILABLE.enhanced)
     finally:
         restore(name)

@@ -14,11 +14,14 @@ import aiosmtplib
 import pytest
 from structlog.testing import capture_logs
 
-from proxy.policy.checks.complaints import ComplaintRateOptions, Rate, rates
+from proxy.policy.families.complaints import ComplaintRateOptions, Rate, rates
+from proxy.replies import Replies
 from proxy.store.base import SenderCount
+
 from tests.conftest import FIXTURES, SENDWARDEN
 from tests.support.recipient_helpers import COMPLIANT, send_message, status_of
 from tests.support.scancli import scan_json
+from tests.support.smtpclient import enhanced
 
 POLICY = """
 [policy]
@@ -31,6 +34,8 @@ warning = 0.05
 limit = 0.1
 """
 REPORT = (FIXTURES / "arf" / "abuse-report.eml").read_bytes()
+# The guard's default action (tempfail) answers with the policy's deferral; the rest is relayed.
+DEFERRED, RELAYED = Replies.policy_tempfail([], ""), Replies.relayed("", "")
 
 
 def test_levels_and_rates_per_domain_and_brand() -> None:
@@ -87,13 +92,13 @@ def levels(relay) -> dict[str, float]:
 
 async def test_complaints_warn_then_defer_marketing_then_clear(start_relay, sink, tmp_path, cli_env, store_url) -> None:
     relay = await start_relay({"store": store_url, "complaints": {"address": "abuse@relay.test", "feedback_networks": ["127.0.0.1/32"]}}, policy=POLICY)
-    assert (await send(relay, [f"r{n}@example.org" for n in range(10)]))[0] == 250
+    assert (await send(relay, [f"r{n}@example.org" for n in range(10)]))[0] == RELAYED.code
     await complain(relay, "r1@example.org")
     with capture_logs() as logs:
         await relay.refresh_reputation()
     assert [e["event"] for e in logs if e["event"].startswith("complaint_rate")] == ["complaint_rate_warning"] * 2
     assert levels(relay) == {"domain:shop.example.com": 1.0, "brand:marketing": 1.0}
-    assert (await send(relay, ["r2@example.org"]))[0] == 250  # a warning does not hold mail
+    assert (await send(relay, ["r2@example.org"]))[0] == RELAYED.code  # a warning does not hold mail
 
     await complain(relay, "r3@example.org")  # 2 in 11: 18 %, over the 10 % limit
     with capture_logs() as logs:
@@ -103,7 +108,7 @@ async def test_complaints_warn_then_defer_marketing_then_clear(start_relay, sink
     assert over[0]["complaints"] == 2 and over[0]["delivered"] == 11
     assert status_of(relay)["complaint_rates"]["domain:shop.example.com"] == {"rate": 2 / 11, "level": "limit"}
     code, text = await send(relay, ["r4@example.org"])
-    assert code == 451 and text.startswith("4.4.3") and "[compliance.complaint_rate]" in text, text
+    assert (code, enhanced(text)) == (DEFERRED.code, DEFERRED.enhanced) and "[compliance.complaint_rate]" in text, text
     assert "shop.example.com: 2 spam complaints on 11 delivered" in text
     assert len(sink.received) == 2
 
@@ -117,7 +122,7 @@ async def test_complaints_warn_then_defer_marketing_then_clear(start_relay, sink
     with capture_logs() as logs:
         await relay.refresh_reputation()
     assert {e["scope"] for e in logs if e["event"] == "complaint_rate_cleared"} == {"domain:shop.example.com", "brand:marketing"}
-    assert (await send(relay, ["r4@example.org"]))[0] == 250
+    assert (await send(relay, ["r4@example.org"]))[0] == RELAYED.code
     assert levels(relay) == {"domain:shop.example.com": 0.0, "brand:marketing": 0.0}
 
 
@@ -139,7 +144,7 @@ async def test_scan_online_reads_the_rates(tmp_path, cli_env) -> None:
     eml.write_bytes(COMPLIANT)
     code, doc = await scan_json(cli_env, config, eml, "--online")
     assert code == 4 and [f["rule"] for f in doc["findings"]] == ["compliance.complaint_rate"], doc
-    assert doc["smtp"]["code"] == 451
+    assert doc["smtp"]["code"] == DEFERRED.code
 
 
 async def test_a_brand_over_the_limit_defers_its_other_domains_too(start_relay, sink) -> None:
@@ -155,13 +160,14 @@ async def test_a_brand_over_the_limit_defers_its_other_domains_too(start_relay, 
     assert relay.reputation.levels["domain:shop.example.com"] == "ok"
     assert relay.reputation.levels["brand:marketing"] == "limit"
     code, text = await send(relay, ["r@example.org"])
-    assert code == 451 and "[compliance.complaint_rate]" in text and "marketing: 20 spam complaints" in text, text
+    assert (code, enhanced(text)) == (DEFERRED.code, DEFERRED.enhanced), text
+    assert "[compliance.complaint_rate]" in text and "marketing: 20 spam complaints" in text, text
 
 
 async def test_too_little_volume_does_not_count(start_relay, sink) -> None:
     relay = await start_relay({"complaints": {"address": "abuse@relay.test", "feedback_networks": ["127.0.0.1/32"]}}, policy=POLICY)
-    assert (await send(relay, ["a@example.org", "b@example.org"]))[0] == 250
+    assert (await send(relay, ["a@example.org", "b@example.org"]))[0] == RELAYED.code
     await complain(relay, "a@example.org")  # 1 in 2, but under the minimum volume of 10
     await relay.refresh_reputation()
-    assert (await send(relay, ["c@example.org"]))[0] == 250
+    assert (await send(relay, ["c@example.org"]))[0] == RELAYED.code
     assert levels(relay) == {"domain:shop.example.com": 0.0, "brand:marketing": 0.0}

@@ -11,11 +11,14 @@ import aiosmtplib
 import pytest
 from structlog.testing import capture_logs
 
+import proxy.message.mime
+from proxy.replies import Replies
+
 from proxy.store import GLOBAL, ConsentRecord, Scope
 from proxy.unsubscribe.token import TokenKeys
 from tests.conftest import FIXTURES
 from tests.support.recipient_helpers import BARE, COMPLIANT, SENDER, policy
-from tests.support.smtpclient import RawClient
+from tests.support.smtpclient import RawClient, line_start
 
 LOOP = {
     "unsubscribe": {"listen": "127.0.0.1:0", "base_url": "https://unsub.test", "mailto_domain": "unsub.test"},
@@ -76,7 +79,21 @@ async def test_inserted_header_unsubscribes_with_one_click(start_relay, sink) ->
     assert (entry.scope, entry.reason, entry.source) == (Scope("brand", "shop"), "unsubscribe", "one-click")
     with pytest.raises(aiosmtplib.SMTPRecipientsRefused) as refused:
         await send(relay, ["reader@example.org"])
-    assert refused.value.recipients[0].code == 550 and "optout.suppressed" in refused.value.recipients[0].message
+    assert refused.value.recipients[0].code == Replies.recipient_refused("", "").code
+    assert "optout.suppressed" in refused.value.recipients[0].message
+
+
+async def test_the_message_is_parsed_once_and_judged_with_the_inserted_header(start_relay, sink, monkeypatch) -> None:
+    """The relay prepends List-Unsubscribe to the view it parsed instead of parsing the message
+    again; the unsubscribe checks (reject here) see the inserted header, so the bare message goes out."""
+    relay = await start(start_relay)
+    parsed: list[bytes] = []
+    real = proxy.message.mime._parse
+    monkeypatch.setattr(proxy.message.mime, "_parse", lambda raw: parsed.append(raw) or real(raw))
+    await send(relay, ["reader@example.org"])
+    [got] = sink.received
+    assert parsed == [BARE]
+    assert got.data.endswith(BARE) and TOKEN_IN_URL.search(got.data.split(b"\r\n\r\n", 1)[0])
 
 
 async def test_one_click_with_valid_forged_and_expired_tokens(start_relay, sink) -> None:
@@ -112,7 +129,7 @@ async def test_multi_recipient_messages_get_no_per_recipient_header(start_relay,
     relay = await start(start_relay)
     with capture_logs() as logs, pytest.raises(aiosmtplib.SMTPDataError) as rejected:
         await send(relay, ["reader@example.org", "second@example.org"])
-    assert rejected.value.code == 550 and "unsubscribe.header_missing" in rejected.value.message
+    assert rejected.value.code == Replies.policy_reject([], "").code and "unsubscribe.header_missing" in rejected.value.message
     [audit] = [e for e in logs if e["event"] == "message"]
     assert audit["list_unsubscribe"].startswith("not inserted: 2 recipients")
     # A message that has its own header keeps it.
@@ -123,7 +140,7 @@ async def test_multi_recipient_messages_get_no_per_recipient_header(start_relay,
 async def smtp_session(relay, local: str | None = None) -> RawClient:
     client = await RawClient.connect(relay.port, local=local)
     await client.reply()
-    assert (await client.cmd("EHLO mail.example.net")).startswith("250")
+    assert (await client.cmd("EHLO mail.example.net")).startswith("250")  # aiosmtpd's EHLO reply
     return client
 
 
@@ -133,17 +150,17 @@ async def test_mailto_unsubscribe_from_outside_the_relay_networks(start_relay, s
     token = relay.unsubscribe_keys.issue("reader@example.org", Scope("brand", "shop"), int(time.time()) + 3600)
     forged = TokenKeys([b"z" * 32]).issue("second@example.org", GLOBAL, int(time.time()) + 3600)
     c = await smtp_session(relay)
-    assert (await c.cmd("MAIL FROM:<reader@example.org>")).startswith("250")
+    assert (await c.cmd("MAIL FROM:<reader@example.org>")).startswith(line_start(Replies.sender_ok()))
     # Not an open relay: anything but sendwarden's own addresses is refused.
-    assert (await c.cmd("RCPT TO:<victim@example.com>")).startswith("554 5.7.1")
-    assert (await c.cmd("RCPT TO:<postmaster@unsub.test>")).startswith("550 5.1.1")
+    assert (await c.cmd("RCPT TO:<victim@example.com>")).startswith(line_start(Replies.relay_denied()))
+    assert (await c.cmd("RCPT TO:<postmaster@unsub.test>")).startswith(line_start(Replies.no_such_user()))
     with capture_logs() as logs:
-        assert (await c.cmd(f"RCPT TO:<unsubscribe+{forged}@unsub.test>")).startswith("550 5.7.1")
+        assert (await c.cmd(f"RCPT TO:<unsubscribe+{forged}@unsub.test>")).startswith(line_start(Replies.unsubscribe_invalid()))
     assert [e["kind"] for e in logs if e["event"] == "unsubscribe_token_refused"] == ["forged"]
-    assert (await c.cmd(f"RCPT TO:<unsubscribe+{token.upper()}@UNSUB.test>")).startswith("250")
-    assert (await c.cmd("DATA")).startswith("354")
+    assert (await c.cmd(f"RCPT TO:<unsubscribe+{token.upper()}@UNSUB.test>")).startswith(line_start(Replies.recipient_ok()))
+    assert (await c.cmd("DATA")).startswith(line_start(Replies.start_data()))
     reply = await c.cmd("From: reader@example.org\r\nSubject: unsubscribe\r\n\r\nplease\r\n.")
-    assert reply.startswith("250 2.0.0")
+    assert reply.startswith(line_start(Replies.received("")))
     await c.cmd("QUIT")
     await c.close()
     [entry] = await relay.store.suppressions("reader@example.org")
@@ -152,23 +169,23 @@ async def test_mailto_unsubscribe_from_outside_the_relay_networks(start_relay, s
     # A relaying client that mixes local and relayed recipients is told to split them.
     c = await smtp_session(relay, local="127.0.0.2")
     await c.cmd(f"MAIL FROM:<{SENDER}>")
-    assert (await c.cmd("RCPT TO:<second@example.org>")).startswith("250")
-    assert (await c.cmd(f"RCPT TO:<unsubscribe+{token}@unsub.test>")).startswith("452 4.5.3")
+    assert (await c.cmd("RCPT TO:<second@example.org>")).startswith(line_start(Replies.recipient_ok()))
+    assert (await c.cmd(f"RCPT TO:<unsubscribe+{token}@unsub.test>")).startswith(line_start(Replies.local_and_relayed_apart()))
     await c.close()
 
 
 async def test_without_intake_outsiders_are_still_refused_at_mail(start_relay, sink) -> None:
     relay = await start_relay({"relay_networks": ["127.0.0.2/32"]})
     c = await smtp_session(relay)
-    assert (await c.cmd("MAIL FROM:<a@example.net>")).startswith("554 5.7.1")
+    assert (await c.cmd("MAIL FROM:<a@example.net>")).startswith(line_start(Replies.relay_denied()))
     await c.close()
 
 
 async def deliver(relay, raw: bytes) -> str:
     c = await smtp_session(relay)
     await c.cmd("MAIL FROM:<>")
-    assert (await c.cmd("RCPT TO:<abuse@unsub.test>")).startswith("250")
-    assert (await c.cmd("DATA")).startswith("354")
+    assert (await c.cmd("RCPT TO:<abuse@unsub.test>")).startswith(line_start(Replies.recipient_ok()))
+    assert (await c.cmd("DATA")).startswith(line_start(Replies.start_data()))
     reply = await c.cmd(raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n").rstrip(b"\r\n").decode() + "\r\n.")
     await c.close()
     return reply
@@ -181,13 +198,13 @@ async def test_arf_abuse_report_suppresses_the_complainant(start_relay, sink) ->
                                       "complaints": {**LOOP["complaints"], "feedback_networks": ["127.0.0.1/32"]}})
     await relay.store.record_sends(["complainer@example.net"], "shop", "marketing", time.time() - 3600)
     reply = await deliver(relay, (FIXTURES / "arf" / "abuse-report.eml").read_bytes())
-    assert reply.startswith("250 2.0.0")
+    assert reply.startswith(line_start(Replies.received("")))
     [entry] = await relay.store.suppressions("complainer@example.net")
     assert (entry.scope, entry.reason, entry.source) == (GLOBAL, "complaint", "arf:dns; mta1.fbl.mailprovider.example")
     # A redacted report still names the complainant through sendwarden's own signed token.
     token = relay.unsubscribe_keys.issue("reader@example.org", Scope("brand", "shop"), int(time.time()) - 86400)
     raw = (FIXTURES / "arf" / "redacted-report.eml").read_bytes().replace(b"{TOKEN}", token.encode())
-    assert (await deliver(relay, raw)).startswith("250")
+    assert (await deliver(relay, raw)).startswith(line_start(Replies.received("")))
     [entry] = await relay.store.suppressions("reader@example.org")
     assert (entry.scope, entry.reason) == (GLOBAL, "complaint")
     with pytest.raises(aiosmtplib.SMTPRecipientsRefused):
@@ -197,10 +214,10 @@ async def test_arf_abuse_report_suppresses_the_complainant(start_relay, sink) ->
 async def test_other_mail_to_the_complaints_address_is_kept_for_people(start_relay, sink, tmp_path) -> None:
     relay = await start(start_relay, {"relay_networks": ["127.0.0.2/32"]})
     letter = b"From: angry@example.net\r\nTo: abuse@unsub.test\r\nSubject: stop it\r\n\r\nI never signed up.\r\n"
-    assert (await deliver(relay, letter)).startswith("250 2.0.0")
+    assert (await deliver(relay, letter)).startswith(line_start(Replies.received("")))
     # An ARF report of another type is for people too.
     not_abuse = (FIXTURES / "arf" / "abuse-report.eml").read_bytes().replace(b"Feedback-Type: abuse", b"Feedback-Type: not-spam")
-    assert (await deliver(relay, not_abuse)).startswith("250")
+    assert (await deliver(relay, not_abuse)).startswith(line_start(Replies.received("")))
     stored = sorted((relay.config.complaints_dir / "new").iterdir())
     assert len(stored) == 2
     assert stored[0].read_bytes().endswith(letter) or stored[1].read_bytes().endswith(letter)

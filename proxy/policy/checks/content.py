@@ -76,7 +76,7 @@ class ContentOptions(Options):
 
 
 @dataclass
-class _Category:
+class _CategoryMatch:
     """What one category matched, in order: the languages of the lists, terms, offered
     subjects with the cues that make them an offer, and subjects written in disguise."""
 
@@ -134,14 +134,14 @@ def prohibited(msg: Message, ctx: Context, opts: ContentOptions) -> Iterator[Fin
     folded = msg.folded_text
     texts: list[tuple[str, frozenset[str] | None]] = [(folded, msg.folded_words)]
     texts.extend((passage, None) for passage in msg.unmasked_text)
-    hits: dict[str, _Category] = {}
+    hits: dict[str, _CategoryMatch] = {}
     for n, (text, words) in enumerate(texts):
         for raw, m in lists.terms.matches(text, words):
             label = Label.parse(raw)
             if label.category in opts.ignore_categories:
                 continue
             word = m.group(0)
-            found = hits.get(label.category) or _Category()
+            found = hits.get(label.category) or _CategoryMatch()
             if not label.subject:
                 found.add(label.language, found.terms, word)
             elif n and not _plainly_there(word, folded):

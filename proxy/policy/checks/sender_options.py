@@ -24,18 +24,10 @@ from typing import Any, Literal
 
 from pydantic import Field, PrivateAttr, field_validator
 
-from proxy.message.domains import Alignment, org_domain, registrable_label, skeleton, skeletons, to_alabel, to_ulabel
+from proxy.message.domains import domain_name, Alignment, org_domain, registrable_label, skeleton, skeletons, to_ulabel
 from proxy.policy.registry import Options, options
 
-__all__ = ["DomainList", "SenderOptions", "domain_name"]
-
-
-def domain_name(value: str) -> str:
-    """`value` in A-label form; ValueError when it is not a domain name (with at least one dot)."""
-    a = to_alabel(value)
-    if a is None or "." not in a:
-        raise ValueError(f"{value!r} is not a domain name")
-    return a
+__all__ = ["DomainList", "SenderOptions"]
 
 
 def _domain_pattern(value: str) -> str:

@@ -9,6 +9,8 @@ import subprocess
 import pytest
 
 from proxy.policy.verdict import Action
+from proxy.replies import Replies
+
 from tests.policy.checks.judging import CORPUS, DEFAULT, policy, rules
 from tests.conftest import ROOT, SENDWARDEN
 
@@ -78,7 +80,7 @@ def test_readme_examples_still_behave(cli_env: dict[str, str]) -> None:
                          capture_output=True, text=True, env=cli_env, timeout=60)
     assert out.returncode == 3, out.stderr
     doc = json.loads(out.stdout)
-    assert doc["action"] == "reject" and doc["smtp"]["code"] == 550
+    assert doc["action"] == "reject" and doc["smtp"]["code"] == Replies.policy_reject([], "").code
     assert "unsubscribe.header_missing" in {f["rule"] for f in doc["findings"]}
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.policy.checks.privacy import PrivacyOptions, normalise_url, privacy_urls
+from proxy.message.urls import normalise_url
+from proxy.policy.families.privacy import PrivacyOptions, privacy_urls
 from proxy.tomlfile import ConfigError
 from tests.policy.checks.judging import message, mail, policy, rules
 

@@ -13,6 +13,8 @@ from proxy.policy.engine import judge
 from proxy.policy.loader import BUILTIN_DEFAULT, build, load_policy
 from proxy.policy.registry import Context
 from proxy.policy.verdict import Action
+from proxy.replies import Replies
+
 from proxy.tomlfile import ConfigError
 from tests.conftest import ROOT
 
@@ -189,7 +191,8 @@ def test_lookup_failure_defers_with_451_443_under_the_default_policy() -> None:
                                                                      facts={"dkim": LookupFailed("timeout")}))
     assert verdict.action == Action.TEMPFAIL
     reply = verdict.tempfail_reply()
-    assert (reply.code, reply.enhanced) == (451, "4.4.3") and "lookup.failed" in reply.text
+    deferred = Replies.policy_tempfail([], "")
+    assert (reply.code, reply.enhanced) == (deferred.code, deferred.enhanced) and "lookup.failed" in reply.text
 
 
 def test_reject_beats_tempfail_beats_quarantine() -> None:

@@ -1,0 +1,64 @@
+"""Headers prepended to a parsed message (the relay's List-Unsubscribe): the view reads exactly
+as a fresh parse of the longer bytes would, without parsing the message again."""
+
+from __future__ import annotations
+
+import pytest
+
+import proxy.message.mime
+from proxy.message.mime import Message
+from proxy.policy.engine import judge
+from proxy.policy.loader import BUILTIN_DEFAULT, load_policy
+from proxy.policy.context import Context
+from tests.conftest import FIXTURES
+from tests.support.recipient_helpers import BARE
+
+BLOCK = (b"List-Unsubscribe: <https://unsub.test/unsubscribe/abc>,\r\n <mailto:unsubscribe+abc@unsub.test?subject=unsubscribe>\r\n"
+         b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n")
+MESSAGES = [BARE, *(p.read_bytes() for p in sorted((FIXTURES / "corpus").glob("*.eml")))]
+
+
+def reading(m: Message) -> tuple[object, ...]:
+    return (m.raw, m.items(), m.header("List-Unsubscribe"), m.raw_headers("List-Unsubscribe-Post"),
+            m.count("List-Unsubscribe"), m.subject, m.from_addresses, m.problems, m.defects, m.text, m.html,
+            m.links, m.attachments, m.folded_text, m.unmasked_text)
+
+
+@pytest.mark.parametrize("raw", MESSAGES, ids=range(len(MESSAGES)))
+@pytest.mark.parametrize("viewed_first", [False, True])
+def test_prepended_view_reads_as_a_fresh_parse(raw: bytes, viewed_first: bool) -> None:
+    original = Message.from_bytes(raw)
+    if viewed_first:  # views built before the insertion (as a heavy message's are) are carried over
+        reading(original)
+    prepended = original.with_headers_prepended(BLOCK)
+    assert reading(prepended) == reading(Message.from_bytes(BLOCK + raw))
+    assert reading(original) == reading(Message.from_bytes(raw))  # the original view is unchanged
+
+
+def test_prepended_view_is_judged_as_a_fresh_parse() -> None:
+    policy = load_policy(BUILTIN_DEFAULT)
+    ctx = Context(stream="marketing", marketing=True, mail_from="news@shop.example.com", rcpts=("reader@example.org",))
+    before = judge(policy, Message.from_bytes(BARE), ctx)
+    after = judge(policy, Message.from_bytes(BARE).with_headers_prepended(BLOCK), ctx)
+    assert after == judge(policy, Message.from_bytes(BLOCK + BARE), ctx)
+    rules = [{j.finding.rule for j in v.judged} for v in (before, after)]
+    assert "unsubscribe.header_missing" in rules[0] - rules[1]  # the checks saw the inserted headers
+
+
+def test_prepending_parses_the_block_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    original = Message.from_bytes(BARE)
+    parsed: list[bytes] = []
+    real = proxy.message.mime._parse
+    monkeypatch.setattr(proxy.message.mime, "_parse", lambda raw: parsed.append(raw) or real(raw))
+    original.with_headers_prepended(BLOCK)
+    assert parsed == []
+
+
+@pytest.mark.parametrize("block", [
+    b"Content-Type: text/plain\r\n", b"MIME-Version: 1.0\r\n", b"Subject: other\r\n", b"From: x@y.example\r\n",
+    b"List-Unsubscribe: <https://a.example/u>",  # no line end
+    b"not a header line\r\n", b"",
+])
+def test_what_cannot_be_prepended_without_a_new_parse(block: bytes) -> None:
+    with pytest.raises(ValueError):
+        Message.from_bytes(BARE).with_headers_prepended(block)
