@@ -38,7 +38,7 @@ quiet.propagate = False
 # runs in a thread, so that one huge message does not stall every other session.
 THREAD_ABOVE = 256 * 1024
 
-__all__ = ["FastDKIM", "Signer", "THREAD_ABOVE", "quiet", "sign_off_loop"]
+__all__ = ["FastDKIM", "Signer", "THREAD_ABOVE", "quiet", "sign_off_loop", "signature_head"]
 
 
 class FastDKIM(dkim.DKIM):  # type: ignore[misc]
@@ -154,6 +154,17 @@ class Signer:
             return data, f"unsigned: {type(exc).__name__}: {exc}"
         note = ", ".join(f"d={k.domain} s={k.selector} a={k.algorithm.decode()}" for k in keys)
         return b"".join(sigs) + data, note
+
+
+async def signature_head(signer: Signer, head: bytes, content: bytes) -> tuple[bytes, str]:
+    """The DKIM-Signature header(s) for `head + content` (b"" when unsigned), and the note for
+    the audit log; the caller writes them before `head` and `content`, so that the signed
+    message is never one more copy of itself. A large message is hashed in a thread."""
+    if not signer.by_domain:
+        return b"", ""
+    data = head + content
+    signed, note = await sign_off_loop(signer, data)
+    return signed[: len(signed) - len(data)], note
 
 
 async def sign_off_loop(signer: Signer, data: bytes) -> tuple[bytes, str]:

@@ -25,7 +25,7 @@ from proxy.facts.reputation import Reputation
 from proxy.audit import AddressMasker
 from proxy.smtp.auth import Credentials
 from proxy.config import Config, ConfigError, parse_hostport
-from proxy.outbound.dkim import Signer, sign_off_loop
+from proxy.outbound.dkim import Signer, sign_off_loop, signature_head
 from proxy.dns import Resolver
 from proxy.facts.sources import FactSources
 from proxy.metrics import Metrics, worker_gone
@@ -375,6 +375,10 @@ class Service:
     async def dkim_sign(self, data: bytes) -> tuple[bytes, str]:
         """The outgoing bytes with DKIM-Signature(s) prepended, and a note for the audit log."""
         return await sign_off_loop(self.signer, data)
+
+    async def dkim_signature(self, head: bytes, content: bytes) -> tuple[bytes, str]:
+        """The DKIM-Signature header(s) for `head + content` (b"" when unsigned), and a note."""
+        return await signature_head(self.signer, head, content)
 
     def summary(self) -> str:
         """systemd's STATUS= line: this host's sessions and last hour (every worker's)."""
