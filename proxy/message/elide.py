@@ -28,6 +28,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from email.message import Message as EmailMessage
+from typing import Iterator
 
 from proxy.message.decode import payload_bytes
 
@@ -62,6 +63,16 @@ def _runs(raw: bytes) -> list[tuple[int, int]]:
                 found.append((s, e))
         start = end
     return [(s, e) for s, e in found if e - s >= MIN_RUN]
+
+
+def _windows(raw: bytes, start: int, end: int) -> Iterator[tuple[int, int]]:
+    """[start, end) of `raw` in windows of about _WINDOW octets, each ending after a CRLF (but
+    the last), so that no C call works on more than a window while holding the GIL."""
+    while start < end:
+        cut = raw.find(b"\r\n", start + _WINDOW, end) if start + _WINDOW < end else -1
+        stop = end if cut < 0 else cut + 2
+        yield start, stop
+        start = stop
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,22 +130,16 @@ class Elided:
         if pad > 2 or not all(_B64_TEXT.fullmatch(t) for t in (texts[:-1] + [padded] if padded is not None else texts)):
             return None
         total = sum(len(t) for t in texts) + sum(
-            (p[1] - p[0]) - 2 * raw.count(b"\r\n", p[0], p[1]) for p in pieces if not isinstance(p, str))
+            (e - s) - 2 * raw.count(b"\r\n", s, e) for p in pieces if not isinstance(p, str) for s, e in _windows(raw, *p))
         if total % 4:
             return None
         out = io.BytesIO()  # grows in place; getvalue() hands over its buffer without a copy
         carry = b""
         for piece in pieces:
             if isinstance(piece, str):
-                chunks = [piece.replace("\r\n", "").encode("ascii")]
+                chunks: Iterator[bytes] = iter([piece.replace("\r\n", "").encode("ascii")])
             else:
-                chunks = []
-                s, e = piece
-                while s < e:
-                    cut = raw.find(b"\r\n", s + _WINDOW, e) if s + _WINDOW < e else -1
-                    w_end = e if cut < 0 else cut + 2
-                    chunks.append(raw[s:w_end].replace(b"\r\n", b""))
-                    s = w_end
+                chunks = (raw[s:e].replace(b"\r\n", b"") for s, e in _windows(raw, *piece))
             for chunk in chunks:
                 buf = carry + chunk if carry else chunk
                 whole = len(buf) - len(buf) % 4
