@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Issue 17, points 2 and 3: what big messages cost a real `sendwarden serve`.
 
-latency  a 20 MB attachment, then three at once (the shapes of
+latency  a 20 MB attachment, three at once, 140 zips of 999 entries (the shapes of
          tests/reliability/test_heavy_messages.py), through a relay with a Maildir upstream,
          while a NOOP probe on another connection records the slowest answer (target 100 ms).
          The probe runs in a process of its own, so that the client writing 60 MB does not
@@ -34,7 +34,7 @@ import aiosmtplib
 
 from tests.reliability.harness import POLICY, SENDER, make_message
 from tests.reliability.serveproc import ServeProcess
-from tests.reliability.test_heavy_messages import attachment, send
+from tests.reliability.test_heavy_messages import attachment, send, zips
 from tests.support.sink import Sink
 from tests.support.smtpclient import RawClient
 
@@ -70,17 +70,21 @@ def probe_process(port: int, stop: "multiprocessing.synchronize.Event", out: "mu
     out.put(asyncio.run(run()))
 
 
-async def latency(reps: int) -> None:
+async def latency(reps: int, only: str | None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         relay = await ServeProcess(Path(tmp), f"maildir:{tmp}/outbox", env(),
                                    {"limits": {"max_message_size": 64 * MB}}, POLICY).start()
         shapes = {
-            "20 MB attachment": [attachment(20 * MB)],
-            "three 20 MB at once": [attachment(20 * MB, f"big{i}") for i in range(3)],
+            "20 MB attachment": lambda: [attachment(20 * MB)],
+            "three 20 MB at once": lambda: [attachment(20 * MB, f"big{i}") for i in range(3)],
+            "140 zips of 999 entries": lambda: [zips(140, 999)],
         }
         ctx = multiprocessing.get_context("spawn")
         try:
-            for name, messages in shapes.items():
+            for name, make in shapes.items():
+                if only and only not in name:
+                    continue
+                messages = make()
                 for _ in range(reps):
                     stop, out = ctx.Event(), ctx.Queue()
                     probe = ctx.Process(target=probe_process, args=(relay.port, stop, out))
@@ -134,9 +138,10 @@ def main() -> None:
     ap.add_argument("what", nargs="?", choices=("latency", "memory", "both"), default="both")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--size", type=int, default=24, help="MB, for the memory case")
+    ap.add_argument("--shape", help="only the latency shapes whose name contains this")
     args = ap.parse_args()
     if args.what in ("latency", "both"):
-        asyncio.run(latency(args.reps))
+        asyncio.run(latency(args.reps, args.shape))
     if args.what in ("memory", "both"):
         asyncio.run(memory(args.size))
 

@@ -52,6 +52,7 @@ from proxy.smtp.inflight import InFlight
 from proxy.facts.dkim import verify as dkim_verify
 from proxy.runtime.listeners import HTTP_MAX_CONNECTIONS, HttpListener, install_accept_error_log
 from proxy.runtime.warmup import warm_up
+from proxy.transaction import heavy
 from proxy.transaction.deps import JudgingDeps, TransactionDeps
 
 log = structlog.get_logger("sendwarden.service")
@@ -485,6 +486,7 @@ class Service:
         if self.metrics.shared:
             self._tasks.append(loop.create_task(self._last_hour_loop()))
         self._tasks.append(loop.create_task(self._reputation_loop()))
+        heavy.share_the_gil()  # judging threads let the event loop answer within milliseconds
         warmed = warm_up(self.policy)  # the first client's message does not pay for first use
         log.info("ready", upstream=repr(self.upstream), policy=self.policy.source, monitor=self.policy.monitor,
                  worker=self.worker, warm_up_ms=round(warmed * 1000, 1))
