@@ -75,6 +75,7 @@ async def latency(reps: int, only: str | None) -> None:
         relay = await ServeProcess(Path(tmp), f"maildir:{tmp}/outbox", env(),
                                    {"limits": {"max_message_size": 64 * MB}}, POLICY).start()
         shapes = {
+            "nothing (the probe alone, 2 s: this machine's floor)": lambda: [],
             "20 MB attachment": lambda: [attachment(20 * MB)],
             "three 20 MB at once": lambda: [attachment(20 * MB, f"big{i}") for i in range(3)],
             "140 zips of 999 entries": lambda: [zips(140, 999)],
@@ -92,7 +93,9 @@ async def latency(reps: int, only: str | None) -> None:
                     await asyncio.to_thread(out.get, True, 30)  # connected and probing
                     await asyncio.sleep(0.05)
                     t = time.perf_counter()
-                    replies = await asyncio.gather(*(send(relay.port, m) for m in messages))
+                    replies = await asyncio.gather(*(send(relay.port, m) for m in messages)) if messages else []
+                    if not messages:
+                        await asyncio.sleep(2)
                     seconds = time.perf_counter() - t
                     stop.set()
                     worst, count = await asyncio.to_thread(out.get, True, 30)
