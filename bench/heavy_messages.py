@@ -12,7 +12,7 @@ memory   one message of --size MB (plain text, 74-octet lines, as in test_memory
 
     .venv/bin/python bench/heavy_messages.py               # both
     .venv/bin/python bench/heavy_messages.py latency --reps 5
-    .venv/bin/python bench/heavy_messages.py memory --size 24
+    .venv/bin/python bench/heavy_messages.py memory --size 24 [--dkim]
 
 Only 127.0.0.1 is used. Figures only: nothing here asserts a time.
 """
@@ -35,6 +35,7 @@ import aiosmtplib
 from tests.reliability.harness import POLICY, SENDER, make_message
 from tests.reliability.serveproc import ServeProcess
 from tests.reliability.test_heavy_messages import attachment, send, zips
+from tests.support.dkimkit import key_config, make_key
 from tests.support.sink import Sink
 from tests.support.smtpclient import RawClient
 
@@ -107,12 +108,14 @@ async def latency(reps: int, only: str | None) -> None:
             await relay.stop()
 
 
-async def memory(size_mb: int) -> None:
+async def memory(size_mb: int, dkim: bool) -> None:
     sink = await Sink().start()
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            relay = await ServeProcess(Path(tmp), sink.url, env(), {"limits": {"max_message_size": 25 * MB}},
-                                       POLICY).start()
+            extra: dict[str, object] = {"limits": {"max_message_size": 25 * MB}}
+            if dkim:  # sign with a key for the sender's domain: the signing input counts too
+                extra["dkim.keys"] = key_config(make_key(Path(tmp), SENDER.rpartition("@")[2], "bench"))["keys"]
+            relay = await ServeProcess(Path(tmp), sink.url, env(), extra, POLICY).start()
             try:
                 async def one(data: bytes) -> str:
                     client = aiosmtplib.SMTP(hostname="127.0.0.1", port=relay.port, start_tls=False, timeout=120)
@@ -127,7 +130,8 @@ async def memory(size_mb: int) -> None:
                 text = await one(data)
                 peak = relay.status("VmHWM")
                 growth = peak - before
-                print(f"memory: {size_mb} MB message relayed: reply={text[:24]!r}, "
+                assert not dkim or b"DKIM-Signature:" in sink.received[-1].data[:4096]
+                print(f"memory: {size_mb} MB message relayed{', DKIM-signed' if dkim else ''}: reply={text[:24]!r}, "
                       f"peak_rss_before_MB={before / MB:.1f}, peak_rss_after_MB={peak / MB:.1f}, "
                       f"growth_MB={growth / MB:.1f}, growth_x_size={growth / len(data):.2f}", flush=True)
             finally:
@@ -141,12 +145,13 @@ def main() -> None:
     ap.add_argument("what", nargs="?", choices=("latency", "memory", "both"), default="both")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--size", type=int, default=24, help="MB, for the memory case")
+    ap.add_argument("--dkim", action="store_true", help="memory: with a DKIM signing key for the sender")
     ap.add_argument("--shape", help="only the latency shapes whose name contains this")
     args = ap.parse_args()
     if args.what in ("latency", "both"):
         asyncio.run(latency(args.reps, args.shape))
     if args.what in ("memory", "both"):
-        asyncio.run(memory(args.size))
+        asyncio.run(memory(args.size, args.dkim))
 
 
 if __name__ == "__main__":
