@@ -76,7 +76,7 @@ async def latency(reps: int, only: str | None) -> None:
         relay = await ServeProcess(Path(tmp), f"maildir:{tmp}/outbox", env(),
                                    {"limits": {"max_message_size": 64 * MB}}, POLICY).start()
         shapes = {
-            "nothing (the probe alone, 2 s: this machine's floor)": lambda: [],
+            "nothing (the probe alone, 2 s: this machine's floor)": list,
             "20 MB attachment": lambda: [attachment(20 * MB)],
             "three 20 MB at once": lambda: [attachment(20 * MB, f"big{i}") for i in range(3)],
             "140 zips of 999 entries": lambda: [zips(140, 999)],
