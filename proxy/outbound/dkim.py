@@ -41,7 +41,7 @@ quiet.propagate = False
 # runs in a thread, so that one huge message does not stall every other session.
 THREAD_ABOVE = 256 * 1024
 
-__all__ = ["FastDKIM", "Signer", "THREAD_ABOVE", "quiet", "relaxed_body_hash", "sign_off_loop", "signature_head"]
+__all__ = ["FastDKIM", "Signer", "THREAD_ABOVE", "quiet", "relaxed_body_hash", "signature_head"]
 
 
 class FastDKIM(dkim.DKIM):  # type: ignore[misc]
@@ -252,11 +252,3 @@ async def signature_head(signer: Signer, head: bytes, content: bytes) -> tuple[b
     if len(head) + len(content) > THREAD_ABOVE:
         return await asyncio.to_thread(signer.signature, head, content)
     return signer.signature(head, content)
-
-
-async def sign_off_loop(signer: Signer, data: bytes) -> tuple[bytes, str]:
-    """`signer.sign`, with a large message hashed in a thread (about 0.1 s a MB), so that it
-    does not stall every other session."""
-    if len(data) > THREAD_ABOVE:
-        return await asyncio.to_thread(signer.sign, data)
-    return signer.sign(data)

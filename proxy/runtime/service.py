@@ -25,7 +25,7 @@ from proxy.facts.reputation import Reputation
 from proxy.audit import AddressMasker
 from proxy.smtp.auth import Credentials
 from proxy.config import Config, ConfigError, parse_hostport
-from proxy.outbound.dkim import Signer, sign_off_loop, signature_head
+from proxy.outbound.dkim import Signer, signature_head
 from proxy.dns import Resolver
 from proxy.facts.sources import FactSources
 from proxy.metrics import Metrics, worker_gone
@@ -372,10 +372,6 @@ class Service:
         user = login.decode("utf-8", "replace")
         pw = password.decode("utf-8", "replace")
         return await self.auth_guard.check(credentials.verify, user, pw)  # raises ChecksBusy when full
-
-    async def dkim_sign(self, data: bytes) -> tuple[bytes, str]:
-        """The outgoing bytes with DKIM-Signature(s) prepended, and a note for the audit log."""
-        return await sign_off_loop(self.signer, data)
 
     async def dkim_signature(self, head: bytes, content: bytes) -> tuple[bytes, str]:
         """The DKIM-Signature header(s) for `head + content` (b"" when unsigned), and a note."""
