@@ -5,18 +5,20 @@ The stdlib's parser (the one MIME parser we use, email.parser with compat32) hol
 several times over while it works: the bytes decoded to str, its StringIO, the list of lines of
 each part, their join (about 8x a 24 MB message at its peak, measured with tracemalloc), and it
 does so in long C calls that hold the GIL. It cannot stream. What it needs of a big body is
-only where the body ends; so before parsing, every long run of whole lines made of base64
-characters only (A-Z a-z 0-9 + /, ending in CRLF) is replaced with one short marker line of
-the same kind, and the parser parses that skeleton.
+only where the body ends; so before parsing, every long run of inert lines is replaced with
+one short marker line, and the parser parses that skeleton. An inert line ends in CRLF, is not
+empty, has no other CR or LF (nor VT, FF, FS, GS, RS, where str.splitlines also breaks), no
+colon, and starts with neither a blank, nor "-", nor "From "
+(base64 lines, and most lines of prose and quoted-printable, are inert).
 
-Why that changes nothing the parser decides: such a line has no colon, no leading blank, no
-"--" and no "From ": it is never a header, a header continuation, a boundary or a Unix From
-line, and it is not empty; the marker line is a line of the same kind, so at that place the
-parser takes the same turn (a line of body, or the end of the headers), and a run never
-contains anything that could change the structure. What does change is the payload string of
-the part that held the run; `Elided.payload_bytes` puts the run back (a base64 body is
-decoded straight from the message's bytes, window by window, with the stdlib's result) before
-any check sees it.
+Why that changes nothing the parser decides: an inert line is never a header (the stdlib's
+headerRE needs a colon, a leading blank or "From "), a header continuation, a boundary (those
+start with "--"), a Unix From line or the empty line that ends the headers; the marker line is
+inert too, so at that place the parser takes the same turn (a line of body, or the end of the
+headers, with the same defect), and a run holds nothing that could change the structure.
+What does change is the payload string of the part that held the run; `Elided.payload_bytes`
+puts the run back (a base64 body is decoded straight from the message's bytes, window by
+window, with the stdlib's result) before any check sees it.
 """
 
 from __future__ import annotations
@@ -39,22 +41,26 @@ ELIDE_ABOVE = 256 * 1024
 MIN_RUN = 32 * 1024
 _WINDOW = 256 * 1024  # the message is scanned a window at a time: no long C call holds the GIL
 _ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-_RUN = re.compile(rb"(?m)^(?:[A-Za-z0-9+/]+\r\n)+")
+# The stdlib splits lines with str.splitlines, which also breaks at VT, FF and FS, GS, RS: an
+# inert line has none of them either (each would start a line the parser looks at).
+_RUN = re.compile(rb"(?m)^(?:(?!From )[^\r\n:\t \-\x0b\x0c\x1c-\x1e][^\r\n:\x0b\x0c\x1c-\x1e]*\r\n)+")
+_NOT_INERT = re.compile(rb"[:\x0b\x0c\x1c-\x1e]")
 _B64_TEXT = re.compile(r"[A-Za-z0-9+/]*")
 
 
 def _runs(raw: bytes) -> list[tuple[int, int]]:
-    """The (start, end) of every run of base64-alphabet lines of at least MIN_RUN octets, each
-    from a line start through its last CRLF."""
+    """The (start, end) of every run of inert lines of at least MIN_RUN octets, each from a
+    line start through its last CRLF."""
     found: list[tuple[int, int]] = []
     start, size = 0, len(raw)
     while start < size:
         cut = raw.find(b"\r\n", start + _WINDOW) if start + _WINDOW < size else -1
         end = size if cut < 0 else cut + 2  # windows are whole lines (but the last)
         window = raw[start:end]
-        whole = (window.endswith(b"\r\n") and not window.translate(None, _ALPHABET + b"\r\n")
+        whole = (window.endswith(b"\r\n") and not _NOT_INERT.search(window)
                  and window.count(b"\r") == window.count(b"\n") == window.count(b"\r\n")
-                 and not window.startswith(b"\r\n") and b"\n\r\n" not in window)
+                 and not window.startswith((b"\r\n", b" ", b"\t", b"-", b"From "))
+                 and not any(s in window for s in (b"\n\r\n", b"\n ", b"\n\t", b"\n-", b"\nFrom ")))
         spans = [(start, end)] if whole else [(start + m.start(), start + m.end()) for m in _RUN.finditer(window)]
         for s, e in spans:
             if found and found[-1][1] == s:
@@ -111,7 +117,7 @@ class Elided:
                 text = piece
             else:
                 s, e = piece
-                text = raw[s:e if limit is None else min(e, s + limit - length)].decode("ascii")
+                text = raw[s:e if limit is None else min(e, s + limit - length)].decode("ascii", "surrogateescape")
             out.append(text)
             length += len(text)
             if limit is not None and length >= limit:
@@ -141,6 +147,8 @@ class Elided:
             else:
                 chunks = (raw[s:e].replace(b"\r\n", b"") for s, e in _windows(raw, *piece))
             for chunk in chunks:
+                if chunk.translate(None, _ALPHABET):
+                    return None  # not plain base64 after all: the stdlib's way
                 buf = carry + chunk if carry else chunk
                 whole = len(buf) - len(buf) % 4
                 out.write(binascii.a2b_base64(buf[:whole]))
@@ -169,14 +177,14 @@ class Elided:
 
 
 def skeleton(raw: bytes) -> tuple[bytes, Elided | None]:
-    """What to give the parser: `raw` with each long base64-alphabet run replaced by a marker
+    """What to give the parser: `raw` with each long run of inert lines replaced by a marker
     line, and how to read the runs back; `raw` itself (and None) when nothing is elided."""
     if len(raw) <= ELIDE_ABOVE:
         return raw, None
     runs = _runs(raw)
     if not runs:
         return raw, None
-    marker = "SWELIDED" + secrets.token_hex(16) + "N"  # letters and digits: a line of the same kind
+    marker = "SWELIDED" + secrets.token_hex(16) + "N"  # letters and digits: an inert line
     pieces: list[bytes | memoryview] = []
     view = memoryview(raw)
     pos = 0

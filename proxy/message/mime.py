@@ -188,7 +188,7 @@ class Message:
     raw: bytes
     _msg: EmailMessage = field(repr=False, compare=False)
     parse_problem: str = field(default="", compare=False)
-    # The long base64-alphabet runs the parser did not see (proxy/message/elide.py), or None.
+    # The long runs of inert lines the parser did not see (proxy/message/elide.py), or None.
     _elided: Elided | None = field(default=None, repr=False, compare=False)
 
     @classmethod

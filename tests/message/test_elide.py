@@ -40,6 +40,8 @@ def att(payload: bytes, name: str = "r.pdf", cte: bytes = b"base64") -> bytes:
 TEXT = b"Content-Type: text/plain; charset=utf-8\r\n\r\nthe report\r\n"
 LINES = b"".join(b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ+/\r\n" for _ in range(5000))
 
+PROSE = "".join(f"Line {i} of the report, with words, commas; café ünd 😀 and = signs\r\n" for i in range(6000)).encode()
+
 SHAPES = {
     "base64 attachment": mixed(TEXT, att(b64(blob(300_000)))),
     "attachment without padding, odd line width": mixed(TEXT, att(b64(blob(300_001), 70))),
@@ -55,6 +57,17 @@ SHAPES = {
     "html body of plain lines": HEAD + b"Content-Type: text/html\r\n\r\n<p>" + LINES + b"</p>\r\n",
     "no blank line after the headers": HEAD + LINES * 2,
     "embedded message": mixed(b"Content-Type: message/rfc822\r\n\r\n" + mixed(TEXT, att(b64(blob(200_000))), boundary=b"in")),
+    "prose text body, 8-bit": HEAD + b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+    + PROSE,
+    "prose html body with a header-like line and a From line inside":
+    HEAD + b"Content-Type: text/html; charset=utf-8\r\n\r\n<p>" + PROSE + b"Note: not a header\r\nFrom me\r\n"
+    + b"From the start\r\n -- indented\r\n" + PROSE + b"</p>\r\n",
+    "prose with form feeds and a boundary after one":
+    mixed(TEXT, b"Content-Type: text/plain\r\n\r\n" + PROSE + b"page\x0c--b\r\nContent-Type: text/html\r\n\r\n<b>x</b>\r\n"
+          + PROSE + b"\x1cgroup\r\n" + PROSE),
+    "quoted-printable prose attachment": mixed(TEXT, att(PROSE.replace(b"=", b"=3D").replace(b"\xc3\xa9", b"=C3=A9")
+                                                         .replace(b"\r\n", b" =\r\n"), "p.txt", b"quoted-printable")),
+    "8-bit inside base64-looking lines": mixed(TEXT, att(b64(blob(200_000)).replace(b"A", b"\xc3\xa9", 5))),
     "run in the preamble and epilogue": HEAD + b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n' + LINES
     + b"--b\r\n" + TEXT + b"--b--\r\n" + LINES,
 }
@@ -119,7 +132,8 @@ def test_short_runs_and_small_messages_are_parsed_whole() -> None:
     assert elide.skeleton(small_runs)[1] is None
 
 
-@pytest.mark.parametrize("name", ["plain text body", "plain text body with 8-bit text around it", "html body of plain lines"])
+@pytest.mark.parametrize("name", ["plain text body", "plain text body with 8-bit text around it", "html body of plain lines",
+                                  "prose text body, 8-bit", "prose html body with a header-like line and a From line inside"])
 def test_text_cut_at_its_limit_is_the_same(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Only what the text views keep is put back: the cut falls inside a run."""
     from proxy.message import mime
