@@ -8,8 +8,11 @@ from __future__ import annotations
 import base64
 import random
 from pathlib import Path
+from unittest import mock
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from proxy.message import elide
 from proxy.message.mime import Message
@@ -144,3 +147,26 @@ def test_text_cut_at_its_limit_is_the_same(name: str, monkeypatch: pytest.Monkey
     whole = parsed_whole(raw, monkeypatch)
     assert views(Message.from_bytes(raw)) == views(whole)
     assert len(whole.text) == 70_001 or len(whole.html) == 50_003
+
+
+LINE_KINDS = [
+    b"", b"--b", b"--b--", b"--in", b"--in--", b"Content-Type: multipart/mixed; boundary=\"in\"",
+    b"Content-Type: text/plain", b"Content-Type: text/html", b"Content-Type: message/rfc822",
+    b"Content-Transfer-Encoding: base64", b"Content-Transfer-Encoding: quoted-printable",
+    b"Content-Disposition: attachment; filename=\"a.pdf\"", b"QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo=", b"QUJD",
+    b"SGVsbG8gd29ybGQh", b"plain words here", b"caf\xc3\xa9 =C3=A9 soft =", b"From the start", b" folded",
+    b"\tfolded", b"Note: colon", b"page\x0c--b", b"group\x1cx", b"<a href=\"https://x.example/\">x</a>", b"-dash",
+]
+
+
+@given(st.lists(st.sampled_from(LINE_KINDS), min_size=1, max_size=60))
+@settings(max_examples=400, deadline=None)
+def test_fuzz_eliding_every_run_changes_no_view(lines: list[bytes]) -> None:
+    """Random messages of the line kinds that matter, with every run elided however short:
+    every view is the one of the message parsed whole."""
+    raw = HEAD + b'Content-Type: multipart/mixed; boundary="b"\r\n' + b"\r\n".join(lines) + b"\r\n"
+    with mock.patch.object(elide, "ELIDE_ABOVE", len(raw) + 1):
+        whole = views(Message.from_bytes(raw))
+    with mock.patch.object(elide, "ELIDE_ABOVE", 0), mock.patch.object(elide, "MIN_RUN", 1):
+        skeletal = Message.from_bytes(raw)
+        assert views(skeletal) == whole
