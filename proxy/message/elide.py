@@ -131,9 +131,9 @@ class Elided:
         Anything else is left to the stdlib (restore, then its own decoding and defects)."""
         pieces = self._pieces(payload, raw)
         texts = [p.replace("\r\n", "") for p in pieces if isinstance(p, str)]
-        padded = texts[-1].rstrip("=") if texts and isinstance(pieces[-1], str) else None
-        pad = len(texts[-1]) - len(padded) if padded is not None else 0
-        if pad > 2 or not all(_B64_TEXT.fullmatch(t) for t in (texts[:-1] + [padded] if padded is not None else texts)):
+        last_text = texts[-1].rstrip("=") if texts and isinstance(pieces[-1], str) else None
+        pad = len(texts[-1]) - len(last_text) if last_text is not None else 0
+        if pad > 2 or not all(_B64_TEXT.fullmatch(t) for t in (texts[:-1] + [last_text] if last_text is not None else texts)):
             return None
         total = sum(len(t) for t in texts) + sum(
             (e - s) - 2 * raw.count(b"\r\n", s, e) for p in pieces if not isinstance(p, str) for s, e in _windows(raw, *p))
@@ -141,14 +141,20 @@ class Elided:
             return None
         out = io.BytesIO()  # grows in place; getvalue() hands over its buffer without a copy
         carry = b""
+        padded = False  # "=" or "==" seen: nothing may follow
         for piece in pieces:
             if isinstance(piece, str):
                 chunks: Iterator[bytes] = iter([piece.replace("\r\n", "").encode("ascii")])
             else:
                 chunks = (raw[s:e].replace(b"\r\n", b"") for s, e in _windows(raw, *piece))
             for chunk in chunks:
-                if chunk.translate(None, _ALPHABET):
-                    return None  # not plain base64 after all: the stdlib's way
+                if padded:
+                    return None
+                rest = chunk.translate(None, _ALPHABET)
+                if rest:
+                    if rest not in (b"=", b"==") or not chunk.endswith(rest):
+                        return None  # not plain base64 after all: the stdlib's way
+                    padded = True
                 buf = carry + chunk if carry else chunk
                 whole = len(buf) - len(buf) % 4
                 out.write(binascii.a2b_base64(buf[:whole]))

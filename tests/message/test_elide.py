@@ -170,3 +170,13 @@ def test_fuzz_eliding_every_run_changes_no_view(lines: list[bytes]) -> None:
     with mock.patch.object(elide, "ELIDE_ABOVE", 0), mock.patch.object(elide, "MIN_RUN", 1):
         skeletal = Message.from_bytes(raw)
         assert views(skeletal) == whole
+
+
+@pytest.mark.parametrize("size", [300_000, 300_001, 300_002])
+def test_a_base64_attachment_is_decoded_from_the_message_bytes(size: int) -> None:
+    """Padded or not, plain base64 takes the windowed way (not the stdlib's copies)."""
+    raw = mixed(TEXT, att(b64(blob(size))))
+    m = Message.from_bytes(raw)
+    assert m._elided is not None
+    part = m._bodies[2][0]
+    assert m._elided._base64(part._payload, raw) == blob(size)  # type: ignore[attr-defined]
