@@ -44,7 +44,21 @@ _ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 # The stdlib splits lines with str.splitlines, which also breaks at VT, FF and FS, GS, RS: an
 # inert line has none of them either (each would start a line the parser looks at).
 _RUN = re.compile(rb"(?m)^(?:(?!From )[^\r\n:\t \-\x0b\x0c\x1c-\x1e][^\r\n:\x0b\x0c\x1c-\x1e]*\r\n)+")
-_NOT_INERT = re.compile(rb"[:\x0b\x0c\x1c-\x1e]")
+_NOT_INERT = (b":", b"\x0b", b"\x0c", b"\x1c", b"\x1d", b"\x1e")
+
+
+def _inert(window: bytes) -> bool:
+    """Whether a window of whole lines is inert lines only: single-octet searches (memchr) for
+    the common case, base64, where no line can start with a blank or "-" since there is none."""
+    if not window.endswith(b"\r\n") or window.startswith(b"\r\n") or any(c in window for c in _NOT_INERT):
+        return False
+    crlf = window.count(b"\r\n")
+    if window.count(b"\r") != crlf or window.count(b"\n") != crlf or b"\n\r\n" in window:
+        return False
+    if b" " not in window and b"\t" not in window and b"-" not in window:
+        return True
+    return not window.startswith((b" ", b"\t", b"-", b"From ")) and not any(
+        s in window for s in (b"\n ", b"\n\t", b"\n-", b"\nFrom "))
 _B64_TEXT = re.compile(r"[A-Za-z0-9+/]*")
 
 
@@ -57,10 +71,7 @@ def _runs(raw: bytes) -> list[tuple[int, int]]:
         cut = raw.find(b"\r\n", start + _WINDOW) if start + _WINDOW < size else -1
         end = size if cut < 0 else cut + 2  # windows are whole lines (but the last)
         window = raw[start:end]
-        whole = (window.endswith(b"\r\n") and not _NOT_INERT.search(window)
-                 and window.count(b"\r") == window.count(b"\n") == window.count(b"\r\n")
-                 and not window.startswith((b"\r\n", b" ", b"\t", b"-", b"From "))
-                 and not any(s in window for s in (b"\n\r\n", b"\n ", b"\n\t", b"\n-", b"\nFrom ")))
+        whole = _inert(window)
         spans = [(start, end)] if whole else [(start + m.start(), start + m.end()) for m in _RUN.finditer(window)]
         for s, e in spans:
             if found and found[-1][1] == s:

@@ -180,3 +180,10 @@ def test_a_base64_attachment_is_decoded_from_the_message_bytes(size: int) -> Non
     assert m._elided is not None
     part = m._bodies[2][0]
     assert m._elided._base64(part._payload, raw) == blob(size)  # type: ignore[attr-defined]
+
+
+@given(st.lists(st.sampled_from(LINE_KINDS + [b"QUJD==", b"a-b", b"x\ty", b"From", b"From:"]), min_size=1, max_size=30))
+@settings(max_examples=400, deadline=None)
+def test_fuzz_the_whole_window_shortcut_is_the_line_pattern(lines: list[bytes]) -> None:
+    window = b"\r\n".join(lines) + b"\r\n"
+    assert elide._inert(window) == bool(elide._RUN.fullmatch(window))
