@@ -24,6 +24,7 @@ from email.policy import default as _default_policy
 from functools import cached_property
 from typing import Any, Callable, Hashable, NamedTuple, TypeVar
 
+from proxy.message.elide import Elided, skeleton
 from proxy.message.decode import MAX_HEADER_CHARS, decode_header, decode_text, header_text, part_charset, part_names, payload_bytes
 
 __all__ = ["Attachment", "HtmlView", "Link", "Message", "decode_header"]
@@ -154,8 +155,9 @@ def _part_counter() -> Any:
 
 
 def _parse(raw: bytes) -> tuple[EmailMessage, str]:
-    """Parse the whole message; when the body defeats the parser (absurd nesting blows the
-    recursion limit), fall back to the headers alone and say why."""
+    """Parse the whole message (`raw`: the skeleton of a big one, proxy/message/elide.py);
+    when the body defeats the parser (absurd nesting blows the recursion limit), fall back to
+    the headers alone and say why."""
     # Every multipart container but the outermost begins after a boundary line ("--..."), so
     # a message with few of those cannot nest deeply: the full count (a lower-cased copy of
     # the whole message) is only taken when there are many.
@@ -195,11 +197,21 @@ class Message:
     raw: bytes
     _msg: EmailMessage = field(repr=False, compare=False)
     parse_problem: str = field(default="", compare=False)
+    # The long runs of inert lines the parser did not see (proxy/message/elide.py), or None.
+    _elided: Elided | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> "Message":
-        msg, problem = _parse(raw)
-        return cls(raw=raw, _msg=msg, parse_problem=problem)
+        source, elided = skeleton(raw)
+        msg, problem = _parse(source)
+        return cls(raw=raw, _msg=msg, parse_problem=problem, _elided=elided)
+
+    def _payload(self, part: EmailMessage, limit: int | None = None) -> bytes:
+        """A leaf part's decoded bytes (decode.payload_bytes), elided runs put back; `limit`:
+        only that many octets are needed."""
+        if self._elided is None:
+            return payload_bytes(part)
+        return self._elided.payload_bytes(part, self.raw, limit)
 
     def with_headers_prepended(self, block: bytes) -> "Message":
         """This message with the header lines of `block` (complete lines, CRLF-terminated)
@@ -376,12 +388,14 @@ class Message:
     @cached_property
     def text(self) -> str:
         """The decoded text/plain bodies, joined."""
-        return "\n".join(decode_text(payload_bytes(p), part_charset(p), MAX_TEXT_CHARS) for p in self._bodies[0])[:MAX_TEXT_CHARS]
+        return "\n".join(decode_text(self._payload(p, MAX_TEXT_CHARS * 4), part_charset(p), MAX_TEXT_CHARS)
+                         for p in self._bodies[0])[:MAX_TEXT_CHARS]
 
     @cached_property
     def html(self) -> str:
         """The decoded text/html bodies, joined (empty when there are none)."""
-        return "\n".join(decode_text(payload_bytes(p), part_charset(p), MAX_HTML_BYTES) for p in self._bodies[1])[:MAX_HTML_BYTES]
+        return "\n".join(decode_text(self._payload(p, MAX_HTML_BYTES * 4), part_charset(p), MAX_HTML_BYTES)
+                         for p in self._bodies[1])[:MAX_HTML_BYTES]
 
     @cached_property
     def html_view(self) -> HtmlView:
@@ -446,7 +460,7 @@ class Message:
         out = []
         for part in self._bodies[2]:
             names = part_names(part)
-            out.append(Attachment(names[0] if names else "", part.get_content_type(), payload_bytes(part), names))
+            out.append(Attachment(names[0] if names else "", part.get_content_type(), self._payload(part), names))
         return tuple(out)
 
     @cached_property

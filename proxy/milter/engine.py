@@ -79,7 +79,7 @@ class MilterRelay(Protocol):
     metrics: "Metrics"
     deps: "TransactionDeps"
 
-    async def dkim_sign(self, data: bytes) -> tuple[bytes, str]: ...
+    async def dkim_signature(self, head: bytes, content: bytes) -> tuple[bytes, str]: ...
 
 
 class PolicyMilter(MilterApplication):
@@ -156,11 +156,11 @@ class PolicyMilter(MilterApplication):
             if verdict.judged and tx.policy.tag_header:
                 top += findings_header(verdict)
             # DKIM over the message as the MTA will send it: our headers on top of what came in.
-            signed, note = await service.dkim_sign(top + message)
+            signature, note = await service.dkim_signature(top, message)
             if note:
                 record["dkim"] = note
             await outcome.accepted(service.deps, tx, judgement)
-            return with_headers(Decision.accept(), signed[: len(signed) - len(message)]), Replies.milter_accepted()
+            return with_headers(Decision.accept(), signature + top), Replies.milter_accepted()
 
         decision, reply = await outcome.act(verdict, refuse=refused, hold=held, relay=relayed)
         outcome.audit(service.deps, tx, reply, verdict, len(transaction.message), record, t0)

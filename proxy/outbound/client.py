@@ -9,7 +9,11 @@ what that needs and does it in as few round trips as RFC 2920 allows:
     the message, dot-stuffed, and "."    one write, then the final reply
 
 The message bytes are canonical already (CRLF lines: the DATA reader, and the quarantine's
-release, see to it), so dot-stuffing is one bytes.replace. Without PIPELINING in the EHLO reply the commands go one
+release, see to it), so dot-stuffing is one bytes.replace per window of the message. The
+message goes out in windows of WINDOW bytes with a drain after each: a window without a line
+that starts with a dot is written as a memoryview of the message (no copy), and the loop is
+never held by one 20 MB copy (asyncio's transport copies what the socket did not take at once).
+Without PIPELINING in the EHLO reply the commands go one
 at a time. When MAIL or a recipient is refused but the MTA still said 354 to DATA, the
 message is not sent: the connection is closed, which aborts the transaction.
 """
@@ -20,11 +24,13 @@ import asyncio
 import re
 import ssl
 from dataclasses import dataclass, field, replace
+from typing import Iterator
 
 __all__ = ["ClientError", "Connection", "SendOutcome", "Stale", "open_connection"]
 
 MAX_REPLY_LINES = 100  # an EHLO reply has a dozen; more is a broken or hostile server
 MAX_LINE = 8192
+WINDOW = 256 * 1024  # bytes of the message written before waiting for the socket to take them
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -87,7 +93,7 @@ class Connection:
         [reply] = await self._replies(1, timeout or self.command_timeout)
         return reply
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: bytes | memoryview) -> None:
         if self.writer.is_closing():
             raise ClientError("the connection to the upstream is closed")
         self.writer.write(data)
@@ -136,9 +142,10 @@ class Connection:
     # -- one message ----------------------------------------------------------------------------
 
     async def transaction(self, mail: str, rcpts: list[tuple[str, str]], data: bytes, data_timeout: float,
-                          xforward: list[str] | None = None) -> SendOutcome:
+                          xforward: list[str] | None = None, head: bytes = b"") -> SendOutcome:
         """Send one message. `mail` is "<sender> PARAMS", each recipient ("<rcpt> PARAMS",
-        address); `data` the message with CRLF lines, not dot-stuffed; `xforward` the XFORWARD
+        address); `head` (header lines the relay prepends) and then `data` the message with CRLF
+        lines, not dot-stuffed, sent as one without joining them; `xforward` the XFORWARD
         commands that go first (proxy/outbound/xforward.py). XFORWARD only changes what the
         upstream logs: its refusal is reported in the SendOutcome and the message still goes.
         Raises Stale when a reused connection is found dead before the message went out,
@@ -182,8 +189,10 @@ class Connection:
             else:
                 self.needs_rset = True
             return replace(refusal, xforward=refused_xforward)
-        self._write(_stuffed(data) + b".\r\n")
         async with asyncio.timeout(data_timeout):
+            for piece in _stuffed_pieces(head, data):
+                self._write(piece)
+                await self.writer.drain()
             code, text = await self._reply()
         return SendOutcome(code, text, 200 <= code < 300, "end", xforward=refused_xforward)
 
@@ -212,6 +221,28 @@ def _stuffed(data: bytes) -> bytes:
         data += b"\r\n"
     data = data.replace(b"\r\n.", b"\r\n..")
     return b"." + data if data.startswith(b".") else data
+
+
+def _stuffed_pieces(head: bytes, data: bytes) -> Iterator[bytes | memoryview]:
+    """`_stuffed(head + data) + b".\r\n"`, as pieces of at most about WINDOW bytes, copying
+    only the windows that have a line starting with a dot. `head`, when given, is whole CRLF
+    lines, so `data` starts a line too. Each window but the first is cut just before a CRLF,
+    so that no CRLF. is split between two windows."""
+    if head:
+        yield _stuffed(head)
+    view = memoryview(data)
+    start, size = 0, len(data)
+    while start < size:
+        cut = data.find(b"\r\n", start + WINDOW) if start + WINDOW < size else -1
+        end = size if cut < 0 else cut
+        if data.find(b"\r\n.", start, end) >= 0 or (start == 0 and data.startswith(b".")):
+            piece = data[start:end].replace(b"\r\n.", b"\r\n..")
+            yield b"." + piece if start == 0 and piece.startswith(b".") else piece
+        else:
+            yield view[start:end]
+        start = end
+    ends_line = data.endswith(b"\r\n") if data else bool(head)
+    yield b".\r\n" if ends_line else b"\r\n.\r\n"
 
 
 async def open_connection(host: str, port: int, *, helo: str, connect_timeout: float, command_timeout: float,

@@ -12,8 +12,11 @@ that nobody may add later. Verifying what arrives already signed is a fact looku
 from __future__ import annotations
 
 import asyncio
+import base64
 import email.utils
+import hashlib
 import logging
+import re
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -38,7 +41,7 @@ quiet.propagate = False
 # runs in a thread, so that one huge message does not stall every other session.
 THREAD_ABOVE = 256 * 1024
 
-__all__ = ["FastDKIM", "Signer", "THREAD_ABOVE", "quiet", "sign_off_loop"]
+__all__ = ["FastDKIM", "Signer", "THREAD_ABOVE", "quiet", "relaxed_body_hash", "signature_head"]
 
 
 class FastDKIM(dkim.DKIM):  # type: ignore[misc]
@@ -53,6 +56,8 @@ class FastDKIM(dkim.DKIM):  # type: ignore[misc]
     Header selection, canonicalisation, hashing and folding stay dkimpy's."""
 
     openssl_key: rsa.RSAPrivateKey | None = None
+    # bh= computed by the caller (relaxed_body_hash) over a body this object never holds.
+    body_hash: bytes | None = None
 
     def set_message(self, message: bytes | None) -> None:
         end = message.find(b"\r\n\r\n") if message else -1
@@ -64,6 +69,8 @@ class FastDKIM(dkim.DKIM):  # type: ignore[misc]
 
     def gen_header(self, fields: Any, include_headers: Any, canon_policy: Any, header_name: Any, pk: Any,
                    standardize: bool = False) -> Any:
+        if self.body_hash is not None:  # dkimpy hashed an empty body: put the real hash in
+            fields[:] = [(b"bh", self.body_hash) if f[0] == b"bh" else f for f in fields]
         key = self.openssl_key
         if self.signature_algorithm != b"rsa-sha256" or key is None:  # type: ignore[has-type]
             return super().gen_header(fields, include_headers, canon_policy, header_name, pk, standardize)
@@ -79,6 +86,10 @@ class FastDKIM(dkim.DKIM):  # type: ignore[misc]
                                       SimpleNamespace(sign=sign), standardize)
         finally:
             self.signature_algorithm = b"rsa-sha256"
+
+
+class _BareLineEnd(Exception):
+    """The body has a bare CR or LF: it is signed the way dkimpy splits such a message."""
 
 
 class Signer:
@@ -131,34 +142,113 @@ class Signer:
     def sign(self, data: bytes) -> tuple[bytes, str]:
         """`data` with DKIM-Signature header(s) prepended, and a note for the audit log. Never
         raises: a message that cannot be signed goes out unsigned, and the note says why."""
+        signature, note = self.signature(b"", data)
+        return signature + data, note
+
+    def signature(self, head: bytes, content: bytes) -> tuple[bytes, str]:
+        """The DKIM-Signature header(s) for `head + content` (b"" when unsigned), and a note for
+        the audit log; never raises. The two are never joined when the body can be hashed as
+        it lies in `content` (CRLF lines, the usual case): dkimpy gets the header block only,
+        and the body hash is computed window by window (relaxed_body_hash), so that signing a
+        24 MB message adds no copy of it (dkimpy's own canonicalisation made several)."""
         if not self.by_domain:
-            return data, ""
+            return b"", ""
+        if head and content.startswith(b"\r\n"):
+            headers, body_start = head + b"\r\n", 2  # no header of its own: the body starts here
+        else:
+            end = content.find(b"\r\n\r\n")
+            headers, body_start = (head + content[: end + 4], end + 4) if end > 0 else (b"", -1)
+        if body_start >= 0 and headers.count(b"\n") == headers.count(b"\r\n"):
+            try:
+                return self._signature(headers, (content, body_start))
+            except _BareLineEnd:
+                pass
+        return self._signature(head + content, None)  # dkimpy's own way, over the whole message
+
+    def _signature(self, data: bytes, body: tuple[bytes, int] | None) -> tuple[bytes, str]:
+        """Sign `data`; or, with `body` (bytes, start), sign the header block `data` with the
+        body hashed where it lies (raises _BareLineEnd when it cannot be)."""
+        digests: dict[str, bytes] = {}
         try:
             d = FastDKIM(data, logger=quiet)
             froms = [v for n, v in d.headers if n.lower() == b"from"]
             pairs = email.utils.getaddresses([froms[0].decode("utf-8", "replace")]) if len(froms) == 1 else []
             if len(pairs) != 1:
-                return data, "unsigned: not exactly one From address"
+                return b"", "unsigned: not exactly one From address"
             keys = self.keys_for(pairs[0][1].rpartition("@")[2])
             if not keys:
-                return data, ""
+                return b"", ""
             include = self.include_headers([n for n, _ in d.headers])
             sigs = []
             for key in keys:
                 d.openssl_key = key.rsa
+                if body is not None:
+                    name = "sha1" if key.algorithm == b"rsa-sha1" else "sha256"
+                    if name not in digests:
+                        digest = relaxed_body_hash(*body, name)
+                        if digest is None:
+                            raise _BareLineEnd()
+                        digests[name] = digest
+                    d.body_hash = base64.b64encode(digests[name])
                 sigs.append(d.sign(key.selector.encode(), key.domain.encode(), key.private,
                                    signature_algorithm=key.algorithm, canonicalize=(b"relaxed", b"relaxed"),
                                    include_headers=include))
+        except _BareLineEnd:
+            raise
         except Exception as exc:  # dkimpy raises several types on odd input; never fail the relay here
             log.error("dkim_sign_failed", error=repr(exc))
-            return data, f"unsigned: {type(exc).__name__}: {exc}"
+            return b"", f"unsigned: {type(exc).__name__}: {exc}"
         note = ", ".join(f"d={k.domain} s={k.selector} a={k.algorithm.decode()}" for k in keys)
-        return b"".join(sigs) + data, note
+        return b"".join(sigs), note
 
 
-async def sign_off_loop(signer: Signer, data: bytes) -> tuple[bytes, str]:
-    """`signer.sign`, with a large message hashed in a thread (about 0.1 s a MB), so that it
-    does not stall every other session."""
-    if len(data) > THREAD_ABOVE:
-        return await asyncio.to_thread(signer.sign, data)
-    return signer.sign(data)
+# The body is canonicalised and hashed this many octets at a time (whole lines).
+BODY_WINDOW = 256 * 1024
+_WSP_EOL = re.compile(rb"[\t ]+\r\n")
+# A run of blanks that relaxed canonicalisation changes: one with a tab, or two or more
+# blanks (a lone space stays: dkimpy's pattern rewrote every space to itself).
+_WSP_RUN = re.compile(rb"[ \t]*\t[ \t]*| {2,}")
+
+
+def relaxed_body_hash(content: bytes, start: int, algorithm: str) -> bytes | None:
+    """The digest of `content[start:]` under RFC 6376 relaxed body canonicalisation (3.4.4:
+    blanks before a line end dropped, other runs of blanks one space, empty lines at the end
+    dropped, one CRLF at the end unless the body is empty), as dkimpy computes it, but one
+    window of whole lines at a time: no copy of the body, and no C call over all of it that
+    holds the GIL. None when the body has a bare CR or LF (dkimpy's own way then)."""
+    h = hashlib.new(algorithm)
+    held = 0  # CRLFs that end the text so far: dropped if no more text follows them
+    seen_text = False
+    size = len(content)
+    while start < size:
+        cut = content.find(b"\r\n", start + BODY_WINDOW) if start + BODY_WINDOW < size else -1
+        end = size if cut < 0 else cut + 2
+        window = content[start:end]
+        start = end
+        crlf = window.count(b"\r\n")
+        if window.count(b"\r") != crlf or window.count(b"\n") != crlf:
+            return None
+        canonical = _WSP_RUN.sub(b" ", _WSP_EOL.sub(b"\r\n", window))
+        text = canonical.rstrip(b"\r\n")
+        trailing = (len(canonical) - len(text)) // 2
+        if text:
+            while held:
+                n = min(held, 65536)
+                h.update(b"\r\n" * n)
+                held -= n
+            h.update(text)
+            seen_text = True
+        held += trailing
+    if seen_text:
+        h.update(b"\r\n")
+    return h.digest()
+
+
+async def signature_head(signer: Signer, head: bytes, content: bytes) -> tuple[bytes, str]:
+    """`signer.signature`: the DKIM-Signature header(s) that go before `head` and `content`,
+    and the note for the audit log. A large message is hashed in a thread."""
+    if not signer.by_domain:
+        return b"", ""
+    if len(head) + len(content) > THREAD_ABOVE:
+        return await asyncio.to_thread(signer.signature, head, content)
+    return signer.signature(head, content)

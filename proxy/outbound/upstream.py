@@ -45,7 +45,10 @@ class Recipient:
 
 @dataclass(frozen=True, slots=True)
 class Outgoing:
-    """One message to relay: the envelope and the exact bytes (not dot-stuffed, CRLF lines)."""
+    """One message to relay: the envelope and the exact bytes (not dot-stuffed, CRLF lines):
+    `head`, the header lines the relay prepends (trace, findings, DKIM-Signature), then `data`,
+    the message as it arrived. They are written one after the other, never joined: for a
+    20 MB message a join is 20 MB more memory and a copy on the event loop."""
 
     mail_from: str
     recipients: tuple[Recipient, ...]
@@ -54,6 +57,11 @@ class Outgoing:
     body_8bit: bool = False
     dsn: dict[str, str] = field(default_factory=dict)
     origin: Origin | None = None  # the real client, passed on with XFORWARD where offered
+    head: bytes = b""
+
+    @property
+    def size(self) -> int:
+        return len(self.head) + len(self.data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +167,7 @@ class SmtpUpstream:
     def _envelope(self, conn: Connection, msg: Outgoing) -> tuple[str, list[tuple[str, str]]]:
         opts = []
         if conn.supports("SIZE"):
-            opts.append(f"SIZE={len(msg.data)}")
+            opts.append(f"SIZE={msg.size}")
         if msg.body_8bit and conn.supports("8BITMIME"):
             opts.append("BODY=8BITMIME")
         if msg.smtputf8:
@@ -194,7 +202,8 @@ class SmtpUpstream:
                     reusable = True
                     return Result(Replies.upstream_no_smtputf8(), False, "no SMTPUTF8", 550)
                 mail, rcpts = self._envelope(conn, msg)
-                outcome = await conn.transaction(mail, rcpts, msg.data, self.data_timeout, self._xforward(conn, msg))
+                outcome = await conn.transaction(mail, rcpts, msg.data, self.data_timeout, self._xforward(conn, msg),
+                                               head=msg.head)
                 reusable = conn.is_open
                 if outcome.xforward:
                     log.warning("upstream_xforward_refused", queue_id=queue_id, upstream=repr(self), reply=outcome.xforward)
@@ -269,6 +278,7 @@ class MaildirUpstream:
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(trace)
+                fh.write(msg.head)
                 fh.write(msg.data)
                 fh.flush()
                 os.fsync(fh.fileno())

@@ -25,7 +25,7 @@ from proxy.facts.reputation import Reputation
 from proxy.audit import AddressMasker
 from proxy.smtp.auth import Credentials
 from proxy.config import Config, ConfigError, parse_hostport
-from proxy.outbound.dkim import Signer, sign_off_loop
+from proxy.outbound.dkim import Signer, signature_head
 from proxy.dns import Resolver
 from proxy.facts.sources import FactSources
 from proxy.metrics import Metrics, worker_gone
@@ -52,6 +52,7 @@ from proxy.smtp.inflight import InFlight
 from proxy.facts.dkim import verify as dkim_verify
 from proxy.runtime.listeners import HTTP_MAX_CONNECTIONS, HttpListener, install_accept_error_log
 from proxy.runtime.warmup import warm_up
+from proxy.transaction import heavy
 from proxy.transaction.deps import JudgingDeps, TransactionDeps
 
 log = structlog.get_logger("sendwarden.service")
@@ -372,9 +373,9 @@ class Service:
         pw = password.decode("utf-8", "replace")
         return await self.auth_guard.check(credentials.verify, user, pw)  # raises ChecksBusy when full
 
-    async def dkim_sign(self, data: bytes) -> tuple[bytes, str]:
-        """The outgoing bytes with DKIM-Signature(s) prepended, and a note for the audit log."""
-        return await sign_off_loop(self.signer, data)
+    async def dkim_signature(self, head: bytes, content: bytes) -> tuple[bytes, str]:
+        """The DKIM-Signature header(s) for `head + content` (b"" when unsigned), and a note."""
+        return await signature_head(self.signer, head, content)
 
     def summary(self) -> str:
         """systemd's STATUS= line: this host's sessions and last hour (every worker's)."""
@@ -481,6 +482,7 @@ class Service:
         if self.metrics.shared:
             self._tasks.append(loop.create_task(self._last_hour_loop()))
         self._tasks.append(loop.create_task(self._reputation_loop()))
+        heavy.share_the_gil()  # judging threads let the event loop answer within milliseconds
         warmed = warm_up(self.policy)  # the first client's message does not pay for first use
         log.info("ready", upstream=repr(self.upstream), policy=self.policy.source, monitor=self.policy.monitor,
                  worker=self.worker, warm_up_ms=round(warmed * 1000, 1))

@@ -107,7 +107,7 @@ class Relay(Protocol):
     def proxy_allowed(self, listener: str, peer_ip: str) -> bool: ...
     def auth_offered(self, server: "RelaySMTP") -> bool: ...
     async def verify_login(self, login: bytes, password: bytes) -> bool: ...
-    async def dkim_sign(self, data: bytes) -> tuple[bytes, str]: ...
+    async def dkim_signature(self, head: bytes, content: bytes) -> tuple[bytes, str]: ...
 
 
 class RelayHandler:
@@ -324,13 +324,14 @@ class RelayHandler:
         if verdict.judged and tx.policy.tag_header:
             head += findings_header(verdict)
         # DKIM-signing is the last change to the message: nothing may be added after it.
-        data, signed = await self.service.dkim_sign(head + content)
+        signature, signed = await self.service.dkim_signature(head, content)
         if signed:
             record["dkim"] = signed
         out = Outgoing(
             mail_from=tx.mail_from,
             recipients=tuple(tx.recipients),
-            data=data,
+            head=signature + head,
+            data=content,
             smtputf8=tx.smtputf8,
             body_8bit=tx.body_8bit,
             dsn=tx.mail_dsn,

@@ -19,7 +19,7 @@ import structlog
 
 from proxy.outbound import received as trace
 from proxy.config import Config, parse_duration
-from proxy.outbound.dkim import Signer, sign_off_loop
+from proxy.outbound.dkim import Signer, signature_head
 from proxy.dns import Resolver
 from proxy.facts.sources import FactSources
 from proxy.message.lineends import has_bare_line_ends, normalize_line_endings
@@ -184,11 +184,12 @@ class Reviewer:
 
                     head += findings_header(verdict)
             # The same last step as the relay: DKIM-sign what goes out, nothing added after it.
-            data, _ = await sign_off_loop(self.signer, head + raw)
+            signature, _ = await signature_head(self.signer, head, raw)
             out = Outgoing(
                 mail_from=row["mail_from"],
                 recipients=tuple(Recipient(r["address"], r.get("dsn") or {}) for r in json.loads(row["rcpts"])),
-                data=data,
+                head=signature + head,
+                data=raw,
                 smtputf8=bool(row["smtputf8"]),
                 body_8bit=not raw.isascii(),
                 dsn=json.loads(row["mail_dsn"]),

@@ -180,3 +180,46 @@ def test_key_files_are_checked(tmp_path: Path) -> None:
     seed.write_bytes(b"nWGxne/9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A=\n")
     seed.chmod(0o600)
     assert load_key(seed).type == "ed25519"
+
+
+BODIES = [
+    b"", b"\r\n", b"\r\n\r\n", b"text", b"text\r\n", b"text\r\n\r\n\r\n", b"\r\n\r\nlead\r\n",
+    b"a  b\t\tc \t d \r\nend\t \r\n \r\n\t\r\n", b" \r\n", b"x" * 50 + b"   \r\n" + b"\r\n" * 40 + b"y",
+]
+
+
+@pytest.mark.parametrize("window", [4, 7, 64, 256 * 1024])
+@pytest.mark.parametrize("body", BODIES + [b"".join(BODIES) * 3])
+def test_the_windowed_body_hash_is_dkimpys(body: bytes, window: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """relaxed_body_hash, whatever the windows, is dkimpy's relaxed canonicalisation + hash."""
+    import hashlib
+
+    from dkim.canonicalization import Relaxed
+
+    from proxy.outbound import dkim as ours
+
+    monkeypatch.setattr(ours, "BODY_WINDOW", window)
+    content = b"Subject: x\r\n\r\n" + body
+    for name in ("sha1", "sha256"):
+        assert ours.relaxed_body_hash(content, 14, name) == hashlib.new(name, Relaxed.canonicalize_body(body)).digest()
+    assert ours.relaxed_body_hash(b"Subject: x\r\n\r\nbare\nlf\r\n", 14, "sha256") is None
+
+
+@pytest.mark.parametrize("head", [b"", b"Received: from a by b; Sat, 5 Dec 2026 00:00:00 +0000\r\n"])
+@pytest.mark.parametrize("content", [COMPLIANT, COMPLIANT.replace(b"\r\n\r\n", b"\r\n\r\n  \t\r\n", 1) + b"\r\n\r\n",
+                                     b"\r\nno headers of its own\r\n", COMPLIANT.replace(b"\r\n", b"\n")])
+def test_signing_head_and_content_apart_is_signing_them_joined(tmp_path: Path, head: bytes, content: bytes) -> None:
+    """Signer.signature(head, content) (body hashed where it lies, nothing joined) gives the
+    header dkimpy's own signer gives for head + content, bare LF bodies and all."""
+    key = make_key(tmp_path, "shop.example.com", "s1", "rsa")
+    s = signer(key)
+    data = head + content
+    if b"From:" not in data:
+        data = b"From: a@shop.example.com\r\n" + data
+        head = b"From: a@shop.example.com\r\n" + head
+    with mock.patch("time.time", return_value=1795913382):
+        ours, _ = s.signature(head, data[len(head):])
+        d = dkim.DKIM(data)
+        theirs = d.sign(b"s1", b"shop.example.com", key.private, canonicalize=(b"relaxed", b"relaxed"),
+                        include_headers=s.include_headers([n for n, _ in d.headers]))
+    assert ours == theirs
