@@ -99,6 +99,10 @@ class Elided:
     marker: str
     runs: tuple[tuple[int, int], ...]
 
+    def shifted(self, by: int) -> "Elided":
+        """The same runs in the message with `by` bytes put in front (prepended headers)."""
+        return Elided(self.marker, tuple((s + by, e + by) for s, e in self.runs))
+
     @property
     def _pattern(self) -> re.Pattern[str]:
         return re.compile(re.escape(self.marker) + r"(\d+)Z(\r\n)?")

@@ -187,7 +187,7 @@ _VIEWED_HEADERS = frozenset({"mime-version", "subject", "from"})
 # What a view with headers prepended does not take over from the view it came from: its own
 # fields, `problems` (it measures every header) and the memo of outside code (which may have
 # read any header). Every other cached view is carried over as it is.
-_NOT_CARRIED = frozenset({"raw", "_msg", "parse_problem", "problems", "_memo"})
+_NOT_CARRIED = frozenset({"raw", "_msg", "parse_problem", "problems", "_memo", "_elided"})
 
 
 @dataclass(frozen=True)
@@ -230,7 +230,9 @@ class Message:
         # The stdlib has no public way to put a header in front; its header list is the
         # attribute `_headers` (the same in every Python 3), set on the copy only.
         vars(msg)["_headers"] = [*vars(head)["_headers"], *vars(self._msg)["_headers"]]
-        out = Message(raw=block + self.raw, _msg=msg, parse_problem=self.parse_problem)
+        # The elided runs (a big message's) are spans of `raw`: they move by the block's length.
+        elided = self._elided.shifted(len(block)) if self._elided is not None else None
+        out = Message(raw=block + self.raw, _msg=msg, parse_problem=self.parse_problem, _elided=elided)
         out.__dict__.update({k: v for k, v in self.__dict__.items() if k not in _NOT_CARRIED})
         return out
 

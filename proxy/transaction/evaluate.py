@@ -41,8 +41,8 @@ async def evaluate(deps: JudgingDeps, tx: Transaction, content: bytes, record: d
     if head:
         # Prepended only: the message itself is never re-serialised, nor parsed again (the
         # parsed view takes the new headers in front). Judged as it will go out.
-        content = head + content
         message = message.with_headers_prepended(head)
+        content = message.raw  # head + content, joined once (a big message is not copied twice)
         record["list_unsubscribe"] = "inserted"
     elif why_not:
         record["list_unsubscribe"] = f"not inserted: {why_not}"
