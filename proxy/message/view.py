@@ -1,0 +1,260 @@
+"""The HTML view of ordinary mail from lexbor's tree (through selectolax): the same HtmlView as
+proxy/message/html.py (tests/message/test_view_equal.py holds them equal on every fixture).
+
+Not the relay's view yet: on the 30 KB newsletter it costs about what html.py costs
+(bench/html_view_bench.py), so the relay keeps html.py. Where the time goes: lexbor's parse is
+about a third cheaper than libxml2's, but selectolax offers no one-call way to read text with
+inline elements joined, so the links are unwrapped one call each, the tag names are found by a
+regex over the source, and the depth check (a selector) and the inline styles read one element
+at a time cost what the XSLT saved.
+
+Why selectolax: lexbor is an HTML5 parser in C (the tree a browser builds) and selectolax gives
+it whole-tree operations without a Python walk: CSS selectors, unwrapping tags, merging text
+nodes and reading the text.
+
+The text model is html.py's: inline elements join their text without a space
+(`un<b>subscribe</b>` reads "unsubscribe"), every other element stands apart from its
+neighbours, the invisible ones (script, style, head...) read as one space. It is had by
+unwrapping the inline elements and merging the text they leave side by side: then every text
+node is a run a reader sees in one piece, and the runs are joined with spaces.
+
+Hidden elements (the `hidden` attribute, an inline style that hides its whole subtree) are taken
+out here as html.py takes them out. What needs html.py's inherited walk or the style sheet is
+rare in ordinary mail and read by html.py itself, so the view stays the same: text blanked by a
+tiny font or hidden visibility, a colour that cannot be read on its background, a `<style>`
+block that may hide, past the limits of hidden elements or elements, deep nesting (libxml2
+reads 256 levels and says so), a root that hides all, and any comment (a node of lexbor's tree
+that text does not merge across; libxml2's parser drops them).
+"""
+
+from __future__ import annotations
+
+import re
+
+from selectolax.lexbor import LexborHTMLParser, LexborNode
+
+from proxy.message import cascade
+from proxy.message import html as lxmlview
+from proxy.message import styles as inlinestyle
+from proxy.message.mime import HtmlView, Link
+
+__all__ = ["extract"]
+
+_INLINE = sorted(lxmlview._INLINE_TAGS - {"a"})
+# The invisible elements, those that hold no element first (an element taken out frees what
+# is inside it), head last. A template in a noscript or the other way round: html.py reads it.
+_INVISIBLE = ("script", "style", "title", "textarea", "option", "select", "noscript", "template", "head")
+# Which elements the source names (lexbor makes none that the source does not name, but html,
+# head and body): one search of the text, where a selector of thirty tags costs more than the
+# parse and lexbor's search by tag name walks the tree once for each tag.
+_TAG_NAME = re.compile(r"<([a-zA-Z][a-zA-Z0-9]*)")
+_GONE = "data-sendwarden-gone"
+# libxml2 stops at 256 levels and html.py reports a partial view; past this depth (an element
+# under 200 others, a selector lexbor answers from each element up) html.py reads the message.
+_DEEP = "* > " * 200 + "*"
+_new = tuple.__new__
+
+
+def _styled(tree: LexborHTMLParser) -> tuple[list[tuple[LexborNode, str]], list[str]]:
+    """The elements with a style and it; the distinct styles in document order."""
+    pairs = [(node, node.attrs["style"] or "") for node in tree.css("[style]")]
+    return pairs, list(dict.fromkeys(style for _, style in pairs))
+
+
+def _colour_suspects(tree: LexborHTMLParser, pairs: list[tuple[LexborNode, str]], styles: list[str],
+                     fonts: bool) -> list[tuple[LexborNode, inlinestyle.RGBA]]:
+    """html.py's `_colour_suspects` on lexbor's tree: the elements whose own colour may not be
+    read on some background of the page, with that colour."""
+    coloured = [s for s in styles if lxmlview._COLOURISH(s)][: lxmlview.MAX_HIDING]
+    font_nodes = tree.css("font[color]") if fonts else []
+    if not coloured and not font_nodes:
+        return []
+    texts: dict[inlinestyle.RGBA, list[str]] = {}
+    backs = {inlinestyle.WHITE}
+    for style in coloured:
+        e = inlinestyle.effect(style)
+        if e.color is not None:
+            texts.setdefault(e.color, []).append(style)
+        if e.background is not None and e.background != inlinestyle.IMAGE:
+            backs.add(e.background)
+    for node in tree.css("[bgcolor]"):
+        if (back := inlinestyle.attribute_colour(node.attrs["bgcolor"] or "")) is not None:
+            backs.add(back)
+
+    def suspect(colour: inlinestyle.RGBA) -> bool:
+        return any(inlinestyle.unreadable(colour, b) for b in backs)
+
+    suspects = {style: colour for colour, group in texts.items() if suspect(colour) for style in group}
+    found = [(node, suspects[style]) for node, style in pairs if style in suspects]
+    for node in font_nodes:
+        colour = inlinestyle.attribute_colour(node.attrs["color"] or "")
+        if colour is not None and suspect(colour):
+            found.append((node, colour))
+    return found
+
+
+def _background(node: LexborNode | None) -> inlinestyle.RGBA | None:
+    """html.py's `_background` on lexbor's tree."""
+    for _ in range(lxmlview._MAX_ANCESTORS):
+        if node is None or not node.is_element_node:
+            break
+        attrs = node.attrs
+        style = attrs.get("style")
+        if style and "backg" in style.lower():
+            back = inlinestyle.effect(style).background
+            if back == inlinestyle.IMAGE:
+                return None
+            if back is not None and back[3] >= 0.5:
+                return back
+        if attrs.get("background"):
+            return None
+        attr = attrs.get("bgcolor")
+        if attr and (back := inlinestyle.attribute_colour(attr)) is not None and back[3] >= 0.5:
+            return back
+        node = node.parent
+    return inlinestyle.WHITE
+
+
+def _hidden(tree: LexborHTMLParser, html: str) -> list[LexborNode] | None:
+    """The elements to take out whole, in document order; None when html.py must read the
+    message (see the module's docstring)."""
+    if len(html) > 3 * lxmlview.MAX_ELEMENTS and html.count("<") > lxmlview.MAX_ELEMENTS:
+        return None
+    pairs, styles = _styled(tree)
+    fonts = lxmlview._FONT_TAG.search(html) is not None
+    colours: list[tuple[LexborNode, inlinestyle.RGBA]] | None = None
+    if "<style" in html or "<STYLE" in html or "<Style" in html:  # as html.py looks for a sheet
+        css = "\n".join(node.text() for node in tree.css("style"))
+        if css and cascade.may_hide(css):
+            return None
+        if css and cascade.paints_background(css):
+            colours = _colour_suspects(tree, pairs, styles, fonts)
+            if colours:
+                return None
+    suspects = inlinestyle.suspects(styles)
+    if len(suspects) > lxmlview.MAX_HIDING:
+        return None
+    hiding = set()
+    for i in suspects:
+        effect = inlinestyle.effect(styles[i])
+        if effect.blanks_text:
+            return None
+        if effect.subtree:
+            hiding.add(styles[i])
+    gone = tree.css("[hidden]")
+    if hiding:
+        gone += [node for node, style in pairs if style in hiding]
+    if len(gone) > lxmlview.MAX_HIDING or tree.any_css_matches((_DEEP,)):
+        return None
+    if colours is None:
+        colours = _colour_suspects(tree, pairs, styles, fonts)
+    if any(inlinestyle.unreadable(colour, _background(node)) for node, colour in colours):
+        return None
+    root = tree.root
+    if any(node == root for node in gone):
+        return None
+    if len(gone) > 1:  # in document order, so that the inner ones go first
+        for node in gone:
+            node.attrs[_GONE] = ""
+        gone = tree.css(f"[{_GONE}]")
+    return gone
+
+
+def _anchor(node: LexborNode, alts: dict[int, list[str]]) -> Link:
+    text = node.text(separator=" ")
+    extra = alts.get(node.mem_id)
+    if extra:
+        text += "".join(" " + alt for alt in extra)
+    return _new(Link, ((node.attrs["href"] or "").strip(), " ".join(text.split())[:500], "html"))
+
+
+def _alts(tree: LexborHTMLParser) -> dict[int, list[str]]:
+    """The alt texts of the images in each link (by the link's mem_id), in document order."""
+    out: dict[int, list[str]] = {}
+    for img in tree.css("a[href] img[alt]"):
+        alt = img.attrs["alt"] or ""
+        if not alt:
+            continue
+        node = img.parent
+        while node is not None and not (node.tag == "a" and "href" in node.attrs):
+            node = node.parent
+        if node is not None:
+            out.setdefault(node.mem_id, []).append(alt)
+    return out
+
+
+def _forms(tree: LexborHTMLParser) -> tuple[int, int, list[tuple[str, str]], list[str]]:
+    password_inputs = forms = 0
+    inputs: list[tuple[str, str]] = []
+    actions: list[str] = []
+    for node in tree.css("form, input, button"):
+        attrs = node.attrs
+        if node.tag == "form":
+            forms += 1
+            actions.append((attrs.get("action") or "").strip())
+        elif len(inputs) < lxmlview.MAX_INPUTS:
+            kind = (attrs.get("type") or "text").strip().lower()
+            if kind == "password":
+                password_inputs += 1
+            if node.tag == "input" and kind not in ("hidden", "submit", "button", "image", "reset"):
+                label = (attrs.get(k) for k in ("name", "id", "placeholder", "aria-label", "autocomplete"))
+                inputs.append((kind, " ".join(v for v in label if v).lower()))
+    return password_inputs, forms, inputs, actions
+
+
+def _named(html: str) -> set[str]:
+    return {name.lower() for name in set(_TAG_NAME.findall(html))}
+
+
+def extract(html: str) -> HtmlView:
+    """html.py's `extract`, from lexbor's tree (or from html.py's, for what only it reads)."""
+    if not html.strip():
+        return lxmlview._EMPTY
+    data = html.encode("utf-8", "replace").translate(None, lxmlview._CONTROLS)
+    if b"&#" in data:
+        data = lxmlview._MARKER_REFS.sub(b"", data)
+    named = _named(html)
+    # A comment is a node of lexbor's tree, across which text does not merge (libxml2's parser
+    # drops them); nothing in selectolax takes them out short of a walk in Python.
+    if _GONE in html or "<!--" in html or ("noscript" in named and "template" in named):
+        return lxmlview.extract(html)
+    tree = LexborHTMLParser(data)
+    gone = _hidden(tree, html)
+    if gone is None:
+        return lxmlview.extract(html)
+    # Inner ones first: an element taken out frees what is inside it.
+    for node in reversed(gone):
+        if node.tag in lxmlview._INLINE_TAGS:
+            node.decompose()
+        else:
+            node.replace_with(" ")
+    for tag in _INVISIBLE:
+        if tag in named or tag == "head":
+            for node in tree.tags(tag):
+                node.replace_with(" ")
+    for tag in _INLINE:
+        if tag in named:
+            for node in tree.tags(tag):
+                node.unwrap(delete_empty=True)
+    tree.merge_text_nodes()
+    links = tree.css("a[href]")
+    problem = ""
+    if len(links) > lxmlview.MAX_ANCHORS:
+        problem = f"more than {lxmlview.MAX_ANCHORS} links in the HTML body"
+        del links[lxmlview.MAX_ANCHORS:]
+    alts = _alts(tree) if links else {}
+    anchors = tuple(_anchor(node, alts) for node in links)
+    password_inputs, forms, inputs, actions = _forms(tree)
+    tree.unwrap_tags(["a"], delete_empty=True)
+    tree.merge_text_nodes()
+    tokens = tree.root.text(separator=" ").split() if tree.root is not None else []
+    return HtmlView(
+        anchors=anchors,
+        visible_text=" ".join(tokens),
+        tokens=frozenset(tokens),
+        password_inputs=password_inputs,
+        forms=forms,
+        inputs=tuple(inputs),
+        form_actions=tuple(actions),
+        problem=problem,
+    )
