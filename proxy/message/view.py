@@ -44,14 +44,43 @@ _INLINE = sorted(lxmlview._INLINE_TAGS - {"a"})
 # The invisible elements, those that hold no element first (an element taken out frees what
 # is inside it), head last. A template in a noscript or the other way round: html.py reads it.
 _INVISIBLE = ("script", "style", "title", "textarea", "option", "select", "noscript", "template", "head")
-# Which elements the source names (lexbor makes none that the source does not name, but html,
-# head and body): one search of the text, where a selector of thirty tags costs more than the
-# parse and lexbor's search by tag name walks the tree once for each tag.
-_TAG_NAME = re.compile(r"<([a-zA-Z][a-zA-Z0-9]*)")
+# Which of the elements this view looks for the source names (lexbor makes none that the source
+# does not name, but html, head, body and table parts; <image> is an img): one search of the
+# lower-cased text, where a selector of thirty tags costs more than the parse and lexbor's
+# search by tag name walks the tree once for each tag. The names as a trie: sre tries the
+# branches of an alternation one by one at every "<".
+_LOOKED_FOR = frozenset({*_INLINE, *_INVISIBLE, "img", "image", "form", "input", "button", "font"})
+
+
+_Trie = dict[str, "_Trie"]
+
+
+def _trie(words: list[str]) -> str:
+    """A regex matching exactly `words`, branching one character at a time."""
+    tree: _Trie = {}
+    for word in words:
+        node = tree
+        for ch in word:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def branch(node: _Trie) -> str:
+        alts = [re.escape(ch) + branch(node[ch]) for ch in sorted(node) if ch]
+        if not alts:
+            return ""
+        body = alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
+        return f"(?:{body})?" if "" in node else body
+
+    return branch(tree)
+
+
+_TAG_NAME = re.compile("<(" + _trie(sorted(_LOOKED_FOR)) + r")(?=[\s/>])")
 _GONE = "data-sendwarden-gone"
 # libxml2 stops at 256 levels and html.py reports a partial view; past this depth (an element
 # under 200 others, a selector lexbor answers from each element up) html.py reads the message.
-_DEEP = "* > " * 200 + "*"
+# A selector of 200 steps costs as much to parse as to match: one of 50 steps rules out most.
+_DEEPER = ("* > " * 50 + "*",)
+_DEEP = ("* > " * 200 + "*",)
 _new = tuple.__new__
 
 
@@ -66,7 +95,7 @@ def _colour_suspects(tree: LexborHTMLParser, pairs: list[tuple[LexborNode, str]]
     """html.py's `_colour_suspects` on lexbor's tree: the elements whose own colour may not be
     read on some background of the page, with that colour."""
     coloured = [s for s in styles if lxmlview._COLOURISH(s)][: lxmlview.MAX_HIDING]
-    font_nodes = tree.css("font[color]") if fonts else []
+    font_nodes = [node for node in tree.tags("font") if node.attrs.get("color")] if fonts else []
     if not coloured and not font_nodes:
         return []
     texts: dict[inlinestyle.RGBA, list[str]] = {}
@@ -124,7 +153,7 @@ def _hidden(tree: LexborHTMLParser, html: str) -> list[LexborNode] | None:
     fonts = lxmlview._FONT_TAG.search(html) is not None
     colours: list[tuple[LexborNode, inlinestyle.RGBA]] | None = None
     if "<style" in html or "<STYLE" in html or "<Style" in html:  # as html.py looks for a sheet
-        css = "\n".join(node.text() for node in tree.css("style"))
+        css = "\n".join(node.text() for node in tree.tags("style"))
         if css and cascade.may_hide(css):
             return None
         if css and cascade.paints_background(css):
@@ -144,7 +173,7 @@ def _hidden(tree: LexborHTMLParser, html: str) -> list[LexborNode] | None:
     gone = tree.css("[hidden]")
     if hiding:
         gone += [node for node, style in pairs if style in hiding]
-    if len(gone) > lxmlview.MAX_HIDING or tree.any_css_matches((_DEEP,)):
+    if len(gone) > lxmlview.MAX_HIDING or (html.count("<") > 200 and tree.any_css_matches(_DEEPER) and tree.any_css_matches(_DEEP)):
         return None
     if colours is None:
         colours = _colour_suspects(tree, pairs, styles, fonts)
@@ -160,12 +189,11 @@ def _hidden(tree: LexborHTMLParser, html: str) -> list[LexborNode] | None:
     return gone
 
 
-def _anchor(node: LexborNode, alts: dict[int, list[str]]) -> Link:
+def _anchor(node: LexborNode, href: str, alts: dict[int, list[str]]) -> Link:
     text = node.text(separator=" ")
-    extra = alts.get(node.mem_id)
-    if extra:
+    if alts and (extra := alts.get(node.mem_id)):
         text += "".join(" " + alt for alt in extra)
-    return _new(Link, ((node.attrs["href"] or "").strip(), " ".join(text.split())[:500], "html"))
+    return _new(Link, (href.strip(), " ".join(text.split())[:500], "html"))
 
 
 def _alts(tree: LexborHTMLParser) -> dict[int, list[str]]:
@@ -203,7 +231,11 @@ def _forms(tree: LexborHTMLParser) -> tuple[int, int, list[tuple[str, str]], lis
 
 
 def _named(html: str) -> set[str]:
-    return {name.lower() for name in set(_TAG_NAME.findall(html))}
+    """The names of `_LOOKED_FOR` that the source has a tag of (and maybe more: a superset)."""
+    named = set(_TAG_NAME.findall(html.lower()))
+    if "image" in named:
+        named.add("img")
+    return named
 
 
 def extract(html: str) -> HtmlView:
@@ -237,16 +269,19 @@ def extract(html: str) -> HtmlView:
             for node in tree.tags(tag):
                 node.unwrap(delete_empty=True)
     tree.merge_text_nodes()
-    links = tree.css("a[href]")
+    elements = tree.tags("a") if "<a" in html or "<A" in html else []
+    links = [(node, href) for node in elements if (href := node.attrs.get("href")) is not None]
     problem = ""
     if len(links) > lxmlview.MAX_ANCHORS:
         problem = f"more than {lxmlview.MAX_ANCHORS} links in the HTML body"
         del links[lxmlview.MAX_ANCHORS:]
-    alts = _alts(tree) if links else {}
-    anchors = tuple(_anchor(node, alts) for node in links)
-    password_inputs, forms, inputs, actions = _forms(tree)
-    tree.unwrap_tags(["a"], delete_empty=True)
-    tree.merge_text_nodes()
+    alts = _alts(tree) if links and "img" in named else {}
+    anchors = tuple(_anchor(node, href, alts) for node, href in links)
+    password_inputs, forms, inputs, actions = _forms(tree) if named & {"form", "input", "button"} else (0, 0, [], [])
+    if elements:
+        for node in elements:
+            node.unwrap(delete_empty=True)
+        tree.merge_text_nodes()
     tokens = tree.root.text(separator=" ").split() if tree.root is not None else []
     return HtmlView(
         anchors=anchors,
