@@ -23,8 +23,7 @@ out here as html.py takes them out. What needs html.py's inherited walk or the s
 rare in ordinary mail and read by html.py itself, so the view stays the same: text blanked by a
 tiny font or hidden visibility, a colour that cannot be read on its background, a `<style>`
 block that may hide, past the limits of hidden elements or elements, deep nesting (libxml2
-reads 256 levels and says so), a root that hides all, and any comment (a node of lexbor's tree
-that text does not merge across; libxml2's parser drops them).
+reads 256 levels and says so), a root that hides all.
 """
 
 from __future__ import annotations
@@ -166,10 +165,10 @@ def _hidden(tree: LexborHTMLParser, html: str) -> list[LexborNode] | None:
     hiding = set()
     for i in suspects:
         effect = inlinestyle.effect(styles[i])
-        if effect.blanks_text:
-            return None
-        if effect.subtree:
+        if effect.subtree:  # html.py takes it out whole, whatever else the style says
             hiding.add(styles[i])
+        elif effect.blanks_text:
+            return None
     gone = tree.css("[hidden]")
     if hiding:
         gone += [node for node, style in pairs if style in hiding]
@@ -230,6 +229,18 @@ def _forms(tree: LexborHTMLParser) -> tuple[int, int, list[tuple[str, str]], lis
     return password_inputs, forms, inputs, actions
 
 
+# What may make a comment node: a comment, a bogus one (<!x>, </ x>), a processing instruction
+# (<?x>), a doctype (which is no node of the root's, so one that starts the document is passed
+# over).
+_COMMENTISH = re.compile(r"<[!?]|</[^a-zA-Z>]")
+_DOCTYPE = re.compile(r"\s*<!doctype[^>]*>", re.IGNORECASE)
+
+
+def _may_comment(html: str) -> bool:
+    doctype = _DOCTYPE.match(html)
+    return _COMMENTISH.search(html, doctype.end() if doctype else 0) is not None
+
+
 def _named(html: str) -> set[str]:
     """The names of `_LOOKED_FOR` that the source has a tag of (and maybe more: a superset)."""
     named = set(_TAG_NAME.findall(html.lower()))
@@ -246,9 +257,7 @@ def extract(html: str) -> HtmlView:
     if b"&#" in data:
         data = lxmlview._MARKER_REFS.sub(b"", data)
     named = _named(html)
-    # A comment is a node of lexbor's tree, across which text does not merge (libxml2's parser
-    # drops them); nothing in selectolax takes them out short of a walk in Python.
-    if _GONE in html or "<!--" in html or ("noscript" in named and "template" in named):
+    if _GONE in html or ("noscript" in named and "template" in named):
         return lxmlview.extract(html)
     tree = LexborHTMLParser(data)
     gone = _hidden(tree, html)
@@ -268,6 +277,12 @@ def extract(html: str) -> HtmlView:
         if tag in named:
             for node in tree.tags(tag):
                 node.unwrap(delete_empty=True)
+    if _may_comment(html):
+        # A comment (or a processing instruction) is a node of lexbor's tree, across which text
+        # does not merge (libxml2's parser drops them): taken out, found by the one walk in
+        # Python (over the elements and them, not the text).
+        for node in [node for node in tree.root.traverse() if not node.is_element_node] if tree.root is not None else ():
+            node.decompose()
     tree.merge_text_nodes()
     elements = tree.tags("a") if "<a" in html or "<A" in html else []
     links = [(node, href) for node in elements if (href := node.attrs.get("href")) is not None]
