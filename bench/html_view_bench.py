@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """What the HTML view of one message costs, part by part, with lxml (proxy/message/html.py,
-today's) and with lexbor (proxy/message/view.py), and what the checks cost after it.
+today's) and with lexbor (proxy/message/html5.py), and what the checks cost after it.
 
 The message is smtp_bench.py's pinned newsletter (the shipped compliant example grown to
 --size KB), or --file. Each part runs --count times, three rounds; the best round's CPU time
 (process time) per call is printed, in us: the least disturbed by other load on the machine.
 
-    .venv/bin/python bench/html_view_bench.py [--count 1000] [--size 30] [--file MSG.eml]
+    .venv/bin/python bench/html_view_bench.py [--count 1000] [--size 30] [--file MSG.eml] [--no-keep-heap]
+
+The C heap keeps its freed top as the relay's does (proxy/runtime/warmup.py keep_freed_heap);
+--no-keep-heap measures without, where each lexbor tree's pages fault in anew.
 
 Parts, lxml: parse (libxml2), hide (the styles that may hide, looked at together, and what
 they hide taken out), text pass (the XSLT), walk (links, forms and tokens out of its output).
@@ -32,11 +35,12 @@ from selectolax.lexbor import LexborHTMLParser  # noqa: E402
 from smtp_bench import newsletter  # noqa: E402
 
 from proxy.message import html as lxmlview  # noqa: E402
-from proxy.message import view as lexview  # noqa: E402
+from proxy.message import html5 as lexview  # noqa: E402
 from proxy.message.mime import Message  # noqa: E402
 from proxy.policy.engine import findings  # noqa: E402
 from proxy.policy.loader import BUILTIN_DEFAULT, load_policy  # noqa: E402
 from proxy.policy.registry import Context  # noqa: E402
+from proxy.runtime.warmup import keep_freed_heap  # noqa: E402
 
 
 def best_us(fn: Callable[[], Any], count: int) -> float:
@@ -55,14 +59,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--count", type=int, default=1000)
     ap.add_argument("--size", type=int, default=30, help="KB of smtp_bench.py's newsletter")
     ap.add_argument("--file", type=Path, help="a message instead of the newsletter")
+    ap.add_argument("--no-keep-heap", action="store_true", help="the C heap gives its freed top back (glibc's default)")
     args = ap.parse_args(argv)
+    kept = not args.no_keep_heap and keep_freed_heap()
     raw = args.file.read_bytes() if args.file else newsletter(args.size).encode()
     if b"\r\n" not in raw:
         raw = raw.replace(b"\n", b"\r\n")
     html = Message.from_bytes(raw).html
     n = args.count
     print(f"{args.file.name if args.file else f'newsletter({args.size})'}: message {len(raw) / 1024:.1f} KB, "
-          f"HTML {len(html) / 1024:.1f} KB, {html.count('<')} tags; best of 3 rounds of {n}, us per call")
+          f"HTML {len(html) / 1024:.1f} KB, {html.count('<')} tags; best of 3 rounds of {n}, CPU us per call; "
+          f"freed heap {'kept' if kept else 'given back'}")
 
     # lxml, today's view, part by part (as html.extract runs them)
     parse = best_us(lambda: lxmlview._parse(html), n)
@@ -79,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         lxmlview._visible(out)
 
     walked = best_us(walk, n)
-    whole_old = best_us(lambda: lxmlview.extract(html), n)
+    whole_old = best_us(lambda: lxmlview.extract_lxml(html), n)
     print(f"lxml   parse {parse:7.0f}  hide {hide:7.0f}  text pass {text:7.0f}  walk {walked:7.0f}  "
           f"sum {parse + hide + text + walked:7.0f}  extract() {whole_old:7.0f}")
 

@@ -1,16 +1,14 @@
-"""The HTML view of ordinary mail from lexbor's tree (through selectolax): the same HtmlView as
-proxy/message/html.py (tests/message/test_view_equal.py holds them equal on every fixture).
-
-Not the relay's view yet: on the 30 KB newsletter it costs about what html.py costs
-(bench/html_view_bench.py), so the relay keeps html.py. Where the time goes: lexbor's parse is
-about a third cheaper than libxml2's, but selectolax offers no one-call way to read text with
-inline elements joined, so the links are unwrapped one call each, the tag names are found by a
-regex over the source, and the depth check (a selector) and the inline styles read one element
-at a time cost what the XSLT saved.
+"""The relay's HTML view (Message.html_view, through html.extract) from lexbor's tree, through
+selectolax: the same HtmlView as html.py's extract_lxml (tests/message/test_html5.py holds them
+equal on every fixture and example, the hostile markup and hand-made shapes), for fewer
+instructions: 10.3 M against 12.7 M on the 30 KB newsletter of bench/ (callgrind;
+bench/html_view_bench.py splits both in CPU time).
+lexbor's parse costs half of libxml2's; what is left is selectolax's one call per link and the
+Python around (words split, joined and collected, as html.py does too).
 
 Why selectolax: lexbor is an HTML5 parser in C (the tree a browser builds) and selectolax gives
-it whole-tree operations without a Python walk: CSS selectors, unwrapping tags, merging text
-nodes and reading the text.
+it whole-tree operations without a walk in Python: CSS selectors, elements by tag name,
+unwrapping tags, merging text nodes and reading the text. bs4 costs ten times more.
 
 The text model is html.py's: inline elements join their text without a space
 (`un<b>subscribe</b>` reads "unsubscribe"), every other element stands apart from its
@@ -22,8 +20,8 @@ Hidden elements (the `hidden` attribute, an inline style that hides its whole su
 out here as html.py takes them out. What needs html.py's inherited walk or the style sheet is
 rare in ordinary mail and read by html.py itself, so the view stays the same: text blanked by a
 tiny font or hidden visibility, a colour that cannot be read on its background, a `<style>`
-block that may hide, past the limits of hidden elements or elements, deep nesting (libxml2
-reads 256 levels and says so), a root that hides all.
+block that may hide, more than MAX_TAGS tags or MAX_HIDING hidden elements, deep nesting
+(libxml2 reads 256 levels and says so), a root that hides all.
 """
 
 from __future__ import annotations
@@ -35,7 +33,7 @@ from selectolax.lexbor import LexborHTMLParser, LexborNode
 from proxy.message import cascade
 from proxy.message import html as lxmlview
 from proxy.message import styles as inlinestyle
-from proxy.message.mime import HtmlView, Link
+from proxy.message.htmlview import HtmlView, Link
 
 __all__ = ["extract"]
 
@@ -80,6 +78,10 @@ _GONE = "data-sendwarden-gone"
 # A selector of 200 steps costs as much to parse as to match: one of 50 steps rules out most.
 _DEEPER = ("* > " * 50 + "*",)
 _DEEP = ("* > " * 200 + "*",)
+# lexbor checks the open elements at each tag (the HTML standard's "in scope"), so a tree
+# nested n deep costs n squared: 10,000 nested divs 0.18 s, 200,000 a minute. Past this many
+# tags (a 30 KB newsletter has 1,500) html.py reads the message: libxml2 stops at 256 levels.
+MAX_TAGS = 5000
 _new = tuple.__new__
 
 
@@ -146,8 +148,6 @@ def _background(node: LexborNode | None) -> inlinestyle.RGBA | None:
 def _hidden(tree: LexborHTMLParser, html: str) -> list[LexborNode] | None:
     """The elements to take out whole, in document order; None when html.py must read the
     message (see the module's docstring)."""
-    if len(html) > 3 * lxmlview.MAX_ELEMENTS and html.count("<") > lxmlview.MAX_ELEMENTS:
-        return None
     pairs, styles = _styled(tree)
     fonts = lxmlview._FONT_TAG.search(html) is not None
     colours: list[tuple[LexborNode, inlinestyle.RGBA]] | None = None
@@ -250,19 +250,22 @@ def _named(html: str) -> set[str]:
 
 
 def extract(html: str) -> HtmlView:
-    """html.py's `extract`, from lexbor's tree (or from html.py's, for what only it reads)."""
+    """What html.py's `extract_lxml` returns, from lexbor's tree (or from html.py's, for what
+    only it reads)."""
     if not html.strip():
         return lxmlview._EMPTY
     data = html.encode("utf-8", "replace").translate(None, lxmlview._CONTROLS)
     if b"&#" in data:
         data = lxmlview._MARKER_REFS.sub(b"", data)
+    if html.count("<") > MAX_TAGS:
+        return lxmlview.extract_lxml(html)
     named = _named(html)
     if _GONE in html or ("noscript" in named and "template" in named):
-        return lxmlview.extract(html)
+        return lxmlview.extract_lxml(html)
     tree = LexborHTMLParser(data)
     gone = _hidden(tree, html)
     if gone is None:
-        return lxmlview.extract(html)
+        return lxmlview.extract_lxml(html)
     # Inner ones first: an element taken out frees what is inside it.
     for node in reversed(gone):
         if node.tag in lxmlview._INLINE_TAGS:
