@@ -56,7 +56,8 @@ def instructions(case: str, count: int, msgfile: Path, work: Path) -> int:
         cmd = [PY, str(state / "proxy.py")]
     else:
         (state / "bench.toml").write_text(
-            f'state_dir = "{state}"\n[upstream]\nurl = "smtp://127.0.0.1:{sink_port}"\n[metrics]\naddress = ""\n'
+            # one worker: callgrind follows one process, and the default is one per CPU
+            f'workers = 1\nstate_dir = "{state}"\n[upstream]\nurl = "smtp://127.0.0.1:{sink_port}"\n[metrics]\naddress = ""\n'
             '[audit]\nlevel = "warning"\n[timeouts]\npolicy = 300\nupstream_command = 300\nupstream_data = 300\n'
             '[recipients]\nverify_domains = false\n')  # no resolver outside the machine
         cmd = [PY, "-m", "proxy.cli", "serve", "--config", str(state / "bench.toml"), "--listen", f"127.0.0.1:{port}"]

@@ -58,3 +58,11 @@ def test_store_lookup_bench_quick_run(tmp_path) -> None:  # type: ignore[no-unty
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.count("SQL on the connection") == 3
     assert out.stdout.count("(reader thread, one core, as cpu_affinity binds it)") == 3 and out.stdout.count("(reader thread, any core)") == 3
+
+
+def test_html_view_bench_quick_run() -> None:
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "html_view_bench.py"), "--count", "3"],
+                         capture_output=True, text=True, timeout=300)
+    print(out.stdout)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.count("extract()") == 2 and "checks (default policy" in out.stdout

@@ -22,10 +22,11 @@ from email.parser import BytesHeaderParser, BytesParser
 from email.policy import compat32
 from email.policy import default as _default_policy
 from functools import cached_property
-from typing import Any, Callable, Hashable, NamedTuple, TypeVar
+from typing import Any, Callable, Hashable, TypeVar
 
 from proxy.message.elide import Elided, skeleton
 from proxy.message.decode import MAX_HEADER_CHARS, decode_header, decode_text, header_text, part_charset, part_names, payload_bytes
+from proxy.message.htmlview import HtmlView, Link
 
 __all__ = ["Attachment", "HtmlView", "Link", "Message", "decode_header"]
 
@@ -61,16 +62,6 @@ _STRUCTURAL_DEFECTS = frozenset({
 })
 
 
-class Link(NamedTuple):
-    """One hyperlink: where it goes and what the reader sees (for a URL in plain text, the
-    words on its line). A named tuple: a newsletter has a hundred links, each made, hashed
-    and compared in C."""
-
-    href: str
-    text: str
-    source: str  # "html" or "text"
-
-
 @dataclass(frozen=True, slots=True)
 class Attachment:
     """A non-body MIME part: what it claims to be, and its decoded bytes.
@@ -86,24 +77,6 @@ class Attachment:
     @property
     def size(self) -> int:
         return len(self.payload)
-
-
-@dataclass(frozen=True, slots=True)
-class HtmlView:
-    """What checks need from the HTML body, extracted in one walk of the tree."""
-
-    anchors: tuple[Link, ...]
-    visible_text: str
-    password_inputs: int
-    forms: int
-    # (type, the input's name/id/placeholder/label in lower case) of every form field
-    inputs: tuple[tuple[str, str], ...] = ()
-    form_actions: tuple[str, ...] = ()
-    # Why the view is partial (tree too deep, too many links, unparseable), or "" when whole.
-    problem: str = ""
-    # The distinct whitespace-separated tokens of visible_text (found while collapsing its
-    # whitespace): the word lists' prefilter starts from them instead of splitting it again.
-    tokens: frozenset[str] = frozenset()
 
 
 class _TrailingNewline:

@@ -1,0 +1,313 @@
+"""The relay's HTML view (Message.html_view, through html.extract) from lexbor's tree, through
+selectolax: the same HtmlView as html.py's extract_lxml (tests/message/test_html5.py holds them
+equal on every fixture and example, the hostile markup and hand-made shapes), for fewer
+instructions: 10.3 M against 12.7 M on the 30 KB newsletter of bench/ (callgrind;
+bench/html_view_bench.py splits both in CPU time).
+lexbor's parse costs half of libxml2's; what is left is selectolax's one call per link and the
+Python around (words split, joined and collected, as html.py does too).
+
+Why selectolax: lexbor is an HTML5 parser in C (the tree a browser builds) and selectolax gives
+it whole-tree operations without a walk in Python: CSS selectors, elements by tag name,
+unwrapping tags, merging text nodes and reading the text. bs4 costs ten times more.
+
+The text model is html.py's: inline elements join their text without a space
+(`un<b>subscribe</b>` reads "unsubscribe"), every other element stands apart from its
+neighbours, the invisible ones (script, style, head...) read as one space. It is had by
+unwrapping the inline elements and merging the text they leave side by side: then every text
+node is a run a reader sees in one piece, and the runs are joined with spaces.
+
+Hidden elements (the `hidden` attribute, an inline style that hides its whole subtree) are taken
+out here as html.py takes them out. What needs html.py's inherited walk or the style sheet is
+rare in ordinary mail and read by html.py itself, so the view stays the same: text blanked by a
+tiny font or hidden visibility, a colour that cannot be read on its background, a `<style>`
+block that may hide, more than MAX_TAGS tags or MAX_HIDING hidden elements, deep nesting
+(libxml2 reads 256 levels and says so), a root that hides all.
+"""
+
+from __future__ import annotations
+
+import re
+
+from selectolax.lexbor import LexborHTMLParser, LexborNode
+
+from proxy.message import cascade
+from proxy.message import html as lxmlview
+from proxy.message import styles as inlinestyle
+from proxy.message.htmlview import HtmlView, Link
+
+__all__ = ["extract"]
+
+_INLINE = sorted(lxmlview._INLINE_TAGS - {"a"})
+# The invisible elements, those that hold no element first (an element taken out frees what
+# is inside it), head last. A template in a noscript or the other way round: html.py reads it.
+_INVISIBLE = ("script", "style", "title", "textarea", "option", "select", "noscript", "template", "head")
+# Which of the elements this view looks for the source names (lexbor makes none that the source
+# does not name, but html, head, body and table parts; <image> is an img): one search of the
+# lower-cased text, where a selector of thirty tags costs more than the parse and lexbor's
+# search by tag name walks the tree once for each tag. The names as a trie: sre tries the
+# branches of an alternation one by one at every "<".
+_LOOKED_FOR = frozenset({*_INLINE, *_INVISIBLE, "img", "image", "form", "input", "button", "font"})
+
+
+_Trie = dict[str, "_Trie"]
+
+
+def _trie(words: list[str]) -> str:
+    """A regex matching exactly `words`, branching one character at a time."""
+    tree: _Trie = {}
+    for word in words:
+        node = tree
+        for ch in word:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def branch(node: _Trie) -> str:
+        alts = [re.escape(ch) + branch(node[ch]) for ch in sorted(node) if ch]
+        if not alts:
+            return ""
+        body = alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
+        return f"(?:{body})?" if "" in node else body
+
+    return branch(tree)
+
+
+_TAG_NAME = re.compile("<(" + _trie(sorted(_LOOKED_FOR)) + r")(?=[\s/>])")
+_GONE = "data-sendwarden-gone"
+# libxml2 stops at 256 levels and html.py reports a partial view; past this depth (an element
+# under 200 others, a selector lexbor answers from each element up) html.py reads the message.
+# A selector of 200 steps costs as much to parse as to match: one of 50 steps rules out most.
+_DEEPER = ("* > " * 50 + "*",)
+_DEEP = ("* > " * 200 + "*",)
+# lexbor checks the open elements at each tag (the HTML standard's "in scope"), so a tree
+# nested n deep costs n squared: 10,000 nested divs 0.18 s, 200,000 a minute. Past this many
+# tags (a 30 KB newsletter has 1,500) html.py reads the message: libxml2 stops at 256 levels.
+MAX_TAGS = 5000
+_new = tuple.__new__
+
+
+def _styled(tree: LexborHTMLParser) -> tuple[list[tuple[LexborNode, str]], list[str]]:
+    """The elements with a style and it; the distinct styles in document order."""
+    pairs = [(node, node.attrs["style"] or "") for node in tree.css("[style]")]
+    return pairs, list(dict.fromkeys(style for _, style in pairs))
+
+
+def _colour_suspects(tree: LexborHTMLParser, pairs: list[tuple[LexborNode, str]], styles: list[str],
+                     fonts: bool) -> list[tuple[LexborNode, inlinestyle.RGBA]]:
+    """html.py's `_colour_suspects` on lexbor's tree: the elements whose own colour may not be
+    read on some background of the page, with that colour."""
+    coloured = [s for s in styles if lxmlview._COLOURISH(s)][: lxmlview.MAX_HIDING]
+    font_nodes = [node for node in tree.tags("font") if node.attrs.get("color")] if fonts else []
+    if not coloured and not font_nodes:
+        return []
+    texts: dict[inlinestyle.RGBA, list[str]] = {}
+    backs = {inlinestyle.WHITE}
+    for style in coloured:
+        e = inlinestyle.effect(style)
+        if e.color is not None:
+            texts.setdefault(e.color, []).append(style)
+        if e.background is not None and e.background != inlinestyle.IMAGE:
+            backs.add(e.background)
+    for node in tree.css("[bgcolor]"):
+        if (back := inlinestyle.attribute_colour(node.attrs["bgcolor"] or "")) is not None:
+            backs.add(back)
+
+    def suspect(colour: inlinestyle.RGBA) -> bool:
+        return any(inlinestyle.unreadable(colour, b) for b in backs)
+
+    suspects = {style: colour for colour, group in texts.items() if suspect(colour) for style in group}
+    found = [(node, suspects[style]) for node, style in pairs if style in suspects]
+    for node in font_nodes:
+        colour = inlinestyle.attribute_colour(node.attrs["color"] or "")
+        if colour is not None and suspect(colour):
+            found.append((node, colour))
+    return found
+
+
+def _background(node: LexborNode | None) -> inlinestyle.RGBA | None:
+    """html.py's `_background` on lexbor's tree."""
+    for _ in range(lxmlview._MAX_ANCESTORS):
+        if node is None or not node.is_element_node:
+            break
+        attrs = node.attrs
+        style = attrs.get("style")
+        if style and "backg" in style.lower():
+            back = inlinestyle.effect(style).background
+            if back == inlinestyle.IMAGE:
+                return None
+            if back is not None and back[3] >= 0.5:
+                return back
+        if attrs.get("background"):
+            return None
+        attr = attrs.get("bgcolor")
+        if attr and (back := inlinestyle.attribute_colour(attr)) is not None and back[3] >= 0.5:
+            return back
+        node = node.parent
+    return inlinestyle.WHITE
+
+
+def _hidden(tree: LexborHTMLParser, html: str) -> list[LexborNode] | None:
+    """The elements to take out whole, in document order; None when html.py must read the
+    message (see the module's docstring)."""
+    pairs, styles = _styled(tree)
+    fonts = lxmlview._FONT_TAG.search(html) is not None
+    colours: list[tuple[LexborNode, inlinestyle.RGBA]] | None = None
+    if "<style" in html or "<STYLE" in html or "<Style" in html:  # as html.py looks for a sheet
+        css = "\n".join(node.text() for node in tree.tags("style"))
+        if css and cascade.may_hide(css):
+            return None
+        if css and cascade.paints_background(css):
+            colours = _colour_suspects(tree, pairs, styles, fonts)
+            if colours:
+                return None
+    suspects = inlinestyle.suspects(styles)
+    if len(suspects) > lxmlview.MAX_HIDING:
+        return None
+    hiding = set()
+    for i in suspects:
+        effect = inlinestyle.effect(styles[i])
+        if effect.subtree:  # html.py takes it out whole, whatever else the style says
+            hiding.add(styles[i])
+        elif effect.blanks_text:
+            return None
+    gone = tree.css("[hidden]")
+    if hiding:
+        gone += [node for node, style in pairs if style in hiding]
+    if len(gone) > lxmlview.MAX_HIDING or (html.count("<") > 200 and tree.any_css_matches(_DEEPER) and tree.any_css_matches(_DEEP)):
+        return None
+    if colours is None:
+        colours = _colour_suspects(tree, pairs, styles, fonts)
+    if any(inlinestyle.unreadable(colour, _background(node)) for node, colour in colours):
+        return None
+    root = tree.root
+    if any(node == root for node in gone):
+        return None
+    if len(gone) > 1:  # in document order, so that the inner ones go first
+        for node in gone:
+            node.attrs[_GONE] = ""
+        gone = tree.css(f"[{_GONE}]")
+    return gone
+
+
+def _anchor(node: LexborNode, href: str, alts: dict[int, list[str]]) -> Link:
+    text = node.text(separator=" ")
+    if alts and (extra := alts.get(node.mem_id)):
+        text += "".join(" " + alt for alt in extra)
+    return _new(Link, (href.strip(), " ".join(text.split())[:500], "html"))
+
+
+def _alts(tree: LexborHTMLParser) -> dict[int, list[str]]:
+    """The alt texts of the images in each link (by the link's mem_id), in document order."""
+    out: dict[int, list[str]] = {}
+    for img in tree.css("a[href] img[alt]"):
+        alt = img.attrs["alt"] or ""
+        if not alt:
+            continue
+        node = img.parent
+        while node is not None and not (node.tag == "a" and "href" in node.attrs):
+            node = node.parent
+        if node is not None:
+            out.setdefault(node.mem_id, []).append(alt)
+    return out
+
+
+def _forms(tree: LexborHTMLParser) -> tuple[int, int, list[tuple[str, str]], list[str]]:
+    password_inputs = forms = 0
+    inputs: list[tuple[str, str]] = []
+    actions: list[str] = []
+    for node in tree.css("form, input, button"):
+        attrs = node.attrs
+        if node.tag == "form":
+            forms += 1
+            actions.append((attrs.get("action") or "").strip())
+        elif len(inputs) < lxmlview.MAX_INPUTS:
+            kind = (attrs.get("type") or "text").strip().lower()
+            if kind == "password":
+                password_inputs += 1
+            if node.tag == "input" and kind not in ("hidden", "submit", "button", "image", "reset"):
+                label = (attrs.get(k) for k in ("name", "id", "placeholder", "aria-label", "autocomplete"))
+                inputs.append((kind, " ".join(v for v in label if v).lower()))
+    return password_inputs, forms, inputs, actions
+
+
+# What may make a comment node: a comment, a bogus one (<!x>, </ x>), a processing instruction
+# (<?x>), a doctype (which is no node of the root's, so one that starts the document is passed
+# over).
+_COMMENTISH = re.compile(r"<[!?]|</[^a-zA-Z>]")
+_DOCTYPE = re.compile(r"\s*<!doctype[^>]*>", re.IGNORECASE)
+
+
+def _may_comment(html: str) -> bool:
+    doctype = _DOCTYPE.match(html)
+    return _COMMENTISH.search(html, doctype.end() if doctype else 0) is not None
+
+
+def _named(html: str) -> set[str]:
+    """The names of `_LOOKED_FOR` that the source has a tag of (and maybe more: a superset)."""
+    named = set(_TAG_NAME.findall(html.lower()))
+    if "image" in named:
+        named.add("img")
+    return named
+
+
+def extract(html: str) -> HtmlView:
+    """What html.py's `extract_lxml` returns, from lexbor's tree (or from html.py's, for what
+    only it reads)."""
+    if not html.strip():
+        return lxmlview._EMPTY
+    data = html.encode("utf-8", "replace").translate(None, lxmlview._CONTROLS)
+    if b"&#" in data:
+        data = lxmlview._MARKER_REFS.sub(b"", data)
+    if html.count("<") > MAX_TAGS:
+        return lxmlview.extract_lxml(html)
+    named = _named(html)
+    if _GONE in html or ("noscript" in named and "template" in named):
+        return lxmlview.extract_lxml(html)
+    tree = LexborHTMLParser(data)
+    gone = _hidden(tree, html)
+    if gone is None:
+        return lxmlview.extract_lxml(html)
+    # Inner ones first: an element taken out frees what is inside it.
+    for node in reversed(gone):
+        if node.tag in lxmlview._INLINE_TAGS:
+            node.decompose()
+        else:
+            node.replace_with(" ")
+    for tag in _INVISIBLE:
+        if tag in named or tag == "head":
+            for node in tree.tags(tag):
+                node.replace_with(" ")
+    for tag in _INLINE:
+        if tag in named:
+            for node in tree.tags(tag):
+                node.unwrap(delete_empty=True)
+    if _may_comment(html):
+        # A comment (or a processing instruction) is a node of lexbor's tree, across which text
+        # does not merge (libxml2's parser drops them): taken out, found by the one walk in
+        # Python (over the elements and them, not the text).
+        for node in [node for node in tree.root.traverse() if not node.is_element_node] if tree.root is not None else ():
+            node.decompose()
+    tree.merge_text_nodes()
+    elements = tree.tags("a") if "<a" in html or "<A" in html else []
+    links = [(node, href) for node in elements if (href := node.attrs.get("href")) is not None]
+    problem = ""
+    if len(links) > lxmlview.MAX_ANCHORS:
+        problem = f"more than {lxmlview.MAX_ANCHORS} links in the HTML body"
+        del links[lxmlview.MAX_ANCHORS:]
+    alts = _alts(tree) if links and "img" in named else {}
+    anchors = tuple(_anchor(node, href, alts) for node, href in links)
+    password_inputs, forms, inputs, actions = _forms(tree) if named & {"form", "input", "button"} else (0, 0, [], [])
+    if elements:
+        for node in elements:
+            node.unwrap(delete_empty=True)
+        tree.merge_text_nodes()
+    tokens = tree.root.text(separator=" ").split() if tree.root is not None else []
+    return HtmlView(
+        anchors=anchors,
+        visible_text=" ".join(tokens),
+        tokens=frozenset(tokens),
+        password_inputs=password_inputs,
+        forms=forms,
+        inputs=tuple(inputs),
+        form_actions=tuple(actions),
+        problem=problem,
+    )
