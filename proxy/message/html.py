@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Callable, Iterable
+from typing import Any
 from functools import lru_cache
 
 from lxml import etree
@@ -297,28 +299,54 @@ def _known(background: inlinestyle.RGBA | None) -> inlinestyle.RGBA | None:
     return None if background == inlinestyle.IMAGE else background
 
 
-def _background(el: etree._Element) -> inlinestyle.RGBA | None:
-    """The colour painted under el's text: its own or its nearest ancestor's background (a
+def background(node: Any, attr: Callable[[Any, str], str | None], parent: Callable[[Any], Any]) -> inlinestyle.RGBA | None:
+    """The colour painted under a node's text: its own or its nearest ancestor's background (a
     transparent one lets the one below show), white when none; None when an image may be under
-    it."""
-    node: etree._Element | None = el
+    it. `attr` and `parent` read the tree (lxml's here, lexbor's in html5.py); `parent` gives
+    None above the root."""
     for _ in range(_MAX_ANCESTORS):
         if node is None:
             break
-        style = node.get("style")
+        style = attr(node, "style")
         if style and "backg" in style.lower():
             back = inlinestyle.effect(style).background
             if back == inlinestyle.IMAGE:
                 return None
             if back is not None and back[3] >= 0.5:
                 return back
-        if node.get("background"):
+        if attr(node, "background"):
             return None  # <td background="image.png">
-        attr = node.get("bgcolor")
-        if attr and (back := inlinestyle.attribute_colour(attr)) is not None and back[3] >= 0.5:
+        colour = attr(node, "bgcolor")
+        if colour and (back := inlinestyle.attribute_colour(colour)) is not None and back[3] >= 0.5:
             return back
-        node = node.getparent()
+        node = parent(node)
     return inlinestyle.WHITE
+
+
+def _background(el: etree._Element) -> inlinestyle.RGBA | None:
+    return background(el, etree._Element.get, etree._Element.getparent)
+
+
+def colour_suspects(coloured: list[str], bgcolors: Iterable[str]) -> tuple[dict[str, inlinestyle.RGBA], Callable[[inlinestyle.RGBA], bool]]:
+    """Of the distinct styles `coloured`, those whose text colour may not be read on some
+    background of the page (its white, the styles' backgrounds, the `bgcolor` values), each
+    with that colour; and the test itself, for <font color>. Shared by both trees' views."""
+    texts: dict[inlinestyle.RGBA, list[str]] = {}  # a template uses a few colours in many styles
+    backs = {inlinestyle.WHITE}
+    for style in coloured:
+        e = inlinestyle.effect(style)
+        if e.color is not None:
+            texts.setdefault(e.color, []).append(style)
+        if e.background is not None and e.background != inlinestyle.IMAGE:
+            backs.add(e.background)
+    for value in set(bgcolors):
+        if (back := inlinestyle.attribute_colour(value)) is not None:
+            backs.add(back)
+
+    def suspect(colour: inlinestyle.RGBA) -> bool:
+        return any(inlinestyle.unreadable(colour, b) for b in backs)
+
+    return {style: colour for colour, styles in texts.items() if suspect(colour) for style in styles}, suspect
 
 
 def _colour_suspects(root: etree._Element, coloured: list[str], fonts_too: bool) -> list[tuple[etree._Element, inlinestyle.RGBA]]:
@@ -329,22 +357,7 @@ def _colour_suspects(root: etree._Element, coloured: list[str], fonts_too: bool)
     fonts = _FONT_COLORS(root) if fonts_too else []
     if not coloured and not fonts:
         return []
-    texts: dict[inlinestyle.RGBA, list[str]] = {}  # a template uses a few colours in many styles
-    backs = {inlinestyle.WHITE}
-    for style in coloured:
-        e = inlinestyle.effect(style)
-        if e.color is not None:
-            texts.setdefault(e.color, []).append(style)
-        if e.background is not None and e.background != inlinestyle.IMAGE:
-            backs.add(e.background)
-    for value in set(_BGCOLORS(root)):
-        if (back := inlinestyle.attribute_colour(value)) is not None:
-            backs.add(back)
-
-    def suspect(colour: inlinestyle.RGBA) -> bool:
-        return any(inlinestyle.unreadable(colour, b) for b in backs)
-
-    suspects = {style: colour for colour, styles in texts.items() if suspect(colour) for style in styles}
+    suspects, suspect = colour_suspects(coloured, _BGCOLORS(root))
     found = [(el, suspects[style]) for el, style in _with_styles(root, set(suspects))] if suspects else []
     for value in fonts:
         colour = inlinestyle.attribute_colour(str(value))

@@ -99,22 +99,8 @@ def _colour_suspects(tree: LexborHTMLParser, pairs: list[tuple[LexborNode, str]]
     font_nodes = [node for node in tree.tags("font") if node.attrs.get("color")] if fonts else []
     if not coloured and not font_nodes:
         return []
-    texts: dict[inlinestyle.RGBA, list[str]] = {}
-    backs = {inlinestyle.WHITE}
-    for style in coloured:
-        e = inlinestyle.effect(style)
-        if e.color is not None:
-            texts.setdefault(e.color, []).append(style)
-        if e.background is not None and e.background != inlinestyle.IMAGE:
-            backs.add(e.background)
-    for node in tree.css("[bgcolor]"):
-        if (back := inlinestyle.attribute_colour(node.attrs["bgcolor"] or "")) is not None:
-            backs.add(back)
-
-    def suspect(colour: inlinestyle.RGBA) -> bool:
-        return any(inlinestyle.unreadable(colour, b) for b in backs)
-
-    suspects = {style: colour for colour, group in texts.items() if suspect(colour) for style in group}
+    bgcolors = (node.attrs["bgcolor"] or "" for node in tree.css("[bgcolor]"))
+    suspects, suspect = lxmlview.colour_suspects(coloured, bgcolors)
     found = [(node, suspects[style]) for node, style in pairs if style in suspects]
     for node in font_nodes:
         colour = inlinestyle.attribute_colour(node.attrs["color"] or "")
@@ -123,26 +109,20 @@ def _colour_suspects(tree: LexborHTMLParser, pairs: list[tuple[LexborNode, str]]
     return found
 
 
+def _element_attr(node: LexborNode, name: str) -> str | None:
+    return node.attrs.get(name)
+
+
+def _element_parent(node: LexborNode) -> LexborNode | None:
+    up = node.parent
+    return up if up is not None and up.is_element_node else None
+
+
 def _background(node: LexborNode | None) -> inlinestyle.RGBA | None:
-    """html.py's `_background` on lexbor's tree."""
-    for _ in range(lxmlview._MAX_ANCESTORS):
-        if node is None or not node.is_element_node:
-            break
-        attrs = node.attrs
-        style = attrs.get("style")
-        if style and "backg" in style.lower():
-            back = inlinestyle.effect(style).background
-            if back == inlinestyle.IMAGE:
-                return None
-            if back is not None and back[3] >= 0.5:
-                return back
-        if attrs.get("background"):
-            return None
-        attr = attrs.get("bgcolor")
-        if attr and (back := inlinestyle.attribute_colour(attr)) is not None and back[3] >= 0.5:
-            return back
-        node = node.parent
-    return inlinestyle.WHITE
+    """html.py's `background` on lexbor's tree (from an element, up to the root element)."""
+    if node is not None and not node.is_element_node:
+        node = None
+    return lxmlview.background(node, _element_attr, _element_parent)
 
 
 def _hidden(tree: LexborHTMLParser, html: str) -> list[LexborNode] | None:
