@@ -67,14 +67,24 @@ class Replies:
         return Reply(250, "2.0.0", "Ok")
 
     @staticmethod
-    def sender_refused(enhanced: str, reason: str) -> Reply:
-        """An envelope sender that cannot be carried upstream (control characters, not UTF-8,
-        non-ASCII without SMTPUTF8)."""
-        return Reply(553, enhanced, f"Sender address refused: {reason}")
+    def sender_refused(reason: str) -> Reply:
+        """An envelope sender that cannot be carried upstream: control characters, not UTF-8
+        (RFC 3463 5.1.7, bad sender's mailbox address syntax)."""
+        return Reply(553, "5.1.7", f"Sender address refused: {reason}")
 
     @staticmethod
-    def recipient_address_refused(enhanced: str, reason: str) -> Reply:
-        return Reply(553, enhanced, f"Recipient address refused: {reason}")
+    def recipient_address_refused(reason: str) -> Reply:
+        """The same for a recipient (5.1.3, bad destination mailbox address syntax)."""
+        return Reply(553, "5.1.3", f"Recipient address refused: {reason}")
+
+    @staticmethod
+    def sender_needs_smtputf8() -> Reply:
+        """A non-ASCII sender without SMTPUTF8 on MAIL FROM (RFC 6531 3.7.4.1: 553 5.6.7)."""
+        return Reply(553, "5.6.7", "Sender address refused: a non-ASCII address needs the SMTPUTF8 parameter on MAIL FROM (RFC 6531)")
+
+    @staticmethod
+    def recipient_needs_smtputf8() -> Reply:
+        return Reply(553, "5.6.7", "Recipient address refused: a non-ASCII address needs the SMTPUTF8 parameter on MAIL FROM (RFC 6531)")
 
     @staticmethod
     def bad_recipient(reason: str) -> Reply:
@@ -216,8 +226,18 @@ class Replies:
         return Reply(552, "5.3.4", f"Message too big for system (limit {limit} bytes)")
 
     @staticmethod
-    def malformed(enhanced: str, reason: str) -> Reply:
-        return Reply(550, enhanced, _clean(reason))
+    def bare_line_ending() -> Reply:
+        """Message data with a bare CR or LF: the shape of SMTP smuggling (5.6.0, other media error)."""
+        return Reply(550, "5.6.0", "Bare CR or LF in message data is not allowed (RFC 5321 2.3.8); send CRLF line endings")
+
+    @staticmethod
+    def line_too_long(limit: int) -> Reply:
+        return Reply(550, "5.6.0", f"Message has a line longer than {limit} characters (RFC 5321 4.5.3.1.6)")
+
+    @staticmethod
+    def cannot_suppress(reason: str) -> Reply:
+        """An unsubscribe mail naming an address the store cannot file."""
+        return Reply(550, "5.1.3", _clean(f"cannot suppress that address: {reason}"))
 
 
     @staticmethod

@@ -46,19 +46,23 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 SENDER_OK, RECIPIENT_OK, RESET_OK = str(Replies.sender_ok()), str(Replies.recipient_ok()), str(Replies.reset())
 
 
-def address_problem(address: str, smtputf8: bool) -> tuple[str, str]:
-    """Why an envelope address cannot be carried upstream, as (enhanced code for MAIL, reason);
-    ("", "") when it can. aiosmtpd hands undecodable bytes over as surrogate escapes: refused
-    here, at once and for good, rather than failing later with a 451 the client retries forever."""
+NEEDS_SMTPUTF8 = "smtputf8"
+
+
+def address_problem(address: str, smtputf8: bool) -> str | None:
+    """Why an envelope address cannot be carried upstream ("smtputf8" when only the SMTPUTF8
+    parameter is missing), or None when it can. aiosmtpd hands undecodable bytes over as
+    surrogate escapes: refused here, at once and for good, rather than failing later with a
+    451 the client retries forever."""
     if _CONTROL.search(address):
-        return "5.1.7", "control characters in the address"
+        return "control characters in the address"
     try:
         address.encode("utf-8")
     except UnicodeEncodeError:
-        return "5.1.7", "the address is not valid UTF-8"
+        return "the address is not valid UTF-8"
     if not smtputf8 and not address.isascii():
-        return "5.6.7", "a non-ASCII address needs the SMTPUTF8 parameter on MAIL FROM (RFC 6531)"
-    return "", ""
+        return NEEDS_SMTPUTF8
+    return None
 
 
 def client_ip(session: Session) -> str:
@@ -180,9 +184,9 @@ class RelayHandler:
             return str(reply)
         if service.closing:
             return str(Replies.shutting_down())
-        code, reason = address_problem(address, bool(envelope.smtp_utf8))
-        if code:
-            return str(Replies.sender_refused(code, reason))
+        problem = address_problem(address, bool(envelope.smtp_utf8))
+        if problem is not None:
+            return str(Replies.sender_needs_smtputf8() if problem == NEEDS_SMTPUTF8 else Replies.sender_refused(problem))
         policy = service.policy
         user = _auth_user(session)
         stream = policy.resolve_stream(listener=self.listener, user=user, sender=address)
@@ -220,9 +224,9 @@ class RelayHandler:
             return str(Replies.need_mail())
         if len(envelope.rcpt_tos) >= self.settings.max_recipients:
             return str(Replies.too_many_recipients())
-        code, reason = address_problem(address, bool(envelope.smtp_utf8))
-        if code:
-            return str(Replies.recipient_address_refused(code.replace("5.1.7", "5.1.3"), reason))
+        problem = address_problem(address, bool(envelope.smtp_utf8))
+        if problem is not None:
+            return str(Replies.recipient_needs_smtputf8() if problem == NEEDS_SMTPUTF8 else Replies.recipient_address_refused(problem))
         domain = address.rpartition("@")[2].lower()
         broken = await self.service.rate.check_recipient(tx.traffic_class, tx.rate_keys, domain, domain not in tx.domains)
         if broken is not None:
@@ -287,9 +291,9 @@ class RelayHandler:
             elif data.error == "in_flight_full":
                 reply = Replies.in_flight_full()
             elif data.error == "bare_eol":
-                reply = Replies.malformed("5.6.0", "Bare CR or LF in message data is not allowed (RFC 5321 2.3.8); send CRLF line endings")
+                reply = Replies.bare_line_ending()
             else:
-                reply = Replies.malformed("5.6.0", f"Message has a line longer than {settings.max_line_length} characters (RFC 5321 4.5.3.1.6)")
+                reply = Replies.line_too_long(settings.max_line_length)
             outcome.audit(service.deps, tx, reply, None, data.size, record, t0)
             return str(reply)
         if tx.local:

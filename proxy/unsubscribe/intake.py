@@ -163,7 +163,7 @@ class Intake:
             return Replies.store_unavailable(reason), record
         except ValueError as exc:  # an address the store cannot file
             log.warning("intake_refused", queue_id=queue_id, error=str(exc))
-            return Replies.malformed("5.1.3", f"cannot suppress that address: {exc}"), record
+            return Replies.cannot_suppress(str(exc)), record
         for e in entries:
             log.info("unsubscribed" if e.reason == "unsubscribe" else "complaint_suppressed",
                      via=e.source, rcpt=self.masker(e.address), scope=str(e.scope), queue_id=queue_id)

@@ -18,7 +18,7 @@ SMUGGLED = (
 PROBES = [b"\n.\n", b"\n.\r\n", b"\r.\n", b"\r.\r\n", b"\r\n.\r", b"\r\n.\n"]
 TRANSACTIONAL = '[policy]\ndefault_stream = "transactional"\n'
 # Malformed data (RFC 3463 5.6.0, as the DATA reader gives it), a message over the size limit, one relayed.
-BAD_DATA, TOO_LARGE, RELAYED = Replies.malformed("5.6.0", ""), Replies.too_large(0), Replies.relayed("", "")
+BAD_DATA, TOO_LARGE, RELAYED = Replies.bare_line_ending(), Replies.too_large(0), Replies.relayed("", "")
 
 
 async def open_data(port: int) -> RawClient:
