@@ -114,7 +114,7 @@ async def test_a_slow_store_is_bounded_by_the_policy_timeout(start_relay, sink, 
     real = relay.store.lookup
 
     async def slow(*args, **kwargs):  # the real store, behind a stall we control
-        await asyncio.sleep(2)
+        await asyncio.sleep(30)
         return await real(*args, **kwargs)
 
     monkeypatch.setattr(relay.store, "lookup", slow)
@@ -124,7 +124,7 @@ async def test_a_slow_store_is_bounded_by_the_policy_timeout(start_relay, sink, 
     await client.cmd(f"MAIL FROM:<{SENDER}>")
     started = time.monotonic()
     assert (await client.cmd("RCPT TO:<reader@example.org>")).startswith(f"{UNAVAILABLE.code} {UNAVAILABLE.enhanced}")
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 15  # the 0.3 s budget answered, not the 30 s stall
     await client.close()
 
 
