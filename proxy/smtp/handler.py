@@ -46,22 +46,22 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 SENDER_OK, RECIPIENT_OK, RESET_OK = str(Replies.sender_ok()), str(Replies.recipient_ok()), str(Replies.reset())
 
 
-NEEDS_SMTPUTF8 = "smtputf8"
-
-
-def address_problem(address: str, smtputf8: bool) -> str | None:
-    """Why an envelope address cannot be carried upstream ("smtputf8" when only the SMTPUTF8
-    parameter is missing), or None when it can. aiosmtpd hands undecodable bytes over as
-    surrogate escapes: refused here, at once and for good, rather than failing later with a
-    451 the client retries forever."""
+def address_refusal(address: str, smtputf8: bool, recipient: bool) -> Reply | None:
+    """The reply refusing an envelope address that cannot be carried upstream, or None when it
+    can. aiosmtpd hands undecodable bytes over as surrogate escapes: refused here, at once and
+    for good, rather than failing later with a 451 the client retries forever."""
+    reason = None
     if _CONTROL.search(address):
-        return "control characters in the address"
-    try:
-        address.encode("utf-8")
-    except UnicodeEncodeError:
-        return "the address is not valid UTF-8"
+        reason = "control characters in the address"
+    else:
+        try:
+            address.encode("utf-8")
+        except UnicodeEncodeError:
+            reason = "the address is not valid UTF-8"
+    if reason is not None:
+        return Replies.recipient_address_refused(reason) if recipient else Replies.sender_refused(reason)
     if not smtputf8 and not address.isascii():
-        return NEEDS_SMTPUTF8
+        return Replies.recipient_needs_smtputf8() if recipient else Replies.sender_needs_smtputf8()
     return None
 
 
@@ -184,9 +184,9 @@ class RelayHandler:
             return str(reply)
         if service.closing:
             return str(Replies.shutting_down())
-        problem = address_problem(address, bool(envelope.smtp_utf8))
-        if problem is not None:
-            return str(Replies.sender_needs_smtputf8() if problem == NEEDS_SMTPUTF8 else Replies.sender_refused(problem))
+        refusal = address_refusal(address, bool(envelope.smtp_utf8), recipient=False)
+        if refusal is not None:
+            return str(refusal)
         policy = service.policy
         user = _auth_user(session)
         stream = policy.resolve_stream(listener=self.listener, user=user, sender=address)
@@ -224,9 +224,9 @@ class RelayHandler:
             return str(Replies.need_mail())
         if len(envelope.rcpt_tos) >= self.settings.max_recipients:
             return str(Replies.too_many_recipients())
-        problem = address_problem(address, bool(envelope.smtp_utf8))
-        if problem is not None:
-            return str(Replies.recipient_needs_smtputf8() if problem == NEEDS_SMTPUTF8 else Replies.recipient_address_refused(problem))
+        refusal = address_refusal(address, bool(envelope.smtp_utf8), recipient=True)
+        if refusal is not None:
+            return str(refusal)
         domain = address.rpartition("@")[2].lower()
         broken = await self.service.rate.check_recipient(tx.traffic_class, tx.rate_keys, domain, domain not in tx.domains)
         if broken is not None:
