@@ -13,6 +13,7 @@ import pytest
 
 from proxy.config import Config, ConfigFile
 from proxy.policy.loader import BUILTIN_DEFAULT, Policy, load_policy
+from proxy.runtime import eventloop
 from proxy.runtime.service import Service
 from tests.support.sink import Sink
 from tests.support.dnsserver import dns_server  # noqa: F401  (a loopback DNS server fixture for every test)
@@ -21,6 +22,11 @@ from tests.support.pgdb import pg_url  # noqa: F401  (a throwaway PostgreSQL dat
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SENDWARDEN = [sys.executable, "-m", "proxy.cli"]
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Callable[[], Any]]:
+    """Every async test runs on the event loop the service runs on (proxy/runtime/eventloop.py)."""
+    return {"uvloop": eventloop.new_event_loop}
 
 
 def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

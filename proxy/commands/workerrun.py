@@ -5,7 +5,6 @@ hidden options by which the main process starts each child."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import errno
 from collections.abc import Callable
 from typing import Any
@@ -15,6 +14,7 @@ import structlog
 from proxy.commands.common import EX_CONFIG, CliError
 from proxy.config import Config
 from proxy.policy.loader import Policy
+from proxy.runtime import eventloop
 
 log = structlog.get_logger("sendwarden.serve")
 
@@ -63,6 +63,6 @@ def run_workers(args: argparse.Namespace, config: Config, policy: Policy, source
     if count > 1 and not args.worker:
         workers = Workers(child_argv, count, cpus, on_death=service.worker_died)
     try:
-        asyncio.run(service.run(front, workers=workers))
+        eventloop.run(service.run(front, workers=workers))
     except OSError as exc:  # typically: the address is in use
         raise CliError(f"cannot serve{' the milter' if front == 'milter' else ''}: {exc.strerror or exc}") from None

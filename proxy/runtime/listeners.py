@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from aiohttp import web
@@ -55,9 +55,11 @@ class RateLimitedLog:
 
 class _Busy(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        transport.write(_BUSY)
-        transport.close()
+        # A cast, not an isinstance test: uvloop's transports (proxy/runtime/eventloop.py) are
+        # no subclasses of asyncio's, though they have the same methods.
+        stream = cast(asyncio.Transport, transport)
+        stream.write(_BUSY)
+        stream.close()
 
 
 class _Counted(asyncio.Protocol):
