@@ -127,22 +127,30 @@ def _part_counter() -> Any:
     return factory
 
 
-def _parse(raw: bytes) -> tuple[EmailMessage, str]:
-    """Parse the whole message (`raw`: the skeleton of a big one, proxy/message/elide.py);
+def _containers(raw: bytes) -> int:
+    """How many times `raw` names a multipart type (any case), a window at a time: no copy of
+    a big message in one piece."""
+    pattern, width = b"multipart/", 256 * 1024
+    return sum(raw[i:i + width + len(pattern) - 1].lower().count(pattern) for i in range(0, len(raw), width))
+
+
+def _parse(source: bytes, raw: bytes) -> tuple[EmailMessage, str]:
+    """Parse the whole message (`source`: `raw` or its skeleton, proxy/message/elide.py);
     when the body defeats the parser (absurd nesting blows the recursion limit), fall back to
     the headers alone and say why."""
     # Every multipart container but the outermost begins after a boundary line ("--..."), so
-    # a message with few of those cannot nest deeply: the full count (a lower-cased copy of
-    # the whole message) is only taken when there are many.
-    containers = 0 if raw.count(b"\n--") < MAX_MULTIPARTS else raw.lower().count(b"multipart/")
+    # a message with few of those cannot nest deeply: the full count (over the message itself,
+    # whose elided runs may name types too) is only taken when there are many. A skeleton
+    # keeps every line that begins with "--".
+    containers = 0 if source.count(b"\n--") < MAX_MULTIPARTS else _containers(raw)
     if containers > MAX_MULTIPARTS:
         problem = f"more than {MAX_MULTIPARTS} multipart containers ({containers})"
         try:
-            return BytesHeaderParser(policy=compat32).parsebytes(raw), problem
+            return BytesHeaderParser(policy=compat32).parsebytes(source), problem
         except Exception:
             return EmailMessage(policy=compat32), problem
     try:
-        return BytesParser(_class=_part_counter(), policy=compat32).parsebytes(raw), ""
+        return BytesParser(_class=_part_counter(), policy=compat32).parsebytes(source), ""
     except _TooManyParts:
         problem = f"more than {MAX_PARTS} MIME parts"
     except (RecursionError, MemoryError) as exc:
@@ -150,7 +158,7 @@ def _parse(raw: bytes) -> tuple[EmailMessage, str]:
     except Exception as exc:
         problem = f"the message could not be parsed ({type(exc).__name__})"
     try:
-        return BytesHeaderParser(policy=compat32).parsebytes(raw), problem
+        return BytesHeaderParser(policy=compat32).parsebytes(source), problem
     except Exception:
         return EmailMessage(policy=compat32), problem
 
@@ -176,7 +184,7 @@ class Message:
     @classmethod
     def from_bytes(cls, raw: bytes) -> "Message":
         source, elided = skeleton(raw)
-        msg, problem = _parse(source)
+        msg, problem = _parse(source, raw)
         return cls(raw=raw, _msg=msg, parse_problem=problem, _elided=elided)
 
     def _payload(self, part: EmailMessage, limit: int | None = None) -> bytes:
