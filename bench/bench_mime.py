@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         parse = best(lambda: Message.from_bytes(raw), args.rounds, args.number)
         viewed = best(lambda: views(raw), args.rounds, args.number)
         elided = Message.from_bytes(raw)._elided
-        with mock.patch.object(elide, "BODY_RUNS_ABOVE", len(raw) + 1), mock.patch.object(elide, "ELIDE_ABOVE", len(raw) + 1):
+        with mock.patch.multiple(elide, **{k: len(raw) + 1 for k in ("BODY_RUNS_ABOVE", "ELIDE_ABOVE") if hasattr(elide, k)}):
             parse_whole = best(lambda: Message.from_bytes(raw), args.rounds, args.number)
             viewed_whole = best(lambda: views(raw), args.rounds, args.number)
         print(f"{name[:32]:32} {len(raw) / 1024:6.1f} {parse * 1e6:8.1f} {parse_whole * 1e6:8.1f} {viewed * 1e6:8.1f} "

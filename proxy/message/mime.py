@@ -27,6 +27,7 @@ from typing import Any, Callable, Hashable, TypeVar
 from proxy.message.elide import Elided, skeleton
 from proxy.message.decode import MAX_HEADER_CHARS, decode_header, decode_text, header_text, part_charset, part_names, payload_bytes
 from proxy.message.htmlview import HtmlView, Link
+from proxy.message.parts import Part
 
 __all__ = ["Attachment", "HtmlView", "Link", "Message", "decode_header"]
 
@@ -122,7 +123,7 @@ def _part_counter() -> Any:
         made += 1
         if made > MAX_PARTS:
             raise _TooManyParts()
-        return EmailMessage(policy=policy)
+        return Part(policy=policy)
 
     return factory
 
@@ -166,9 +167,9 @@ def _parse(source: bytes, raw: bytes) -> tuple[EmailMessage, str]:
 # Besides the MIME headers, the headers a cached view reads; prepending one would change it.
 _VIEWED_HEADERS = frozenset({"mime-version", "subject", "from"})
 # What a view with headers prepended does not take over from the view it came from: its own
-# fields, `problems` (it measures every header) and the memo of outside code (which may have
-# read any header). Every other cached view is carried over as it is.
-_NOT_CARRIED = frozenset({"raw", "_msg", "parse_problem", "problems", "_memo", "_elided"})
+# fields, `problems` (it measures every header), the index of headers by name and the memo of
+# outside code (which may have read any header). Every other cached view is carried over.
+_NOT_CARRIED = frozenset({"raw", "_msg", "parse_problem", "problems", "_memo", "_elided", "_by_name"})
 
 
 @dataclass(frozen=True)
@@ -227,25 +228,38 @@ class Message:
 
     # -- headers -----------------------------------------------------------------------------
 
+    @cached_property
+    def _by_name(self) -> dict[str, list[Any]]:
+        """Every header's values as the stdlib's get_all hands them back, by lower-case name:
+        the checks ask for a dozen names, and get_all walks every header for each."""
+        index: dict[str, list[Any]] = {}
+        fetch = self._msg.policy.header_fetch_parse
+        for name, value in self._msg.raw_items():
+            index.setdefault(name.lower(), []).append(fetch(name, value))
+        return index
+
+    def _all(self, name: str) -> list[Any]:
+        return self._by_name.get(name.lower(), [])
+
     def header(self, name: str) -> str | None:
         """The first value of a header, decoded, or None when absent."""
-        value = self._msg.get(name)
-        return None if value is None else decode_header(value)
+        values = self._all(name)
+        return decode_header(values[0]) if values else None
 
     def headers(self, name: str) -> list[str]:
         """Every value of a header, decoded, in order."""
-        return [decode_header(v) for v in (self._msg.get_all(name) or [])]
+        return [decode_header(v) for v in self._all(name)]
 
     def raw_headers(self, name: str) -> list[str]:
         """Every value of a header exactly as sent (unfolded only), for strict parsers."""
-        return [header_text(v) for v in (self._msg.get_all(name) or [])]
+        return [header_text(v) for v in self._all(name)]
 
     def items(self) -> list[tuple[str, str]]:
         """Every header as (name, value as sent, unfolded only), in order."""
         return [(name, str(value)) for name, value in self._msg.items()]
 
     def count(self, name: str) -> int:
-        return len(self._msg.get_all(name) or [])
+        return len(self._all(name))
 
     @cached_property
     def subject(self) -> str:
