@@ -145,19 +145,24 @@ class Elided:
     def restore(self, payload: str, raw: bytes, limit: int | None = None) -> str:
         """The payload as the parser would have held it (its first `limit` characters, at least,
         when a limit is given)."""
-        out: list[str] = []
+        return self.restored_bytes(payload, raw, limit).decode("ascii", "surrogateescape")
+
+    def restored_bytes(self, payload: str, raw: bytes, limit: int | None = None) -> bytes:
+        """`restore` as the message's bytes: the parser's text is those bytes decoded as ASCII
+        with surrogate escapes, one character an octet."""
+        out: list[bytes] = []
         length = 0
         for piece in self._pieces(payload, raw):
             if isinstance(piece, str):
-                text = piece
+                chunk = piece.encode("ascii", "surrogateescape")
             else:
                 s, e = piece
-                text = raw[s:e if limit is None else min(e, s + limit - length)].decode("ascii", "surrogateescape")
-            out.append(text)
-            length += len(text)
+                chunk = raw[s:e if limit is None else min(e, s + limit - length)]
+            out.append(chunk)
+            length += len(chunk)
             if limit is not None and length >= limit:
                 break
-        return "".join(out)
+        return b"".join(out)
 
     def _base64(self, payload: str, raw: bytes) -> bytes | None:
         """A base64 payload decoded from the message's bytes a window at a time; None unless it
@@ -211,9 +216,12 @@ class Elided:
             decoded = self._base64(payload, raw)
             if decoded is not None:
                 return decoded
-        identity = cte not in ("base64", "quoted-printable", "x-uuencode", "uuencode", "uue", "x-uue")
+        if cte not in ("base64", "quoted-printable", "x-uuencode", "uuencode", "uue", "x-uue"):
+            # what the stdlib's get_payload(decode=True) returns for these: the text encoded
+            # back to the octets it was decoded from
+            return self.restored_bytes(payload, raw, limit)
         whole = copy.copy(part)  # shares headers and defects with the parsed part
-        whole.set_payload(self.restore(payload, raw, limit if identity else None))
+        whole.set_payload(self.restore(payload, raw))
         return payload_bytes(whole)
 
 
