@@ -59,6 +59,8 @@ def _dash_line(raw: bytes, pos: int) -> int:
         if raw.startswith(b"--", at) and raw[at - 1] in (10, 13):  # at > pos: no "--" at pos
             return at
         at = raw.find(b"-", at + 1)
+    if at < 0:
+        return len(raw)
     for start in range(at, len(raw), _WINDOW):
         # one octet past the window: a "--" across its end is found in it
         found = _DASHES.search(raw, start, start + _WINDOW + 1)

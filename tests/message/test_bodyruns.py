@@ -231,3 +231,27 @@ def messages(draw: st.DrawFn) -> bytes:
 @settings(max_examples=1500, deadline=None)
 def test_fuzz_mime_trees_read_with_every_body_run_elided_are_the_same(raw: bytes) -> None:
     same(raw)
+
+
+@given(messages())
+@settings(max_examples=500, deadline=None)
+def test_fuzz_runs_are_ordered_whole_lines_with_no_dash_line_inside(raw: bytes) -> None:
+    runs = body_runs(raw)
+    if runs is None:
+        return
+    ends = [0] + [e for _, e in runs]
+    for (s, e), before in zip(runs, ends, strict=False):
+        assert before <= s < e <= len(raw)
+        assert s == 0 or raw[s - 1] in b"\r\n"
+        assert raw.endswith(b"\r\n", s, e) and not raw.startswith(b"--", s)
+        assert b"\n--" not in raw[s:e] and b"\r--" not in raw[s:e]
+
+
+def test_the_search_for_a_dash_line_jumps_over_dashes_then_scans() -> None:
+    from proxy.message import bodyruns
+
+    body = b"a-b\r\n" * 10 + b"x--\r\n"  # more "-" than the jumps, none at a line start
+    assert bodyruns._dash_line(HEAD + body, len(HEAD)) == len(HEAD + body)
+    assert bodyruns._dash_line(HEAD + body + b"--b\r\n", len(HEAD)) == len(HEAD + body)
+    before = b"x\r\n--b\r\n"  # a dash line before the start is never found
+    assert bodyruns._dash_line(before + b"a-b\r\n" * 4 + b"x\r\n", len(before)) == len(before) + 23
