@@ -135,10 +135,16 @@ def _containers(raw: bytes) -> int:
     return sum(raw[i:i + width + len(pattern) - 1].lower().count(pattern) for i in range(0, len(raw), width))
 
 
-def _parse(source: bytes, raw: bytes) -> tuple[EmailMessage, str]:
-    """Parse the whole message (`source`: `raw` or its skeleton, proxy/message/elide.py);
-    when the body defeats the parser (absurd nesting blows the recursion limit), fall back to
-    the headers alone and say why."""
+def _parse(raw: bytes) -> tuple[EmailMessage, str, Elided | None]:
+    """Parse the whole message (the parser is given its skeleton, proxy/message/elide.py, and
+    how to read the elided runs back comes with it); when the body defeats the parser (absurd
+    nesting blows the recursion limit), fall back to the headers alone and say why."""
+    source, elided = skeleton(raw)
+    msg, problem = _parse_source(source, raw)
+    return msg, problem, elided
+
+
+def _parse_source(source: bytes, raw: bytes) -> tuple[EmailMessage, str]:
     # Every multipart container but the outermost begins after a boundary line ("--..."), so
     # a message with few of those cannot nest deeply: the full count (over the message itself,
     # whose elided runs may name types too) is only taken when there are many. A skeleton
@@ -184,8 +190,7 @@ class Message:
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> "Message":
-        source, elided = skeleton(raw)
-        msg, problem = _parse(source, raw)
+        msg, problem, elided = _parse(raw)
         return cls(raw=raw, _msg=msg, parse_problem=problem, _elided=elided)
 
     def _payload(self, part: EmailMessage, limit: int | None = None) -> bytes:
