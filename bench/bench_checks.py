@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import gc
+from email.parser import BytesParser
+from email.policy import compat32
 import os
 import statistics
 import sys
@@ -49,7 +51,7 @@ def run(count: int, path: Path, policy_path: str) -> dict[str, list[float]]:
         print(f"note: the message is not clean under this policy: {verdict.rules}")
     for _ in range(min(50, count)):  # warm caches (regex, PSL, imports)
         findings(policy, Message.from_bytes(raw), ctx)
-    times: dict[str, list[float]] = {"total": [], "parse": [], "decode": [], "html": [], "checks": []}
+    times: dict[str, list[float]] = {"total": [], "parse": [], "decode": [], "html": [], "checks": [], "stdlib": []}
     clock = time.perf_counter
     gc.collect()
     for _ in range(count):
@@ -62,7 +64,10 @@ def run(count: int, path: Path, policy_path: str) -> dict[str, list[float]]:
         t3 = clock()
         findings(policy, msg, ctx)
         t4 = clock()
-        for key, value in (("parse", t1 - t0), ("decode", t2 - t1), ("html", t3 - t2), ("checks", t4 - t3), ("total", t4 - t0)):
+        BytesParser(policy=compat32).parsebytes(raw)  # the yardstick: the stdlib's parse of the whole message
+        t5 = clock()
+        for key, value in (("parse", t1 - t0), ("decode", t2 - t1), ("html", t3 - t2), ("checks", t4 - t3), ("total", t4 - t0),
+                           ("stdlib", t5 - t4)):
             times[key].append(value)
     return times
 
@@ -79,7 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     for key, label in (("total", "parse + all checks"), ("parse", "  MIME parse"), ("decode", "  body decode"),
                        ("html", "  HTML walk"), ("checks", "  checks")):
         print(f"{label:<20} {_ms(times[key])}")
-    ratio = statistics.median(times["total"]) / statistics.median(times["parse"])
+    # our parse elides bodies (proxy/message/elide.py): the stdlib's parse of the whole message,
+    # timed next to it, is the yardstick
+    ratio = statistics.median(times["total"]) / statistics.median(times["stdlib"])
     print(f"parse + all checks = {ratio:.1f} x the stdlib's compat32 parse alone (a load-independent figure)")
     print(f"throughput (one core, parse + checks only): {1 / statistics.median(times['total']):,.0f} messages/s")
     try:

@@ -66,3 +66,12 @@ def test_html_view_bench_quick_run() -> None:
     print(out.stdout)
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.count("extract()") == 2 and "checks (default policy" in out.stdout
+
+
+def test_mime_bench_quick_run() -> None:
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_mime.py"), "--rounds", "1", "--number", "1"],
+                         capture_output=True, text=True, timeout=300)
+    print(out.stdout)
+    assert out.returncode == 0, out.stdout + out.stderr
+    rows = [line for line in out.stdout.splitlines()[2:] if line.strip()]
+    assert len(rows) == 4 and rows[1].startswith("newsletter_en.eml") and rows[1].split()[-1] == "2", out.stdout

@@ -1,24 +1,33 @@
-"""Big bodies kept out of the MIME parser: what the stdlib parser is given instead of a large
-message, and how a part's payload is read back from the message's own bytes.
+"""Bodies kept out of the MIME parser: what the stdlib parser is given instead of a message,
+and how a part's payload is read back from the message's own bytes.
 
-The stdlib's parser (the one MIME parser we use, email.parser with compat32) holds a message
-several times over while it works: the bytes decoded to str, its StringIO, the list of lines of
-each part, their join (about 8x a 24 MB message at its peak, measured with tracemalloc), and it
-does so in long C calls that hold the GIL. It cannot stream. What it needs of a big body is
-only where the body ends; so before parsing, every long run of inert lines is replaced with
-one short marker line, and the parser parses that skeleton. An inert line ends in CRLF, is not
-empty, has no other CR or LF (nor VT, FF, FS, GS, RS, where str.splitlines also breaks), no
-colon, and starts with neither a blank, nor "-", nor "From "
-(base64 lines, and most lines of prose and quoted-printable, are inert).
+The stdlib's parser (the one MIME parser we use, email.parser with compat32) works line by
+line in Python (about half a microsecond a line: most of the parse of a 30 KB newsletter),
+and holds a message several times over while it works: the bytes decoded to str, its
+StringIO, the list of lines of each part, their join (about 8x a 24 MB message at its peak,
+measured with tracemalloc), in long C calls that hold the GIL. It cannot stream. What it needs
+of a body is only where the body ends; so before parsing, runs of lines where the parser
+decides nothing are replaced with one short marker line each, and the parser parses that
+skeleton. Two readings find such runs:
 
-Why that changes nothing the parser decides: an inert line is never a header (the stdlib's
-headerRE needs a colon, a leading blank or "From "), a header continuation, a boundary (those
-start with "--"), a Unix From line or the empty line that ends the headers; the marker line is
-inert too, so at that place the parser takes the same turn (a line of body, or the end of the
-headers, with the same defect), and a run holds nothing that could change the structure.
-What does change is the payload string of the part that held the run; `Elided.payload_bytes`
-puts the run back (a base64 body is decoded straight from the message's bytes, window by
-window, with the stdlib's result) before any check sees it.
+- Runs of body lines (proxy/message/bodyruns.py), in any message above BODY_RUNS_ABOVE: from
+  the first line after a possible header block to the next line that begins with "--". A
+  multipart newsletter reaches the parser as its header blocks, boundaries and one marker line
+  per part.
+- Runs of inert lines, context-free, in a big message that the first reading does not hold
+  for (delivery-status, a VT or FF line break). An inert line ends in CRLF, is not empty, has
+  no other CR or LF (nor VT, FF, FS, GS, RS, where str.splitlines also breaks), no colon, and
+  starts with neither a blank, nor "-", nor "From " (base64 lines, and most lines of prose and
+  quoted-printable, are inert). It is never a header (the stdlib's headerRE needs a colon, a
+  leading blank or "From "), a header continuation, a boundary (those start with "--"), a
+  Unix From line or the empty line that ends the headers or a delivery-status block.
+
+The marker line is inert too (letters and digits), so at its place the parser takes the same
+turn as at the run's first line (a line of body, or the end of a header block, with the same
+defect), and nothing in a run could change the structure. What does change is the payload
+string of the part that held the run; `Elided.payload_bytes` puts the run back (a base64 body
+is decoded straight from the message's bytes, window by window, with the stdlib's result)
+before any check sees it.
 """
 
 from __future__ import annotations
@@ -32,11 +41,19 @@ from dataclasses import dataclass
 from email.message import Message as EmailMessage
 from typing import Iterator
 
+from proxy.message.bodyruns import body_runs
 from proxy.message.decode import payload_bytes
 
-__all__ = ["ELIDE_ABOVE", "MIN_RUN", "Elided", "skeleton"]
+__all__ = ["BODY_RUNS_ABOVE", "ELIDE_ABOVE", "MIN_BODY_RUN", "MIN_RUN", "Elided", "skeleton"]
 
-# Only messages larger than this are looked at, and only runs at least this long are elided.
+# In a message larger than this, runs of body lines at least MIN_BODY_RUN long are elided:
+# the parser's work per line (about half a microsecond) against the search for the runs and
+# putting a part's payload back (about 15 and 4 microseconds): a loss for a 3 KB message, a
+# third of the parse of a 12 KB one (bench/bench_mime.py).
+BODY_RUNS_ABOVE = 8 * 1024
+MIN_BODY_RUN = 1024
+# Otherwise only messages larger than this are looked at, and only runs of inert lines at
+# least this long are elided.
 ELIDE_ABOVE = 256 * 1024
 MIN_RUN = 32 * 1024
 _WINDOW = 256 * 1024  # the message is scanned a window at a time: no long C call holds the GIL
@@ -103,21 +120,24 @@ class Elided:
         """The same runs in the message with `by` bytes put in front (prepended headers)."""
         return Elided(self.marker, tuple((s + by, e + by) for s, e in self.runs))
 
-    @property
-    def _pattern(self) -> re.Pattern[str]:
-        return re.compile(re.escape(self.marker) + r"(\d+)Z(\r\n)?")
-
     def _pieces(self, payload: str, raw: bytes) -> list[str | tuple[int, int]]:
         """The payload as text pieces and (start, end) spans of `raw`. A marker that ends the
         payload lost its CRLF to the boundary after it, as the run's last line would have."""
         out: list[str | tuple[int, int]] = []
-        pos = 0
-        for m in self._pattern.finditer(payload):
-            if m.start() > pos:
-                out.append(payload[pos:m.start()])
-            s, e = self.runs[int(m.group(1))]
-            out.append((s, e if m.group(2) else e - 2))
-            pos = m.end()
+        marker, pos = self.marker, 0
+        # str.find, not a regex: the marker is new in every message, and compiling a pattern
+        # for it cost more than the parse it saves (the stdlib caches patterns by text)
+        at = payload.find(marker)
+        while at >= 0:
+            if at > pos:
+                out.append(payload[pos:at])
+            digits = at + len(marker)
+            z = payload.index("Z", digits)
+            s, e = self.runs[int(payload[digits:z])]
+            ended = payload.startswith("\r\n", z + 1)
+            out.append((s, e if ended else e - 2))
+            pos = z + 3 if ended else z + 1
+            at = payload.find(marker, pos)
         if pos < len(payload):
             out.append(payload[pos:])
         return out
@@ -125,19 +145,24 @@ class Elided:
     def restore(self, payload: str, raw: bytes, limit: int | None = None) -> str:
         """The payload as the parser would have held it (its first `limit` characters, at least,
         when a limit is given)."""
-        out: list[str] = []
+        return self.restored_bytes(payload, raw, limit).decode("ascii", "surrogateescape")
+
+    def restored_bytes(self, payload: str, raw: bytes, limit: int | None = None) -> bytes:
+        """`restore` as the message's bytes: the parser's text is those bytes decoded as ASCII
+        with surrogate escapes, one character an octet."""
+        out: list[bytes] = []
         length = 0
         for piece in self._pieces(payload, raw):
             if isinstance(piece, str):
-                text = piece
+                chunk = piece.encode("ascii", "surrogateescape")
             else:
                 s, e = piece
-                text = raw[s:e if limit is None else min(e, s + limit - length)].decode("ascii", "surrogateescape")
-            out.append(text)
-            length += len(text)
+                chunk = raw[s:e if limit is None else min(e, s + limit - length)]
+            out.append(chunk)
+            length += len(chunk)
             if limit is not None and length >= limit:
                 break
-        return "".join(out)
+        return b"".join(out)
 
     def _base64(self, payload: str, raw: bytes) -> bytes | None:
         """A base64 payload decoded from the message's bytes a window at a time; None unless it
@@ -191,18 +216,25 @@ class Elided:
             decoded = self._base64(payload, raw)
             if decoded is not None:
                 return decoded
-        identity = cte not in ("base64", "quoted-printable", "x-uuencode", "uuencode", "uue", "x-uue")
+        if cte not in ("base64", "quoted-printable", "x-uuencode", "uuencode", "uue", "x-uue"):
+            # what the stdlib's get_payload(decode=True) returns for these: the text encoded
+            # back to the octets it was decoded from
+            return self.restored_bytes(payload, raw, limit)
         whole = copy.copy(part)  # shares headers and defects with the parsed part
-        whole.set_payload(self.restore(payload, raw, limit if identity else None))
+        whole.set_payload(self.restore(payload, raw))
         return payload_bytes(whole)
 
 
 def skeleton(raw: bytes) -> tuple[bytes, Elided | None]:
-    """What to give the parser: `raw` with each long run of inert lines replaced by a marker
-    line, and how to read the runs back; `raw` itself (and None) when nothing is elided."""
-    if len(raw) <= ELIDE_ABOVE:
-        return raw, None
-    runs = _runs(raw)
+    """What to give the parser: `raw` with each run of body lines (proxy/message/bodyruns.py)
+    of at least MIN_BODY_RUN octets, or, for a big message that reading does not hold for,
+    each long run of inert lines, replaced by a marker line; and how to read the runs back.
+    `raw` itself (and None) when nothing is elided."""
+    runs = body_runs(raw) if len(raw) > BODY_RUNS_ABOVE else None
+    if runs is not None:
+        runs = [(s, e) for s, e in runs if e - s >= MIN_BODY_RUN]
+    elif len(raw) > ELIDE_ABOVE:
+        runs = _runs(raw)
     if not runs:
         return raw, None
     marker = "SWELIDED" + secrets.token_hex(16) + "N"  # letters and digits: an inert line

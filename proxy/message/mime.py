@@ -27,6 +27,7 @@ from typing import Any, Callable, Hashable, TypeVar
 from proxy.message.elide import Elided, skeleton
 from proxy.message.decode import MAX_HEADER_CHARS, decode_header, decode_text, header_text, part_charset, part_names, payload_bytes
 from proxy.message.htmlview import HtmlView, Link
+from proxy.message.parts import Part
 
 __all__ = ["Attachment", "HtmlView", "Link", "Message", "decode_header"]
 
@@ -122,27 +123,41 @@ def _part_counter() -> Any:
         made += 1
         if made > MAX_PARTS:
             raise _TooManyParts()
-        return EmailMessage(policy=policy)
+        return Part(policy=policy)
 
     return factory
 
 
-def _parse(raw: bytes) -> tuple[EmailMessage, str]:
-    """Parse the whole message (`raw`: the skeleton of a big one, proxy/message/elide.py);
-    when the body defeats the parser (absurd nesting blows the recursion limit), fall back to
-    the headers alone and say why."""
+def _containers(raw: bytes) -> int:
+    """How many times `raw` names a multipart type (any case), a window at a time: no copy of
+    a big message in one piece."""
+    pattern, width = b"multipart/", 256 * 1024
+    return sum(raw[i:i + width + len(pattern) - 1].lower().count(pattern) for i in range(0, len(raw), width))
+
+
+def _parse(raw: bytes) -> tuple[EmailMessage, str, Elided | None]:
+    """Parse the whole message (the parser is given its skeleton, proxy/message/elide.py, and
+    how to read the elided runs back comes with it); when the body defeats the parser (absurd
+    nesting blows the recursion limit), fall back to the headers alone and say why."""
+    source, elided = skeleton(raw)
+    msg, problem = _parse_source(source, raw)
+    return msg, problem, elided
+
+
+def _parse_source(source: bytes, raw: bytes) -> tuple[EmailMessage, str]:
     # Every multipart container but the outermost begins after a boundary line ("--..."), so
-    # a message with few of those cannot nest deeply: the full count (a lower-cased copy of
-    # the whole message) is only taken when there are many.
-    containers = 0 if raw.count(b"\n--") < MAX_MULTIPARTS else raw.lower().count(b"multipart/")
+    # a message with few of those cannot nest deeply: the full count (over the message itself,
+    # whose elided runs may name types too) is only taken when there are many. A skeleton
+    # keeps every line that begins with "--".
+    containers = 0 if source.count(b"\n--") < MAX_MULTIPARTS else _containers(raw)
     if containers > MAX_MULTIPARTS:
         problem = f"more than {MAX_MULTIPARTS} multipart containers ({containers})"
         try:
-            return BytesHeaderParser(policy=compat32).parsebytes(raw), problem
+            return BytesHeaderParser(policy=compat32).parsebytes(source), problem
         except Exception:
             return EmailMessage(policy=compat32), problem
     try:
-        return BytesParser(_class=_part_counter(), policy=compat32).parsebytes(raw), ""
+        return BytesParser(_class=_part_counter(), policy=compat32).parsebytes(source), ""
     except _TooManyParts:
         problem = f"more than {MAX_PARTS} MIME parts"
     except (RecursionError, MemoryError) as exc:
@@ -150,7 +165,7 @@ def _parse(raw: bytes) -> tuple[EmailMessage, str]:
     except Exception as exc:
         problem = f"the message could not be parsed ({type(exc).__name__})"
     try:
-        return BytesHeaderParser(policy=compat32).parsebytes(raw), problem
+        return BytesHeaderParser(policy=compat32).parsebytes(source), problem
     except Exception:
         return EmailMessage(policy=compat32), problem
 
@@ -158,9 +173,9 @@ def _parse(raw: bytes) -> tuple[EmailMessage, str]:
 # Besides the MIME headers, the headers a cached view reads; prepending one would change it.
 _VIEWED_HEADERS = frozenset({"mime-version", "subject", "from"})
 # What a view with headers prepended does not take over from the view it came from: its own
-# fields, `problems` (it measures every header) and the memo of outside code (which may have
-# read any header). Every other cached view is carried over as it is.
-_NOT_CARRIED = frozenset({"raw", "_msg", "parse_problem", "problems", "_memo", "_elided"})
+# fields, `problems` (it measures every header), the index of headers by name and the memo of
+# outside code (which may have read any header). Every other cached view is carried over.
+_NOT_CARRIED = frozenset({"raw", "_msg", "parse_problem", "problems", "_memo", "_elided", "_by_name"})
 
 
 @dataclass(frozen=True)
@@ -175,8 +190,7 @@ class Message:
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> "Message":
-        source, elided = skeleton(raw)
-        msg, problem = _parse(source)
+        msg, problem, elided = _parse(raw)
         return cls(raw=raw, _msg=msg, parse_problem=problem, _elided=elided)
 
     def _payload(self, part: EmailMessage, limit: int | None = None) -> bytes:
@@ -219,25 +233,38 @@ class Message:
 
     # -- headers -----------------------------------------------------------------------------
 
+    @cached_property
+    def _by_name(self) -> dict[str, list[Any]]:
+        """Every header's values as the stdlib's get_all hands them back, by lower-case name:
+        the checks ask for a dozen names, and get_all walks every header for each."""
+        index: dict[str, list[Any]] = {}
+        fetch = self._msg.policy.header_fetch_parse
+        for name, value in self._msg.raw_items():
+            index.setdefault(name.lower(), []).append(fetch(name, value))
+        return index
+
+    def _all(self, name: str) -> list[Any]:
+        return self._by_name.get(name.lower(), [])
+
     def header(self, name: str) -> str | None:
         """The first value of a header, decoded, or None when absent."""
-        value = self._msg.get(name)
-        return None if value is None else decode_header(value)
+        values = self._all(name)
+        return decode_header(values[0]) if values else None
 
     def headers(self, name: str) -> list[str]:
         """Every value of a header, decoded, in order."""
-        return [decode_header(v) for v in (self._msg.get_all(name) or [])]
+        return [decode_header(v) for v in self._all(name)]
 
     def raw_headers(self, name: str) -> list[str]:
         """Every value of a header exactly as sent (unfolded only), for strict parsers."""
-        return [header_text(v) for v in (self._msg.get_all(name) or [])]
+        return [header_text(v) for v in self._all(name)]
 
     def items(self) -> list[tuple[str, str]]:
         """Every header as (name, value as sent, unfolded only), in order."""
         return [(name, str(value)) for name, value in self._msg.items()]
 
     def count(self, name: str) -> int:
-        return len(self._msg.get_all(name) or [])
+        return len(self._all(name))
 
     @cached_property
     def subject(self) -> str:
