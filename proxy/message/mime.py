@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import re
 import unicodedata
+from collections import Counter
 from dataclasses import dataclass, field
 from email import feedparser as _feedparser
 from email.message import Message as EmailMessage
@@ -161,9 +162,9 @@ def _parse(raw: bytes) -> tuple[EmailMessage, str]:
 # Besides the MIME headers, the headers a cached view reads; prepending one would change it.
 _VIEWED_HEADERS = frozenset({"mime-version", "subject", "from"})
 # What a view with headers prepended does not take over from the view it came from: its own
-# fields, `problems` (it measures every header) and the memo of outside code (which may have
-# read any header). Every other cached view is carried over as it is.
-_NOT_CARRIED = frozenset({"raw", "_msg", "parse_problem", "problems", "_memo", "_elided"})
+# fields, `problems` (it measures every header), the header counts, and the memo of outside
+# code (which may have read any header). Every other cached view is carried over as it is.
+_NOT_CARRIED = frozenset({"raw", "_msg", "parse_problem", "problems", "_memo", "_elided", "_header_counts"})
 
 
 @dataclass(frozen=True)
@@ -240,7 +241,13 @@ class Message:
         return [(name, str(value)) for name, value in self._msg.items()]
 
     def count(self, name: str) -> int:
-        return len(self._msg.get_all(name) or [])
+        return self._header_counts.get(name.lower(), 0)
+
+    @cached_property
+    def _header_counts(self) -> Counter[str]:
+        """How often each header (lower-case name) occurs: the checks ask `count` a dozen
+        times a message, and each get_all walks and decodes every header."""
+        return Counter(name.lower() for name in self._msg.keys())
 
     @cached_property
     def subject(self) -> str:

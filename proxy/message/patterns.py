@@ -132,6 +132,7 @@ class TermSet:
         # The words a term starts with, each with the second words its terms go on with (None
         # when one of them is a single word): "your" counts only where "downline" occurs too.
         self.exact = exact
+        self._exact_words = frozenset(exact)  # a set meets a set by walking the smaller one
         self.prefixes = prefixes  # word beginnings a term starts with (wildcards, regexes)
         # The words of a text that begin with one of them, found by one search over the text's
         # distinct words joined by spaces (a trie after a literal space: the engine jumps from
@@ -147,7 +148,7 @@ class TermSet:
         if words is None:
             words = word_set(text)
         exact = self.exact
-        starts = {w for w in words.intersection(exact) if (nxt := exact[w]) is None or not nxt.isdisjoint(words)}
+        starts = {w for w in words.intersection(self._exact_words) if (nxt := exact[w]) is None or not nxt.isdisjoint(words)}
         if self._prefixed is not None:
             starts.update(self._prefixed(" " + " ".join(words)))
         if not starts:
