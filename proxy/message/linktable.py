@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from functools import cached_property
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Collection, Sequence
 
 from proxy.message.htmlview import Link
 from proxy.message.urls import PLAIN_HOST
@@ -89,10 +89,12 @@ class LinkTable:
         joined = "\x00".join(self.hrefs).lower()
         return joined if joined.count("\x00") == len(self.hrefs) - 1 else None
 
-    def containing(self, words: Iterable[str]) -> set[int]:
+    def containing(self, words: Collection[str]) -> set[int]:
         """The positions of the links whose lower-cased href contains one of `words` (lower
         case, no NUL): one search per word over all the hrefs, not one per word and link."""
         joined = self._lowered
+        if "" in words:
+            return set(range(len(self.hrefs)))
         if joined is None:
             hrefs = [h.lower() for h in self.hrefs]
             return {i for i, h in enumerate(hrefs) if any(w in h for w in words)}

@@ -38,6 +38,7 @@ _WILD = "\x01"  # a trailing `*`
 _SPLIT = re.compile(r"[\s\-]+")
 _WORD = re.compile(r"\w+")
 _WORD_CHAR = re.compile(r"\w")
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
 # Every ASCII character that is not a word character (\w), as a space.
 _ASCII_BREAKS = str.maketrans({chr(c): " " for c in range(128) if not _WORD_CHAR.match(chr(c))})
 # Texts shorter than this (a link's words) are scanned by the pattern directly: for them the
@@ -59,14 +60,19 @@ def word_set(normalised: str) -> frozenset[str]:
 def words_of(tokens: set[str] | frozenset[str]) -> frozenset[str]:
     """The words (\\w+ runs) of a set of whitespace-free tokens: `word_set` once the text is split.
     In ASCII, \\w is [A-Za-z0-9_]: the other ASCII characters are turned into spaces and the
-    text split, in C (the regex takes five times as long); only tokens with other characters
-    go through the regex."""
+    text split, in C (the regex takes five times as long). Other non-word characters (a euro
+    sign, a middle dot) are turned into spaces first; where letters beyond ASCII remain, only
+    the tokens that hold them go through the regex."""
     joined = " ".join(tokens)
     found: set[str] = set()
     if not joined.isascii():
-        others = {t for t in tokens if not t.isascii()}
-        found.update(_WORD.findall(" ".join(others)))
-        joined = " ".join(tokens.difference(others))
+        for char in set(_NON_ASCII.findall(joined)):
+            if not (char.isalnum() or char == "_"):
+                joined = joined.replace(char, " ")
+        if not joined.isascii():
+            others = {t for t in tokens if not t.isascii()}
+            found.update(_WORD.findall(" ".join(others)))
+            joined = " ".join(tokens.difference(others))
     found.update(joined.translate(_ASCII_BREAKS).split())
     return frozenset(found)
 

@@ -51,5 +51,5 @@ def test_a_plain_pair_is_what_scheme_and_host_reads(hrefs: list[str]) -> None:
         if scheme:
             assert scheme_and_host(href) == (scheme.lower(), host.lower())
     assert list(table.web) == [i for i, h in enumerate(hrefs) if h[:8].lower().startswith(("https://", "http://"))]
-    for word in ("a.example", "http", "i̇", "/"):
+    for word in ("a.example", "http", "i̇", "/", "b.", "-x", "q", ""):
         assert table.containing([word]) == {i for i, h in enumerate(hrefs) if word in h.lower()}

@@ -172,7 +172,8 @@ def body_link(msg: Message, ctx: Context, opts: UnsubscribeOptions) -> Iterator[
     header_uris = parse_list_unsubscribe(msg.raw_headers("List-Unsubscribe"), True).uris
     table = msg.link_table
     shown = table.plain_and(lambda href: href.partition(":")[0].lower() in _BODY_SCHEMES)
-    hrefs = {table.hrefs[i] for i in shown}
+    # Compared, not hashed, when every link counts: two header URIs against a hundred hrefs.
+    hrefs = table.hrefs if len(shown) == len(table.hrefs) else {table.hrefs[i] for i in shown}
     if any(uri in hrefs for uri in header_uris) or opts._links.any_named(table, shown):
         return
     yield Finding(
