@@ -68,15 +68,35 @@ class LinkTable:
 
     def where(self, pairs: frozenset[tuple[str, str]] | set[tuple[str, str]]) -> list[int]:
         """The positions of the links whose (scheme, host) pair is one of `pairs`."""
-        keys = {key for key, pair in self._plain.items() if pair in pairs}
-        return [i for i, key in enumerate(self._authorities) if key in keys]
+        keys = [key for key, pair in self._plain.items() if pair in pairs]
+        found: list[int] = []
+        authorities = self._authorities
+        for key in keys:  # list.index scans in C: the pairs asked for are the rare ones
+            try:
+                i = authorities.index(key)
+                while True:
+                    found.append(i)
+                    i = authorities.index(key, i + 1)
+            except ValueError:
+                pass
+        return sorted(found) if len(keys) > 1 else found
+
+    @cached_property
+    def _others(self) -> list[int]:
+        """The positions of the links that are not plain http(s) ones."""
+        return self.where({("", "")})
 
     def plain_and(self, keep: Callable[[str], bool]) -> Sequence[int]:
         """The positions of the plain http(s) links and of the other links whose href `keep`
         accepts: `keep` runs on the few others only."""
         hrefs = self.hrefs
-        dropped = {i for i in self.where({("", "")}) if not keep(hrefs[i])}
-        return [i for i in range(len(hrefs)) if i not in dropped] if dropped else range(len(hrefs))
+        dropped = [i for i in self._others if not keep(hrefs[i])]
+        if not dropped:
+            return range(len(hrefs))
+        kept = list(range(len(hrefs)))
+        for i in reversed(dropped):
+            del kept[i]
+        return kept
 
     @cached_property
     def web(self) -> Sequence[int]:
