@@ -24,7 +24,10 @@ from __future__ import annotations
 import re
 import re._constants as _sre  # the stdlib's regex parser: to find a regex term's first words
 import re._parser as _sre_parse
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
+from functools import partial
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Sequence
+
+import regex
 
 from proxy.message.opsregex import OpsPattern, PatternError
 
@@ -123,17 +126,31 @@ class TermSet:
 
     def __init__(self, body: str, labels: tuple[tuple[str, list[str], list[str]], ...], size: int,
                  exact: dict[str, frozenset[str] | None], prefixes: tuple[str, ...], anchored: bool,
-                 ops_regex: bool = False, literal_body: str = "", regex_starts: tuple[str, ...] = ()) -> None:
+                 ops_regex: bool = False, literal_body: str = "", regex_starts: tuple[str, ...] = (),
+                 staged: tuple[str, tuple[tuple[str, tuple[str, ...]], ...], str] = ("", (), "")) -> None:
         # Ops' own regular expressions are in the body: the time-limited engine (probed at load
         # term by term already, so not again here).
         self._compile: Any = (lambda src: OpsPattern(src, probe=False)) if ops_regex else re.compile
         self.pattern = self._compile(rf"(?<!\w)(?:{body})(?!\w)")
-        self._at = self._compile(rf"(?:{body})(?!\w)").match
         # Where a word no regex term starts with stands, no regex term can match: the literal
         # terms alone (our tries, on `re`, several times faster than the time-limited engine on
         # a pattern of a thousand terms) give the same answer there.
         self._regex_starts = regex_starts
-        self._at_literal = re.compile(rf"(?:{literal_body})(?!\w)").match if ops_regex and literal_body else self._at
+        if ops_regex:
+            self._at_literal = re.compile(rf"(?:{literal_body})(?!\w)").match if literal_body else re.compile(r"(?!x)x").match
+            # Where one does, the one pattern's alternatives are tried in its order, as its
+            # engine would: the allowed phrases, the regex terms that can start with that word
+            # (the others cannot match there), the other literal terms; each its own pattern on
+            # the same engine (our tries without a time limit: they cannot backtrack badly). The
+            # engine pays per call for the size of the pattern: 11 us a call with all the terms
+            # in it, 5 us for the three.
+            allowed_body, self._regex_terms, others_body = staged
+            self._allowed_at = regex.compile(rf"(?:{allowed_body})(?!\w)", regex.VERSION0).match if allowed_body else None
+            self._others_at = regex.compile(rf"(?:{others_body})(?!\w)", regex.VERSION0).match if others_body else None
+            self._by_word: dict[str, Callable[[str, int], Any]] = {}
+            self._by_terms: dict[tuple[str, ...], Callable[[str, int], Any]] = {}
+        else:
+            self._at_literal = re.compile(rf"(?:{body})(?!\w)").match
         self.size = size
         # The words a term starts with, each with the second words its terms go on with (None
         # when one of them is a single word): "your" counts only where "downline" occurs too.
@@ -162,7 +179,7 @@ class TermSet:
         # Try the pattern only where one of those words stands as a whole word.
         found: dict[int, Any] = {}
         for word in starts:
-            at = self._at if word.startswith(self._regex_starts) else self._at_literal
+            at = self._staged_at(word) if word.startswith(self._regex_starts) else self._at_literal
             i = text.find(word)
             while i >= 0:
                 after = i + len(word)
@@ -177,6 +194,22 @@ class TermSet:
                 hits.append(found[start])
                 end = found[start].end()
         return hits
+
+    MAX_WORDS = 4096  # staged matchers remembered per word, then forgotten all at once
+
+    def _staged_at(self, word: str) -> Callable[[str, int], Any]:
+        """The matcher for the places where `word` stands, a word some regex term starts with."""
+        at = self._by_word.get(word)
+        if at is None:
+            if len(self._by_word) >= self.MAX_WORDS:
+                self._by_word.clear()
+            terms = tuple(source for source, firsts in self._regex_terms if word.startswith(firsts))
+            at = self._by_terms.get(terms)
+            if at is None:
+                stages = [self._allowed_at, OpsPattern(rf"(?:{'|'.join(terms)})(?!\w)", probe=False).match, self._others_at]
+                at = self._by_terms[terms] = partial(_first_match, tuple(m for m in stages if m is not None))
+            self._by_word[word] = at
+        return at
 
     def scan(self, normalised: str, words: frozenset[str] | None = None) -> Iterator[tuple[str, str]]:
         """Hits in `normalised` text; `words` may pass its word set when already known."""
@@ -214,6 +247,14 @@ class TermSet:
             if pattern.fullmatch(matched):
                 return label
         return self._labels[-1][0] if self._labels else ""
+
+
+def _first_match(stages: tuple[Callable[[str, int], Any], ...], text: str, at: int) -> Any:
+    for match in stages:
+        m = match(text, at)
+        if m is not None:
+            return m
+    return None
 
 
 def _first_words(parsed: _sre_parse.SubPattern) -> list[str] | None:
@@ -283,6 +324,7 @@ def compile_terms(labelled: Mapping[str, Iterable[str]]) -> TermSet:
     exact: dict[str, set[str] | None] = {}
     prefixes: set[str] = set()
     regex_starts: set[str] = set()  # the first words of the regex terms
+    regex_terms: list[tuple[str, tuple[str, ...]]] = []  # each with its first words, in order
     anchored = True
     per_label: dict[str, tuple[list[str], list[str]]] = {}
     for label, terms in labelled.items():
@@ -314,6 +356,7 @@ def compile_terms(labelled: Mapping[str, Iterable[str]]) -> TermSet:
                 else:
                     prefixes.update(words)
                     regex_starts.update(words)
+                regex_terms.append((f"(?i:{source})", tuple(words or ())))
     # Allowed phrases first, then the regular expressions, then the other literal terms: at one
     # place in the text the first alternative that matches wins, so an allowed phrase beats
     # every term, and a regex phrase ("vuurwapens te koop") is not cut short by a literal
@@ -331,7 +374,8 @@ def compile_terms(labelled: Mapping[str, Iterable[str]]) -> TermSet:
     needs = {w: None if nxt is None else frozenset(nxt) for w, nxt in exact.items()}
     return TermSet(body, tuple(labels), len(keys) + len(regexes), needs,
                    tuple(sorted(prefixes)), anchored, ops_regex=bool(regexes),
-                   literal_body="|".join(literal) or r"(?!x)x", regex_starts=tuple(sorted(regex_starts)))
+                   literal_body="|".join(literal) or r"(?!x)x", regex_starts=tuple(sorted(regex_starts)),
+                   staged=(_trie_regex(allowed) if allowed else "", tuple(regex_terms), _trie_regex(others) if others else ""))
 
 
 class LinkWords:

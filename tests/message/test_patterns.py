@@ -52,6 +52,23 @@ def test_regex_before_a_literal_it_starts_with_and_allow_before_both() -> None:
     assert hits(ts, "vuurwapens") == [("w", "vuurwapens")]
 
 
+_MIXED = compile_terms({
+    "w": ["vuurwapen*", r"re:vuurwapens\s+te\s+koop", "order", r"re:(?:buy|order)\s+(?:coke|meth)", "order coke now",
+          r"re:orders?\s+\w+\s+online", "buy-in", r"re:bu\w*\s+guns?"],
+    "allow": ["vuurwapens te koop gevraagd", "order coke online"],
+})
+_WORDS = st.sampled_from(["order", "orders", "buy", "buying", "buy-in", "coke", "meth", "now", "online", "guns", "gun",
+                          "vuurwapens", "te", "koop", "gevraagd", "-", ",", "x"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_WORDS, max_size=12).map(" ".join))
+def test_regex_start_words_match_as_the_one_pattern_does(text: str) -> None:
+    """At a word a regex term starts with, the allowed phrases, the regex terms that can start
+    there and the literal terms are tried in turn: what the one pattern finds, they find."""
+    both(_MIXED, text)
+
+
 def test_matches_and_labels_of() -> None:
     ts = compile_terms({"en|x": ["casino*"], "de|x": ["casino*", "kasino"], "allow": ["casino royale"]})
     [(label, m)] = list(ts.matches("das casino"))
