@@ -206,7 +206,8 @@ class TermSet:
             terms = tuple(source for source, firsts in self._regex_terms if word.startswith(firsts))
             at = self._by_terms.get(terms)
             if at is None:
-                stages = [self._allowed_at, OpsPattern(rf"(?:{'|'.join(terms)})(?!\w)", probe=False).match, self._others_at]
+                regexes = OpsPattern(rf"(?:{'|'.join(terms)})(?!\w)", probe=False).match if terms else None
+                stages = [self._allowed_at, regexes, self._others_at]
                 at = self._by_terms[terms] = partial(_first_match, tuple(m for m in stages if m is not None))
             self._by_word[word] = at
         return at
