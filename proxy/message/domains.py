@@ -93,6 +93,7 @@ def known_suffix(host: str) -> bool:
     return bool(host) and _PSL.privatesuffix(host, accept_unknown=False) is not None
 
 
+@lru_cache(maxsize=16384)
 def registrable_label(domain: str) -> str:
     """The label left of the public suffix in the organisational domain: `paypal` for
     `www.paypal.co.uk`. Empty for a bare public suffix."""
@@ -119,15 +120,17 @@ def addresses_in(text: str) -> list[str]:
     return _ADDRESS_TOKEN.findall(text)
 
 
-def domains_in(text: str) -> list[str]:
+@lru_cache(maxsize=4096)
+def domains_in(text: str) -> tuple[str, ...]:
     """Every domain named in free text, in A-label form: tokens such as `shop.example.com` or
-    `pаypal.com` whose last labels are a known public suffix (so `Mr.Smith` or `v2.0` are not)."""
+    `pаypal.com` whose last labels are a known public suffix (so `Mr.Smith` or `v2.0` are not).
+    Remembered: a sender's display name comes back message after message."""
     out = []
     for token in _DOMAIN_TOKEN.findall(_ADDRESS_TOKEN.sub(" ", text)):
         a = to_alabel(token)
         if a and _PSL.publicsuffix(a, accept_unknown=False) and _PSL.privatesuffix(a, accept_unknown=False):
             out.append(a)
-    return out
+    return tuple(out)
 
 
 def _prototypes() -> dict[str, str]:
@@ -164,6 +167,7 @@ def skeleton(text: str) -> str:
     return " ".join(re.split(r"[\W_]+", _map(_map(text)))).strip()
 
 
+@lru_cache(maxsize=4096)
 def skeletons(text: str) -> frozenset[str]:
     """The skeletons of `text` as written and as lower case: a reader may take `ING` for `lNG`
     or for `ing`, so both readings count when matching protected names."""

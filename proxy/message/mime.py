@@ -22,12 +22,15 @@ from email.parser import BytesHeaderParser, BytesParser
 from email.policy import compat32
 from email.policy import default as _default_policy
 from functools import cached_property
-from typing import Any, Callable, Hashable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Hashable, TypeVar
 
 from proxy.message.elide import Elided, skeleton
 from proxy.message.decode import MAX_HEADER_CHARS, decode_header, decode_text, header_text, part_charset, part_names, payload_bytes
 from proxy.message.htmlview import HtmlView, Link
 from proxy.message.parts import Part
+
+if TYPE_CHECKING:
+    from proxy.message.linktable import LinkTable
 
 __all__ = ["Attachment", "HtmlView", "Link", "Message", "decode_header"]
 
@@ -441,13 +444,13 @@ class Message:
 
         # The HTML's visible text has its whitespace collapsed already (single spaces, none
         # at the ends) and its distinct tokens known: lower-cased here, not split again (the
-        # longest text). Lower-casing token by token gives the tokens of the lower-cased text:
+        # longest text). Lower-casing the tokens joined gives the tokens of the lower-cased text:
         # str.lower never makes or takes whitespace, and its one context rule (final sigma)
         # does not look past whitespace.
         plain = (self.subject + "\n" + self.text).lower().split()
         view = self.html_view
         text = " ".join(t for t in (" ".join(plain), view.visible_text.lower()) if t)
-        tokens = {*plain, *(t.lower() for t in view.tokens)}
+        tokens = {*plain, *" ".join(view.tokens).lower().split()}
         if APOSTROPHE in text:  # as patterns.normalise writes it
             text = text.replace(APOSTROPHE, "'")
             tokens = {t.replace(APOSTROPHE, "'") for t in tokens}
@@ -476,3 +479,11 @@ class Message:
     def distinct_links(self) -> tuple[Link, ...]:
         """`links` with each (href, text, source) once, in order: what the link checks go through."""
         return tuple(dict.fromkeys(self.links))
+
+    @cached_property
+    def link_table(self) -> LinkTable:
+        """`distinct_links` as every link check reads them: schemes, hosts and URL words found
+        for all links at once (proxy/message/linktable.py)."""
+        from proxy.message.linktable import LinkTable
+
+        return LinkTable(self.distinct_links)

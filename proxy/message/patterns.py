@@ -24,11 +24,15 @@ from __future__ import annotations
 import re
 import re._constants as _sre  # the stdlib's regex parser: to find a regex term's first words
 import re._parser as _sre_parse
-from bisect import bisect_right
-from itertools import accumulate
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from functools import partial
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Sequence
+
+import regex
 
 from proxy.message.opsregex import OpsPattern, PatternError
+
+if TYPE_CHECKING:
+    from proxy.message.linktable import LinkTable
 
 ALLOW = "allow"
 APOSTROPHE = "\u2019"
@@ -37,6 +41,9 @@ _WILD = "\x01"  # a trailing `*`
 _SPLIT = re.compile(r"[\s\-]+")
 _WORD = re.compile(r"\w+")
 _WORD_CHAR = re.compile(r"\w")
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
+# Every ASCII character that is not a word character (\w), as a space.
+_ASCII_BREAKS = str.maketrans({chr(c): " " for c in range(128) if not _WORD_CHAR.match(chr(c))})
 # Texts shorter than this (a link's words) are scanned by the pattern directly: for them the
 # prefilter's word set costs more than it saves.
 _SHORT = 160
@@ -53,10 +60,23 @@ def word_set(normalised: str) -> frozenset[str]:
     return words_of(set(normalised.split()))
 
 
-def words_of(tokens: set[str]) -> frozenset[str]:
-    """The words (\\w+ runs) of a set of whitespace-free tokens: `word_set` once the text is split."""
-    found = {t for t in tokens if t.isalnum()}
-    found.update(_WORD.findall(" ".join(tokens - found)))
+def words_of(tokens: set[str] | frozenset[str]) -> frozenset[str]:
+    """The words (\\w+ runs) of a set of whitespace-free tokens: `word_set` once the text is split.
+    In ASCII, \\w is [A-Za-z0-9_]: the other ASCII characters are turned into spaces and the
+    text split, in C (the regex takes five times as long). Other non-word characters (a euro
+    sign, a middle dot) are turned into spaces first; where letters beyond ASCII remain, only
+    the tokens that hold them go through the regex."""
+    joined = " ".join(tokens)
+    found: set[str] = set()
+    if not joined.isascii():
+        for char in set(_NON_ASCII.findall(joined)):
+            if not (char.isalnum() or char == "_"):
+                joined = joined.replace(char, " ")
+        if not joined.isascii():
+            others = {t for t in tokens if not t.isascii()}
+            found.update(_WORD.findall(" ".join(others)))
+            joined = " ".join(tokens.difference(others))
+    found.update(joined.translate(_ASCII_BREAKS).split())
     return frozenset(found)
 
 
@@ -106,21 +126,36 @@ class TermSet:
 
     def __init__(self, body: str, labels: tuple[tuple[str, list[str], list[str]], ...], size: int,
                  exact: dict[str, frozenset[str] | None], prefixes: tuple[str, ...], anchored: bool,
-                 ops_regex: bool = False, literal_body: str = "", regex_starts: tuple[str, ...] = ()) -> None:
+                 ops_regex: bool = False, literal_body: str = "", regex_starts: tuple[str, ...] = (),
+                 staged: tuple[str, tuple[tuple[str, tuple[str, ...]], ...], str] = ("", (), "")) -> None:
         # Ops' own regular expressions are in the body: the time-limited engine (probed at load
         # term by term already, so not again here).
         self._compile: Any = (lambda src: OpsPattern(src, probe=False)) if ops_regex else re.compile
         self.pattern = self._compile(rf"(?<!\w)(?:{body})(?!\w)")
-        self._at = self._compile(rf"(?:{body})(?!\w)").match
         # Where a word no regex term starts with stands, no regex term can match: the literal
         # terms alone (our tries, on `re`, several times faster than the time-limited engine on
         # a pattern of a thousand terms) give the same answer there.
         self._regex_starts = regex_starts
-        self._at_literal = re.compile(rf"(?:{literal_body})(?!\w)").match if ops_regex and literal_body else self._at
+        if ops_regex:
+            self._at_literal = re.compile(rf"(?:{literal_body})(?!\w)").match if literal_body else re.compile(r"(?!x)x").match
+            # Where one does, the one pattern's alternatives are tried in its order, as its
+            # engine would: the allowed phrases, the regex terms that can start with that word
+            # (the others cannot match there), the other literal terms; each its own pattern on
+            # the same engine (our tries without a time limit: they cannot backtrack badly). The
+            # engine pays per call for the size of the pattern: 11 us a call with all the terms
+            # in it, 5 us for the three.
+            allowed_body, self._regex_terms, others_body = staged
+            self._allowed_at = regex.compile(rf"(?:{allowed_body})(?!\w)", regex.VERSION0).match if allowed_body else None
+            self._others_at = regex.compile(rf"(?:{others_body})(?!\w)", regex.VERSION0).match if others_body else None
+            self._by_word: dict[str, Callable[[str, int], Any]] = {}
+            self._by_terms: dict[tuple[str, ...], Callable[[str, int], Any]] = {}
+        else:
+            self._at_literal = re.compile(rf"(?:{body})(?!\w)").match
         self.size = size
         # The words a term starts with, each with the second words its terms go on with (None
         # when one of them is a single word): "your" counts only where "downline" occurs too.
         self.exact = exact
+        self._exact_words = frozenset(exact)  # a set meets a set by walking the smaller one
         self.prefixes = prefixes  # word beginnings a term starts with (wildcards, regexes)
         # The words of a text that begin with one of them, found by one search over the text's
         # distinct words joined by spaces (a trie after a literal space: the engine jumps from
@@ -136,7 +171,7 @@ class TermSet:
         if words is None:
             words = word_set(text)
         exact = self.exact
-        starts = {w for w in words.intersection(exact) if (nxt := exact[w]) is None or not nxt.isdisjoint(words)}
+        starts = {w for w in words.intersection(self._exact_words) if (nxt := exact[w]) is None or not nxt.isdisjoint(words)}
         if self._prefixed is not None:
             starts.update(self._prefixed(" " + " ".join(words)))
         if not starts:
@@ -144,7 +179,7 @@ class TermSet:
         # Try the pattern only where one of those words stands as a whole word.
         found: dict[int, Any] = {}
         for word in starts:
-            at = self._at if word.startswith(self._regex_starts) else self._at_literal
+            at = self._staged_at(word) if word.startswith(self._regex_starts) else self._at_literal
             i = text.find(word)
             while i >= 0:
                 after = i + len(word)
@@ -159,6 +194,23 @@ class TermSet:
                 hits.append(found[start])
                 end = found[start].end()
         return hits
+
+    MAX_WORDS = 4096  # staged matchers remembered per word, then forgotten all at once
+
+    def _staged_at(self, word: str) -> Callable[[str, int], Any]:
+        """The matcher for the places where `word` stands, a word some regex term starts with."""
+        at = self._by_word.get(word)
+        if at is None:
+            if len(self._by_word) >= self.MAX_WORDS:
+                self._by_word.clear()
+            terms = tuple(source for source, firsts in self._regex_terms if word.startswith(firsts))
+            at = self._by_terms.get(terms)
+            if at is None:
+                regexes = OpsPattern(rf"(?:{'|'.join(terms)})(?!\w)", probe=False).match if terms else None
+                stages = [self._allowed_at, regexes, self._others_at]
+                at = self._by_terms[terms] = partial(_first_match, tuple(m for m in stages if m is not None))
+            self._by_word[word] = at
+        return at
 
     def scan(self, normalised: str, words: frozenset[str] | None = None) -> Iterator[tuple[str, str]]:
         """Hits in `normalised` text; `words` may pass its word set when already known."""
@@ -196,6 +248,14 @@ class TermSet:
             if pattern.fullmatch(matched):
                 return label
         return self._labels[-1][0] if self._labels else ""
+
+
+def _first_match(stages: tuple[Callable[[str, int], Any], ...], text: str, at: int) -> Any:
+    for match in stages:
+        m = match(text, at)
+        if m is not None:
+            return m
+    return None
 
 
 def _first_words(parsed: _sre_parse.SubPattern) -> list[str] | None:
@@ -265,6 +325,7 @@ def compile_terms(labelled: Mapping[str, Iterable[str]]) -> TermSet:
     exact: dict[str, set[str] | None] = {}
     prefixes: set[str] = set()
     regex_starts: set[str] = set()  # the first words of the regex terms
+    regex_terms: list[tuple[str, tuple[str, ...]]] = []  # each with its first words, in order
     anchored = True
     per_label: dict[str, tuple[list[str], list[str]]] = {}
     for label, terms in labelled.items():
@@ -296,6 +357,7 @@ def compile_terms(labelled: Mapping[str, Iterable[str]]) -> TermSet:
                 else:
                     prefixes.update(words)
                     regex_starts.update(words)
+                regex_terms.append((f"(?i:{source})", tuple(words or ())))
     # Allowed phrases first, then the regular expressions, then the other literal terms: at one
     # place in the text the first alternative that matches wins, so an allowed phrase beats
     # every term, and a regex phrase ("vuurwapens te koop") is not cut short by a literal
@@ -313,7 +375,8 @@ def compile_terms(labelled: Mapping[str, Iterable[str]]) -> TermSet:
     needs = {w: None if nxt is None else frozenset(nxt) for w, nxt in exact.items()}
     return TermSet(body, tuple(labels), len(keys) + len(regexes), needs,
                    tuple(sorted(prefixes)), anchored, ops_regex=bool(regexes),
-                   literal_body="|".join(literal) or r"(?!x)x", regex_starts=tuple(sorted(regex_starts)))
+                   literal_body="|".join(literal) or r"(?!x)x", regex_starts=tuple(sorted(regex_starts)),
+                   staged=(_trie_regex(allowed) if allowed else "", tuple(regex_terms), _trie_regex(others) if others else ""))
 
 
 class LinkWords:
@@ -330,15 +393,11 @@ class LinkWords:
             self.words = compile_terms({label: list(words)})
         except TermError as exc:
             raise ValueError(f"words: {exc}") from None  # options validators report ValueError
-        # plain substrings: `in` per word beats one alternation regex searched along the URL
-        self.url_words = tuple(dict.fromkeys(w.lower() for w in url_words if w and "\x00" not in w))
+        # Plain substrings: `in` per word beats one alternation regex searched along the URL. A
+        # word that holds another ("privacybeleid", "privacy") is left out: the other finds it.
+        lowered = {w.lower() for w in url_words if w and "\x00" not in w}
+        self.url_words = tuple(sorted(w for w in lowered if not any(o != w and o in w for o in lowered)))
         self._texts: dict[str, bool] = {}
-
-    def names(self, href: str, text: str) -> bool:
-        lowered = href.lower()
-        if any(w in lowered for w in self.url_words):
-            return True
-        return self._text_names(text)
 
     def _text_names(self, text: str) -> bool:
         hit = self._texts.get(text)
@@ -348,24 +407,24 @@ class LinkWords:
             hit = self._texts[text] = bool(self.words.search(normalise(text)))
         return hit
 
-    def named(self, hrefs: Sequence[str], texts: Sequence[str]) -> list[bool]:
-        """`names` for many links at once. The URL words are looked for in all the hrefs joined
-        (one scan per word, not one per word and link: a newsletter has a hundred links and
-        at most a few name anything); only links no URL word names have their text judged."""
-        hit = [False] * len(hrefs)
-        if not hrefs:
-            return hit
-        # Joined with NUL, so that no word can match across two hrefs; where an href holds a
-        # NUL itself, or lower-casing changed a length (U+0130), each is judged on its own.
-        joined = "\x00".join(hrefs).lower()
-        starts = list(accumulate((len(h) + 1 for h in hrefs[:-1]), initial=0))
-        if len(joined) != starts[-1] + len(hrefs[-1]) or joined.count("\x00") != len(hrefs) - 1:
-            return [self.names(h, t) for h, t in zip(hrefs, texts, strict=True)]
-        for word in self.url_words:
-            i = joined.find(word)
-            while i >= 0:
-                n = bisect_right(starts, i) - 1
-                hit[n] = True
-                i = joined.find(word, starts[n + 1]) if n + 1 < len(starts) else -1
+    def named_in(self, table: LinkTable, positions: Sequence[int]) -> list[int]:
+        """The positions (of `positions`, in order) of the links that name it, by a word in the
+        URL or by their text. The URL words are looked for in all the hrefs at once, and each
+        distinct text is judged once: a newsletter has a hundred links and a few texts."""
+        hit = table.containing(self.url_words)
+        every = len(positions) == len(table.links)
+        if not every:
+            hit.intersection_update(positions)
+        naming = {t for t in table.texts_at(positions) if self._text_names(t)}
+        if naming:
+            texts = table.texts
+            hit.update(i for i in positions if texts[i] in naming)
+        return sorted(hit)
+
+    def any_named(self, table: LinkTable, positions: Sequence[int]) -> bool:
+        """Whether one of the links at `positions` names it: `named_in`, stopping at the first
+        sign (the texts first: judged already, they cost a look-up each)."""
         text_names = self._text_names
-        return [h or text_names(t) for h, t in zip(hit, texts, strict=True)]
+        if any(text_names(t) for t in table.texts_at(positions)):
+            return True
+        return not table.containing(self.url_words).isdisjoint(positions)

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from proxy.message import domains
 from proxy.message.domains import org_domain, to_alabel
 
-__all__ = ["host_of", "idna_host", "ip_host", "known_suffix", "registrable", "scheme_and_host", "scheme_of"]
+__all__ = ["PLAIN_HOST", "host_of", "idna_host", "ip_host", "known_suffix", "registrable", "scheme_and_host", "scheme_of"]
 
 _SCHEME = re.compile(r"^\s*([a-zA-Z][a-zA-Z0-9+.\-]*)\s*:")
 # Characters browsers drop from a URL before reading it (WHATWG URL: tab, newline; plus the
@@ -45,7 +45,9 @@ def idna_host(host: str) -> str:
 # The shape of nearly every link in a newsletter: http(s), a plain ASCII host name, maybe a
 # port, then a path, query, fragment or nothing. Read directly; anything else (credentials,
 # backslashes, invisible characters, IDNs, whitespace) goes the long way.
-_PLAIN_HTTP = re.compile(r"(https?)://([A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)\.?(?::[0-9]{1,5})?(?:[/?#]|\Z)", re.I)
+# The host of such a link (proxy/message/linktable.py reads all of a message's links with it).
+PLAIN_HOST = r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?"
+_PLAIN_HTTP = re.compile(rf"(https?)://({PLAIN_HOST})\.?(?::[0-9]{{1,5}})?(?:[/?#]|\Z)", re.I)
 
 
 def scheme_and_host(url: str) -> tuple[str, str]:

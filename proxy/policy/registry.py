@@ -15,11 +15,37 @@ from proxy.policy.rules import RULES
 from proxy.policy.verdict import Finding
 
 
+class _Private:
+    """Reads one private attribute (what an options model compiles at load) straight from
+    pydantic's private store. Pydantic's own way, a failed attribute look-up and then its
+    __getattr__, takes 1.7 us a read, and the checks read a dozen of them per message; writes
+    still go through pydantic."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        try:
+            return obj.__pydantic_private__[self.name]
+        except (KeyError, TypeError):  # not set yet; no private store at all
+            raise AttributeError(self.name) from None
+
+
 class Options(BaseModel):
     """Base of every family's options: strict, frozen, unknown keys are errors."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
     enabled: bool = True
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        for name in cls.__private_attributes__:
+            setattr(cls, name, _Private(name))
 
 
 CheckFn = Callable[[Message, Context, Any], Iterable[Finding]]

@@ -6,6 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from proxy.message.htmlview import Link
+from proxy.message.linktable import LinkTable
 from proxy.message.patterns import LinkWords, TermError, TermSet, compile_terms, normalise, word_set
 
 
@@ -48,6 +50,23 @@ def test_regex_before_a_literal_it_starts_with_and_allow_before_both() -> None:
     assert hits(ts, "vuurwapens te koop") == [("w", "vuurwapens te koop")]
     assert hits(ts, "vuurwapens te koop gevraagd") == []
     assert hits(ts, "vuurwapens") == [("w", "vuurwapens")]
+
+
+_MIXED = compile_terms({
+    "w": ["vuurwapen*", r"re:vuurwapens\s+te\s+koop", "order", r"re:(?:buy|order)\s+(?:coke|meth)", "order coke now",
+          r"re:orders?\s+\w+\s+online", "buy-in", r"re:bu\w*\s+guns?"],
+    "allow": ["vuurwapens te koop gevraagd", "order coke online"],
+})
+_WORDS = st.sampled_from(["order", "orders", "buy", "buying", "buy-in", "coke", "meth", "now", "online", "guns", "gun",
+                          "vuurwapens", "te", "koop", "gevraagd", "-", ",", "x"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_WORDS, max_size=12).map(" ".join))
+def test_regex_start_words_match_as_the_one_pattern_does(text: str) -> None:
+    """At a word a regex term starts with, the allowed phrases, the regex terms that can start
+    there and the literal terms are tried in turn: what the one pattern finds, they find."""
+    both(_MIXED, text)
 
 
 def test_matches_and_labels_of() -> None:
@@ -93,6 +112,16 @@ def test_word_set_is_every_word_run() -> None:
     assert word_set(text) == frozenset(re.findall(r"\w+", text))
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.sets(st.text(st.sampled_from("aZ09_.,-'@/€é·’١²İı\u0301\u203f"), min_size=1, max_size=8), max_size=8))
+def test_words_of_tokens_are_their_word_runs(tokens: set[str]) -> None:
+    import re
+
+    from proxy.message.patterns import words_of
+
+    assert words_of(tokens) == frozenset(re.findall(r"\w+", " ".join(tokens)))
+
+
 def test_common_first_words_count_only_with_their_second_words() -> None:
     ts = compile_terms({"x": ["your downline", "free spins", "free-for-all fraud", "sex", "sex cam*"]})
     assert ts.exact["your"] == frozenset({"downline"}) and ts.exact["sex"] is None
@@ -102,16 +131,28 @@ def test_common_first_words_count_only_with_their_second_words() -> None:
     assert both(ts, "a free-for-all fraud") == [("x", "free-for-all fraud")]
 
 
-PRIVACY = LinkWords("privacy", ["privacy policy", "privacybeleid"], ["privacy", "/legal/data", "İ"])
+PRIVACY = LinkWords("privacy", ["privacy policy", "privacybeleid"], ["privacy", "/legal/data", "İ", "privacybeleid"])
+
+
+def _names(href: str, text: str) -> bool:
+    """What naming means for one link: a URL word in the lower-cased href, or a term in its text."""
+    return any(w in href.lower() for w in ("privacy", "/legal/data", "İ".lower())) or PRIVACY.words.search(normalise(text))
+
+
+def _table(hrefs: list[str], texts: list[str]) -> LinkTable:
+    return LinkTable(tuple(Link(h, t, "html") for h, t in zip(hrefs, texts, strict=True)))
 
 
 def test_links_named_all_at_once_as_one_by_one() -> None:
     hrefs = ["https://shop.example.com/coats?c=1", "https://shop.example.com/PRIVACY", "https://x.example/legal/",
              "data", "https://x.example/legal/data?x", "https://x.example/\x00privacy", "https://x.example/İ"]
     texts = ["See the coats", "here", "Privacy  Policy", "", "Data", "nul", "dotted"]
-    assert PRIVACY.named(hrefs, texts) == [False, True, True, False, True, True, True]
-    assert PRIVACY.named(hrefs, texts) == [PRIVACY.names(h, t) for h, t in zip(hrefs, texts, strict=True)]
-    assert PRIVACY.named([], []) == []
+    table = _table(hrefs, texts)
+    assert PRIVACY.named_in(table, range(7)) == [1, 2, 4, 5, 6]
+    assert PRIVACY.named_in(table, [0, 2, 3]) == [2]
+    assert PRIVACY.any_named(table, [0, 3]) is False and PRIVACY.any_named(table, [0, 6]) is True
+    assert PRIVACY.named_in(_table([], []), ()) == []
+    assert PRIVACY.url_words == ("/legal/data", "i̇", "privacy")  # privacybeleid: privacy finds it
 
 
 # Hrefs made of the words' pieces, so that words straddle the joins between two hrefs.
@@ -119,7 +160,12 @@ _PIECES = st.sampled_from(["priv", "acy", "/legal", "/data", "x", "İ", "\x00", 
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.tuples(st.lists(_PIECES, max_size=4).map("".join), st.sampled_from(["", "Privacy policy", "more"])), max_size=8))
-def test_named_agrees_with_names(links: list[tuple[str, str]]) -> None:
+@given(st.lists(st.tuples(st.lists(_PIECES, max_size=4).map("".join), st.sampled_from(["", "Privacy policy", "more"])), max_size=8),
+       st.sets(st.integers(0, 7)))
+def test_named_agrees_with_names(links: list[tuple[str, str]], among: set[int]) -> None:
     hrefs, texts = [h for h, _ in links], [t for _, t in links]
-    assert PRIVACY.named(hrefs, texts) == [PRIVACY.names(h, t) for h, t in links]
+    positions = sorted(i for i in among if i < len(links))
+    table = _table(hrefs, texts)
+    expected = [i for i in positions if _names(hrefs[i], texts[i])]
+    assert PRIVACY.named_in(table, positions) == expected
+    assert PRIVACY.any_named(table, positions) is bool(expected)

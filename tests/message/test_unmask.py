@@ -74,3 +74,18 @@ def test_the_message_unmasks_once() -> None:
     msg = Message.from_bytes(raw)
     assert msg.unmasked_text is msg.unmasked_text
     assert any("cheap viagra" in p and "try our casino" in p for p in msg.unmasked_text)
+
+
+def test_odd_characters_are_all_outside_ascii() -> None:
+    """_suspect looks for look-alike, invisible and combining characters among a text's
+    non-ASCII characters only."""
+    from proxy.message.unmask import _ODD
+
+    assert _ODD and not any(c.isascii() for c in _ODD)
+
+
+@pytest.mark.parametrize("odd", ["\u0430", "\u00ad", "\u0301", "\uff41"])
+def test_one_odd_character_in_plain_text_is_suspect(odd: str) -> None:
+    text = f"plain words, then p{odd}ypal, then more words €"
+    assert unmasked(text) == unmasked(text, set(text.split()))
+    assert unmasked(text) != ()

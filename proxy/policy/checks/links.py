@@ -19,6 +19,7 @@ import regex
 from pydantic import Field, PrivateAttr, model_validator
 
 from proxy.message.urls import idna_host, ip_host, known_suffix, registrable, scheme_and_host
+from proxy.message.linktable import LinkTable
 from proxy.message.mime import Link, Message
 from proxy.message.opsregex import OpsPattern, PatternError
 from proxy.policy.context import Context
@@ -150,12 +151,26 @@ def link_problem(link: Link, opts: LinkRules) -> str:
     return ""
 
 
+def suspects(table: LinkTable, opts: LinkRules) -> list[int]:
+    """The positions of the links that link_problem may find something in: all others are
+    plain http(s) links to an ordinary host (judged once per distinct host) whose text shows
+    no domain (which takes a dot). A newsletter's hundred links come down to a handful."""
+    blocked = opts.blocked_schemes
+    odd = {pair for pair in table.kinds
+           if not pair[0] or pair[0].lower() in blocked or opts.host_kind(pair[1].lower())[0]}
+    found = set(table.where(odd)) if odd else set()
+    links = table.links
+    found.update(i for i, text in enumerate(table.texts) if "." in text and links[i].source == "html")
+    return sorted(found)
+
+
 @check("links", rules=("content.deceptive_link",))
 def deceptive_link(msg: Message, ctx: Context, opts: LinkOptions) -> Iterator[Finding]:
     problems: list[str] = []
     rules = opts.rules
-    for link in msg.distinct_links:
-        problem = link_problem(link, rules)
+    table = msg.link_table
+    for i in suspects(table, rules):
+        problem = link_problem(table.links[i], rules)
         if problem and problem not in problems:
             problems.append(problem)
     for problem in problems[:MAX_FINDINGS]:

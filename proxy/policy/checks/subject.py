@@ -9,7 +9,7 @@ invisible characters removed, so neither encoding nor a zero-width space hides a
 from __future__ import annotations
 
 import re
-from typing import Iterator
+from typing import ClassVar, Iterator
 
 import regex
 from pydantic import Field, PrivateAttr, model_validator
@@ -77,6 +77,10 @@ class SubjectOptions(Options):
     ])
     _prefix: re.Pattern[str] = PrivateAttr()
     _patterns: OpsPattern | None = PrivateAttr(default=None)
+    # What the patterns found in a subject (the text matched, or None): a campaign's messages
+    # share their subject. Forgotten all at once past MAX_SUBJECTS.
+    _found: dict[str, str | None] = PrivateAttr(default_factory=dict)
+    MAX_SUBJECTS: ClassVar[int] = 4096
 
     @model_validator(mode="after")
     def _compile(self) -> "SubjectOptions":
@@ -89,6 +93,18 @@ class SubjectOptions(Options):
         if self.patterns:
             self._patterns = OpsPattern("|".join(f"(?:{p})" for p in self.patterns), regex.IGNORECASE, probe=False)
         return self
+
+    def deceptive_match(self, subject: str) -> str | None:
+        """The text of `subject` that a deceptive pattern matches, or None."""
+        if self._patterns is None:
+            return None
+        found = self._found
+        if subject not in found:
+            if len(found) >= self.MAX_SUBJECTS:
+                found.clear()
+            m = self._patterns.search(subject)  # a PatternTimeout is raised, never remembered
+            found[subject] = m.group(0) if m else None
+        return found[subject]
 
 
 def visible_subject(msg: Message) -> str:
@@ -113,11 +129,10 @@ def deceptive(msg: Message, ctx: Context, opts: SubjectOptions) -> Iterator[Find
             f"subject starts with the reply/forward prefix {m.group(1).strip()!r} but the message replies to nothing (no In-Reply-To or References)",
             "remove the fake reply/forward prefix from the subject",
         )
-    if opts._patterns is not None:
-        p = opts._patterns.search(subject)
-        if p:
-            yield Finding(
-                "subject.deceptive",
-                f"subject matches a deceptive pattern: {p.group(0)[:80]!r}",
-                "write a subject that honestly says what the message is about",
-            )
+    matched = opts.deceptive_match(subject)
+    if matched is not None:
+        yield Finding(
+            "subject.deceptive",
+            f"subject matches a deceptive pattern: {matched[:80]!r}",
+            "write a subject that honestly says what the message is about",
+        )

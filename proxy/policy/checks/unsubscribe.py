@@ -21,6 +21,8 @@ ONE_CLICK = "List-Unsubscribe=One-Click"
 _COMMENT = re.compile(r"\((?:[^()\\]|\\.)*\)")
 _BRACKETED = re.compile(r"<([^<>]*)>")
 _ADDR = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# The links a reader can follow to unsubscribe.
+_BODY_SCHEMES = ("https", "http", "mailto")
 
 
 @options("unsubscribe")
@@ -167,15 +169,13 @@ def header(msg: Message, ctx: Context, opts: UnsubscribeOptions) -> Iterator[Fin
 def body_link(msg: Message, ctx: Context, opts: UnsubscribeOptions) -> Iterator[Finding]:
     if not opts.require_body_link:
         return
-    header_uris = set(parse_list_unsubscribe(msg.raw_headers("List-Unsubscribe"), True).uris)
-    names = opts._links.names  # private attributes are slow to reach: once per message
-    for link in msg.distinct_links:
-        href = link.href
-        scheme = href.partition(":")[0].lower()
-        if scheme not in ("https", "http", "mailto"):
-            continue
-        if href in header_uris or names(href, link.text):
-            return
+    header_uris = parse_list_unsubscribe(msg.raw_headers("List-Unsubscribe"), True).uris
+    table = msg.link_table
+    shown = table.plain_and(lambda href: href.partition(":")[0].lower() in _BODY_SCHEMES)
+    # Compared, not hashed, when every link counts: two header URIs against a hundred hrefs.
+    hrefs = table.hrefs if len(shown) == len(table.hrefs) else {table.hrefs[i] for i in shown}
+    if any(uri in hrefs for uri in header_uris) or opts._links.any_named(table, shown):
+        return
     yield Finding(
         "unsubscribe.body_link_missing",
         f"none of the {len(msg.links)} links in the body is a visible unsubscribe link",

@@ -102,9 +102,9 @@ def privacy_urls(msg: Message, opts: PrivacyOptions | None = None) -> tuple[str,
 
 
 def _find(msg: Message, opts: PrivacyOptions) -> tuple[str, ...]:
-    web = [link for link in msg.distinct_links if link.href[:8].lower().startswith(("https://", "http://"))]
-    named = opts._links.named([link.href for link in web], [link.text for link in web])
-    return tuple(dict.fromkeys(link.href for link, hit in zip(web, named, strict=True) if hit))
+    table = msg.link_table
+    hrefs = table.hrefs
+    return tuple(dict.fromkeys(hrefs[i] for i in opts._links.named_in(table, table.web)))
 
 
 def dead_links(msg: Message, opts: PrivacyOptions, marks: Mapping[str, str]) -> dict[str, str]:
