@@ -70,6 +70,7 @@ _DEEP = ("* > " * 200 + "*",)
 # tags (a 30 KB newsletter has 1,500) html.py reads the message: libxml2 stops at 256 levels.
 MAX_TAGS = 5000
 _new = tuple.__new__
+_CONTROLS = [bytes([control]) for control in lxmlview._CONTROLS]
 
 
 def _styled(tree: LexborHTMLParser) -> tuple[list[tuple[LexborNode, str]], list[str]]:
@@ -156,11 +157,20 @@ def _hidden(tree: LexborHTMLParser, found: dict[str, list[LexborNode]], tags: in
     return gone or styled
 
 
-def _anchor(node: LexborNode, href: str, alts: dict[int, list[str]]) -> Link:
-    text = node.text(separator=" ")
-    if alts and (extra := alts.get(node.mem_id)):
-        text += "".join(" " + alt for alt in extra)
-    return _new(Link, (href.strip(), " ".join(text.split())[:500], "html"))
+def _anchors(links: list[tuple[LexborNode, str]], alts: dict[int, list[str]]) -> tuple[Link, ...]:
+    """The links with what each says (its text, then its images' alt texts), words one space
+    apart: a text that repeats (a template's "Read more") is split and joined once."""
+    spaced: dict[str, str] = {}
+    out = []
+    for node, href in links:
+        text = node.text(separator=" ")
+        if alts and (extra := alts.get(node.mem_id)):
+            text += "".join(" " + alt for alt in extra)
+        words = spaced.get(text)
+        if words is None:
+            words = spaced[text] = " ".join(text.split())[:500]
+        out.append(_new(Link, (href.strip(), words, "html")))
+    return tuple(out)
 
 
 def _alts(tree: LexborHTMLParser) -> dict[int, list[str]]:
@@ -219,7 +229,9 @@ def extract(html: str) -> HtmlView:
     only it reads)."""
     if not html.strip():
         return lxmlview._EMPTY
-    data = html.encode("utf-8", "replace").translate(None, lxmlview._CONTROLS)
+    data = html.encode("utf-8", "replace")
+    if any(control in data for control in _CONTROLS):  # each a memchr: the deletion is a slower pass
+        data = data.translate(None, lxmlview._CONTROLS)
     if b"&#" in data:
         data = lxmlview._MARKER_REFS.sub(b"", data)
     tags = data.count(b"<")
@@ -258,7 +270,7 @@ def extract(html: str) -> HtmlView:
         problem = f"more than {lxmlview.MAX_ANCHORS} links in the HTML body"
         del links[lxmlview.MAX_ANCHORS:]
     alts = _alts(tree) if links and "img" in found else {}
-    anchors = tuple(_anchor(node, href, alts) for node, href in links)
+    anchors = _anchors(links, alts)
     password_inputs, forms, inputs, actions = _forms(tree) if not found.keys().isdisjoint(("form", "input", "button")) else (0, 0, [], [])
     if elements:
         for node in elements:
