@@ -13,7 +13,8 @@ The C heap keeps its freed top as the relay's does (proxy/runtime/warmup.py keep
 
 Parts, lxml: parse (libxml2), hide (the styles that may hide, looked at together, and what
 they hide taken out), text pass (the XSLT), walk (links, forms and tokens out of its output).
-Parts, lexbor: parse, hide (the same decision on lexbor's tree), text (invisible elements out,
+Parts, lexbor: parse, hide (the same decision on lexbor's tree), elements (the walk that finds the
+elements acted on and the comments), text (invisible elements out,
 inline ones unwrapped, text merged and read), links (hrefs, texts and alt texts) and forms.
 Then: the whole view each way, and the checks of the default policy with the view made.
 """
@@ -94,11 +95,13 @@ def main(argv: list[str] | None = None) -> int:
     data = html.encode()
     lparse = best_us(lambda: LexborHTMLParser(data), n)
     tree = LexborHTMLParser(data)
-    lhide = best_us(lambda: lexview._hidden(tree, html), n)
-    named = best_us(lambda: lexview._named(html), n)
+    found, _ = lexview._elements(tree)
+    tags = data.count(b"<")
+    lhide = best_us(lambda: lexview._hidden(tree, found, tags), n)
+    named = best_us(lambda: lexview._elements(tree), n)
     whole_new = best_us(lambda: lexview.extract(html), n)
-    fell_back = lexview._hidden(tree, html) is None
-    print(f"lexbor parse {lparse:7.0f}  hide {lhide:7.0f}  tag names {named:7.0f}  "
+    fell_back = lexview._hidden(tree, found, tags) is None
+    print(f"lexbor parse {lparse:7.0f}  hide {lhide:7.0f}  elements {named:7.0f}  "
           f"the rest (text, links, forms) {whole_new - lparse - lhide - named:7.0f}  extract() {whole_new:7.0f}"
           + ("  (read by html.py: it may hide)" if fell_back else ""))
 

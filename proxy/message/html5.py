@@ -41,38 +41,25 @@ _INLINE = sorted(lxmlview._INLINE_TAGS - {"a"})
 # The invisible elements, those that hold no element first (an element taken out frees what
 # is inside it), head last. A template in a noscript or the other way round: html.py reads it.
 _INVISIBLE = ("script", "style", "title", "textarea", "option", "select", "noscript", "template", "head")
-# Which of the elements this view looks for the source names (lexbor makes none that the source
-# does not name, but html, head, body and table parts; <image> is an img): one search of the
-# lower-cased text, where a selector of thirty tags costs more than the parse and lexbor's
-# search by tag name walks the tree once for each tag. The names as a trie: sre tries the
-# branches of an alternation one by one at every "<".
-_LOOKED_FOR = frozenset({*_INLINE, *_INVISIBLE, "img", "image", "form", "input", "button", "font"})
+# The elements this view acts on, found with the comment nodes in one walk of lexbor's tree in
+# Python, by tag id (the HTML standard's names have fixed ids): a search of the source for their
+# names costs twice as much (sre starts a match at every "<"), lexbor's search by tag name walks
+# the tree once for each, and a selector of thirty tags costs more than the parse.
+_LOOKED_FOR = frozenset({*_INLINE, *_INVISIBLE, "img", "form", "input", "button", "font", "a"})
 
 
-_Trie = dict[str, "_Trie"]
+def _tag_ids() -> tuple[dict[int, str], int]:
+    """The tag id of each looked-for name; the least id of an element (those below are the
+    comment, the processing instruction, text, the document and the doctype)."""
+    probe = LexborHTMLParser("")
+    ids = {probe.create_node(name).tag_id: name for name in _LOOKED_FOR}
+    least = probe.create_node("a").tag_id  # the first name of lexbor's table
+    assert len(ids) == len(_LOOKED_FOR) and min(ids) >= least, "lexbor's tag ids changed"
+    return ids, least
 
 
-def _trie(words: list[str]) -> str:
-    """A regex matching exactly `words`, branching one character at a time."""
-    tree: _Trie = {}
-    for word in words:
-        node = tree
-        for ch in word:
-            node = node.setdefault(ch, {})
-        node[""] = {}
-
-    def branch(node: _Trie) -> str:
-        alts = [re.escape(ch) + branch(node[ch]) for ch in sorted(node) if ch]
-        if not alts:
-            return ""
-        body = alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
-        return f"(?:{body})?" if "" in node else body
-
-    return branch(tree)
-
-
-_TAG_NAME = re.compile("<(" + _trie(sorted(_LOOKED_FOR)) + r")(?=[\s/>])")
-_GONE = "data-sendwarden-gone"
+_IDS, _LEAST_ELEMENT_ID = _tag_ids()
+_NOSCRIPT = re.compile(rb"<noscript", re.IGNORECASE)
 # libxml2 stops at 256 levels and html.py reports a partial view; past this depth (an element
 # under 200 others, a selector lexbor answers from each element up) html.py reads the message.
 # A selector of 200 steps costs as much to parse as to match: one of 50 steps rules out most.
@@ -83,6 +70,7 @@ _DEEP = ("* > " * 200 + "*",)
 # tags (a 30 KB newsletter has 1,500) html.py reads the message: libxml2 stops at 256 levels.
 MAX_TAGS = 5000
 _new = tuple.__new__
+_CONTROLS = [bytes([control]) for control in lxmlview._CONTROLS]
 
 
 def _styled(tree: LexborHTMLParser) -> tuple[list[tuple[LexborNode, str]], list[str]]:
@@ -92,11 +80,11 @@ def _styled(tree: LexborHTMLParser) -> tuple[list[tuple[LexborNode, str]], list[
 
 
 def _colour_suspects(tree: LexborHTMLParser, pairs: list[tuple[LexborNode, str]], styles: list[str],
-                     fonts: bool) -> list[tuple[LexborNode, inlinestyle.RGBA]]:
+                     fonts: list[LexborNode]) -> list[tuple[LexborNode, inlinestyle.RGBA]]:
     """html.py's `_colour_suspects` on lexbor's tree: the elements whose own colour may not be
-    read on some background of the page, with that colour."""
+    read on some background of the page, with that colour. `fonts`: the font elements."""
     coloured = [s for s in styles if lxmlview._COLOURISH(s)][: lxmlview.MAX_HIDING]
-    font_nodes = [node for node in tree.tags("font") if node.attrs.get("color")] if fonts else []
+    font_nodes = [node for node in fonts if node.attrs.get("color")]
     if not coloured and not font_nodes:
         return []
     bgcolors = (node.attrs["bgcolor"] or "" for node in tree.css("[bgcolor]"))
@@ -125,14 +113,16 @@ def _background(node: LexborNode | None) -> inlinestyle.RGBA | None:
     return lxmlview.background(node, _element_attr, _element_parent)
 
 
-def _hidden(tree: LexborHTMLParser, html: str) -> list[LexborNode] | None:
+def _hidden(tree: LexborHTMLParser, found: dict[str, list[LexborNode]], tags: int) -> list[LexborNode] | None:
     """The elements to take out whole, in document order; None when html.py must read the
-    message (see the module's docstring)."""
+    message (see the module's docstring). `found`: `_elements`; `tags`: the "<" counted."""
     pairs, styles = _styled(tree)
-    fonts = lxmlview._FONT_TAG.search(html) is not None
+    fonts = found.get("font", [])
     colours: list[tuple[LexborNode, inlinestyle.RGBA]] | None = None
-    if "<style" in html or "<STYLE" in html or "<Style" in html:  # as html.py looks for a sheet
-        css = "\n".join(node.text() for node in tree.tags("style"))
+    # html.py looks for a sheet where the source says "<style" in one of three cases; one read
+    # here where html.py does not read it hands over to html.py, or is read the same.
+    if "style" in found:
+        css = "\n".join(node.text() for node in found["style"])
         if css and cascade.may_hide(css):
             return None
         if css and cascade.paints_background(css):
@@ -150,29 +140,37 @@ def _hidden(tree: LexborHTMLParser, html: str) -> list[LexborNode] | None:
         elif effect.blanks_text:
             return None
     gone = tree.css("[hidden]")
-    if hiding:
-        gone += [node for node, style in pairs if style in hiding]
-    if len(gone) > lxmlview.MAX_HIDING or (html.count("<") > 200 and tree.any_css_matches(_DEEPER) and tree.any_css_matches(_DEEP)):
+    styled = [node for node, style in pairs if style in hiding] if hiding else []
+    if len(gone) + len(styled) > lxmlview.MAX_HIDING or (tags > 200 and tree.any_css_matches(_DEEPER) and tree.any_css_matches(_DEEP)):
         return None
     if colours is None:
         colours = _colour_suspects(tree, pairs, styles, fonts)
     if any(inlinestyle.unreadable(colour, _background(node)) for node, colour in colours):
         return None
     root = tree.root
-    if any(node == root for node in gone):
+    # By identity: a node's == compares the HTML of both (the whole document's, for the root).
+    if root is not None and any(node.mem_id == root.mem_id for node in (*gone, *styled)):
         return None
-    if len(gone) > 1:  # in document order, so that the inner ones go first
-        for node in gone:
-            node.attrs[_GONE] = ""
-        gone = tree.css(f"[{_GONE}]")
-    return gone
+    if gone and styled:  # in document order, so that the inner ones go first
+        ids = {node.mem_id for node in (*gone, *styled)}
+        return [node for node in tree.css("[hidden], [style]") if node.mem_id in ids]
+    return gone or styled
 
 
-def _anchor(node: LexborNode, href: str, alts: dict[int, list[str]]) -> Link:
-    text = node.text(separator=" ")
-    if alts and (extra := alts.get(node.mem_id)):
-        text += "".join(" " + alt for alt in extra)
-    return _new(Link, (href.strip(), " ".join(text.split())[:500], "html"))
+def _anchors(links: list[tuple[LexborNode, str]], alts: dict[int, list[str]]) -> tuple[Link, ...]:
+    """The links with what each says (its text, then its images' alt texts), words one space
+    apart: a text that repeats (a template's "Read more") is split and joined once."""
+    spaced: dict[str, str] = {}
+    out = []
+    for node, href in links:
+        text = node.text(separator=" ")
+        if alts and (extra := alts.get(node.mem_id)):
+            text += "".join(" " + alt for alt in extra)
+        words = spaced.get(text)
+        if words is None:
+            words = spaced[text] = " ".join(text.split())[:500]
+        out.append(_new(Link, (href.strip(), words, "html")))
+    return tuple(out)
 
 
 def _alts(tree: LexborHTMLParser) -> dict[int, list[str]]:
@@ -209,24 +207,21 @@ def _forms(tree: LexborHTMLParser) -> tuple[int, int, list[tuple[str, str]], lis
     return password_inputs, forms, inputs, actions
 
 
-# What may make a comment node: a comment, a bogus one (<!x>, </ x>), a processing instruction
-# (<?x>), a doctype (which is no node of the root's, so one that starts the document is passed
-# over).
-_COMMENTISH = re.compile(r"<[!?]|</[^a-zA-Z>]")
-_DOCTYPE = re.compile(r"\s*<!doctype[^>]*>", re.IGNORECASE)
-
-
-def _may_comment(html: str) -> bool:
-    doctype = _DOCTYPE.match(html)
-    return _COMMENTISH.search(html, doctype.end() if doctype else 0) is not None
-
-
-def _named(html: str) -> set[str]:
-    """The names of `_LOOKED_FOR` that the source has a tag of (and maybe more: a superset)."""
-    named = set(_TAG_NAME.findall(html.lower()))
-    if "image" in named:
-        named.add("img")
-    return named
+def _elements(tree: LexborHTMLParser) -> tuple[dict[str, list[LexborNode]], list[LexborNode]]:
+    """The looked-for elements by name, and the comment nodes (processing instructions too), in
+    document order."""
+    found: dict[str, list[LexborNode]] = {}
+    comments: list[LexborNode] = []
+    if tree.root is None:
+        return found, comments
+    ids, least = _IDS, _LEAST_ELEMENT_ID
+    for node in tree.root.traverse():
+        tag = node.tag_id
+        if tag in ids:
+            found.setdefault(ids[tag], []).append(node)
+        elif tag < least:
+            comments.append(node)
+    return found, comments
 
 
 def extract(html: str) -> HtmlView:
@@ -234,48 +229,49 @@ def extract(html: str) -> HtmlView:
     only it reads)."""
     if not html.strip():
         return lxmlview._EMPTY
-    data = html.encode("utf-8", "replace").translate(None, lxmlview._CONTROLS)
+    data = html.encode("utf-8", "replace")
+    if any(control in data for control in _CONTROLS):  # each a memchr: the deletion is a slower pass
+        data = data.translate(None, lxmlview._CONTROLS)
     if b"&#" in data:
         data = lxmlview._MARKER_REFS.sub(b"", data)
-    if html.count("<") > MAX_TAGS:
-        return lxmlview.extract_lxml(html)
-    named = _named(html)
-    if _GONE in html or ("noscript" in named and "template" in named):
+    tags = data.count(b"<")
+    if tags > MAX_TAGS:
         return lxmlview.extract_lxml(html)
     tree = LexborHTMLParser(data)
-    gone = _hidden(tree, html)
+    found, comments = _elements(tree)
+    # A noscript may stand in a template's content, which is no part of the tree walked.
+    if "template" in found and ("noscript" in found or _NOSCRIPT.search(data)):
+        return lxmlview.extract_lxml(html)
+    gone = _hidden(tree, found, tags)
     if gone is None:
         return lxmlview.extract_lxml(html)
-    # Inner ones first: an element taken out frees what is inside it.
+    # Inner ones first: an element taken out frees what is inside it. An element found in the
+    # walk above that was inside one taken out is edited where it now is, out of the document.
     for node in reversed(gone):
         if node.tag in lxmlview._INLINE_TAGS:
             node.decompose()
         else:
             node.replace_with(" ")
     for tag in _INVISIBLE:
-        if tag in named or tag == "head":
-            for node in tree.tags(tag):
-                node.replace_with(" ")
+        for node in found.get(tag, ()):
+            node.replace_with(" ")
     for tag in _INLINE:
-        if tag in named:
-            for node in tree.tags(tag):
-                node.unwrap(delete_empty=True)
-    if _may_comment(html):
-        # A comment (or a processing instruction) is a node of lexbor's tree, across which text
-        # does not merge (libxml2's parser drops them): taken out, found by the one walk in
-        # Python (over the elements and them, not the text).
-        for node in [node for node in tree.root.traverse() if not node.is_element_node] if tree.root is not None else ():
-            node.decompose()
+        for node in found.get(tag, ()):
+            node.unwrap(delete_empty=True)
+    # A comment (or a processing instruction) is a node of lexbor's tree, across which text
+    # does not merge (libxml2's parser drops them).
+    for node in comments:
+        node.decompose()
     tree.merge_text_nodes()
-    elements = tree.tags("a") if "<a" in html or "<A" in html else []
+    elements = tree.tags("a") if "a" in found else []
     links = [(node, href) for node in elements if (href := node.attrs.get("href")) is not None]
     problem = ""
     if len(links) > lxmlview.MAX_ANCHORS:
         problem = f"more than {lxmlview.MAX_ANCHORS} links in the HTML body"
         del links[lxmlview.MAX_ANCHORS:]
-    alts = _alts(tree) if links and "img" in named else {}
-    anchors = tuple(_anchor(node, href, alts) for node, href in links)
-    password_inputs, forms, inputs, actions = _forms(tree) if named & {"form", "input", "button"} else (0, 0, [], [])
+    alts = _alts(tree) if links and "img" in found else {}
+    anchors = _anchors(links, alts)
+    password_inputs, forms, inputs, actions = _forms(tree) if not found.keys().isdisjoint(("form", "input", "button")) else (0, 0, [], [])
     if elements:
         for node in elements:
             node.unwrap(delete_empty=True)
