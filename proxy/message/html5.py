@@ -1,7 +1,7 @@
 """The relay's HTML view (Message.html_view, through html.extract) from lexbor's tree, through
 selectolax: the same HtmlView as html.py's extract_lxml (tests/message/test_html5.py holds them
 equal on every fixture and example, the hostile markup and hand-made shapes), for fewer
-instructions: 8.6 M against 12.7 M on the 30 KB newsletter of bench/ (callgrind;
+instructions: 8.7 M against 12.7 M on the 30 KB newsletter of bench/ (callgrind;
 bench/html_view_bench.py splits both in CPU time).
 lexbor's parse costs half of libxml2's; what is left is selectolax's calls per link, the
 selectors (styles, hidden elements, depth) and the Python around (the one walk that finds the
