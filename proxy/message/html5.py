@@ -1,10 +1,13 @@
 """The relay's HTML view (Message.html_view, through html.extract) from lexbor's tree, through
 selectolax: the same HtmlView as html.py's extract_lxml (tests/message/test_html5.py holds them
 equal on every fixture and example, the hostile markup and hand-made shapes), for fewer
-instructions: 10.3 M against 12.7 M on the 30 KB newsletter of bench/ (callgrind;
+instructions: 8.7 M against 12.7 M on the 30 KB newsletter of bench/ (callgrind;
 bench/html_view_bench.py splits both in CPU time).
-lexbor's parse costs half of libxml2's; what is left is selectolax's one call per link and the
-Python around (words split, joined and collected, as html.py does too).
+lexbor's parse costs half of libxml2's; what is left is selectolax's calls per link, the
+selectors (styles, hidden elements, depth) and the Python around (the one walk that finds the
+elements acted on; words split, joined and collected, as html.py does too). Each pass over the
+source text costs about as much as a selector over the tree: the view makes few (the controls
+and "#" looked for by memchr, the "<" counted).
 
 Why selectolax: lexbor is an HTML5 parser in C (the tree a browser builds) and selectolax gives
 it whole-tree operations without a walk in Python: CSS selectors, elements by tag name,
@@ -232,7 +235,9 @@ def extract(html: str) -> HtmlView:
     data = html.encode("utf-8", "replace")
     if any(control in data for control in _CONTROLS):  # each a memchr: the deletion is a slower pass
         data = data.translate(None, lxmlview._CONTROLS)
-    if b"&#" in data:
+    # A reference to DEL taken out too: looked for by memchr ("#"), then by the regex (a third of
+    # the cost of `b"&#" in data`, which a two-byte needle makes a slow scan).
+    if b"#" in data and lxmlview._MARKER_REFS.search(data):
         data = lxmlview._MARKER_REFS.sub(b"", data)
     tags = data.count(b"<")
     if tags > MAX_TAGS:

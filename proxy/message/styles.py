@@ -287,6 +287,7 @@ MIN_CONTRAST = 1.5
 WHITE: RGBA = (1.0, 1.0, 1.0, 1.0)
 
 
+@lru_cache(maxsize=4096)  # a page tests its few colours against its few backgrounds again and again
 def unreadable(colour: RGBA, background: RGBA | None) -> bool:
     """Text of this colour cannot be read on this background (None: unknown, it may be read)."""
     if colour[3] < MIN_OPACITY:
