@@ -59,6 +59,8 @@ def _prefix_regex(prefixes: list[str]) -> re.Pattern[str]:
         re.IGNORECASE,
     )
 
+_UNSEEN = object()
+
 
 @options("subject")
 class SubjectOptions(Options):
@@ -99,12 +101,16 @@ class SubjectOptions(Options):
         if self._patterns is None:
             return None
         found = self._found
-        if subject not in found:
-            if len(found) >= self.MAX_SUBJECTS:
-                found.clear()
-            m = self._patterns.search(subject)  # a PatternTimeout is raised, never remembered
-            found[subject] = m.group(0) if m else None
-        return found[subject]
+        # One read: a message judged in another thread (a big one) may clear the dict between
+        # a test and a second read.
+        known = found.get(subject, _UNSEEN)
+        if known is not _UNSEEN:
+            return known  # type: ignore[return-value]
+        if len(found) >= self.MAX_SUBJECTS:
+            found.clear()
+        m = self._patterns.search(subject)  # a PatternTimeout is raised, never remembered
+        matched = found[subject] = m.group(0) if m else None
+        return matched
 
 
 def visible_subject(msg: Message) -> str:
