@@ -90,13 +90,10 @@ class LinkTable:
         """The positions of the plain http(s) links and of the other links whose href `keep`
         accepts: `keep` runs on the few others only."""
         hrefs = self.hrefs
-        dropped = [i for i in self._others if not keep(hrefs[i])]
+        dropped = {i for i in self._others if not keep(hrefs[i])}
         if not dropped:
             return range(len(hrefs))
-        kept = list(range(len(hrefs)))
-        for i in reversed(dropped):
-            del kept[i]
-        return kept
+        return [i for i in range(len(hrefs)) if i not in dropped]
 
     @cached_property
     def web(self) -> Sequence[int]:
