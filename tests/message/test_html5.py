@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from proxy.message import html as lxmlview
 from proxy.message import html5 as lexview
@@ -107,3 +109,16 @@ def test_lexbor_view_equals_lxml_view_on_hostile_markup(name: str) -> None:
     old, new = lxmlview.extract_lxml(html), lexview.extract(html)
     diffs = {f: (getattr(old, f), getattr(new, f)) for f in FIELDS if getattr(old, f) != getattr(new, f)}
     assert not diffs, {f: (repr(a)[:300], repr(b)[:300]) for f, (a, b) in diffs.items()}
+
+
+# The shortcuts html5.py takes, each against what it stands for.
+
+_BYTES = st.lists(st.sampled_from([*range(33), 60, 62, 97, 127, 195, 169]), max_size=64).map(bytes)
+
+
+@given(st.lists(_BYTES, max_size=4), st.sampled_from([0, 1, 300]))
+@settings(max_examples=200, deadline=None)
+def test_controls_taken_out_as_by_one_deletion(pieces: list[bytes], repeat: int) -> None:
+    # short and long (past _DELETE_BELOW): deleted in one pass, or looked for first
+    data = b"<p>" * (lexview._DELETE_BELOW // 3 + 1 if repeat == 300 else 0) + b"".join(pieces) * repeat
+    assert lexview._without_controls(data) == data.translate(None, lxmlview._CONTROLS)
