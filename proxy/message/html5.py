@@ -90,23 +90,27 @@ def _without_controls(data: bytes) -> bytes:
     return data
 
 
-def _styled(tree: LexborHTMLParser) -> tuple[list[tuple[LexborNode, str]], list[str]]:
-    """The elements with a style and it; the distinct styles in document order."""
-    pairs = [(node, node.attrs["style"] or "") for node in tree.css("[style]")]
-    return pairs, list(dict.fromkeys(style for _, style in pairs))
+def _styled(tree: LexborHTMLParser) -> tuple[list[LexborNode], list[str], list[str]]:
+    """The elements with a style, their styles (two lists: no pair made for each of a
+    newsletter's hundred styled cells), and the distinct styles in document order."""
+    nodes = tree.css("[style]")
+    values = [node.attrs["style"] or "" for node in nodes]
+    return nodes, values, list(dict.fromkeys(values))
 
 
-def _colour_suspects(tree: LexborHTMLParser, pairs: list[tuple[LexborNode, str]], styles: list[str],
+def _colour_suspects(tree: LexborHTMLParser, styled: tuple[list[LexborNode], list[str], list[str]],
                      fonts: list[LexborNode]) -> list[tuple[LexborNode, inlinestyle.RGBA]]:
     """html.py's `_colour_suspects` on lexbor's tree: the elements whose own colour may not be
-    read on some background of the page, with that colour. `fonts`: the font elements."""
+    read on some background of the page, with that colour. `styled`: `_styled`; `fonts`: the
+    font elements."""
+    nodes, values, styles = styled
     coloured = [s for s in styles if lxmlview._COLOURISH(s)][: lxmlview.MAX_HIDING]
     font_nodes = [node for node in fonts if node.attrs.get("color")]
     if not coloured and not font_nodes:
         return []
     bgcolors = (node.attrs["bgcolor"] or "" for node in tree.css("[bgcolor]"))
     suspects, suspect = lxmlview.colour_suspects(coloured, bgcolors)
-    found = [(node, suspects[style]) for node, style in pairs if style in suspects]
+    found = [(node, suspects[style]) for node, style in zip(nodes, values, strict=True) if style in suspects]
     for node in font_nodes:
         colour = inlinestyle.attribute_colour(node.attrs["color"] or "")
         if colour is not None and suspect(colour):
@@ -133,7 +137,8 @@ def _background(node: LexborNode | None) -> inlinestyle.RGBA | None:
 def _hidden(tree: LexborHTMLParser, found: dict[str, list[LexborNode]], tags: int) -> list[LexborNode] | None:
     """The elements to take out whole, in document order; None when html.py must read the
     message (see the module's docstring). `found`: `_elements`; `tags`: the "<" counted."""
-    pairs, styles = _styled(tree)
+    styled = _styled(tree)
+    nodes, values, styles = styled
     fonts = found.get("font", [])
     colours: list[tuple[LexborNode, inlinestyle.RGBA]] | None = None
     # html.py looks for a sheet where the source says "<style" in one of three cases; one read
@@ -143,7 +148,7 @@ def _hidden(tree: LexborHTMLParser, found: dict[str, list[LexborNode]], tags: in
         if css and cascade.may_hide(css):
             return None
         if css and cascade.paints_background(css):
-            colours = _colour_suspects(tree, pairs, styles, fonts)
+            colours = _colour_suspects(tree, styled, fonts)
             if colours:
                 return None
     suspects = inlinestyle.suspects(styles)
@@ -157,21 +162,21 @@ def _hidden(tree: LexborHTMLParser, found: dict[str, list[LexborNode]], tags: in
         elif effect.blanks_text:
             return None
     gone = tree.css("[hidden]")
-    styled = [node for node, style in pairs if style in hiding] if hiding else []
-    if len(gone) + len(styled) > lxmlview.MAX_HIDING or (tags > 200 and tree.any_css_matches(_DEEPER) and tree.any_css_matches(_DEEP)):
+    hidden = [node for node, style in zip(nodes, values, strict=True) if style in hiding] if hiding else []
+    if len(gone) + len(hidden) > lxmlview.MAX_HIDING or (tags > 200 and tree.any_css_matches(_DEEPER) and tree.any_css_matches(_DEEP)):
         return None
     if colours is None:
-        colours = _colour_suspects(tree, pairs, styles, fonts)
+        colours = _colour_suspects(tree, styled, fonts)
     if any(inlinestyle.unreadable(colour, _background(node)) for node, colour in colours):
         return None
     root = tree.root
     # By identity: a node's == compares the HTML of both (the whole document's, for the root).
-    if root is not None and any(node.mem_id == root.mem_id for node in (*gone, *styled)):
+    if root is not None and any(node.mem_id == root.mem_id for node in (*gone, *hidden)):
         return None
-    if gone and styled:  # in document order, so that the inner ones go first
-        ids = {node.mem_id for node in (*gone, *styled)}
+    if gone and hidden:  # in document order, so that the inner ones go first
+        ids = {node.mem_id for node in (*gone, *hidden)}
         return [node for node in tree.css("[hidden], [style]") if node.mem_id in ids]
-    return gone or styled
+    return gone or hidden
 
 
 def _anchors(links: list[tuple[LexborNode, str]], alts: dict[int, list[str]]) -> tuple[Link, ...]:
