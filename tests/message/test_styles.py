@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proxy.message.html import extract
-from proxy.message.styles import hides, may_hide, suspects
+from proxy.message.styles import _HINTS, _SEPARATOR, _compact, hides, may_hide, suspects
 
 HIDING = [
     "display:none", "display: none", "DISPLAY:NONE", "display:\tnone", "display:\nnone", "display:/**/none",
@@ -60,6 +60,23 @@ def test_suspects_of_many_styles_are_each_styles_own_test(styles: list[str]) -> 
     that hides is missed by the cheap test."""
     assert suspects(styles) == [i for i, s in enumerate(styles) if may_hide(s)]
     assert all(may_hide(s) for s in styles if hides(s))
+
+
+_HINT_PIECES = st.sampled_from([
+    "font-size:", "font:", "height:", "width:", "max-", "line-", "0", "1", "5", "6", "7", ".", "+", "-", "%", "p", "px",
+    "pt", "em", "/", "//", "display:none", "visibility:", "hidden", "collapse", "opacity:", "content-", "transform:",
+    "clip", "\\", " ", "/*", "*/", ";", "a", "\x00"])
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.lists(_HINT_PIECES, max_size=12).map("".join), max_size=6))
+def test_the_hints_are_found_as_by_a_search_for_each(styles: list[str]) -> None:
+    """The grouped search of the hints (styles._hint_places) finds the styles, and the cheap
+    test answers, as a plain search for each of the 45 hints does."""
+    compact = _compact(_SEPARATOR.join(styles))
+    assert suspects(styles) == [i for i, part in enumerate(compact.split(_SEPARATOR)) if any(h in part for h in _HINTS)]
+    for style in styles:
+        assert may_hide(style) == any(h in _compact(style) for h in _HINTS)
 
 
 # -- inherited hiding: font size and visibility ------------------------------------------------
