@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Se
 
 import regex
 
+from proxy.message.labelindex import LabelIndex
 from proxy.message.opsregex import OpsPattern, PatternError
 
 if TYPE_CHECKING:
@@ -164,6 +165,7 @@ class TermSet:
         self.anchored = anchored  # False: some regex term has no known first word
         self._label_sources = labels
         self._labels: tuple[tuple[str, Any], ...] | None = None
+        self._index: LabelIndex | None = None
 
     def _hits(self, text: str, words: frozenset[str] | set[str] | None = None) -> list[Any]:
         if not self.anchored or (words is None and len(text) < _SHORT):
@@ -232,22 +234,49 @@ class TermSet:
     def labels_of(self, matched: str) -> tuple[str, ...]:
         """Every label whose terms match this hit, in order; just (ALLOW,) when an allowed
         phrase does (a word can be a term of several lists)."""
-        self.label_of(matched)  # compiles the per-label patterns
-        assert self._labels is not None
-        found = tuple(label for label, pattern in self._labels if pattern.fullmatch(matched))
+        labels, index = self._compiled_labels()
+        found = tuple(labels[i][0] for i in index.candidates(matched) if labels[i][1].fullmatch(matched))
         return (ALLOW,) if ALLOW in found else found
 
     def label_of(self, matched: str) -> str:
-        """Which label's terms match this hit (allow first). Runs only on hits, which are
-        rare, so the per-label patterns are compiled on the first one."""
-        if self._labels is None:
+        """Which label's terms match this hit (allow first). Only the labels whose terms may
+        begin as the hit does are tried (proxy/message/labelindex.py): the others cannot match."""
+        labels, index = self._compiled_labels()
+        for i in index.candidates(matched):
+            label, pattern = labels[i]
+            if pattern.fullmatch(matched):
+                return label
+        return labels[-1][0] if labels else ""
+
+    def _compiled_labels(self) -> tuple[tuple[tuple[str, Any], ...], LabelIndex]:
+        """Each label's own pattern and the index of their beginnings, made on the first hit:
+        most term sets never have one, and a hundred labels' tries cost as much to render as
+        the combined one."""
+        if self._labels is None or self._index is None:
             # A label of literal terms alone is one of our tries: `re` (see opsregex.py).
             self._labels = tuple((label, (self._compile if rx else re.compile)("|".join(([_trie_regex(keys)] if keys else []) + rx)))
                                  for label, keys, rx in self._label_sources)
-        for label, pattern in self._labels:
-            if pattern.fullmatch(matched):
-                return label
-        return self._labels[-1][0] if self._labels else ""
+            self._index = LabelIndex([_beginnings(keys, rx) for _, keys, rx in self._label_sources])
+        return self._labels, self._index
+
+
+# An inline flag (global or scoped) in an ops pattern: its first letters may not match as the
+# rest of the term set's case-insensitive beginnings do.
+_INLINE_FLAGS = re.compile(r"\(\?[a-zA-Z^\-]")
+
+
+def _beginnings(keys: Sequence[str], rx: Sequence[str]) -> tuple[list[str], list[str] | None]:
+    """A label's literal beginnings (each literal term's first word as written, without its
+    wildcard), and those of its regular expressions (each `(?i:source)`), for LabelIndex."""
+    literal = [key.split(_SEP, 1)[0].removesuffix(_WILD) for key in keys]
+    folded: list[str] = []
+    for source in rx:
+        inner = source[len("(?i:"):-1]
+        words = None if _INLINE_FLAGS.search(inner) else _regex_first_words(inner, lower=False)
+        if not words or not all(words):
+            return literal, None
+        folded.extend(words)
+    return literal, folded
 
 
 def _first_match(stages: tuple[Callable[[str, int], Any], ...], text: str, at: int) -> Any:
@@ -258,9 +287,9 @@ def _first_match(stages: tuple[Callable[[str, int], Any], ...], text: str, at: i
     return None
 
 
-def _first_words(parsed: _sre_parse.SubPattern) -> list[str] | None:
-    """The literal beginnings a parsed regex can start with (lower case), or None when it can
-    start with something that is not a literal word character."""
+def _first_words(parsed: _sre_parse.SubPattern, lower: bool = True) -> list[str] | None:
+    """The literal beginnings a parsed regex can start with (lower case, or as written), or
+    None when it can start with something that is not a literal word character."""
     items = list(parsed)
     if not items:
         return None
@@ -277,14 +306,16 @@ def _first_words(parsed: _sre_parse.SubPattern) -> list[str] | None:
             return None
         # The parser factors common beginnings out of alternatives ("share|stock" is "s" then
         # a branch): go on into what follows, so that the prefilter looks for "share", not "s".
-        rest = _first_words(_sre_parse.SubPattern(parsed.state, items[n:])) if n < len(items) and items[n][0] in (_sre.BRANCH, _sre.SUBPATTERN) else None
+        rest = _first_words(_sre_parse.SubPattern(parsed.state, items[n:]), lower) if n < len(items) and items[n][0] in (_sre.BRANCH, _sre.SUBPATTERN) else None
+        if not lower:
+            return [word + w for w in rest] if rest else [word]
         return [(word + w).lower() for w in rest] if rest else [word.lower()]
     if op is _sre.SUBPATTERN:
-        return _first_words(av[-1])
+        return _first_words(av[-1], lower)
     if op is _sre.BRANCH:
         out: list[str] = []
         for branch in av[1]:
-            words = _first_words(branch)
+            words = _first_words(branch, lower)
             if words is None:
                 return None
             out.extend(words)
@@ -292,9 +323,9 @@ def _first_words(parsed: _sre_parse.SubPattern) -> list[str] | None:
     return None
 
 
-def _regex_first_words(source: str) -> list[str] | None:
+def _regex_first_words(source: str, lower: bool = True) -> list[str] | None:
     try:
-        return _first_words(_sre_parse.parse(source))
+        return _first_words(_sre_parse.parse(source), lower)
     except Exception:  # an unusual construct: scan without the prefilter
         return None
 
