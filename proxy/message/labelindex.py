@@ -16,6 +16,7 @@ once per character, over every code point.
 from __future__ import annotations
 
 import array
+import re
 import sys
 from functools import lru_cache
 from typing import Iterable, Sequence
@@ -23,6 +24,10 @@ from typing import Iterable, Sequence
 import regex
 
 __all__ = ["LabelIndex", "case_table"]
+
+# What ends a term's first word (the term syntax splits words at whitespace and hyphens; a
+# regex term's first word is word characters): no beginning is looked for past it in a hit.
+_WORD_END = re.compile(r"[\s\-]")
 
 
 @lru_cache(maxsize=1)
@@ -59,7 +64,7 @@ def case_table(chars: frozenset[str]) -> dict[int, str] | None:
 class LabelIndex:
     """The labels (by position, in order) that may match a hit, from its literal beginnings."""
 
-    __slots__ = ("_always", "_exact", "_folded", "_fold", "_lengths")
+    __slots__ = ("_always", "_exact", "_folded", "_fold", "_lengths", "_bounded")
 
     def __init__(self, beginnings: Sequence[tuple[Iterable[str], Iterable[str] | None]]) -> None:
         """`beginnings`, per label: the beginnings of its literal terms as written (case
@@ -90,14 +95,23 @@ class LabelIndex:
         self._folded = by_fold
         self._fold = fold or {}
         self._lengths = tuple(sorted({len(w) for w in exact} | {len(w) for w in by_fold}))
+        # No beginning holds a word end, nor does the case table write one or write anything
+        # as one: a beginning of a hit ends before the hit's first word end.
+        self._bounded = not any(_WORD_END.search(w) for w in (*exact, *by_fold)) and not any(
+            _WORD_END.match(chr(x)) or _WORD_END.match(c) for x, c in self._fold.items())
 
     def candidates(self, hit: str) -> list[int]:
         """The positions of the labels whose pattern may match all of `hit`, in order."""
         found = set(self._always)
         exact, folded = self._exact, self._folded
         written = hit.translate(self._fold) if folded else hit
+        end = len(hit)
+        if self._bounded:
+            stop = _WORD_END.search(hit)
+            if stop is not None:
+                end = stop.start()
         for n in self._lengths:
-            if n > len(hit):
+            if n > end:
                 break
             labels = exact.get(hit[:n])
             if labels:
