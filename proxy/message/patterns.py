@@ -214,17 +214,23 @@ class TermSet:
             self._by_word[word] = at
         return at
 
-    def scan(self, normalised: str, words: frozenset[str] | None = None) -> Iterator[tuple[str, str]]:
-        """Hits in `normalised` text; `words` may pass its word set when already known."""
+    def scan(self, normalised: str, words: frozenset[str] | None = None,
+             labels: dict[str, str] | None = None) -> Iterator[tuple[str, str]]:
+        """Hits in `normalised` text; `words` may pass its word set when already known, and
+        `labels` a dict the caller keeps for one message, where the label of each distinct hit
+        is remembered (a message's offers scan the same cues again and again)."""
+        label_of = self.label_of if labels is None else partial(_remembered, self.label_of, labels)
         for m in self._hits(normalised, words):
-            label = self.label_of(m.group(0))
+            label = label_of(m.group(0))
             if label != ALLOW:
                 yield label, m.group(0)
 
-    def matches(self, normalised: str, words: frozenset[str] | None = None) -> Iterator[tuple[str, re.Match[str]]]:
+    def matches(self, normalised: str, words: frozenset[str] | None = None,
+                labels: dict[str, str] | None = None) -> Iterator[tuple[str, re.Match[str]]]:
         """`scan`, with each hit's match (where it stands in the text)."""
+        label_of = self.label_of if labels is None else partial(_remembered, self.label_of, labels)
         for m in self._hits(normalised, words):
-            label = self.label_of(m.group(0))
+            label = label_of(m.group(0))
             if label != ALLOW:
                 yield label, m
 
@@ -277,6 +283,13 @@ def _beginnings(keys: Sequence[str], rx: Sequence[str]) -> tuple[list[str], list
             return literal, None
         folded.extend(words)
     return literal, folded
+
+
+def _remembered(label_of: Callable[[str], str], labels: dict[str, str], hit: str) -> str:
+    label = labels.get(hit)
+    if label is None:
+        label = labels[hit] = label_of(hit)
+    return label
 
 
 def _first_match(stages: tuple[Callable[[str, int], Any], ...], text: str, at: int) -> Any:

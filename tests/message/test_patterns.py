@@ -169,3 +169,15 @@ def test_named_agrees_with_names(links: list[tuple[str, str]], among: set[int]) 
     expected = [i for i in positions if _names(hrefs[i], texts[i])]
     assert PRIVACY.named_in(table, positions) == expected
     assert PRIVACY.any_named(table, positions) is bool(expected)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(_WORDS, max_size=12).map(" ".join), max_size=5))
+def test_labels_remembered_for_a_message_are_the_labels_found_anew(texts: list[str]) -> None:
+    """A message's texts scanned with one dict of the labels found so far (content.py keeps
+    one per message) give what each scan alone gives."""
+    labels: dict[str, str] = {}
+    for text in map(normalise, texts):
+        assert list(_MIXED.scan(text, labels=labels)) == list(_MIXED.scan(text))
+        assert [(label, m.span()) for label, m in _MIXED.matches(text, None, labels)] == [
+            (label, m.span()) for label, m in _MIXED.matches(text)]
