@@ -11,10 +11,10 @@ proxy/policy/families/privacy.py use it that way).
 from __future__ import annotations
 
 import re
-from functools import cached_property
 from typing import Callable, Collection, Sequence
 
 from proxy.message.htmlview import Link
+from proxy.message.lazy import cached_property
 from proxy.message.urls import PLAIN_HOST
 
 __all__ = ["LinkTable"]

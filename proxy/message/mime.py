@@ -21,12 +21,12 @@ from email.message import Message as EmailMessage
 from email.parser import BytesHeaderParser, BytesParser
 from email.policy import compat32
 from email.policy import default as _default_policy
-from functools import cached_property
 from typing import TYPE_CHECKING, Any, Callable, Hashable, TypeVar
 
 from proxy.message.elide import Elided, skeleton
 from proxy.message.decode import MAX_HEADER_CHARS, decode_header, decode_text, header_text, part_charset, part_names, payload_bytes
 from proxy.message.htmlview import HtmlView, Link
+from proxy.message.lazy import cached_property
 from proxy.message.parts import Part
 
 if TYPE_CHECKING:
