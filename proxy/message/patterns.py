@@ -128,7 +128,8 @@ class TermSet:
     def __init__(self, body: str, labels: tuple[tuple[str, list[str], list[str]], ...], size: int,
                  exact: dict[str, frozenset[str] | None], prefixes: tuple[str, ...], anchored: bool,
                  ops_regex: bool = False, literal_body: str = "", regex_starts: tuple[str, ...] = (),
-                 staged: tuple[str, tuple[tuple[str, tuple[str, ...]], ...], str] = ("", (), "")) -> None:
+                 staged: tuple[str, tuple[tuple[str, tuple[str, ...]], ...], str] = ("", (), ""),
+                 staged_keys: tuple[Sequence[str], Sequence[str]] = ((), ())) -> None:
         # Ops' own regular expressions are in the body: the time-limited engine (probed at load
         # term by term already, so not again here).
         self._compile: Any = (lambda src: OpsPattern(src, probe=False)) if ops_regex else re.compile
@@ -146,10 +147,13 @@ class TermSet:
             # engine pays per call for the size of the pattern: 11 us a call with all the terms
             # in it, 5 us for the three.
             allowed_body, self._regex_terms, others_body = staged
+            # What the allowed phrases and the other literal terms may begin with: at a word
+            # none of theirs can begin, their stage is not tried (it cannot match there).
+            self._allowed_leads, self._others_leads = (_Leads(keys) for keys in staged_keys)
             self._allowed_at = regex.compile(rf"(?:{allowed_body})(?!\w)", regex.VERSION0).match if allowed_body else None
             self._others_at = regex.compile(rf"(?:{others_body})(?!\w)", regex.VERSION0).match if others_body else None
             self._by_word: dict[str, Callable[[str, int], Any]] = {}
-            self._by_terms: dict[tuple[str, ...], Callable[[str, int], Any]] = {}
+            self._by_terms: dict[tuple[tuple[str, ...], bool, bool], Callable[[str, int], Any]] = {}
         else:
             self._at_literal = re.compile(rf"(?:{body})(?!\w)").match
         self.size = size
@@ -206,11 +210,12 @@ class TermSet:
             if len(self._by_word) >= self.MAX_WORDS:
                 self._by_word.clear()
             terms = tuple(source for source, firsts in self._regex_terms if word.startswith(firsts))
-            at = self._by_terms.get(terms)
+            allowed, others = self._allowed_leads.may_stand_at(word), self._others_leads.may_stand_at(word)
+            at = self._by_terms.get((terms, allowed, others))
             if at is None:
                 regexes = OpsPattern(rf"(?:{'|'.join(terms)})(?!\w)", probe=False).match if terms else None
-                stages = [self._allowed_at, regexes, self._others_at]
-                at = self._by_terms[terms] = partial(_first_match, tuple(m for m in stages if m is not None))
+                stages = [self._allowed_at if allowed else None, regexes, self._others_at if others else None]
+                at = self._by_terms[(terms, allowed, others)] = partial(_first_match, tuple(m for m in stages if m is not None))
             self._by_word[word] = at
         return at
 
@@ -283,6 +288,30 @@ def _beginnings(keys: Sequence[str], rx: Sequence[str]) -> tuple[list[str], list
             return literal, None
         folded.extend(words)
     return literal, folded
+
+
+class _Leads:
+    """The beginnings of a trie's literal terms (each key's first word, a wildcard's stem),
+    to tell whether the trie may match at a place where a given word stands whole."""
+
+    __slots__ = ("_leads", "_lengths", "_cut", "_anywhere")
+
+    def __init__(self, keys: Iterable[str]) -> None:
+        self._leads = frozenset(key.split(_SEP, 1)[0].removesuffix(_WILD) for key in keys)
+        self._anywhere = "" in self._leads  # a bare `*`
+        self._lengths = tuple(sorted({len(lead) for lead in self._leads}))
+        # A beginning that goes on past a word with a character that is no word character
+        # ("l'iscrizione", "18+"): the part before that character.
+        self._cut = frozenset(lead[:k] for lead in self._leads for k in range(1, len(lead)) if not _WORD_CHAR.match(lead[k]))
+
+    def may_stand_at(self, word: str) -> bool:
+        """Whether a term may match where `word` stands between two non-word characters (or
+        the text's ends): its beginning is the word's own beginning, or runs on past the
+        word's end with the non-word character that follows it."""
+        if self._anywhere or word in self._cut:
+            return True
+        leads = self._leads
+        return any(word[:n] in leads for n in self._lengths if n <= len(word))
 
 
 def _remembered(label_of: Callable[[str], str], labels: dict[str, str], hit: str) -> str:
@@ -420,7 +449,8 @@ def compile_terms(labelled: Mapping[str, Iterable[str]]) -> TermSet:
     return TermSet(body, tuple(labels), len(keys) + len(regexes), needs,
                    tuple(sorted(prefixes)), anchored, ops_regex=bool(regexes),
                    literal_body="|".join(literal) or r"(?!x)x", regex_starts=tuple(sorted(regex_starts)),
-                   staged=(_trie_regex(allowed) if allowed else "", tuple(regex_terms), _trie_regex(others) if others else ""))
+                   staged=(_trie_regex(allowed) if allowed else "", tuple(regex_terms), _trie_regex(others) if others else ""),
+                   staged_keys=(allowed, others))
 
 
 class LinkWords:
