@@ -490,7 +490,9 @@ class LinkWords:
         if not every:
             hit.intersection_update(positions)
         naming = {t for t in table.texts_at(positions) if self._text_names(t)}
-        if naming:
+        if naming and every:  # the links with those texts, found by index scans in C
+            hit.update(table.with_texts(naming))
+        elif naming:
             texts = table.texts
             hit.update(i for i in positions if texts[i] in naming)
         return sorted(hit)
