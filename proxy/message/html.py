@@ -77,10 +77,18 @@ def _hides_all(el: etree._Element) -> bool:
     return bool(style) and inlinestyle.may_hide(style) and inlinestyle.effect(style).subtree
 
 
-def _parse(html: str) -> tuple[etree._Element | None, str]:
+def _markup(html: str) -> bytes:
+    """The body as libxml2 reads it: UTF-8, without the controls and the references to DEL
+    that could fake the walk's markers. The references are looked for by memchr ("#") and
+    then the regex: `b"&#" in data`, a two-byte needle, scans slower than both."""
     data = html.encode("utf-8", "replace").translate(None, _CONTROLS)
-    if b"&#" in data:
+    if b"#" in data and _MARKER_REFS.search(data):
         data = _MARKER_REFS.sub(b"", data)
+    return data
+
+
+def _parse(html: str) -> tuple[etree._Element | None, str]:
+    data = _markup(html)
     parser = _parser()
     try:
         root = etree.fromstring(data, parser)

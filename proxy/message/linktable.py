@@ -11,10 +11,10 @@ proxy/policy/families/privacy.py use it that way).
 from __future__ import annotations
 
 import re
-from functools import cached_property
-from typing import Callable, Collection, Sequence
+from typing import AbstractSet, Callable, Collection, Sequence
 
 from proxy.message.htmlview import Link
+from proxy.message.lazy import cached_property
 from proxy.message.urls import PLAIN_HOST
 
 __all__ = ["LinkTable"]
@@ -124,9 +124,29 @@ class LinkTable:
                 i = joined.find(word, end) if end >= 0 else -1
         return hit
 
-    def texts_at(self, positions: Sequence[int]) -> set[str]:
+    @cached_property
+    def distinct_texts(self) -> frozenset[str]:
+        """The distinct link texts: a newsletter's hundred links have a handful."""
+        return frozenset(self.texts)
+
+    def texts_at(self, positions: Sequence[int]) -> AbstractSet[str]:
         """The distinct link texts at these positions."""
         if len(positions) == len(self.texts):
-            return set(self.texts)
+            return self.distinct_texts
         texts = self.texts
         return {texts[i] for i in positions}
+
+    def with_texts(self, wanted: Collection[str]) -> list[int]:
+        """The positions of the links whose text is one of `wanted` (distinct texts), in order:
+        tuple.index scans in C, for the few texts asked about."""
+        found: list[int] = []
+        texts = self.texts
+        for text in wanted:
+            try:
+                i = texts.index(text)
+                while True:
+                    found.append(i)
+                    i = texts.index(text, i + 1)
+            except ValueError:
+                pass
+        return sorted(found)

@@ -21,12 +21,12 @@ from email.message import Message as EmailMessage
 from email.parser import BytesHeaderParser, BytesParser
 from email.policy import compat32
 from email.policy import default as _default_policy
-from functools import cached_property
 from typing import TYPE_CHECKING, Any, Callable, Hashable, TypeVar
 
 from proxy.message.elide import Elided, skeleton
 from proxy.message.decode import MAX_HEADER_CHARS, decode_header, decode_text, header_text, part_charset, part_names, payload_bytes
 from proxy.message.htmlview import HtmlView, Link
+from proxy.message.lazy import cached_property
 from proxy.message.parts import Part
 
 if TYPE_CHECKING:
@@ -241,9 +241,15 @@ class Message:
         """Every header's values as the stdlib's get_all hands them back, by lower-case name:
         the checks ask for a dozen names, and get_all walks every header for each."""
         index: dict[str, list[Any]] = {}
-        fetch = self._msg.policy.header_fetch_parse
+        policy = self._msg.policy
+        fetch = policy.header_fetch_parse
+        # compat32 hands back a str value as it is unless it holds surrogates (undecodable
+        # bytes), which an ASCII one cannot: asked only of the others (str.isascii is a flag
+        # read; the stdlib's test encodes the value).
+        plain = policy is compat32
         for name, value in self._msg.raw_items():
-            index.setdefault(name.lower(), []).append(fetch(name, value))
+            index.setdefault(name.lower(), []).append(
+                value if plain and type(value) is str and value.isascii() else fetch(name, value))
         return index
 
     def _all(self, name: str) -> list[Any]:

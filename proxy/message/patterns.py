@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Se
 
 import regex
 
+from proxy.message.labelindex import LabelIndex
 from proxy.message.opsregex import OpsPattern, PatternError
 
 if TYPE_CHECKING:
@@ -127,7 +128,8 @@ class TermSet:
     def __init__(self, body: str, labels: tuple[tuple[str, list[str], list[str]], ...], size: int,
                  exact: dict[str, frozenset[str] | None], prefixes: tuple[str, ...], anchored: bool,
                  ops_regex: bool = False, literal_body: str = "", regex_starts: tuple[str, ...] = (),
-                 staged: tuple[str, tuple[tuple[str, tuple[str, ...]], ...], str] = ("", (), "")) -> None:
+                 staged: tuple[str, tuple[tuple[str, tuple[str, ...]], ...], str] = ("", (), ""),
+                 staged_keys: tuple[Sequence[str], Sequence[str]] = ((), ())) -> None:
         # Ops' own regular expressions are in the body: the time-limited engine (probed at load
         # term by term already, so not again here).
         self._compile: Any = (lambda src: OpsPattern(src, probe=False)) if ops_regex else re.compile
@@ -145,10 +147,13 @@ class TermSet:
             # engine pays per call for the size of the pattern: 11 us a call with all the terms
             # in it, 5 us for the three.
             allowed_body, self._regex_terms, others_body = staged
+            # What the allowed phrases and the other literal terms may begin with: at a word
+            # none of theirs can begin, their stage is not tried (it cannot match there).
+            self._allowed_leads, self._others_leads = (_Leads(keys) for keys in staged_keys)
             self._allowed_at = regex.compile(rf"(?:{allowed_body})(?!\w)", regex.VERSION0).match if allowed_body else None
             self._others_at = regex.compile(rf"(?:{others_body})(?!\w)", regex.VERSION0).match if others_body else None
             self._by_word: dict[str, Callable[[str, int], Any]] = {}
-            self._by_terms: dict[tuple[str, ...], Callable[[str, int], Any]] = {}
+            self._by_terms: dict[tuple[tuple[str, ...], bool, bool], Callable[[str, int], Any]] = {}
         else:
             self._at_literal = re.compile(rf"(?:{body})(?!\w)").match
         self.size = size
@@ -164,6 +169,7 @@ class TermSet:
         self.anchored = anchored  # False: some regex term has no known first word
         self._label_sources = labels
         self._labels: tuple[tuple[str, Any], ...] | None = None
+        self._index: LabelIndex | None = None
 
     def _hits(self, text: str, words: frozenset[str] | set[str] | None = None) -> list[Any]:
         if not self.anchored or (words is None and len(text) < _SHORT):
@@ -204,25 +210,32 @@ class TermSet:
             if len(self._by_word) >= self.MAX_WORDS:
                 self._by_word.clear()
             terms = tuple(source for source, firsts in self._regex_terms if word.startswith(firsts))
-            at = self._by_terms.get(terms)
+            allowed, others = self._allowed_leads.may_stand_at(word), self._others_leads.may_stand_at(word)
+            at = self._by_terms.get((terms, allowed, others))
             if at is None:
                 regexes = OpsPattern(rf"(?:{'|'.join(terms)})(?!\w)", probe=False).match if terms else None
-                stages = [self._allowed_at, regexes, self._others_at]
-                at = self._by_terms[terms] = partial(_first_match, tuple(m for m in stages if m is not None))
+                stages = [self._allowed_at if allowed else None, regexes, self._others_at if others else None]
+                at = self._by_terms[(terms, allowed, others)] = partial(_first_match, tuple(m for m in stages if m is not None))
             self._by_word[word] = at
         return at
 
-    def scan(self, normalised: str, words: frozenset[str] | None = None) -> Iterator[tuple[str, str]]:
-        """Hits in `normalised` text; `words` may pass its word set when already known."""
+    def scan(self, normalised: str, words: frozenset[str] | None = None,
+             labels: dict[str, str] | None = None) -> Iterator[tuple[str, str]]:
+        """Hits in `normalised` text; `words` may pass its word set when already known, and
+        `labels` a dict the caller keeps for one message, where the label of each distinct hit
+        is remembered (a message's offers scan the same cues again and again)."""
+        label_of = self.label_of if labels is None else partial(_remembered, self.label_of, labels)
         for m in self._hits(normalised, words):
-            label = self.label_of(m.group(0))
+            label = label_of(m.group(0))
             if label != ALLOW:
                 yield label, m.group(0)
 
-    def matches(self, normalised: str, words: frozenset[str] | None = None) -> Iterator[tuple[str, re.Match[str]]]:
+    def matches(self, normalised: str, words: frozenset[str] | None = None,
+                labels: dict[str, str] | None = None) -> Iterator[tuple[str, re.Match[str]]]:
         """`scan`, with each hit's match (where it stands in the text)."""
+        label_of = self.label_of if labels is None else partial(_remembered, self.label_of, labels)
         for m in self._hits(normalised, words):
-            label = self.label_of(m.group(0))
+            label = label_of(m.group(0))
             if label != ALLOW:
                 yield label, m
 
@@ -232,22 +245,80 @@ class TermSet:
     def labels_of(self, matched: str) -> tuple[str, ...]:
         """Every label whose terms match this hit, in order; just (ALLOW,) when an allowed
         phrase does (a word can be a term of several lists)."""
-        self.label_of(matched)  # compiles the per-label patterns
-        assert self._labels is not None
-        found = tuple(label for label, pattern in self._labels if pattern.fullmatch(matched))
+        labels, index = self._compiled_labels()
+        found = tuple(labels[i][0] for i in index.candidates(matched) if labels[i][1].fullmatch(matched))
         return (ALLOW,) if ALLOW in found else found
 
     def label_of(self, matched: str) -> str:
-        """Which label's terms match this hit (allow first). Runs only on hits, which are
-        rare, so the per-label patterns are compiled on the first one."""
-        if self._labels is None:
+        """Which label's terms match this hit (allow first). Only the labels whose terms may
+        begin as the hit does are tried (proxy/message/labelindex.py): the others cannot match."""
+        labels, index = self._compiled_labels()
+        for i in index.candidates(matched):
+            label, pattern = labels[i]
+            if pattern.fullmatch(matched):
+                return label
+        return labels[-1][0] if labels else ""
+
+    def _compiled_labels(self) -> tuple[tuple[tuple[str, Any], ...], LabelIndex]:
+        """Each label's own pattern and the index of their beginnings, made on the first hit:
+        most term sets never have one, and a hundred labels' tries cost as much to render as
+        the combined one."""
+        if self._labels is None or self._index is None:
             # A label of literal terms alone is one of our tries: `re` (see opsregex.py).
             self._labels = tuple((label, (self._compile if rx else re.compile)("|".join(([_trie_regex(keys)] if keys else []) + rx)))
                                  for label, keys, rx in self._label_sources)
-        for label, pattern in self._labels:
-            if pattern.fullmatch(matched):
-                return label
-        return self._labels[-1][0] if self._labels else ""
+            self._index = LabelIndex([_beginnings(keys, rx) for _, keys, rx in self._label_sources])
+        return self._labels, self._index
+
+
+# An inline flag (global or scoped) in an ops pattern: its first letters may not match as the
+# rest of the term set's case-insensitive beginnings do.
+_INLINE_FLAGS = re.compile(r"\(\?[a-zA-Z^\-]")
+
+
+def _beginnings(keys: Sequence[str], rx: Sequence[str]) -> tuple[list[str], list[str] | None]:
+    """A label's literal beginnings (each literal term's first word as written, without its
+    wildcard), and those of its regular expressions (each `(?i:source)`), for LabelIndex."""
+    literal = [key.split(_SEP, 1)[0].removesuffix(_WILD) for key in keys]
+    folded: list[str] = []
+    for source in rx:
+        inner = source[len("(?i:"):-1]
+        words = None if _INLINE_FLAGS.search(inner) else _regex_first_words(inner, lower=False)
+        if not words or not all(words):
+            return literal, None
+        folded.extend(words)
+    return literal, folded
+
+
+class _Leads:
+    """The beginnings of a trie's literal terms (each key's first word, a wildcard's stem),
+    to tell whether the trie may match at a place where a given word stands whole."""
+
+    __slots__ = ("_leads", "_lengths", "_cut", "_anywhere")
+
+    def __init__(self, keys: Iterable[str]) -> None:
+        self._leads = frozenset(key.split(_SEP, 1)[0].removesuffix(_WILD) for key in keys)
+        self._anywhere = "" in self._leads  # a bare `*`
+        self._lengths = tuple(sorted({len(lead) for lead in self._leads}))
+        # A beginning that goes on past a word with a character that is no word character
+        # ("l'iscrizione", "18+"): the part before that character.
+        self._cut = frozenset(lead[:k] for lead in self._leads for k in range(1, len(lead)) if not _WORD_CHAR.match(lead[k]))
+
+    def may_stand_at(self, word: str) -> bool:
+        """Whether a term may match where `word` stands between two non-word characters (or
+        the text's ends): its beginning is the word's own beginning, or runs on past the
+        word's end with the non-word character that follows it."""
+        if self._anywhere or word in self._cut:
+            return True
+        leads = self._leads
+        return any(word[:n] in leads for n in self._lengths if n <= len(word))
+
+
+def _remembered(label_of: Callable[[str], str], labels: dict[str, str], hit: str) -> str:
+    label = labels.get(hit)
+    if label is None:
+        label = labels[hit] = label_of(hit)
+    return label
 
 
 def _first_match(stages: tuple[Callable[[str, int], Any], ...], text: str, at: int) -> Any:
@@ -258,9 +329,9 @@ def _first_match(stages: tuple[Callable[[str, int], Any], ...], text: str, at: i
     return None
 
 
-def _first_words(parsed: _sre_parse.SubPattern) -> list[str] | None:
-    """The literal beginnings a parsed regex can start with (lower case), or None when it can
-    start with something that is not a literal word character."""
+def _first_words(parsed: _sre_parse.SubPattern, lower: bool = True) -> list[str] | None:
+    """The literal beginnings a parsed regex can start with (lower case, or as written), or
+    None when it can start with something that is not a literal word character."""
     items = list(parsed)
     if not items:
         return None
@@ -277,14 +348,16 @@ def _first_words(parsed: _sre_parse.SubPattern) -> list[str] | None:
             return None
         # The parser factors common beginnings out of alternatives ("share|stock" is "s" then
         # a branch): go on into what follows, so that the prefilter looks for "share", not "s".
-        rest = _first_words(_sre_parse.SubPattern(parsed.state, items[n:])) if n < len(items) and items[n][0] in (_sre.BRANCH, _sre.SUBPATTERN) else None
+        rest = _first_words(_sre_parse.SubPattern(parsed.state, items[n:]), lower) if n < len(items) and items[n][0] in (_sre.BRANCH, _sre.SUBPATTERN) else None
+        if not lower:
+            return [word + w for w in rest] if rest else [word]
         return [(word + w).lower() for w in rest] if rest else [word.lower()]
     if op is _sre.SUBPATTERN:
-        return _first_words(av[-1])
+        return _first_words(av[-1], lower)
     if op is _sre.BRANCH:
         out: list[str] = []
         for branch in av[1]:
-            words = _first_words(branch)
+            words = _first_words(branch, lower)
             if words is None:
                 return None
             out.extend(words)
@@ -292,9 +365,9 @@ def _first_words(parsed: _sre_parse.SubPattern) -> list[str] | None:
     return None
 
 
-def _regex_first_words(source: str) -> list[str] | None:
+def _regex_first_words(source: str, lower: bool = True) -> list[str] | None:
     try:
-        return _first_words(_sre_parse.parse(source))
+        return _first_words(_sre_parse.parse(source), lower)
     except Exception:  # an unusual construct: scan without the prefilter
         return None
 
@@ -376,7 +449,8 @@ def compile_terms(labelled: Mapping[str, Iterable[str]]) -> TermSet:
     return TermSet(body, tuple(labels), len(keys) + len(regexes), needs,
                    tuple(sorted(prefixes)), anchored, ops_regex=bool(regexes),
                    literal_body="|".join(literal) or r"(?!x)x", regex_starts=tuple(sorted(regex_starts)),
-                   staged=(_trie_regex(allowed) if allowed else "", tuple(regex_terms), _trie_regex(others) if others else ""))
+                   staged=(_trie_regex(allowed) if allowed else "", tuple(regex_terms), _trie_regex(others) if others else ""),
+                   staged_keys=(allowed, others))
 
 
 class LinkWords:
@@ -416,7 +490,9 @@ class LinkWords:
         if not every:
             hit.intersection_update(positions)
         naming = {t for t in table.texts_at(positions) if self._text_names(t)}
-        if naming:
+        if naming and every:  # the links with those texts, found by index scans in C
+            hit.update(table.with_texts(naming))
+        elif naming:
             texts = table.texts
             hit.update(i for i in positions if texts[i] in naming)
         return sorted(hit)

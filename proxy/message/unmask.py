@@ -112,6 +112,8 @@ _NON_ASCII = re.compile(r"[^\x00-\x7f]")  # _ODD holds none of ASCII (tests/mess
 # Polish "w", "z"...): a text with no other single letter cannot hold a word split by spaces.
 _WORD_LETTERS = frozenset("aeiouyéèàòùwzk&")
 _LETTERS = frozenset(chr(c) for c in range(ord("a"), ord("z") + 1))
+# The single letters that are no word: one of them standing alone may be a word split up.
+_LONE_LETTERS = _LETTERS - _WORD_LETTERS
 _SEPARATORS = re.compile(r"[\s.\-_*·/+~]")
 _LEET_WORD = re.compile(rf"\S*(?:{_LEET})\S*")
 _EMAIL_OR_URL = re.compile(r"[^\s@]+@[\w-]+\.[\w.-]+|\w+://\S+|www\.\S+")
@@ -161,7 +163,7 @@ def _suspect(folded: str, tokens: frozenset[str] | set[str]) -> bool:
             return True
     if _TOKEN_RUN_SPOT.search(joined):  # c-a-s-i-n-o, c.a.s.i.n.o: one token
         return True
-    if not (_LETTERS - _WORD_LETTERS).isdisjoint(tokens) and _RUN_SPOT.search(folded):  # v i a g r a
+    if not _LONE_LETTERS.isdisjoint(tokens) and _RUN_SPOT.search(folded):  # v i a g r a
         return True
     # Every odd character is non-ASCII: only the text's non-ASCII characters are looked up
     # (a set look-up per character of the whole text took a third of this function's time).

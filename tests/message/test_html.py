@@ -4,6 +4,8 @@ words they show. The text pass runs in libxslt (proxy/message/html.py); these pi
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from proxy.message.html import MAX_ANCHORS, extract
 from proxy.message.mime import Link
@@ -187,3 +189,14 @@ def test_a_transparent_background_inside_lets_the_one_below_show() -> None:
     html = ("<div style='background:#fff;color:#fff'>gone <span style='background-color:transparent'>gone too</span>"
             "<span style='background:#000'>kept</span></div>")
     assert extract(html).visible_text == "kept"
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(["&#", "#", "&", "x7f", "X7F", "127", "0", ";", "a", "<p>", "\x7f", "\x01", "é", "&#x7f", "&#127"]),
+                max_size=12).map("".join))
+def test_markup_drops_the_references_as_before(html: str) -> None:
+    """The references to DEL looked for by "#" and the regex: what `b"&#" in data` found."""
+    from proxy.message.html import _CONTROLS, _MARKER_REFS, _markup
+
+    data = html.encode("utf-8", "replace").translate(None, _CONTROLS)
+    assert _markup(html) == (_MARKER_REFS.sub(b"", data) if b"&#" in data else data)

@@ -53,3 +53,16 @@ def test_a_plain_pair_is_what_scheme_and_host_reads(hrefs: list[str]) -> None:
     assert list(table.web) == [i for i, h in enumerate(hrefs) if h[:8].lower().startswith(("https://", "http://"))]
     for word in ("a.example", "http", "i̇", "/", "b.", "-x", "q", ""):
         assert table.containing([word]) == {i for i, h in enumerate(hrefs) if word in h.lower()}
+
+
+_TEXTS = st.sampled_from(["", "Shop now", "shop.example.com", "a.example", "Unsubscribe", "x.", "Shop now "])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_TEXTS, st.sampled_from(["html", "text"])), max_size=10), st.sets(_TEXTS))
+def test_texts_found_by_index_as_by_a_pass_over_every_link(links: list[tuple[str, str]], wanted: set[str]) -> None:
+    table = LinkTable(tuple(Link(f"https://a.example/{i}", text, source) for i, (text, source) in enumerate(links)))
+    assert table.with_texts(wanted) == [i for i, (text, _) in enumerate(links) if text in wanted]
+    assert table.texts_at(range(len(links))) == {text for text, _ in links} == table.distinct_texts
+    if len(links) > 1:
+        assert table.texts_at([0]) == {links[0][0]}

@@ -169,3 +169,36 @@ def test_named_agrees_with_names(links: list[tuple[str, str]], among: set[int]) 
     expected = [i for i in positions if _names(hrefs[i], texts[i])]
     assert PRIVACY.named_in(table, positions) == expected
     assert PRIVACY.any_named(table, positions) is bool(expected)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(_WORDS, max_size=12).map(" ".join), max_size=5))
+def test_labels_remembered_for_a_message_are_the_labels_found_anew(texts: list[str]) -> None:
+    """A message's texts scanned with one dict of the labels found so far (content.py keeps
+    one per message) give what each scan alone gives."""
+    labels: dict[str, str] = {}
+    for text in map(normalise, texts):
+        assert list(_MIXED.scan(text, labels=labels)) == list(_MIXED.scan(text))
+        assert [(label, m.span()) for label, m in _MIXED.matches(text, None, labels)] == [
+            (label, m.span()) for label, m in _MIXED.matches(text)]
+
+
+# Literal terms and allowed phrases that begin as a regex term's word does, or run on past it
+# with a character that is no word character: their stage is tried where the word stands.
+_STAGED = compile_terms({
+    "w": [r"re:(?:buy|order)\s+(?:coke|meth)", "order's end", "buy+ now", "orders*", "sell coke", r"re:sell\w*\s+coke"],
+    "allow": ["buy'n'sell coke", "order coke online", "selling coke legally"],
+})
+_STAGED_WORDS = st.sampled_from(["order", "order's", "orders", "ordering", "buy", "buy+", "buy'n'sell", "sell", "selling",
+                                 "coke", "meth", "now", "end", "online", "legally", "x", "-", "+", "'"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_STAGED_WORDS, max_size=10).map(" ".join))
+def test_stages_left_out_where_their_terms_cannot_begin_change_nothing(text: str) -> None:
+    """At a word a regex term starts with, the allowed phrases and the literal terms are tried
+    only where one of theirs may begin: what the one pattern finds, they find."""
+    both(_STAGED, text)
+    long_text = normalise("lorem ipsum " * 15 + text)  # long enough for the prefilter by itself
+    assert list(_STAGED.scan(long_text)) == [(_STAGED.label_of(m.group(0)), m.group(0)) for m in _STAGED.pattern.finditer(long_text)
+                                             if _STAGED.label_of(m.group(0)) != "allow"]

@@ -89,3 +89,10 @@ def test_one_odd_character_in_plain_text_is_suspect(odd: str) -> None:
     text = f"plain words, then p{odd}ypal, then more words €"
     assert unmasked(text) == unmasked(text, set(text.split()))
     assert unmasked(text) != ()
+
+
+def test_the_lone_letters_are_the_letters_that_are_no_word() -> None:
+    """Taken once at import: the difference _suspect took per message."""
+    from proxy.message import unmask
+
+    assert unmask._LONE_LETTERS == unmask._LETTERS - unmask._WORD_LETTERS

@@ -106,13 +106,13 @@ def _some(words: list[str]) -> str:
     return ", ".join(repr(w) for w in words[:MAX_TERMS_SHOWN]) + more
 
 
-def _offer(lists: ContentLists, text: str, m: re.Match[str]) -> tuple[list[str], set[str]]:
+def _offer(lists: ContentLists, text: str, m: re.Match[str], labels: dict[str, str]) -> tuple[list[str], set[str]]:
     """The cues that make the text around a subject's hit an offer, and the languages of
-    their lists (nothing when it is no offer)."""
+    their lists (nothing when it is no offer); `labels`: the message's cues' labels so far."""
     window = text[max(m.start() - OFFER_WINDOW, 0): m.end() + OFFER_WINDOW]
     found: dict[str, list[str]] = {CUE: [], EVASION: [], CONTEXT: []}
     languages: set[str] = set()
-    for label, cue in lists.offers.scan(window):
+    for label, cue in lists.offers.scan(window, labels=labels):
         language, _, kind = label.partition("|")
         if cue not in found[kind]:
             found[kind].append(cue)
@@ -135,8 +135,12 @@ def prohibited(msg: Message, ctx: Context, opts: ContentOptions) -> Iterator[Fin
     texts: list[tuple[str, frozenset[str] | None]] = [(folded, msg.folded_words)]
     texts.extend((passage, None) for passage in msg.unmasked_text)
     hits: dict[str, _CategoryMatch] = {}
+    # The label of each distinct hit and cue, found once for this message.
+    term_labels: dict[str, str] = {}
+    cue_labels: dict[str, str] = {}
+    subject_labels: dict[str, tuple[str, ...]] = {}
     for n, (text, words) in enumerate(texts):
-        for raw, m in lists.terms.matches(text, words):
+        for raw, m in lists.terms.matches(text, words, term_labels):
             label = Label.parse(raw)
             if label.category in opts.ignore_categories:
                 continue
@@ -147,11 +151,13 @@ def prohibited(msg: Message, ctx: Context, opts: ContentOptions) -> Iterator[Fin
             elif n and not _plainly_there(word, folded):
                 found.add(label.language, found.disguised, word)
             elif opts.offers:
-                cues, cue_languages = _offer(lists, text, m)
+                cues, cue_languages = _offer(lists, text, m, cue_labels)
                 if not cues:
                     continue
                 # The word may be a subject of several lists: name those whose cues it met.
-                mine = [Label.parse(lb).language for lb in lists.terms.labels_of(word)]
+                if word not in subject_labels:
+                    subject_labels[word] = lists.terms.labels_of(word)
+                mine = [Label.parse(lb).language for lb in subject_labels[word]]
                 found.add(next((lang for lang in mine if lang in cue_languages), label.language), found.offered, word)
                 found.cues.extend(c for c in cues if c not in found.cues)
             else:

@@ -160,7 +160,8 @@ def suspects(table: LinkTable, opts: LinkRules) -> list[int]:
            if not pair[0] or pair[0].lower() in blocked or opts.host_kind(pair[1].lower())[0]}
     found = set(table.where(odd)) if odd else set()
     links = table.links
-    found.update(i for i, text in enumerate(table.texts) if "." in text and links[i].source == "html")
+    dotted = [text for text in table.distinct_texts if "." in text]
+    found.update(i for i in table.with_texts(dotted) if links[i].source == "html")
     return sorted(found)
 
 

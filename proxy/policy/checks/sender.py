@@ -54,7 +54,12 @@ def from_header(msg: Message, ctx: Context, opts: Options) -> Iterator[Finding]:
 
 def from_domain(msg: Message) -> str | None:
     """The A-label domain of the one From address; None when From is invalid (from_header
-    reports that, so the other checks stay silent rather than repeat it)."""
+    reports that, so the other checks stay silent rather than repeat it). Found once per
+    message for the five checks that ask."""
+    return msg.memo("sender.from_domain", lambda: _from_domain(msg))
+
+
+def _from_domain(msg: Message) -> str | None:
     if msg.count("From") != 1 or len(msg.from_addresses) != 1:
         return None
     return to_alabel(domain_of(msg.from_addresses[0][1]))

@@ -87,36 +87,55 @@ def parse_list_unsubscribe(values: list[str], allow_http: bool = False) -> ListU
     """RFC 2369: a comma-separated list of angle-bracketed URIs, with optional comments and
     folding whitespace (whitespace inside the brackets is ignored); only https: and mailto:
     (and http: when allowed) are accepted."""
-    uris: list[str] = []
-    problems: list[str] = []
+    return _parse_both(values)[allow_http]
+
+
+def _parse_both(values: list[str]) -> tuple[ListUnsubscribe, ListUnsubscribe]:
+    """`parse_list_unsubscribe` without and with http: allowed, from one pass: the header
+    check reads the one its options say, the body-link check the other (Message.memo). Only
+    an http: URI reads differently: allowed, it is a URI or has its own problem."""
+    uris: tuple[list[str], list[str]] = ([], [])
+    problems: tuple[list[str], list[str]] = ([], [])
     if len(values) > 1:
-        problems.append(f"{len(values)} List-Unsubscribe headers (RFC 2369 allows one)")
+        for found in problems:
+            found.append(f"{len(values)} List-Unsubscribe headers (RFC 2369 allows one)")
     for value in values:
         text = _COMMENT.sub(" ", value).strip()
         if not text:
-            problems.append("empty List-Unsubscribe header")
+            for found in problems:
+                found.append("empty List-Unsubscribe header")
             continue
         # Take the bracketed URIs out first: a URI may itself hold commas (in its query).
-        found = _BRACKETED.findall(text)
+        bracketed = _BRACKETED.findall(text)
         rest = _BRACKETED.sub("\x00", text)
         for item in rest.split(","):
             item = item.strip()
             if item == "\x00":
                 continue
             if not item:
-                problems.append("an empty entry between commas")
+                problem = "an empty entry between commas"
             elif "\x00" in item:
-                problems.append("URIs not separated by commas")
+                problem = "URIs not separated by commas"
             else:
-                problems.append(f"{item[:80]!r} is not an angle-bracketed URI")
-        for raw_uri in found:
+                problem = f"{item[:80]!r} is not an angle-bracketed URI"
+            for found in problems:
+                found.append(problem)
+        for raw_uri in bracketed:
             uri = "".join(raw_uri.split())
-            problem = _uri_problem(uri, allow_http)
-            if problem:
-                problems.append(problem)
-            else:
-                uris.append(uri)
-    return ListUnsubscribe(tuple(uris), tuple(problems))
+            strict = _uri_problem(uri, False)
+            lenient = _uri_problem(uri, True) if uri.partition(":")[0].lower() == "http" else strict
+            for allow_http, problem in enumerate((strict, lenient)):
+                if problem:
+                    problems[allow_http].append(problem)
+                else:
+                    uris[allow_http].append(uri)
+    strict_one, lenient_one = (ListUnsubscribe(tuple(u), tuple(p)) for u, p in zip(uris, problems, strict=True))
+    return (strict_one, strict_one if strict_one == lenient_one else lenient_one)
+
+
+def _list_unsubscribe(msg: Message, allow_http: bool) -> ListUnsubscribe:
+    """The message's List-Unsubscribe parsed (once per message for both checks)."""
+    return msg.memo("unsubscribe.list_unsubscribe", lambda: _parse_both(msg.raw_headers("List-Unsubscribe")))[allow_http]
 
 
 def _uri_problem(uri: str, allow_http: bool) -> str:
@@ -145,7 +164,7 @@ def header(msg: Message, ctx: Context, opts: UnsubscribeOptions) -> Iterator[Fin
             "add List-Unsubscribe: <https://...>, <mailto:...> and List-Unsubscribe-Post: List-Unsubscribe=One-Click",
         )
         return
-    parsed = parse_list_unsubscribe(values, opts.allow_http)
+    parsed = _list_unsubscribe(msg, opts.allow_http)
     if parsed.problems:
         yield Finding(
             "unsubscribe.header_invalid",
@@ -169,7 +188,7 @@ def header(msg: Message, ctx: Context, opts: UnsubscribeOptions) -> Iterator[Fin
 def body_link(msg: Message, ctx: Context, opts: UnsubscribeOptions) -> Iterator[Finding]:
     if not opts.require_body_link:
         return
-    header_uris = parse_list_unsubscribe(msg.raw_headers("List-Unsubscribe"), True).uris
+    header_uris = _list_unsubscribe(msg, True).uris
     table = msg.link_table
     shown = table.plain_and(lambda href: href.partition(":")[0].lower() in _BODY_SCHEMES)
     # Compared, not hashed, when every link counts: two header URIs against a hundred hrefs.

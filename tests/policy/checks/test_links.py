@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from proxy.message.urls import host_of, ip_host, registrable
 from tests.policy.checks.judging import FOOTER, found, mail, policy, rules
@@ -128,3 +130,26 @@ def test_domain_helpers() -> None:
     assert host_of("https://WWW.Example.com:443/x") == "www.example.com"
     assert host_of("http://[bad/") == "bad"
     assert ip_host("127.1") == "127.0.0.1" and ip_host("example.com") is None and ip_host("12345678901") is None
+
+
+_RULES = policy().options["links"].rules  # type: ignore[attr-defined]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["https://a.example/x", "javascript:x", "https://1.2.3.4/", "https://bit.ly/x", "mailto:a@b.example"]),
+                          st.sampled_from(["", "Shop", "a.example", "b.example/x", "mail@b.example", "x."]),
+                          st.sampled_from(["html", "text"])), max_size=10))
+def test_suspects_are_the_links_a_pass_over_every_text_finds(links: list[tuple[str, str, str]]) -> None:
+    """Links whose text holds a dot, found among the distinct texts: what the pass over every
+    link's text found (the odd schemes and hosts as before)."""
+    from proxy.message.linktable import LinkTable
+    from proxy.message.mime import Link
+    from proxy.policy.checks.links import suspects
+
+    rules = _RULES
+    table = LinkTable(tuple(Link(*link) for link in links))
+    odd = {pair for pair in table.kinds
+           if not pair[0] or pair[0].lower() in rules.blocked_schemes or rules.host_kind(pair[1].lower())[0]}
+    expected = set(table.where(odd)) if odd else set()
+    expected.update(i for i, (_, text, source) in enumerate(links) if "." in text and source == "html")
+    assert suspects(table, rules) == sorted(expected)

@@ -207,3 +207,12 @@ def test_default_policy_relays_the_readme_example() -> None:
     verdict = judge(load_policy(BUILTIN_DEFAULT), Message.from_bytes(raw),
                     Context(mail_from="news@shop.example.com", facts={"dkim": DkimVerification()}))
     assert verdict.action == Action.RELAY and verdict.judged == ()
+
+
+@pytest.mark.parametrize("from_", ['"Example Shop" <news@shop.example.com>', "a@b.example, c@d.example", "not an address",
+                                   "news@xn--bcher-kva.example", "=?utf-8?q?B=C3=BCcher?= <news@bücher.example>", ""])
+def test_from_domain_found_once_is_the_domain_found_anew(from_: str) -> None:
+    from proxy.policy.checks.sender import _from_domain, from_domain
+
+    msg = message(from_)
+    assert from_domain(msg) == from_domain(msg) == _from_domain(message(from_))

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from proxy.policy.checks.unsubscribe import parse_list_unsubscribe
+from proxy.policy.checks.unsubscribe import _BRACKETED, _COMMENT, ListUnsubscribe, _parse_both, _uri_problem, parse_list_unsubscribe
 from tests.policy.checks.judging import FOOTER, mail, policy, rules
 
 PRIVACY = '<a href="https://shop.example.com/privacy">Privacy</a>'
@@ -134,3 +136,53 @@ def test_body_link_words_come_from_the_policy() -> None:
 
 def test_transactional_streams_skip_unsubscribe() -> None:
     assert rules(mail("<p>Your receipt</p>", "", {"List-Unsubscribe": None}), stream="transactional", family="unsubscribe") == []
+
+
+def _parse_alone(values: list[str], allow_http: bool) -> ListUnsubscribe:
+    """The parse of one allow_http, as it was before both were read from one pass: the path
+    `_parse_both` replaces."""
+    uris: list[str] = []
+    problems: list[str] = []
+    if len(values) > 1:
+        problems.append(f"{len(values)} List-Unsubscribe headers (RFC 2369 allows one)")
+    for value in values:
+        text = _COMMENT.sub(" ", value).strip()
+        if not text:
+            problems.append("empty List-Unsubscribe header")
+            continue
+        found = _BRACKETED.findall(text)
+        rest = _BRACKETED.sub("\x00", text)
+        for item in rest.split(","):
+            item = item.strip()
+            if item == "\x00":
+                continue
+            if not item:
+                problems.append("an empty entry between commas")
+            elif "\x00" in item:
+                problems.append("URIs not separated by commas")
+            else:
+                problems.append(f"{item[:80]!r} is not an angle-bracketed URI")
+        for raw_uri in found:
+            uri = "".join(raw_uri.split())
+            problem = _uri_problem(uri, allow_http)
+            if problem:
+                problems.append(problem)
+            else:
+                uris.append(uri)
+    return ListUnsubscribe(tuple(uris), tuple(problems))
+
+
+# Entries: URIs of every scheme, with and without a host, brackets and comments, between
+# commas or not.
+_ENTRY = st.tuples(st.sampled_from(["<", "", "(c) <"]), st.sampled_from(["http://", "HTTP://", "https://", "mailto:", "ftp://", "http:"]),
+                   st.sampled_from(["shop.example.com", "u@shop.example.com", "", "nohost", "[::1"]),
+                   st.sampled_from(["/u/1", "/u?a=1,2", "", " /x"]), st.sampled_from([">", "", "> (c)"])).map("".join)
+_HEADER = st.lists(st.tuples(_ENTRY, st.sampled_from([", ", ",", " ", ",,", "\r\n "])).map("".join), max_size=4).map("".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_HEADER, max_size=3))
+def test_one_pass_reads_as_each_parse_alone(values: list[str]) -> None:
+    strict, lenient = _parse_both(values)
+    assert strict == _parse_alone(values, False) == parse_list_unsubscribe(values)
+    assert lenient == _parse_alone(values, True) == parse_list_unsubscribe(values, True)
