@@ -343,8 +343,9 @@ class RelayHandler:
         )
         t1 = time.perf_counter()
         try:
-            result = await asyncio.wait_for(self.service.upstream.send(out, tx.queue_id), settings.upstream_budget)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(settings.upstream_budget):  # no task per message, as wait_for makes
+                result = await self.service.upstream.send(out, tx.queue_id)
+        except TimeoutError:
             result = Result(Replies.upstream_unavailable("upstream did not answer in time"), False, "timeout")
         record["upstream_ms"] = round((time.perf_counter() - t1) * 1000, 3)
         record["upstream"] = result.upstream
