@@ -18,6 +18,7 @@ import asyncio
 import base64
 import inspect
 import logging
+import math
 import re
 import socket
 import ssl
@@ -218,6 +219,7 @@ class RelaySMTP(SMTP):
         self.require_starttls = tls_context and require_starttls
         self._timeout_duration = timeout
         self._timeout_handle = None
+        self._deadline = self._armed_for = 0.0  # loop times: the idle deadline, the armed timer's (_reset_timeout)
         self._tls_handshake_okay = True
         self._tls_protocol = None
         self._original_transport = None
@@ -272,6 +274,32 @@ class RelaySMTP(SMTP):
             return
         self.relay_handler.release(self)
         super().connection_lost(error)
+
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        """Move the idle deadline to `duration` (the command timeout by default) from now.
+
+        aiosmtpd cancels its timer and starts a new one at every command, nine times a message
+        (a TimerHandle each, ~1.3 us). Here the armed timer stays when it is due no later than
+        the new deadline, and when it fires before the deadline it re-arms for the rest
+        (_timer_fired); a deadline earlier than the armed timer re-arms it at once."""
+        deadline = self.loop.time() + (duration or self._timeout_duration)
+        self._deadline = deadline
+        handle = self._timeout_handle
+        if handle is None or handle.cancelled() or self._armed_for > deadline:
+            if handle is not None:
+                handle.cancel()
+            self._arm(deadline)
+
+    def _arm(self, when: float) -> None:
+        self._armed_for = when
+        self._timeout_handle = self.loop.call_at(when, self._timer_fired)
+
+    def _timer_fired(self) -> None:
+        if self._deadline > self._armed_for:  # the deadline moved on since the timer was armed
+            self._arm(self._deadline)
+            return
+        self._armed_for = math.inf  # spent: a later _reset_timeout arms a new one
+        self._timeout_cb()  # type: ignore[no-untyped-call]
 
     async def push(self, status: str | bytes) -> None:
         if isinstance(status, str) and not self._greeting_reply:

@@ -66,4 +66,30 @@ async def test_a_connection_is_set_up_as_aiosmtpd_sets_it_up(options: dict[str, 
         got["_smtp_methods"] = _shape(dict(ours._smtp_methods), ours)
         assert got == expected
         assert set(vars(ours)) - set(expected) == {"relay_handler", "refused", "in_transaction", "closing", "failed_logins",
-                                                   "pending_dsn", "_greeting_reply"}
+                                                   "pending_dsn", "_greeting_reply", "_deadline", "_armed_for"}
+
+
+async def test_the_idle_timer_follows_the_last_deadline_and_is_not_remade_for_each_command() -> None:
+    """The idle timeout fires at the last deadline set, later or earlier than the armed timer,
+    with one timer armed as long as the deadline only moves later."""
+    config, policy = load(None)
+    conn = RelaySMTP(Service(config, policy)._factory("default", False)().relay_handler,
+                     loop=asyncio.get_running_loop(), hostname="relay.test", timeout=0.5)
+    fired: list[float] = []
+    conn._timeout_cb = lambda: fired.append(conn.loop.time())  # type: ignore[method-assign]
+    await asyncio.sleep(0)  # the loop's clock is read once per turn: a fresh one, after the setup
+    conn._reset_timeout()
+    first = conn._timeout_handle
+    for _ in range(4):  # commands keep coming: the deadline moves, the timer stays
+        await asyncio.sleep(0.05)
+        conn._reset_timeout()
+        assert conn._timeout_handle is first
+    last = conn._deadline
+    while not fired:  # the first timer finds the deadline moved on and re-arms for it
+        await asyncio.sleep(0.02)
+    assert fired[0] >= last - 0.002
+    conn._reset_timeout(5)
+    conn._reset_timeout(0.05)  # earlier than the armed timer: re-armed at once
+    await asyncio.sleep(0.2)
+    assert len(fired) == 2
+    conn._timeout_handle.cancel()  # type: ignore[union-attr]
