@@ -46,6 +46,8 @@ class Reply:
 def _clean(text: str) -> str:
     """Reply text must be one line of printable characters; findings can carry anything."""
     text = " ".join(text.split())
+    if text.isascii() and text.isprintable():  # the common case (every relayed message's 250): as it is
+        return text[:400]
     return "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in text)[:400]
 
 

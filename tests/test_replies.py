@@ -9,6 +9,9 @@ import inspect
 import re
 from pathlib import Path
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from proxy.replies import Replies, Reply
 from tests.conftest import ROOT
 
@@ -79,3 +82,13 @@ def test_the_catalogue_replies_are_well_formed() -> None:
         assert 200 <= reply.code < 600 and reply.text and reply.text.isprintable(), name
         if reply.enhanced:
             assert reply.enhanced[0] == str(reply.code)[0], name
+
+
+@settings(max_examples=500, deadline=None)
+@given(text=st.text(alphabet=st.characters(max_codepoint=0x2100), max_size=500))
+def test_clean_keeps_printable_ascii_as_it_is_and_masks_the_rest(text: str) -> None:
+    """_clean's shortcut for printable ASCII gives what its per-character rewrite gives."""
+    from proxy.replies import _clean
+
+    joined = " ".join(text.split())
+    assert _clean(text) == "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in joined)[:400]

@@ -10,7 +10,9 @@ what that needs and does it in as few round trips as RFC 2920 allows:
 
 The message bytes are canonical already (CRLF lines: the DATA reader, and the quarantine's
 release, see to it), so dot-stuffing is one bytes.replace per window of the message. The
-message goes out in windows of WINDOW bytes with a drain after each: a window without a line
+message goes out in windows of WINDOW bytes, each one `writelines` (under uvloop one writev:
+the relay's headers, a small message and its final dot leave in one syscall and one segment),
+with a drain after each: a window without a line
 that starts with a dot is written as a memoryview of the message (no copy), and the loop is
 never held by one 20 MB copy (asyncio's transport copies what the socket did not take at once).
 Without PIPELINING in the EHLO reply the commands go one
@@ -190,8 +192,10 @@ class Connection:
                 self.needs_rset = True
             return replace(refusal, xforward=refused_xforward)
         async with asyncio.timeout(data_timeout):
-            for piece in _stuffed_pieces(head, data):
-                self._write(piece)
+            for window in _stuffed_windows(head, data):
+                if self.writer.is_closing():
+                    raise ClientError("the connection to the upstream is closed")
+                self.writer.writelines(window)  # one writev: a message of one window is one write
                 await self.writer.drain()
             code, text = await self._reply()
         return SendOutcome(code, text, 200 <= code < 300, "end", xforward=refused_xforward)
@@ -223,13 +227,13 @@ def _stuffed(data: bytes) -> bytes:
     return b"." + data if data.startswith(b".") else data
 
 
-def _stuffed_pieces(head: bytes, data: bytes) -> Iterator[bytes | memoryview]:
-    """`_stuffed(head + data) + b".\r\n"`, as pieces of at most about WINDOW bytes, copying
-    only the windows that have a line starting with a dot. `head`, when given, is whole CRLF
-    lines, so `data` starts a line too. Each window but the first is cut just before a CRLF,
-    so that no CRLF. is split between two windows."""
-    if head:
-        yield _stuffed(head)
+def _stuffed_windows(head: bytes, data: bytes) -> Iterator[list[bytes | memoryview]]:
+    """`_stuffed(head + data) + b".\r\n"`, as windows of about WINDOW bytes, each a list of
+    pieces for one `writelines` (one writev, where a write per piece was a syscall and a
+    segment each); only the windows that have a line starting with a dot are copied. `head`,
+    when given, is whole CRLF lines, so `data` starts a line too. Each window but the first is
+    cut just before a CRLF, so that no CRLF. is split between two windows."""
+    window: list[bytes | memoryview] = [_stuffed(head)] if head else []
     view = memoryview(data)
     start, size = 0, len(data)
     while start < size:
@@ -237,12 +241,16 @@ def _stuffed_pieces(head: bytes, data: bytes) -> Iterator[bytes | memoryview]:
         end = size if cut < 0 else cut
         if data.find(b"\r\n.", start, end) >= 0 or (start == 0 and data.startswith(b".")):
             piece = data[start:end].replace(b"\r\n.", b"\r\n..")
-            yield b"." + piece if start == 0 and piece.startswith(b".") else piece
+            window.append(b"." + piece if start == 0 and piece.startswith(b".") else piece)
         else:
-            yield view[start:end]
+            window.append(view[start:end])
         start = end
+        if start < size:
+            yield window
+            window = []
     ends_line = data.endswith(b"\r\n") if data else bool(head)
-    yield b".\r\n" if ends_line else b"\r\n.\r\n"
+    window.append(b".\r\n" if ends_line else b"\r\n.\r\n")
+    yield window
 
 
 async def open_connection(host: str, port: int, *, helo: str, connect_timeout: float, command_timeout: float,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
 from dataclasses import dataclass, replace
 
 from proxy.message.lineends import normalize_line_endings
@@ -168,14 +169,42 @@ def _bare_in(data: bytes, start: int, end: int) -> bool:
     return data.count(b"\r", start, end) != crlf or data.count(b"\n", start, end) != crlf
 
 
+# A bare LF, or a CRLF that starts a line with a dot; a bare CR. re finds a pattern whose first
+# byte is a literal with a tight loop over the bytes and tries a match at each LF (or CR):
+# ~10 us each for a 30 KB message, where bytes.count with two-byte needles took 45 us for the
+# three counts and find(CRLF..) 14 us more. A match tried at every line end costs more when
+# lines are empty (2.3 ms for 256 KB of them, against 0.8 ms), so messages of more than one
+# window are counted as before.
+_LF_OR_DOT_LINE = re.compile(rb"\n(?:(?<!\r\n)|\.)")
+_BARE_LF = re.compile(rb"\n(?<!\r\n)")
+_BARE_CR = re.compile(rb"\r(?!\n)")
+
+
+def _scan(data: bytes) -> tuple[bool, bool]:
+    """(whether `data` has a bare CR or LF, whether a line after the first starts with a dot;
+    when there are bare line ends, the second is True as well: the caller rewrites then)."""
+    found = _LF_OR_DOT_LINE.search(data)
+    if found is None:
+        return _BARE_CR.search(data) is not None, False
+    if found.end() - found.start() == 1:  # the first alternative: a bare LF
+        return True, True
+    return _BARE_LF.search(data, found.end()) is not None or _BARE_CR.search(data) is not None, True
+
+
 def finish(data: bytes, max_line: int, normalize: bool) -> DataResult:
     """The checks and the unstuffing of complete DATA, window by window (see _windows); the
     bytes are copied only where something must change (a leading dot, CRLF.., bare line ends)."""
     windows = _windows(data, SLICE) if len(data) > SLICE else [(0, len(data))]
-    bare = any(_bare_in(data, s, e) for s, e in windows)
+    if len(windows) == 1:
+        bare, dot_lines = _scan(data)
+    else:
+        bare = any(_bare_in(data, s, e) for s, e in windows)
+        dot_lines = bare or any(data.find(b"\r\n..", s, e) >= 0 for s, e in windows)
     if bare and not normalize:
         return DataResult(None, len(data), "bare_eol")
-    if bare or data.startswith(b".") or any(data.find(b"\r\n..", s, e) >= 0 for s, e in windows):
+    # A line that starts with one dot is rewritten to itself (only CRLF.. loses a dot): the
+    # same bytes, one copy more.
+    if bare or dot_lines or data.startswith(b"."):
         pieces = []
         for s, e in windows:
             p = data[s:e]

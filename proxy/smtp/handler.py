@@ -6,7 +6,6 @@ reject or defer.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import re
 import time
 from typing import TYPE_CHECKING, Any, Protocol
@@ -24,7 +23,7 @@ from proxy.replies import EHLO_AUTH_BARE, EHLO_EXTENSIONS, Replies, Reply
 from proxy.outbound.upstream import Outgoing, Recipient, Result
 from proxy.outbound.xforward import Origin
 from proxy.smtp.datareader import DataResult
-from proxy.smtp.server import protocol_names
+from proxy.smtp.server import ProtocolTables, protocol_names
 from proxy.unsubscribe.intake import Refused
 
 if TYPE_CHECKING:
@@ -124,7 +123,9 @@ class RelayHandler:
     def __init__(self, service: Relay, listener: str) -> None:
         self.service = service
         self.listener = listener
-        self.hook_table: dict[str, Any] | None = None  # aiosmtpd's handle_* table, one for all connections
+        # aiosmtpd's tables for a connection (hooks, commands, mechanisms), made at the first
+        # connection for all (proxy/smtp/server.py): (the connection class, its tables)
+        self.protocol_tables: tuple[type, ProtocolTables] | None = None
 
     @property
     def settings(self) -> Any:
@@ -343,18 +344,14 @@ class RelayHandler:
         )
         t1 = time.perf_counter()
         try:
-            result = await asyncio.wait_for(self.service.upstream.send(out, tx.queue_id), settings.upstream_budget)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(settings.upstream_budget):  # no task per message, as wait_for makes
+                result = await self.service.upstream.send(out, tx.queue_id)
+        except TimeoutError:
             result = Result(Replies.upstream_unavailable("upstream did not answer in time"), False, "timeout")
         record["upstream_ms"] = round((time.perf_counter() - t1) * 1000, 3)
         record["upstream"] = result.upstream
         record["upstream_code"] = result.code
         return result.reply
-
-
-# aiosmtpd inspects the signature of handle_EHLO for every connection (to tell its old 4-argument
-# form from the current one): computed once here, inspect.signature then just reads it.
-RelayHandler.handle_EHLO.__signature__ = inspect.signature(RelayHandler.handle_EHLO)  # type: ignore[attr-defined]
 
 
 def _as_is(reply: Reply) -> Reply:

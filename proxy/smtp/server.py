@@ -16,11 +16,18 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import inspect
+import logging
+import math
 import re
-from collections.abc import Iterator, Mapping
+import socket
+import ssl
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import structlog
+from aiosmtpd import smtp as aiosmtpd_smtp
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, TLSSetupException, syntax
 
 from proxy.replies import Replies
@@ -130,33 +137,120 @@ class BoundMethods(Mapping[str, Any]):
         return len(self._names)
 
 
-_COMMANDS: dict[type, dict[str, str]] = {}
+@dataclass(frozen=True, slots=True)
+class ProtocolTables:
+    """What aiosmtpd's SMTP.__init__ finds by introspection for every connection, found once
+    per connection class and handler: the smtp_* commands, the handler's hooks (bound to the
+    handler, so shared by its connections), the AUTH mechanisms (mechanism, attribute, whether
+    it is the protocol's own, as aiosmtpd's `_AuthMechAttr.is_builtin`) and the form of the
+    EHLO hook."""
+
+    commands: dict[str, str]
+    hooks: dict[str, Any]
+    mechanisms: tuple[tuple[str, str, bool], ...]
+    ehlo_hook_ver: str | None
+
+
+def protocol_tables(cls: type, handler: Any) -> ProtocolTables:
+    """The tables of `cls` serving `handler`, as aiosmtpd 1.4's SMTP.__init__ builds them."""
+    commands = {m.replace("smtp_", ""): m for m in protocol_names(cls, ("smtp_", "auth_")) if m.startswith("smtp_")}
+    hooks = {m.replace("handle_", ""): getattr(handler, m) for m in dir(handler) if m.startswith("handle_")}
+    mechanisms: dict[str, tuple[str, str, bool]] = {}
+    # getmembers order: the protocol's, then the handler's (which win), each sorted by name
+    for owner, names in ((cls, protocol_names(cls, ("smtp_", "auth_"))), (handler, dir(handler))):
+        for name in sorted(n for n in names if n.startswith("auth_")):
+            fn = getattr(owner, name)
+            mech = getattr(fn, "__auth_mechanism_name__", name.replace("auth_", "").replace("__", "-"))
+            mechanisms[mech] = (mech, name, owner is cls)
+    ehlo = hooks.get("EHLO")
+    version = None
+    if ehlo is not None:
+        params = len(inspect.signature(ehlo).parameters)
+        if params not in (4, 5):
+            raise RuntimeError("Unsupported EHLO Hook")
+        version = "new" if params == 5 else "old"
+    return ProtocolTables(commands, hooks, tuple(mechanisms.values()), version)
 
 
 class RelaySMTP(SMTP):
     """One client connection."""
 
     def __dir__(self) -> list[str]:
-        # aiosmtpd's constructor discovers the smtp_* and auth_* methods with dir() and
-        # inspect.getmembers() for every connection: with every attribute of the class that
-        # is ~0.4 ms a connection; these are the only names it looks for.
+        # What aiosmtpd looks for on a connection: its smtp_* commands and auth_* mechanisms.
         return protocol_names(type(self), ("smtp_", "auth_"))
 
     # The reader's buffer limit. DATA is read in chunks of up to this size; command lines are
     # still held to RFC 5321's 512 octets by aiosmtpd's command_size_limit check.
     line_length_limit = 64 * 1024
 
-    def __init__(self, handler: "RelayHandler", **kwargs: Any) -> None:
-        super().__init__(handler, **kwargs)
-        # Per-connection tables aiosmtpd built: replaced by shared ones (memory per idle
-        # connection; tests/outbound/test_discovery.py checks they answer the same).
-        commands = _COMMANDS.get(type(self))
-        if commands is None:
-            commands = _COMMANDS[type(self)] = {name: f"smtp_{name}" for name in self._smtp_methods}
-        self._smtp_methods = BoundMethods(self, commands)  # type: ignore[assignment]
-        if handler.hook_table is None:
-            handler.hook_table = self._handle_hooks  # bound to the handler, shared by its connections
-        self._handle_hooks = handler.hook_table
+    def __init__(self, handler: "RelayHandler", *, loop: asyncio.AbstractEventLoop, hostname: str | None = None,
+                 ident: str | None = None, data_size_limit: int | None = aiosmtpd_smtp.DATA_SIZE_DEFAULT,
+                 enable_SMTPUTF8: bool = False, decode_data: bool = False, tls_context: ssl.SSLContext | None = None,
+                 require_starttls: bool = False, timeout: float = 300, auth_require_tls: bool = True,
+                 auth_exclude_mechanism: Iterable[str] | None = None,
+                 proxy_protocol_timeout: float | None = None) -> None:
+        """The state aiosmtpd 1.4's SMTP.__init__ sets up (the options the relay uses), without
+        its introspection of the connection and the handler for every connection (getmembers,
+        dir, inspect.signature: ~20 us of each connection). This reaches into aiosmtpd's
+        internals, so pyproject.toml keeps aiosmtpd below 1.5;
+        tests/smtp/test_protocol_setup.py compares the result with aiosmtpd's own."""
+        tables = handler.protocol_tables
+        if tables is None or tables[0] is not type(self):
+            tables = handler.protocol_tables = (type(self), protocol_tables(type(self), handler))
+        t = tables[1]
+        self.__ident__ = ident or aiosmtpd_smtp.__ident__
+        self.loop = loop
+        asyncio.StreamReaderProtocol.__init__(self, asyncio.StreamReader(loop=loop, limit=self.line_length_limit),
+                                              client_connected_cb=self._cb_client_connected, loop=loop)
+        self.event_handler = handler
+        assert data_size_limit is None or isinstance(data_size_limit, int)
+        self.data_size_limit = data_size_limit
+        self.enable_SMTPUTF8 = enable_SMTPUTF8
+        self._decode_data = decode_data
+        self.command_size_limits.clear()
+        self.hostname = hostname or socket.getfqdn()
+        self.tls_context = tls_context
+        if tls_context:
+            if tls_context.verify_mode not in {ssl.CERT_NONE, ssl.CERT_OPTIONAL}:
+                aiosmtpd_smtp.log.warning("tls_context.verify_mode not in {CERT_NONE, CERT_OPTIONAL}; "
+                                          "this might cause client connection problems")
+            elif tls_context.check_hostname:
+                aiosmtpd_smtp.log.warning("tls_context.check_hostname == True; this might cause client connection problems")
+        self.require_starttls = tls_context and require_starttls
+        self._timeout_duration = timeout
+        self._timeout_handle = None
+        self._deadline = self._armed_for = 0.0  # loop times: the idle deadline, the armed timer's (_reset_timeout)
+        self._tls_handshake_okay = True
+        self._tls_protocol = None
+        self._original_transport = None
+        self.session = None
+        self.envelope = None
+        self.transport = None
+        self._handler_coroutine = None
+        self._auth_require_tls = auth_require_tls
+        if proxy_protocol_timeout is not None:
+            if proxy_protocol_timeout <= 0:
+                raise ValueError("proxy_protocol_timeout must be > 0")
+            elif proxy_protocol_timeout < 3.0:
+                aiosmtpd_smtp.log.warning("proxy_protocol_timeout < 3.0")
+        self._proxy_timeout = proxy_protocol_timeout
+        self._authenticator = None
+        self._auth_callback = aiosmtpd_smtp.login_always_fail
+        self._auth_required = False
+        excluded = set(auth_exclude_mechanism or ())
+        self._auth_methods = {
+            mech: aiosmtpd_smtp._AuthMechAttr(getattr(self if own else handler, name), own)
+            for mech, name, own in t.mechanisms if mech not in excluded
+        }
+        if aiosmtpd_smtp.log.isEnabledFor(logging.INFO):
+            aiosmtpd_smtp.log.info("Available AUTH mechanisms: " + " ".join(
+                m + "(builtin)" if impl.is_builtin else m for m, impl in sorted(self._auth_methods.items())))
+        self._handle_hooks = t.hooks  # bound to the handler, shared by its connections
+        self._ehlo_hook_ver = t.ehlo_hook_ver
+        # aiosmtpd keeps a dict of every bound smtp_* method for every connection (~2 KB, a
+        # fifth of an idle connection's memory): this answers the same from one table per class.
+        self._smtp_methods = BoundMethods(self, t.commands)  # type: ignore[assignment]
+        self._enforce_call_limit = False
         self.relay_handler = handler
         self.refused = False
         self.in_transaction = False
@@ -180,6 +274,32 @@ class RelaySMTP(SMTP):
             return
         self.relay_handler.release(self)
         super().connection_lost(error)
+
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        """Move the idle deadline to `duration` (the command timeout by default) from now.
+
+        aiosmtpd cancels its timer and starts a new one at every command, nine times a message
+        (a TimerHandle each, ~1.3 us). Here the armed timer stays when it is due no later than
+        the new deadline, and when it fires before the deadline it re-arms for the rest
+        (_timer_fired); a deadline earlier than the armed timer re-arms it at once."""
+        deadline = self.loop.time() + (duration or self._timeout_duration)
+        self._deadline = deadline
+        handle = self._timeout_handle
+        if handle is None or handle.cancelled() or self._armed_for > deadline:
+            if handle is not None:
+                handle.cancel()
+            self._arm(deadline)
+
+    def _arm(self, when: float) -> None:
+        self._armed_for = when
+        self._timeout_handle = self.loop.call_at(when, self._timer_fired)
+
+    def _timer_fired(self) -> None:
+        if self._deadline > self._armed_for:  # the deadline moved on since the timer was armed
+            self._arm(self._deadline)
+            return
+        self._armed_for = math.inf  # spent: a later _reset_timeout arms a new one
+        self._timeout_cb()  # type: ignore[no-untyped-call]
 
     async def push(self, status: str | bytes) -> None:
         if isinstance(status, str) and not self._greeting_reply:

@@ -34,7 +34,10 @@ class Judgement:
 async def evaluate(deps: JudgingDeps, tx: Transaction, content: bytes, record: dict[str, Any]) -> Judgement:
     """Parse once, insert List-Unsubscribe where the policy asks, gather facts, judge."""
     t0 = time.perf_counter()
-    message = await heavy.parse(content)  # a heavy message in a worker thread (transaction/heavy.py)
+    # A heavy message is parsed and judged in a worker thread (transaction/heavy.py); whether it
+    # is heavy is one pass over its bytes, made once for both.
+    weight = heavy.is_heavy(content)
+    message = await heavy.parse(content, weight)
     plan = tx.ensure_plan()
     rcpt_addresses = [r.address for r in tx.recipients]
     head, why_not = recipients.list_unsubscribe_block(deps, tx.policy, plan, tx.marketing, rcpt_addresses, message)
@@ -60,7 +63,7 @@ async def evaluate(deps: JudgingDeps, tx: Transaction, content: bytes, record: d
     if facts:
         ctx = replace(ctx, facts=facts)
     try:
-        verdict = await heavy.judge_message(tx.policy, message, ctx, tx.rcpt_findings)
+        verdict = await heavy.judge_message(tx.policy, message, ctx, tx.rcpt_findings, weight)
     except Exception as exc:  # the engine itself failed: never relay unjudged
         log.error("engine_failed", queue_id=tx.queue_id, error=repr(exc), exc_info=True)
         verdict = Verdict(tx.policy.action(tx.stream, "check.error"), (), tx.policy.monitor, tx.stream, (repr(exc),))

@@ -68,17 +68,19 @@ def _parsed_and_viewed(content: bytes) -> Message:
     return message
 
 
-async def parse(content: bytes) -> Message:
-    """Message.from_bytes, in the judging pool (views and all) when the message is heavy."""
-    if is_heavy(content):
+async def parse(content: bytes, heavy: bool | None = None) -> Message:
+    """Message.from_bytes, in the judging pool (views and all) when the message is heavy.
+    `heavy`: `is_heavy(content)` when the caller knows it already (a pass over the bytes)."""
+    if is_heavy(content) if heavy is None else heavy:
         return await _off_loop(_parsed_and_viewed, content)  # type: ignore[no-any-return]
     return Message.from_bytes(content)
 
 
-async def judge_message(policy: Policy, message: Message, ctx: Context, extra: list[Finding] | None) -> Verdict:
+async def judge_message(policy: Policy, message: Message, ctx: Context, extra: list[Finding] | None,
+                        heavy: bool | None = None) -> Verdict:
     """`judge`, in the judging pool when the message is heavy (its lazy views, HTML, links and
-    attachments, are built there too, on first use by a check)."""
-    if is_heavy(message.raw):
+    attachments, are built there too, on first use by a check). `heavy` as for `parse`."""
+    if is_heavy(message.raw) if heavy is None else heavy:
         return await _off_loop(judge, policy, message, ctx, extra)  # type: ignore[no-any-return]
     return judge(policy, message, ctx, extra)
 

@@ -7,11 +7,13 @@ verdict in their own protocol with these, so both fronts behave the same.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any, Awaitable, Callable, TypeVar
 
 import structlog
 
+from proxy.audit import enabled as audit_enabled
 from proxy.metrics import reply_class
 from proxy.policy.verdict import Action, Verdict
 from proxy.replies import Replies, Reply
@@ -84,29 +86,31 @@ async def accepted(deps: TransactionDeps, tx: Transaction, judgement: Judgement)
 
 def audit(deps: TransactionDeps, tx: Transaction, reply: Reply, verdict: Verdict | None, size: int,
           record: dict[str, Any], t0: float) -> None:
-    """The one audit line of a message, and its metrics."""
-    mask = deps.masker
-    log.info(
-        "message",
-        queue_id=tx.queue_id,
-        client=tx.client_ip,
-        helo=tx.helo,
-        auth_user=tx.auth_user,
-        listener=tx.listener,
-        stream=tx.stream,
-        sender=mask(tx.mail_from),
-        rcpt_count=len(tx.recipients) or len(tx.local),
-        rcpts=[mask(r.address) for r in tx.recipients] or [mask(r.address) for r in tx.local],
-        size=size,
-        action=str(verdict.effective) if verdict else ("consumed" if "consumed" in record else "refused"),
-        verdict=str(verdict.action) if verdict else None,
-        monitor=verdict.monitor if verdict else False,
-        rules=verdict.rules if verdict else [],
-        reply=str(reply),
-        total_ms=round((time.perf_counter() - t0) * 1000, 3),
-        **({"worker": deps.worker} if deps.worker is not None else {}),
-        **record,
-    )
+    """The one audit line of a message, and its metrics. The line (its masked addresses, its
+    fields) is only built when the configured level keeps it."""
+    if audit_enabled(logging.INFO):
+        mask = deps.masker
+        log.info(
+            "message",
+            queue_id=tx.queue_id,
+            client=tx.client_ip,
+            helo=tx.helo,
+            auth_user=tx.auth_user,
+            listener=tx.listener,
+            stream=tx.stream,
+            sender=mask(tx.mail_from),
+            rcpt_count=len(tx.recipients) or len(tx.local),
+            rcpts=[mask(r.address) for r in tx.recipients] or [mask(r.address) for r in tx.local],
+            size=size,
+            action=str(verdict.effective) if verdict else ("consumed" if "consumed" in record else "refused"),
+            verdict=str(verdict.action) if verdict else None,
+            monitor=verdict.monitor if verdict else False,
+            rules=verdict.rules if verdict else [],
+            reply=str(reply),
+            total_ms=round((time.perf_counter() - t0) * 1000, 3),
+            **({"worker": deps.worker} if deps.worker is not None else {}),
+            **record,
+        )
     m = deps.metrics
     m.message(tx.stream, str(verdict.effective) if verdict else "refused")
     if verdict is not None:

@@ -162,7 +162,10 @@ async def screen(deps: JudgingDeps, policy: Policy, p: Plan, stream: str, addres
     if not p.needed or facts is None:
         return Screening(None, found)
     try:
-        state = await asyncio.wait_for(facts.store.lookup(address, p.query, time.time()), timeout)
+        # A timeout scope, not wait_for: that wraps the lookup in a task of its own (and a loop
+        # turn to start it) on every RCPT.
+        async with asyncio.timeout(timeout):
+            state = await facts.store.lookup(address, p.query, time.time())
     except InvalidAddress as exc:
         return invalid(policy, stream, str(exc))
     except (StoreError, TimeoutError) as exc:

@@ -8,7 +8,10 @@ import asyncio
 from typing import Awaitable, Callable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from proxy.outbound import client
 from proxy.outbound.client import ClientError, Stale, open_connection
 
 Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -150,3 +153,25 @@ async def test_control_characters_never_reach_the_wire() -> None:
         with pytest.raises(ValueError):
             await conn.transaction("<a@x.example>\r\nRCPT TO:<evil@x>", [("<b@y.example>", "b")], MSG, 5)
         conn.close()
+
+
+_LINES = st.lists(st.sampled_from([b"", b".", b"..", b".x", b"a.b", b"x" * 40, b"." * 3 + b"y"]), max_size=30)
+
+
+@settings(max_examples=300, deadline=None)
+@given(head=_LINES, data=_LINES, crlf_end=st.booleans(), window=st.sampled_from([1, 7, 64, 256 * 1024]))
+def test_windows_are_the_stuffed_message_and_its_dot(head: list[bytes], data: list[bytes], crlf_end: bool,
+                                                    window: int) -> None:
+    """The windows written with one writelines each are, joined, exactly the dot-stuffed
+    message (`_stuffed`, the plain form) and its final dot, whatever the window size."""
+    head_bytes = b"".join(line + b"\r\n" for line in head)
+    body = b"\r\n".join(data) + (b"\r\n" if crlf_end and data else b"")
+    old = client.WINDOW
+    client.WINDOW = window
+    try:
+        windows = list(client._stuffed_windows(head_bytes, body))
+    finally:
+        client.WINDOW = old
+    wire = b"".join(bytes(p) for w in windows for p in w)
+    assert wire == client._stuffed(head_bytes + body) + b".\r\n"
+    assert all(windows)

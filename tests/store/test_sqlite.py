@@ -194,3 +194,31 @@ async def test_sqlite_checkpoints_in_the_background_not_in_a_commit(tmp_path: Pa
     finally:
         await store.close()
     assert not store._checkpointer
+
+
+async def test_sqlite_bookkeeping_commits_without_fsync_durable_ones_with_it(tmp_path: Path) -> None:
+    """The relay's bookkeeping commits at synchronous=NORMAL and leaves the writer there (no
+    PRAGMA per message); a suppression after it commits at FULL all the same."""
+    from proxy.store.sqlite import SqliteStore
+
+    seen: list[str] = []  # PRAGMA synchronous=... run by the writer, and the level read back after each write
+    store = SqliteStore(tmp_path / "state.sqlite3", NORMALIZE)
+    await store.open()
+    try:
+        writer = store._dbs["write"]
+        writer.set_trace_callback(lambda sql: seen.append(sql) if sql.startswith("PRAGMA synchronous=") else None)
+
+        def level(db: sqlite3.Connection) -> None:
+            seen.append({1: "normal", 2: "full"}[db.execute("PRAGMA synchronous").fetchone()[0]])
+
+        for i in range(3):
+            await store.record_delivery(1e9 + i, [f"r{i}@example.org"], "shop", "news")
+            await store._run("write", level)
+        await store.suppress([Suppression("a@example.org", GLOBAL, "unsubscribe", "test", 1e9)])
+        await store._run("write", level)
+        await store.record_delivery(1e9, ["b@example.org"], "shop", "news")
+        await store._run("write", level)
+    finally:
+        await store.close()
+    assert seen == ["PRAGMA synchronous=NORMAL", "normal", "normal", "normal",
+                    "PRAGMA synchronous=FULL", "full", "PRAGMA synchronous=NORMAL", "normal"], seen
