@@ -271,9 +271,12 @@ class TermSet:
         return self._labels, self._index
 
 
-# An inline flag (global or scoped) in an ops pattern: its first letters may not match as the
-# rest of the term set's case-insensitive beginnings do.
-_INLINE_FLAGS = re.compile(r"\(\?[a-zA-Z^\-]")
+# What the stdlib's parser (which finds a regex term's first words) does not read as the
+# regex engine does: an inline flag (global or scoped: its first letters may not match as the
+# term set's case-insensitive beginnings do), and a brace that opens no counted repeat (the
+# engine's fuzzy matching, "kill{e<=1}", lets the first letters differ). A term with either
+# has no known beginning for LabelIndex.
+_ENGINE_SYNTAX = re.compile(r"\(\?[a-zA-Z^\-]|\{(?![0-9]*,?[0-9]*\})")
 
 
 def _beginnings(keys: Sequence[str], rx: Sequence[str]) -> tuple[list[str], list[str] | None]:
@@ -283,7 +286,7 @@ def _beginnings(keys: Sequence[str], rx: Sequence[str]) -> tuple[list[str], list
     folded: list[str] = []
     for source in rx:
         inner = source[len("(?i:"):-1]
-        words = None if _INLINE_FLAGS.search(inner) else _regex_first_words(inner, lower=False)
+        words = None if _ENGINE_SYNTAX.search(inner) else _regex_first_words(inner, lower=False)
         if not words or not all(words):
             return literal, None
         folded.extend(words)
