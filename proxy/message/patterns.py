@@ -259,6 +259,14 @@ class TermSet:
                 return label
         return labels[-1][0] if labels else ""
 
+    def prepare(self) -> None:
+        """Make the labels' own patterns and their index now, not on the first hit."""
+        self._compiled_labels()
+
+    @property
+    def prepared(self) -> bool:
+        return self._labels is not None
+
     def _compiled_labels(self) -> tuple[tuple[tuple[str, Any], ...], LabelIndex]:
         """Each label's own pattern and the index of their beginnings, made on the first hit:
         most term sets never have one, and a hundred labels' tries cost as much to render as
@@ -475,6 +483,10 @@ class LinkWords:
         lowered = {w.lower() for w in url_words if w and "\x00" not in w}
         self.url_words = tuple(sorted(w for w in lowered if not any(o != w and o in w for o in lowered)))
         self._texts: dict[str, bool] = {}
+
+    def prepare(self) -> None:
+        """Make the words' label patterns now (TermSet.prepare), not on the first link text."""
+        self.words.prepare()
 
     def _text_names(self, text: str) -> bool:
         hit = self._texts.get(text)

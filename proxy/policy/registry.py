@@ -47,6 +47,10 @@ class Options(BaseModel):
         for name in cls.__private_attributes__:
             setattr(cls, name, _Private(name))
 
+    def prepare(self) -> None:
+        """Build now what the family's check would otherwise build on the first message that
+        needs it (proxy/runtime/warmup.py calls it at start and after each reload)."""
+
 
 CheckFn = Callable[[Message, Context, Any], Iterable[Finding]]
 

@@ -51,7 +51,7 @@ from proxy.smtp.authguard import AuthGuard
 from proxy.smtp.inflight import InFlight
 from proxy.facts.dkim import verify as dkim_verify
 from proxy.runtime.listeners import HTTP_MAX_CONNECTIONS, HttpListener, install_accept_error_log
-from proxy.runtime.warmup import warm_up
+from proxy.runtime.warmup import prepare, warm_up
 from proxy.transaction import heavy
 from proxy.transaction.deps import JudgingDeps, TransactionDeps
 
@@ -577,6 +577,7 @@ class Service:
             config, policy = await asyncio.to_thread(self.reload_source)
             same_upstream = _upstream_key(config) == _upstream_key(self.config)
             parts = await asyncio.to_thread(build_parts, config, policy, self.upstream if same_upstream else None)
+            await asyncio.to_thread(prepare, policy)  # off the loop: warm_up below finds it done
         except Exception as exc:  # every reason a reload can fail is reported, never fatal
             log.error("reload_failed", error=str(exc))
             self.metrics.reloads.labels("failed").inc()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import pytest
 
 from proxy.message import html as htmlview
 from proxy.message.mime import Message
+from proxy.policy import contentlists
 from proxy.policy.engine import judge
 from proxy.policy.loader import BUILTIN_DEFAULT, load_policy
 from proxy.policy.registry import Context
@@ -43,4 +45,36 @@ def test_a_failing_check_does_not_stop_the_warm_up(monkeypatch: pytest.MonkeyPat
         raise RuntimeError("boom")
 
     monkeypatch.setattr("proxy.runtime.warmup.judge", broken)
+    assert warm_up(load_policy(BUILTIN_DEFAULT)) >= 0
+
+
+def _term_sets(policy: Any) -> list[Any]:
+    found = []
+    for checks in policy.checks.values():
+        for _, options in checks:
+            lists = getattr(options, "compiled", None)
+            if lists is not None:
+                found += [lists.terms, lists.offers]
+            links = getattr(options, "_links", None)
+            if links is not None:
+                found.append(links.words)
+    return found
+
+
+def test_warm_up_prepares_what_the_sample_does_not_reach(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The label patterns of every term set (content lists, unsubscribe and privacy link
+    words) are made at warm-up, not by the first message with a hit."""
+    monkeypatch.setattr(contentlists, "_COMPILED", {})  # lists compiled afresh, not shared with other tests
+    policy = load_policy(BUILTIN_DEFAULT)
+    sets = _term_sets(policy)
+    assert len(sets) >= 4 and not any(s.prepared for s in sets)
+    warm_up(policy)
+    assert all(s.prepared for s in sets)
+
+
+def test_a_failing_prepare_does_not_stop_the_warm_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*_: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("proxy.policy.checks.content.ContentOptions.prepare", broken)
     assert warm_up(load_policy(BUILTIN_DEFAULT)) >= 0

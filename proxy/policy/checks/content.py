@@ -70,6 +70,12 @@ class ContentOptions(Options):
     def compiled(self) -> ContentLists:
         return self._lists
 
+    def prepare(self) -> None:
+        # Each label's own pattern is made on a list's first hit (TermSet.prepare): about
+        # 180 ms with the built-in lists, which the first message with a hit would wait for.
+        self._lists.terms.prepare()
+        self._lists.offers.prepare()
+
     @property
     def languages(self) -> tuple[str, ...]:
         return self._lists.languages

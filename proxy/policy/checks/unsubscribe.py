@@ -70,6 +70,9 @@ class UnsubscribeOptions(Options):
         self._links = LinkWords("unsubscribe", self.words, self.url_words)
         return self
 
+    def prepare(self) -> None:
+        self._links.prepare()
+
 
 @dataclass(frozen=True, slots=True)
 class ListUnsubscribe:

@@ -76,6 +76,9 @@ class PrivacyOptions(Options):
         self._approved = {d: frozenset(normalise_url(u) for u in urls) for d, urls in self.approved.items()}
         return self
 
+    def prepare(self) -> None:
+        self._links.prepare()
+
     def approved_for(self, domain: str) -> frozenset[str] | None:
         """The approved URLs of a sender domain (exact, else its registrable domain), or None."""
         if not domain:
