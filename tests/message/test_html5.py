@@ -10,11 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from selectolax.lexbor import LexborDocumentOptions
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proxy.message import html as lxmlview
 from proxy.message import html5 as lexview
+from proxy.message.htmlview import HtmlView
 from proxy.message.mime import Link, Message
 from tests.conftest import FIXTURES
 from tests.message.test_hostile_markup import SHAPES as HOSTILE
@@ -122,3 +124,36 @@ def test_controls_taken_out_as_by_one_deletion(pieces: list[bytes], repeat: int)
     # short and long (past _DELETE_BELOW): deleted in one pass, or looked for first
     data = b"<p>" * (lexview._DELETE_BELOW // 3 + 1 if repeat == 300 else 0) + b"".join(pieces) * repeat
     assert lexview._without_controls(data) == data.translate(None, lxmlview._CONTROLS)
+
+
+def _with_mutation_events(html: str) -> HtmlView:
+    """The view from a tree parsed with lexbor's mutation callbacks (its default)."""
+    kept = lexview._PARSE_OPTIONS
+    lexview._PARSE_OPTIONS = LexborDocumentOptions.UNDEF
+    try:
+        return lexview.extract(html)
+    finally:
+        lexview._PARSE_OPTIONS = kept
+
+
+@pytest.mark.parametrize("html", [h for _, h in BODIES] + list(SHAPES.values()) + [s[0] for s in HOSTILE.values()])
+def test_the_view_is_the_same_without_mutation_events(html: str) -> None:
+    assert lexview.extract(html) == _with_mutation_events(html)
+
+
+_MARKUP = st.sampled_from([
+    "<div>", "</div>", "<p>", "</p>", "<b>", "</b>", "<i>", "</i>", "<span>", "</span>", "<a href='x'>", "</a>", "<a>",
+    "<span style='display:none'>", "<span style='color:#fefefe'>", "<p style='font-size:0'>", "<p hidden>",
+    "<font color=white>", "<td bgcolor=black>", "<table>", "<tr>", "<td>", "</td>", "</table>", "<img alt=y src=x>",
+    "<br>", "<select>", "</select>", "<option selected>", "<option>", "</option>", "<button>", "</button>",
+    "<selectedcontent>", "</selectedcontent>", "<form action=go>", "</form>", "<input type=password name=pw>",
+    "<template>", "</template>", "<noscript>", "</noscript>", "<style>p{margin:0}</style>", "<title>t</title>",
+    "<textarea>", "</textarea>", "<script>s</script>", "<svg>", "</svg>", "<math>", "<!-- c -->", "<li>", "<ul>",
+    "text", "word", " ", "\n", "&amp;", "&nbsp;", "un", "sub",
+])
+
+
+@given(st.lists(_MARKUP, max_size=40).map("".join))
+@settings(max_examples=300, deadline=None)
+def test_the_view_is_the_same_without_mutation_events_on_any_markup(html: str) -> None:
+    assert lexview.extract(html) == _with_mutation_events(html)
