@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from selectolax.lexbor import LexborDocumentOptions
+from selectolax.lexbor import LexborDocumentOptions, LexborHTMLParser
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -157,3 +157,18 @@ _MARKUP = st.sampled_from([
 @settings(max_examples=300, deadline=None)
 def test_the_view_is_the_same_without_mutation_events_on_any_markup(html: str) -> None:
     assert lexview.extract(html) == _with_mutation_events(html)
+
+
+_NESTING = st.sampled_from(["<div>", "<span>", "<b>", "<table><tr><td>", "<ul><li>", "<p>", "<svg><g>", "<template>",
+                            "</div>", "</span>", "</b>", "</td></tr></table>", "</p>", "</g></svg>", "</template>",
+                            "<img src=x>", "<br>", "text", " ", "<!-- c -->", "<i>x</i>", "<font>", "</font>"])
+
+
+@given(st.lists(_NESTING, max_size=30).map("".join), st.integers(40, 60), st.lists(_NESTING, max_size=30).map("".join),
+       st.integers(0, 60), st.lists(_NESTING, max_size=30).map("".join))
+@settings(max_examples=300, deadline=None)
+def test_the_depth_test_from_the_last_leaves_is_the_plain_one(before: str, depth: int, inner: str, closed: int,
+                                                              after: str) -> None:
+    html = before + "<div>" * depth + inner + "</div>" * closed + after
+    tree = LexborHTMLParser(html)
+    assert tree.any_css_matches(lexview._DEEPER) == tree.any_css_matches(("* > " * 50 + "*",))
