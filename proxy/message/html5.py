@@ -113,7 +113,7 @@ def _colour_suspects(tree: LexborHTMLParser, styled: tuple[list[LexborNode], lis
     read on some background of the page, with that colour. `styled`: `_styled`; `fonts`: the
     font elements."""
     nodes, values, styles = styled
-    coloured = [s for s in styles if lxmlview._COLOURISH(s)][: lxmlview.MAX_HIDING]
+    coloured = [s for s in styles if lxmlview._colourish(s)][: lxmlview.MAX_HIDING]
     font_nodes = [node for node in fonts if node.attrs.get("color")]
     if not coloured and not font_nodes:
         return []

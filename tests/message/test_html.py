@@ -3,9 +3,13 @@ words they show. The text pass runs in libxslt (proxy/message/html.py); these pi
 
 from __future__ import annotations
 
-import pytest
+import re
 
-from proxy.message.html import MAX_ANCHORS, extract
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from proxy.message.html import MAX_ANCHORS, _colourish, extract
 from proxy.message.mime import Link
 
 
@@ -187,3 +191,15 @@ def test_a_transparent_background_inside_lets_the_one_below_show() -> None:
     html = ("<div style='background:#fff;color:#fff'>gone <span style='background-color:transparent'>gone too</span>"
             "<span style='background:#000'>kept</span></div>")
     assert extract(html).visible_text == "kept"
+
+
+_COLOURISH_TEXT = st.text(st.sampled_from([*"colrbackgCOLRBACKG:;-\\ x", "\u212a", "\u0130", "\u017f", "\u0131", "\u1e9e",
+                                           "\uff23", "\u01c4", "\u03a3"]), max_size=24)
+
+
+@given(st.lists(st.sampled_from(["color", "backg", "COLOR", "BackG", "Color", "bac\u212ag"]), max_size=2).map("".join),
+       _COLOURISH_TEXT, _COLOURISH_TEXT)
+@settings(max_examples=500, deadline=None)
+def test_colourish_reads_as_the_regex(middle: str, before: str, after: str) -> None:
+    style = before + middle + after
+    assert _colourish(style) == bool(re.compile(r"color|backg|\\", re.IGNORECASE).search(style))
