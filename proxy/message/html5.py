@@ -146,20 +146,20 @@ def _background(node: LexborNode | None) -> inlinestyle.RGBA | None:
 def _hidden(tree: LexborHTMLParser, found: dict[str, list[LexborNode]], tags: int) -> list[LexborNode] | None:
     """The elements to take out whole, in document order; None when html.py must read the
     message (see the module's docstring). `found`: `_elements`; `tags`: the "<" counted."""
-    styled = _styled(tree)
-    nodes, values, styles = styled
     fonts = found.get("font", [])
     colours: list[tuple[LexborNode, inlinestyle.RGBA]] | None = None
+    css = "\n".join(node.text() for node in found["style"]) if "style" in found else ""
     # html.py looks for a sheet where the source says "<style" in one of three cases; one read
-    # here where html.py does not read it hands over to html.py, or is read the same.
-    if "style" in found:
-        css = "\n".join(node.text() for node in found["style"])
-        if css and cascade.may_hide(css):
+    # here where html.py does not read it hands over to html.py, or is read the same. Before
+    # the styled elements are read: a sheet that may hide hands the message over at once.
+    if css and cascade.may_hide(css):
+        return None
+    styled = _styled(tree)
+    nodes, values, styles = styled
+    if css and cascade.paints_background(css):
+        colours = _colour_suspects(tree, styled, fonts)
+        if colours:
             return None
-        if css and cascade.paints_background(css):
-            colours = _colour_suspects(tree, styled, fonts)
-            if colours:
-                return None
     suspects = inlinestyle.suspects(styles)
     if len(suspects) > lxmlview.MAX_HIDING:
         return None
