@@ -1,13 +1,14 @@
 """The relay's HTML view (Message.html_view, through html.extract) from lexbor's tree, through
 selectolax: the same HtmlView as html.py's extract_lxml (tests/message/test_html5.py holds them
 equal on every fixture and example, the hostile markup and hand-made shapes), for fewer
-instructions: 8.7 M against 12.7 M on the 30 KB newsletter of bench/ (callgrind;
+instructions: 8.4 M against 12.7 M on the 30 KB newsletter of bench/ (callgrind;
 bench/html_view_bench.py splits both in CPU time).
 lexbor's parse costs half of libxml2's; what is left is selectolax's calls per link, the
 selectors (styles, hidden elements, depth) and the Python around (the one walk that finds the
 elements acted on; words split, joined and collected, as html.py does too). Each pass over the
 source text costs about as much as a selector over the tree: the view makes few (the controls
-and "#" looked for by memchr, the "<" counted).
+looked for by memchr, or below 8 KB deleted in one pass; "#" looked for by memchr; the "<"
+counted).
 
 Why selectolax: lexbor is an HTML5 parser in C (the tree a browser builds) and selectolax gives
 it whole-tree operations without a walk in Python: CSS selectors, elements by tag name,
