@@ -136,7 +136,11 @@ def _with_mutation_events(html: str) -> HtmlView:
         lexview._PARSE_OPTIONS = kept
 
 
-@pytest.mark.parametrize("html", [h for _, h in BODIES] + list(SHAPES.values()) + [s[0] for s in HOSTILE.values()])
+_EVERY = {**{str(p.relative_to(ROOT)): h for p, h in BODIES}, **{f"shape: {k}": v for k, v in SHAPES.items()},
+          **{f"hostile: {k}": v[0] for k, v in HOSTILE.items()}}
+
+
+@pytest.mark.parametrize("html", list(_EVERY.values()), ids=list(_EVERY))
 def test_the_view_is_the_same_without_mutation_events(html: str) -> None:
     assert lexview.extract(html) == _with_mutation_events(html)
 
