@@ -100,9 +100,9 @@ def _first_colour(value: str) -> inlinestyle.RGBA | None:
 def may_hide(css: str) -> bool:
     """The cheap test: False when no declaration in the sheet can hide anything (the cascade is
     then not run: most newsletters' sheets set fonts, paddings and link colours)."""
-    if inlinestyle.may_hide(css):
+    compact = inlinestyle.compact(css)  # once: a newsletter's sheet is a few KB
+    if inlinestyle.compact_may_hide(compact):
         return True
-    compact = inlinestyle.compact(css)
     return any(h in compact for h in inlinestyle.COLOUR_HINTS) and _colours_suspect(compact)
 
 

@@ -1,13 +1,14 @@
 """The relay's HTML view (Message.html_view, through html.extract) from lexbor's tree, through
 selectolax: the same HtmlView as html.py's extract_lxml (tests/message/test_html5.py holds them
 equal on every fixture and example, the hostile markup and hand-made shapes), for fewer
-instructions: 8.7 M against 12.7 M on the 30 KB newsletter of bench/ (callgrind;
+instructions: 8.4 M against 12.7 M on the 30 KB newsletter of bench/ (callgrind;
 bench/html_view_bench.py splits both in CPU time).
 lexbor's parse costs half of libxml2's; what is left is selectolax's calls per link, the
 selectors (styles, hidden elements, depth) and the Python around (the one walk that finds the
 elements acted on; words split, joined and collected, as html.py does too). Each pass over the
 source text costs about as much as a selector over the tree: the view makes few (the controls
-and "#" looked for by memchr, the "<" counted).
+looked for by memchr, or below 8 KB deleted in one pass; "#" looked for by memchr; the "<"
+counted).
 
 Why selectolax: lexbor is an HTML5 parser in C (the tree a browser builds) and selectolax gives
 it whole-tree operations without a walk in Python: CSS selectors, elements by tag name,
@@ -32,7 +33,7 @@ from __future__ import annotations
 import re
 from itertools import repeat
 
-from selectolax.lexbor import LexborHTMLParser, LexborNode
+from selectolax.lexbor import LexborDocumentOptions, LexborHTMLParser, LexborNode
 
 from proxy.message import cascade
 from proxy.message import html as lxmlview
@@ -68,12 +69,21 @@ _NOSCRIPT = re.compile(rb"<noscript", re.IGNORECASE)
 # libxml2 stops at 256 levels and html.py reports a partial view; past this depth (an element
 # under 200 others, a selector lexbor answers from each element up) html.py reads the message.
 # A selector of 200 steps costs as much to parse as to match: one of 50 steps rules out most.
-_DEEPER = ("* > " * 50 + "*",)
+# It is tried up from the last element children that hold no element only, a fifth to a half
+# fewer steps: where an element is under 50 others, so is one of those (of the deepest
+# elements, the last child of its parent). tests/message/test_html5.py holds it equal to
+# "* > " * 50 + "*".
+_DEEPER = ("* > " * 50 + ":last-child:not(:has(> *))",)
 _DEEP = ("* > " * 200 + "*",)
 # lexbor checks the open elements at each tag (the HTML standard's "in scope"), so a tree
 # nested n deep costs n squared: 10,000 nested divs 0.18 s, 200,000 a minute. Past this many
 # tags (a 30 KB newsletter has 1,500) html.py reads the message: libxml2 stops at 256 levels.
 MAX_TAGS = 5000
+# Without lexbor's mutation callbacks (what an element does when inserted, moved or removed,
+# or when an attribute changes: no style sheets are kept, no selector here reads an id or a
+# class, and the one element they fill, <selectedcontent>, stands in a <select>, read as a
+# space): 3-5 % less parse. tests/message/test_html5.py holds the view equal either way.
+_PARSE_OPTIONS = LexborDocumentOptions.WO_EVENTS
 _new = tuple.__new__
 _CONTROLS = [bytes([control]) for control in lxmlview._CONTROLS]
 # Below this many bytes one deletion pass costs less than looking for each control (31 calls,
@@ -104,7 +114,7 @@ def _colour_suspects(tree: LexborHTMLParser, styled: tuple[list[LexborNode], lis
     read on some background of the page, with that colour. `styled`: `_styled`; `fonts`: the
     font elements."""
     nodes, values, styles = styled
-    coloured = [s for s in styles if lxmlview._COLOURISH(s)][: lxmlview.MAX_HIDING]
+    coloured = [s for s in styles if lxmlview._colourish(s)][: lxmlview.MAX_HIDING]
     font_nodes = [node for node in fonts if node.attrs.get("color")]
     if not coloured and not font_nodes:
         return []
@@ -137,20 +147,20 @@ def _background(node: LexborNode | None) -> inlinestyle.RGBA | None:
 def _hidden(tree: LexborHTMLParser, found: dict[str, list[LexborNode]], tags: int) -> list[LexborNode] | None:
     """The elements to take out whole, in document order; None when html.py must read the
     message (see the module's docstring). `found`: `_elements`; `tags`: the "<" counted."""
-    styled = _styled(tree)
-    nodes, values, styles = styled
     fonts = found.get("font", [])
     colours: list[tuple[LexborNode, inlinestyle.RGBA]] | None = None
+    css = "\n".join(node.text() for node in found["style"]) if "style" in found else ""
     # html.py looks for a sheet where the source says "<style" in one of three cases; one read
-    # here where html.py does not read it hands over to html.py, or is read the same.
-    if "style" in found:
-        css = "\n".join(node.text() for node in found["style"])
-        if css and cascade.may_hide(css):
+    # here where html.py does not read it hands over to html.py, or is read the same. Before
+    # the styled elements are read: a sheet that may hide hands the message over at once.
+    if css and cascade.may_hide(css):
+        return None
+    styled = _styled(tree)
+    nodes, values, styles = styled
+    if css and cascade.paints_background(css):
+        colours = _colour_suspects(tree, styled, fonts)
+        if colours:
             return None
-        if css and cascade.paints_background(css):
-            colours = _colour_suspects(tree, styled, fonts)
-            if colours:
-                return None
     suspects = inlinestyle.suspects(styles)
     if len(suspects) > lxmlview.MAX_HIDING:
         return None
@@ -264,7 +274,7 @@ def extract(html: str) -> HtmlView:
     tags = data.count(b"<")
     if tags > MAX_TAGS:
         return lxmlview.extract_lxml(html)
-    tree = LexborHTMLParser(data)
+    tree = LexborHTMLParser(data, options=_PARSE_OPTIONS)
     found, comments = _elements(tree)
     # A noscript may stand in a template's content, which is no part of the tree walked.
     if "template" in found and ("noscript" in found or _NOSCRIPT.search(data)):

@@ -95,7 +95,11 @@ def compact(text: str) -> str:
 
 def may_hide(style: str) -> bool:
     """The cheap test: False when the style certainly hides nothing."""
-    compact = _compact(style)
+    return compact_may_hide(_compact(style))
+
+
+def compact_may_hide(compact: str) -> bool:
+    """`may_hide` of a text already made `compact` (a style sheet's is read twice)."""
     return any(h in compact for h in _WHOLE) or bool(_hint_places(compact, first=True))
 
 

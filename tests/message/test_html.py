@@ -3,11 +3,13 @@ words they show. The text pass runs in libxslt (proxy/message/html.py); these pi
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proxy.message.html import MAX_ANCHORS, extract
+from proxy.message.html import MAX_ANCHORS, _colourish, extract
 from proxy.message.mime import Link
 
 
@@ -200,3 +202,15 @@ def test_markup_drops_the_references_as_before(html: str) -> None:
 
     data = html.encode("utf-8", "replace").translate(None, _CONTROLS)
     assert _markup(html) == (_MARKER_REFS.sub(b"", data) if b"&#" in data else data)
+
+
+_COLOURISH_TEXT = st.text(st.sampled_from([*"colrbackgCOLRBACKG:;-\\ x", "\u212a", "\u0130", "\u017f", "\u0131", "\u1e9e",
+                                           "\uff23", "\u01c4", "\u03a3"]), max_size=24)
+
+
+@given(st.lists(st.sampled_from(["color", "backg", "COLOR", "BackG", "Color", "bac\u212ag"]), max_size=2).map("".join),
+       _COLOURISH_TEXT, _COLOURISH_TEXT)
+@settings(max_examples=500, deadline=None)
+def test_colourish_reads_as_the_regex(middle: str, before: str, after: str) -> None:
+    style = before + middle + after
+    assert _colourish(style) == bool(re.compile(r"color|backg|\\", re.IGNORECASE).search(style))

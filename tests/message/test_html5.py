@@ -10,11 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from selectolax.lexbor import LexborDocumentOptions, LexborHTMLParser
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proxy.message import html as lxmlview
 from proxy.message import html5 as lexview
+from proxy.message.htmlview import HtmlView
 from proxy.message.mime import Link, Message
 from tests.conftest import FIXTURES
 from tests.message.test_hostile_markup import SHAPES as HOSTILE
@@ -122,3 +124,55 @@ def test_controls_taken_out_as_by_one_deletion(pieces: list[bytes], repeat: int)
     # short and long (past _DELETE_BELOW): deleted in one pass, or looked for first
     data = b"<p>" * (lexview._DELETE_BELOW // 3 + 1 if repeat == 300 else 0) + b"".join(pieces) * repeat
     assert lexview._without_controls(data) == data.translate(None, lxmlview._CONTROLS)
+
+
+def _with_mutation_events(html: str) -> HtmlView:
+    """The view from a tree parsed with lexbor's mutation callbacks (its default)."""
+    kept = lexview._PARSE_OPTIONS
+    lexview._PARSE_OPTIONS = LexborDocumentOptions.UNDEF
+    try:
+        return lexview.extract(html)
+    finally:
+        lexview._PARSE_OPTIONS = kept
+
+
+_EVERY = {**{str(p.relative_to(ROOT)): h for p, h in BODIES}, **{f"shape: {k}": v for k, v in SHAPES.items()},
+          **{f"hostile: {k}": v[0] for k, v in HOSTILE.items()}}
+
+
+@pytest.mark.parametrize("html", list(_EVERY.values()), ids=list(_EVERY))
+def test_the_view_is_the_same_without_mutation_events(html: str) -> None:
+    assert lexview.extract(html) == _with_mutation_events(html)
+
+
+_MARKUP = st.sampled_from([
+    "<div>", "</div>", "<p>", "</p>", "<b>", "</b>", "<i>", "</i>", "<span>", "</span>", "<a href='x'>", "</a>", "<a>",
+    "<span style='display:none'>", "<span style='color:#fefefe'>", "<p style='font-size:0'>", "<p hidden>",
+    "<font color=white>", "<td bgcolor=black>", "<table>", "<tr>", "<td>", "</td>", "</table>", "<img alt=y src=x>",
+    "<br>", "<select>", "</select>", "<option selected>", "<option>", "</option>", "<button>", "</button>",
+    "<selectedcontent>", "</selectedcontent>", "<form action=go>", "</form>", "<input type=password name=pw>",
+    "<template>", "</template>", "<noscript>", "</noscript>", "<style>p{margin:0}</style>", "<title>t</title>",
+    "<textarea>", "</textarea>", "<script>s</script>", "<svg>", "</svg>", "<math>", "<!-- c -->", "<li>", "<ul>",
+    "text", "word", " ", "\n", "&amp;", "&nbsp;", "un", "sub",
+])
+
+
+@given(st.lists(_MARKUP, max_size=40).map("".join))
+@settings(max_examples=300, deadline=None)
+def test_the_view_is_the_same_without_mutation_events_on_any_markup(html: str) -> None:
+    assert lexview.extract(html) == _with_mutation_events(html)
+
+
+_NESTING = st.sampled_from(["<div>", "<span>", "<b>", "<table><tr><td>", "<ul><li>", "<p>", "<svg><g>", "<template>",
+                            "</div>", "</span>", "</b>", "</td></tr></table>", "</p>", "</g></svg>", "</template>",
+                            "<img src=x>", "<br>", "text", " ", "<!-- c -->", "<i>x</i>", "<font>", "</font>"])
+
+
+@given(st.lists(_NESTING, max_size=30).map("".join), st.integers(40, 60), st.lists(_NESTING, max_size=30).map("".join),
+       st.integers(0, 60), st.lists(_NESTING, max_size=30).map("".join))
+@settings(max_examples=300, deadline=None)
+def test_the_depth_test_from_the_last_leaves_is_the_plain_one(before: str, depth: int, inner: str, closed: int,
+                                                              after: str) -> None:
+    html = before + "<div>" * depth + inner + "</div>" * closed + after
+    tree = LexborHTMLParser(html)
+    assert tree.any_css_matches(lexview._DEEPER) == tree.any_css_matches(("* > " * 50 + "*",))
