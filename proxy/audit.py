@@ -18,20 +18,10 @@ from typing import Any
 import structlog
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
-# The level `configure` set: records below it are dropped (NOTSET: not configured, all kept).
-_level = logging.NOTSET
-
-
-def enabled(level: int) -> bool:
-    """Whether a record at `level` is written, so that a caller can skip building one that
-    would be dropped (the audit line of every message: its masked addresses, its fields)."""
-    return level >= _level
 
 
 def configure(level: str = "info", fmt: str = "json", stream: Any = None) -> None:
     """Set up structlog once for the process: JSON lines to stdout, or pretty on a terminal."""
-    global _level
-    _level = _LEVELS[level]
     stream = stream or sys.stdout
     if fmt == "auto":
         fmt = "console" if getattr(stream, "isatty", lambda: False)() else "json"

@@ -13,7 +13,6 @@ from typing import Any, Awaitable, Callable, TypeVar
 
 import structlog
 
-from proxy.audit import enabled as audit_enabled
 from proxy.metrics import reply_class
 from proxy.policy.verdict import Action, Verdict
 from proxy.replies import Replies, Reply
@@ -88,7 +87,7 @@ def audit(deps: TransactionDeps, tx: Transaction, reply: Reply, verdict: Verdict
           record: dict[str, Any], t0: float) -> None:
     """The one audit line of a message, and its metrics. The line (its masked addresses, its
     fields) is only built when the configured level keeps it."""
-    if audit_enabled(logging.INFO):
+    if log.is_enabled_for(logging.INFO):  # structlog's level filter, as `configure` set it
         mask = deps.masker
         log.info(
             "message",

@@ -86,25 +86,27 @@ async def test_judged_then_held_or_counted_without_a_service(deps: TransactionDe
     outcome.audit(deps, bare, reply, judgement.verdict, len(BARE), record, time.perf_counter())
 
 
-async def test_the_audit_line_follows_the_level_and_the_metrics_count_either_way(deps: TransactionDeps,
-                                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_the_audit_line_follows_the_level_and_the_metrics_count_either_way(deps: TransactionDeps) -> None:
     """Below the configured level the audit line is not even built (its addresses are not
     masked); the message is counted in the metrics all the same."""
     import logging
 
+    import structlog
     from structlog.testing import capture_logs
-
-    from proxy import audit
 
     tx = transaction(policy(frequency=""), ["reader@example.org"])
     masked: list[str] = []
     deps = TransactionDeps(deps.judging, deps.pending_writes, deps.quarantine, deps.notifier,
                            lambda a: masked.append(a) or a, deps.metrics)  # type: ignore[arg-type]
     counted = deps.metrics.messages.labels("marketing", "refused")
-    for level, lines in ((logging.WARNING, 0), (logging.INFO, 1)):
-        monkeypatch.setattr(audit, "_level", level)
-        before, masked[:] = counted._value.get(), []
-        with capture_logs() as logs:
-            outcome.audit(deps, tx, Replies.bad_recipient("x"), None, 10, {}, time.perf_counter())
-        assert len([e for e in logs if e["event"] == "message"]) == lines and len(masked) == 2 * lines
-        assert counted._value.get() == before + 1
+    configured = structlog.get_config()
+    try:
+        for level, lines in ((logging.WARNING, 0), (logging.INFO, 1)):
+            structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(level))  # as audit.configure sets it
+            before, masked[:] = counted._value.get(), []
+            with capture_logs() as logs:
+                outcome.audit(deps, tx, Replies.bad_recipient("x"), None, 10, {}, time.perf_counter())
+            assert len([e for e in logs if e["event"] == "message"]) == lines and len(masked) == 2 * lines
+            assert counted._value.get() == before + 1
+    finally:
+        structlog.configure(**configured)
