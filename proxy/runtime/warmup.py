@@ -103,8 +103,9 @@ def prepare(policy: Policy) -> None:
 
 
 def warm_up(policy: Policy) -> float:
-    """`prepare`, then judge the sample under every stream; returns the seconds it took. Never raises: a check
-    that fails here is reported and will be reported again (as check.error) on real mail."""
+    """`prepare`, then judge the sample under every stream; returns the seconds it took.
+    Never raises: a check that fails here is reported and will be reported again (as
+    check.error) on real mail."""
     started = time.perf_counter()
     keep_freed_heap()
     prepare(policy)
