@@ -77,11 +77,25 @@ def _hides_all(el: etree._Element) -> bool:
     return bool(style) and inlinestyle.may_hide(style) and inlinestyle.effect(style).subtree
 
 
+_CONTROL_BYTES = [bytes([control]) for control in _CONTROLS]
+# Below this many bytes one deletion pass costs less than looking for each control (31 calls,
+# 3.6 us, most of it the calls: the deletion takes 0.4 us from 800 bytes, 11 us from 30 KB).
+_DELETE_BELOW = 8192
+
+
+def _without_controls(data: bytes) -> bytes:
+    """The bytes without the controls (C0 but tab, newline and carriage return; DEL)."""
+    if len(data) >= _DELETE_BELOW and not any(c in data for c in _CONTROL_BYTES):  # each a memchr
+        return data
+    return data.translate(None, _CONTROLS)
+
+
 def _markup(html: str) -> bytes:
-    """The body as libxml2 reads it: UTF-8, without the controls and the references to DEL
-    that could fake the walk's markers. The references are looked for by memchr ("#") and
-    then the regex: `b"&#" in data`, a two-byte needle, scans slower than both."""
-    data = html.encode("utf-8", "replace").translate(None, _CONTROLS)
+    """The body as libxml2 reads it (and lexbor, proxy/message/html5.py): UTF-8, without the
+    controls and the references to DEL that could fake the walk's markers. The references are
+    looked for by memchr ("#") and then the regex: `b"&#" in data`, a two-byte needle, scans
+    slower than both."""
+    data = _without_controls(html.encode("utf-8", "replace"))
     if b"#" in data and _MARKER_REFS.search(data):
         data = _MARKER_REFS.sub(b"", data)
     return data
@@ -173,6 +187,8 @@ def _with_styles(root: etree._Element, styles: set[str]) -> list[tuple[etree._El
         found = _styled(len(styles))(root, **{f"s{i}": s for i, s in enumerate(styles)})
         return [(el, el.get("style")) for el in found]
     return [(v.getparent(), str(v)) for v in _STYLE_ATTRIBUTES(root) if v in styles]
+
+
 _FORM_TAGS = ("form", "input", "button")
 
 
@@ -186,6 +202,12 @@ def _transform() -> etree.XSLT:
 _BGCOLORS = etree.XPath("/descendant::*/@bgcolor", smart_strings=False)
 _FONT_COLORS = etree.XPath("/descendant::font/@color")
 _FONT_TAG = re.compile("<font", re.IGNORECASE)
+_LINK_COLOUR: inlinestyle.RGBA = (0.0, 0.0, 0.933, 1.0)  # a link not coloured by the sender: a browser's blue
+_MAX_ANCESTORS = 300  # libxml2 nests at most 256 deep
+HIDDEN_MARK = "data-sendwarden-hidden"
+HIDDEN_TEXT_TAG = "sendwarden-hidden"
+
+
 def _colourish(style: str) -> bool:
     """Whether the style may set a colour or a background (a backslash: a CSS escape may spell
     either). As re.compile(r"color|backg|\\\\", re.IGNORECASE).search reads it (the Kelvin sign
@@ -193,12 +215,6 @@ def _colourish(style: str) -> bool:
     a newsletter's twenty styles took 11 us through the regex."""
     low = style.lower()
     return "color" in low or "backg" in low or "\\" in low
-
-
-_LINK_COLOUR: inlinestyle.RGBA = (0.0, 0.0, 0.933, 1.0)  # a link not coloured by the sender: a browser's blue
-_MAX_ANCESTORS = 300  # libxml2 nests at most 256 deep
-HIDDEN_MARK = "data-sendwarden-hidden"
-HIDDEN_TEXT_TAG = "sendwarden-hidden"
 
 
 class _Hider:

@@ -53,18 +53,18 @@ _INVISIBLE = ("script", "style", "title", "textarea", "option", "select", "noscr
 _LOOKED_FOR = frozenset({*_INLINE, *_INVISIBLE, "img", "form", "input", "button", "font", "a"})
 
 
-def _tag_ids() -> tuple[dict[int, str], int]:
-    """The tag id of each looked-for name; the least id of an element (those below are the
-    comment, the processing instruction, text, the document and the doctype)."""
+def _tag_ids() -> dict[int, str]:
+    """The tag id of each looked-for name."""
     probe = LexborHTMLParser("")
-    ids = {probe.create_node(name).tag_id: name for name in _LOOKED_FOR}
-    least = probe.create_node("a").tag_id  # the first name of lexbor's table
-    assert len(ids) == len(_LOOKED_FOR) and min(ids) >= least, "lexbor's tag ids changed"
-    return ids, least
+    return {probe.create_node(name).tag_id: name for name in _LOOKED_FOR}
 
 
-_IDS, _LEAST_ELEMENT_ID = _tag_ids()
-_LINK_ID = _LEAST_ELEMENT_ID  # "a", the first name of lexbor's table
+_IDS = _tag_ids()
+# "a", the first name of lexbor's table: the ids below it are the comment, the processing
+# instruction, text, the document and the doctype.
+_LINK_ID = min(_IDS)
+assert len(_IDS) == len(_LOOKED_FOR) and _IDS[_LINK_ID] == "a", "lexbor's tag ids changed"
+_FORM_SELECTOR = ", ".join(lxmlview._FORM_TAGS)
 _NOSCRIPT = re.compile(rb"<noscript", re.IGNORECASE)
 # libxml2 stops at 256 levels and html.py reports a partial view; past this depth (an element
 # under 200 others, a selector lexbor answers from each element up) html.py reads the message.
@@ -85,21 +85,6 @@ MAX_TAGS = 5000
 # space): 3-5 % less parse. tests/message/test_html5.py holds the view equal either way.
 _PARSE_OPTIONS = LexborDocumentOptions.WO_EVENTS
 _new = tuple.__new__
-_CONTROLS = [bytes([control]) for control in lxmlview._CONTROLS]
-# Below this many bytes one deletion pass costs less than looking for each control (31 calls,
-# 3.6 us, most of it the calls: the deletion takes 0.4 us from 800 bytes, 11 us from 30 KB).
-_DELETE_BELOW = 8192
-
-
-def _without_controls(data: bytes) -> bytes:
-    """The bytes without html.py's controls (C0 but tab, newline and carriage return; DEL)."""
-    if len(data) < _DELETE_BELOW:
-        return data.translate(None, lxmlview._CONTROLS)
-    if any(control in data for control in _CONTROLS):  # each a memchr: the deletion is a slower pass
-        return data.translate(None, lxmlview._CONTROLS)
-    return data
-
-
 def _styled(tree: LexborHTMLParser) -> tuple[list[LexborNode], list[str], list[str]]:
     """The elements with a style, their styles (two lists: no pair made for each of a
     newsletter's hundred styled cells), and the distinct styles in document order."""
@@ -181,10 +166,10 @@ def _hidden(tree: LexborHTMLParser, found: dict[str, list[LexborNode]], tags: in
         return None
     root = tree.root
     # By identity: a node's == compares the HTML of both (the whole document's, for the root).
-    if root is not None and any(node.mem_id == root.mem_id for node in (*gone, *hidden)):
+    ids = {node.mem_id for node in gone} | {node.mem_id for node in hidden}
+    if root is not None and root.mem_id in ids:
         return None
     if gone and hidden:  # in document order, so that the inner ones go first
-        ids = {node.mem_id for node in (*gone, *hidden)}
         return [node for node in tree.css("[hidden], [style]") if node.mem_id in ids]
     return gone or hidden
 
@@ -224,7 +209,7 @@ def _forms(tree: LexborHTMLParser) -> tuple[int, int, list[tuple[str, str]], lis
     password_inputs = forms = 0
     inputs: list[tuple[str, str]] = []
     actions: list[str] = []
-    for node in tree.css("form, input, button"):
+    for node in tree.css(_FORM_SELECTOR):
         attrs = node.attrs
         if node.tag == "form":
             forms += 1
@@ -247,7 +232,7 @@ def _elements(tree: LexborHTMLParser) -> tuple[dict[str, list[LexborNode]], list
     comments: list[LexborNode] = []
     if tree.root is None:
         return found, comments
-    ids, least, link = _IDS, _LEAST_ELEMENT_ID, _LINK_ID
+    ids, link = _IDS, _LINK_ID
     for node in tree.root.traverse():
         tag = node.tag_id
         if tag in ids:
@@ -255,7 +240,7 @@ def _elements(tree: LexborHTMLParser) -> tuple[dict[str, list[LexborNode]], list
                 found.setdefault(ids[tag], []).append(node)
             elif "a" not in found:
                 found["a"] = []
-        elif tag < least:
+        elif tag < link:
             comments.append(node)
     return found, comments
 
@@ -265,12 +250,7 @@ def extract(html: str) -> HtmlView:
     only it reads)."""
     if not html.strip():
         return lxmlview._EMPTY
-    data = html.encode("utf-8", "replace")
-    data = _without_controls(data)
-    # A reference to DEL taken out too: looked for by memchr ("#"), then by the regex (a third of
-    # the cost of `b"&#" in data`, which a two-byte needle makes a slow scan).
-    if b"#" in data and lxmlview._MARKER_REFS.search(data):
-        data = lxmlview._MARKER_REFS.sub(b"", data)
+    data = lxmlview._markup(html)  # the bytes libxml2 reads: without controls and DEL references
     tags = data.count(b"<")
     if tags > MAX_TAGS:
         return lxmlview.extract_lxml(html)
@@ -308,7 +288,7 @@ def extract(html: str) -> HtmlView:
         del links[lxmlview.MAX_ANCHORS:]
     alts = _alts(tree) if links and "img" in found else {}
     anchors = _anchors(links, alts)
-    password_inputs, forms, inputs, actions = _forms(tree) if not found.keys().isdisjoint(("form", "input", "button")) else (0, 0, [], [])
+    password_inputs, forms, inputs, actions = _forms(tree) if not found.keys().isdisjoint(lxmlview._FORM_TAGS) else (0, 0, [], [])
     if elements:
         for node in elements:
             node.unwrap(delete_empty=True)

@@ -122,8 +122,8 @@ _BYTES = st.lists(st.sampled_from([*range(33), 60, 62, 97, 127, 195, 169]), max_
 @settings(max_examples=200, deadline=None)
 def test_controls_taken_out_as_by_one_deletion(pieces: list[bytes], repeat: int) -> None:
     # short and long (past _DELETE_BELOW): deleted in one pass, or looked for first
-    data = b"<p>" * (lexview._DELETE_BELOW // 3 + 1 if repeat == 300 else 0) + b"".join(pieces) * repeat
-    assert lexview._without_controls(data) == data.translate(None, lxmlview._CONTROLS)
+    data = b"<p>" * (lxmlview._DELETE_BELOW // 3 + 1 if repeat == 300 else 0) + b"".join(pieces) * repeat
+    assert lxmlview._without_controls(data) == data.translate(None, lxmlview._CONTROLS)
 
 
 def _with_mutation_events(html: str) -> HtmlView:
