@@ -483,6 +483,7 @@ class Service:
             self._tasks.append(loop.create_task(self._last_hour_loop()))
         self._tasks.append(loop.create_task(self._reputation_loop()))
         heavy.share_the_gil()  # judging threads let the event loop answer within milliseconds
+        await asyncio.to_thread(prepare, self.policy)  # ~180 ms: off the loop, which already listens
         warmed = warm_up(self.policy)  # the first client's message does not pay for first use
         log.info("ready", upstream=repr(self.upstream), policy=self.policy.source, monitor=self.policy.monitor,
                  worker=self.worker, warm_up_ms=round(warmed * 1000, 1))
