@@ -168,8 +168,7 @@ class TermSet:
         self._prefixed = re.compile(" ((?:" + _trie_regex(prefixes) + r")\w*)").findall if prefixes else None
         self.anchored = anchored  # False: some regex term has no known first word
         self._label_sources = labels
-        self._labels: tuple[tuple[str, Any], ...] | None = None
-        self._index: LabelIndex | None = None
+        self._compiled: tuple[tuple[tuple[str, Any], ...], LabelIndex] | None = None  # _compiled_labels
 
     def _hits(self, text: str, words: frozenset[str] | set[str] | None = None) -> list[Any]:
         if not self.anchored or (words is None and len(text) < _SHORT):
@@ -265,18 +264,19 @@ class TermSet:
 
     @property
     def prepared(self) -> bool:
-        return self._labels is not None
+        return self._compiled is not None
 
     def _compiled_labels(self) -> tuple[tuple[tuple[str, Any], ...], LabelIndex]:
         """Each label's own pattern and the index of their beginnings, made on the first hit:
         most term sets never have one, and a hundred labels' tries cost as much to render as
         the combined one."""
-        if self._labels is None or self._index is None:
+        compiled = self._compiled
+        if compiled is None:  # both made, then set at once: a judging thread never sees half
             # A label of literal terms alone is one of our tries: `re` (see opsregex.py).
-            self._labels = tuple((label, (self._compile if rx else re.compile)("|".join(([_trie_regex(keys)] if keys else []) + rx)))
-                                 for label, keys, rx in self._label_sources)
-            self._index = LabelIndex([_beginnings(keys, rx) for _, keys, rx in self._label_sources])
-        return self._labels, self._index
+            labels = tuple((label, (self._compile if rx else re.compile)("|".join(([_trie_regex(keys)] if keys else []) + rx)))
+                           for label, keys, rx in self._label_sources)
+            compiled = self._compiled = (labels, LabelIndex([_beginnings(keys, rx) for _, keys, rx in self._label_sources]))
+        return compiled
 
 
 # What the stdlib's parser (which finds a regex term's first words) does not read as the
@@ -287,10 +287,15 @@ class TermSet:
 _ENGINE_SYNTAX = re.compile(r"\(\?[a-zA-Z^\-]|\{(?![0-9]*,?[0-9]*\})")
 
 
+def _lead(key: str) -> str:
+    """A literal term's first word as written, without its wildcard (a wildcard's stem)."""
+    return key.split(_SEP, 1)[0].removesuffix(_WILD)
+
+
 def _beginnings(keys: Sequence[str], rx: Sequence[str]) -> tuple[list[str], list[str] | None]:
     """A label's literal beginnings (each literal term's first word as written, without its
     wildcard), and those of its regular expressions (each `(?i:source)`), for LabelIndex."""
-    literal = [key.split(_SEP, 1)[0].removesuffix(_WILD) for key in keys]
+    literal = [_lead(key) for key in keys]
     folded: list[str] = []
     for source in rx:
         inner = source[len("(?i:"):-1]
@@ -308,7 +313,7 @@ class _Leads:
     __slots__ = ("_leads", "_lengths", "_cut", "_anywhere")
 
     def __init__(self, keys: Iterable[str]) -> None:
-        self._leads = frozenset(key.split(_SEP, 1)[0].removesuffix(_WILD) for key in keys)
+        self._leads = frozenset(_lead(key) for key in keys)
         self._anywhere = "" in self._leads  # a bare `*`
         self._lengths = tuple(sorted({len(lead) for lead in self._leads}))
         # A beginning that goes on past a word with a character that is no word character

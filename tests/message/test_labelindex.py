@@ -15,15 +15,14 @@ from proxy.policy.loader import BUILTIN_DEFAULT, load_policy
 def every_label(ts: TermSet, hit: str) -> tuple[str, ...]:
     """The labels whose own pattern matches all of `hit`, every label tried in order: the
     path the index replaces."""
-    ts.label_of(hit)  # compiles the per-label patterns
-    assert ts._labels is not None
-    return tuple(label for label, pattern in ts._labels if pattern.fullmatch(hit))
+    labels, _ = ts._compiled_labels()  # the per-label patterns
+    return tuple(label for label, pattern in labels if pattern.fullmatch(hit))
 
 
 def label_of_every(ts: TermSet, hit: str) -> str:
     found = every_label(ts, hit)
-    assert ts._labels is not None
-    return found[0] if found else (ts._labels[-1][0] if ts._labels else "")
+    labels, _ = ts._compiled_labels()
+    return found[0] if found else (labels[-1][0] if labels else "")
 
 
 def labels_of_every(ts: TermSet, hit: str) -> tuple[str, ...]:
