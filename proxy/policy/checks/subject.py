@@ -9,7 +9,9 @@ invisible characters removed, so neither encoding nor a zero-width space hides a
 from __future__ import annotations
 
 import re
-from typing import ClassVar, Iterator
+from collections.abc import Callable, Iterator
+from functools import lru_cache
+from typing import ClassVar
 
 import regex
 from pydantic import Field, PrivateAttr, model_validator
@@ -59,9 +61,6 @@ def _prefix_regex(prefixes: list[str]) -> re.Pattern[str]:
         re.IGNORECASE,
     )
 
-_UNSEEN = object()
-
-
 @options("subject")
 class SubjectOptions(Options):
     """`[checks.subject]`."""
@@ -78,10 +77,9 @@ class SubjectOptions(Options):
         r"\bu heeft gewonnen\b|\bje hebt gewonnen\b",
     ])
     _prefix: re.Pattern[str] = PrivateAttr()
-    _patterns: OpsPattern | None = PrivateAttr(default=None)
-    # What the patterns found in a subject (the text matched, or None): a campaign's messages
-    # share their subject. Forgotten all at once past MAX_SUBJECTS.
-    _found: dict[str, str | None] = PrivateAttr(default_factory=dict)
+    # What the patterns found in a subject (the text matched, or None), remembered for the
+    # last MAX_SUBJECTS subjects: a campaign's messages share their subject.
+    _found: Callable[[str], str | None] | None = PrivateAttr(default=None)
     MAX_SUBJECTS: ClassVar[int] = 4096
 
     @model_validator(mode="after")
@@ -93,24 +91,18 @@ class SubjectOptions(Options):
             except PatternError as exc:
                 raise ValueError(f"patterns[{i}]: {p!r}: {exc}") from None
         if self.patterns:
-            self._patterns = OpsPattern("|".join(f"(?:{p})" for p in self.patterns), regex.IGNORECASE, probe=False)
+            search = OpsPattern("|".join(f"(?:{p})" for p in self.patterns), regex.IGNORECASE, probe=False).search
+
+            def found(subject: str) -> str | None:
+                m = search(subject)  # a PatternTimeout is raised, never remembered
+                return m.group(0) if m else None
+
+            self._found = lru_cache(maxsize=self.MAX_SUBJECTS)(found)  # thread-safe, unlike a dict read twice
         return self
 
     def deceptive_match(self, subject: str) -> str | None:
         """The text of `subject` that a deceptive pattern matches, or None."""
-        if self._patterns is None:
-            return None
-        found = self._found
-        # One read: a message judged in another thread (a big one) may clear the dict between
-        # a test and a second read.
-        known = found.get(subject, _UNSEEN)
-        if known is not _UNSEEN:
-            return known  # type: ignore[return-value]
-        if len(found) >= self.MAX_SUBJECTS:
-            found.clear()
-        m = self._patterns.search(subject)  # a PatternTimeout is raised, never remembered
-        matched = found[subject] = m.group(0) if m else None
-        return matched
+        return None if self._found is None else self._found(subject)
 
 
 def visible_subject(msg: Message) -> str:
