@@ -223,11 +223,8 @@ class TermSet:
         """Hits in `normalised` text; `words` may pass its word set when already known, and
         `labels` a dict the caller keeps for one message, where the label of each distinct hit
         is remembered (a message's offers scan the same cues again and again)."""
-        label_of = self.label_of if labels is None else partial(_remembered, self.label_of, labels)
-        for m in self._hits(normalised, words):
-            label = label_of(m.group(0))
-            if label != ALLOW:
-                yield label, m.group(0)
+        for label, m in self.matches(normalised, words, labels):
+            yield label, m.group(0)
 
     def matches(self, normalised: str, words: frozenset[str] | None = None,
                 labels: dict[str, str] | None = None) -> Iterator[tuple[str, re.Match[str]]]:
@@ -454,7 +451,8 @@ def compile_terms(labelled: Mapping[str, Iterable[str]]) -> TermSet:
     allowed = per_label.get(ALLOW, ([], []))[0]
     allowed_keys = set(allowed)
     others = [k for k in keys if k not in allowed_keys]
-    literal = ([_trie_regex(allowed)] if allowed else []) + ([_trie_regex(others)] if others else [])
+    allowed_body, others_body = (_trie_regex(allowed) if allowed else ""), (_trie_regex(others) if others else "")
+    literal = [b for b in (allowed_body, others_body) if b]
     alts = literal[:1] + regexes + literal[1:] if allowed else regexes + literal
     body = "|".join(alts) if alts else r"(?!x)x"
     # Each label's own pattern is rendered on the first hit (label_of): most term sets never
@@ -465,7 +463,7 @@ def compile_terms(labelled: Mapping[str, Iterable[str]]) -> TermSet:
     return TermSet(body, tuple(labels), len(keys) + len(regexes), needs,
                    tuple(sorted(prefixes)), anchored, ops_regex=bool(regexes),
                    literal_body="|".join(literal) or r"(?!x)x", regex_starts=tuple(sorted(regex_starts)),
-                   staged=(_trie_regex(allowed) if allowed else "", tuple(regex_terms), _trie_regex(others) if others else ""),
+                   staged=(allowed_body, tuple(regex_terms), others_body),
                    staged_keys=(allowed, others))
 
 
