@@ -94,19 +94,23 @@ def parse_list_unsubscribe(values: list[str], allow_http: bool = False) -> ListU
 
 
 def _parse_both(values: list[str]) -> tuple[ListUnsubscribe, ListUnsubscribe]:
-    """`parse_list_unsubscribe` without and with http: allowed, from one pass: the header
-    check reads the one its options say, the body-link check the other (Message.memo). Only
-    an http: URI reads differently: allowed, it is a URI or has its own problem."""
-    uris: tuple[list[str], list[str]] = ([], [])
-    problems: tuple[list[str], list[str]] = ([], [])
+    """`parse_list_unsubscribe` without and with http: allowed, from one reading of the
+    header: the header check reads the one its options say, the body-link check the other
+    (Message.memo). Only an http: URI reads differently."""
+    entries = _entries(values)
+    return _resolved(entries, False), _resolved(entries, True)
+
+
+def _entries(values: list[str]) -> list[tuple[bool, str]]:
+    """The header's bracketed URIs and its problems of form, in order: (True, uri) or
+    (False, problem)."""
+    entries: list[tuple[bool, str]] = []
     if len(values) > 1:
-        for found in problems:
-            found.append(f"{len(values)} List-Unsubscribe headers (RFC 2369 allows one)")
+        entries.append((False, f"{len(values)} List-Unsubscribe headers (RFC 2369 allows one)"))
     for value in values:
         text = _COMMENT.sub(" ", value).strip()
         if not text:
-            for found in problems:
-                found.append("empty List-Unsubscribe header")
+            entries.append((False, "empty List-Unsubscribe header"))
             continue
         # Take the bracketed URIs out first: a URI may itself hold commas (in its query).
         bracketed = _BRACKETED.findall(text)
@@ -116,24 +120,25 @@ def _parse_both(values: list[str]) -> tuple[ListUnsubscribe, ListUnsubscribe]:
             if item == "\x00":
                 continue
             if not item:
-                problem = "an empty entry between commas"
+                entries.append((False, "an empty entry between commas"))
             elif "\x00" in item:
-                problem = "URIs not separated by commas"
+                entries.append((False, "URIs not separated by commas"))
             else:
-                problem = f"{item[:80]!r} is not an angle-bracketed URI"
-            for found in problems:
-                found.append(problem)
-        for raw_uri in bracketed:
-            uri = "".join(raw_uri.split())
-            strict = _uri_problem(uri, False)
-            lenient = _uri_problem(uri, True) if uri.partition(":")[0].lower() == "http" else strict
-            for allow_http, problem in enumerate((strict, lenient)):
-                if problem:
-                    problems[allow_http].append(problem)
-                else:
-                    uris[allow_http].append(uri)
-    strict_one, lenient_one = (ListUnsubscribe(tuple(u), tuple(p)) for u, p in zip(uris, problems, strict=True))
-    return (strict_one, strict_one if strict_one == lenient_one else lenient_one)
+                entries.append((False, f"{item[:80]!r} is not an angle-bracketed URI"))
+        entries.extend((True, "".join(raw_uri.split())) for raw_uri in bracketed)
+    return entries
+
+
+def _resolved(entries: list[tuple[bool, str]], allow_http: bool) -> ListUnsubscribe:
+    uris: list[str] = []
+    problems: list[str] = []
+    for is_uri, text in entries:
+        problem = _uri_problem(text, allow_http) if is_uri else text
+        if problem:
+            problems.append(problem)
+        else:
+            uris.append(text)
+    return ListUnsubscribe(tuple(uris), tuple(problems))
 
 
 def _list_unsubscribe(msg: Message, allow_http: bool) -> ListUnsubscribe:
